@@ -1,0 +1,143 @@
+// Communicator: a group of ranks and the collectives between them.
+//
+// A small value handle (copies share one group and one set of counters) over a backend that
+// lives in its own file (MPI now, NCCL later). Buffers are contiguous Tensors; counts are in
+// elements. Input and output dtypes must match. Every call is counted (calls and bytes, by
+// kind) so tests and `explain` can see what ran. A group of size one never communicates.
+//
+// Bytes counted per call follow nccl-tests' "size": the buffer for all_reduce and broadcast,
+// the full output for all_gather and gather, the full input for reduce_scatter, scatter and
+// all_to_all, the message for send/recv.
+#pragma once
+
+#include "collectives/work.hpp"
+#include "tensor/tensor.hpp"
+
+#include <array>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+namespace dtensor {
+
+enum class ReduceOp : uint8_t { Sum, Avg, Max, Min, Prod };
+std::string_view reduce_op_name(ReduceOp op);
+
+enum class CollectiveKind : uint8_t {
+  AllReduce, Broadcast, AllGather, ReduceScatter, AllToAll, Scatter, Gather, Send, Recv, Barrier
+};
+inline constexpr size_t kCollectiveKinds = 10;
+std::string_view collective_name(CollectiveKind kind);
+
+struct CommStats {
+  std::array<uint64_t, kCollectiveKinds> calls{};
+  std::array<uint64_t, kCollectiveKinds> bytes{};
+
+  uint64_t calls_of(CollectiveKind k) const { return calls[size_t(k)]; }
+  uint64_t bytes_of(CollectiveKind k) const { return bytes[size_t(k)]; }
+  uint64_t total_calls() const;
+  uint64_t total_bytes() const;
+};
+
+namespace detail {
+// What a transport implements. Arguments arrive validated: contiguous, matching dtypes and
+// devices, counts of length size() that add up to the buffers. `async` false means the call
+// completes before returning (the returned Work is then empty).
+class CommBackend {
+ public:
+  virtual ~CommBackend() = default;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual std::string_view name() const = 0;
+
+  virtual Work all_reduce(const Tensor& buffer, ReduceOp op, bool async) = 0;
+  virtual Work broadcast(const Tensor& buffer, int root, bool async) = 0;
+  virtual Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                            bool async) = 0;
+  virtual Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                                ReduceOp op, bool async) = 0;
+  virtual Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                            std::span<const int64_t> recv_counts, bool async) = 0;
+  virtual Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
+                         bool async) = 0;
+  virtual Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
+                        bool async) = 0;
+  virtual Work send(const Tensor& buffer, int dst, int tag, bool async) = 0;
+  virtual Work recv(const Tensor& buffer, int src, int tag, bool async) = 0;
+  virtual void barrier() = 0;
+  // nullptr when color < 0 (this rank joins no group).
+  virtual std::shared_ptr<CommBackend> split(int color, int key) = 0;
+};
+}  // namespace detail
+
+class Communicator {
+ public:
+  Communicator() = default;  // belongs to no group: is_member() is false, every call throws
+  explicit Communicator(std::shared_ptr<detail::CommBackend> backend);
+
+  bool is_member() const { return state_ != nullptr; }
+  int rank() const;
+  int size() const;
+  std::string_view backend_name() const;
+
+  // In place on every rank.
+  void all_reduce(const Tensor& buffer, ReduceOp op = ReduceOp::Sum);
+  Work all_reduce_async(const Tensor& buffer, ReduceOp op = ReduceOp::Sum);
+  void broadcast(const Tensor& buffer, int root);
+  Work broadcast_async(const Tensor& buffer, int root);
+
+  // out = concatenation of every rank's `in` in rank order (flat; out.numel() == size * in.numel()).
+  void all_gather(const Tensor& in, const Tensor& out);
+  Work all_gather_async(const Tensor& in, const Tensor& out);
+  // Rank r contributes counts[r] elements.
+  void all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts);
+  Work all_gather_v_async(const Tensor& in, const Tensor& out, std::span<const int64_t> counts);
+
+  // in holds size() equal blocks; rank r receives the reduction of everyone's block r.
+  void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum);
+  Work reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum);
+  // Block r has counts[r] elements.
+  void reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                        ReduceOp op = ReduceOp::Sum);
+  Work reduce_scatter_v_async(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                              ReduceOp op = ReduceOp::Sum);
+
+  // Block j of in goes to rank j; block i of out came from rank i.
+  void all_to_all(const Tensor& in, const Tensor& out);
+  Work all_to_all_async(const Tensor& in, const Tensor& out);
+  void all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                    std::span<const int64_t> recv_counts);
+  Work all_to_all_v_async(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                          std::span<const int64_t> recv_counts);
+
+  // Root's in (size() blocks) is split to every rank's out; `in` is only read on root.
+  void scatter(const Tensor& in, const Tensor& out, int root);
+  void scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root);
+  // Every rank's in is concatenated into root's out; `out` is only written on root.
+  void gather(const Tensor& in, const Tensor& out, int root);
+  void gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root);
+
+  void send(const Tensor& buffer, int dst, int tag = 0);
+  Work send_async(const Tensor& buffer, int dst, int tag = 0);
+  void recv(const Tensor& buffer, int src, int tag = 0);
+  Work recv_async(const Tensor& buffer, int src, int tag = 0);
+
+  void barrier();
+
+  // Collective over this group: ranks passing the same color form a new group ordered by key
+  // (ties by rank). A negative color joins no group and gets a non-member Communicator.
+  Communicator split(int color, int key) const;
+
+  const CommStats& stats() const;
+  void reset_stats();
+
+ private:
+  struct State;
+  State& state(const char* op) const;
+  void record(CollectiveKind kind, size_t bytes);
+
+  std::shared_ptr<State> state_;
+};
+
+}  // namespace dtensor

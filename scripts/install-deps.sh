@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs the Debian packages dtensor builds and runs with. Idempotent: when every package is
+# already present it only runs one dpkg-query and exits.
+set -euo pipefail
+
+packages=(
+  g++ make meson ninja-build pkg-config
+  openmpi-bin libopenmpi-dev
+  libeigen3-dev catch2 libbenchmark-dev
+  nlohmann-json3-dev libcli11-dev libfmt-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+echo "install-deps: installing ${missing[*]}"
+if [[ $(id -u) -ne 0 ]]; then
+  echo "install-deps: missing packages and not root; run: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
