@@ -10,6 +10,7 @@
 // all_to_all, the message for send/recv.
 #pragma once
 
+#include "collectives/reduce_op.hpp"
 #include "collectives/work.hpp"
 #include "tensor/tensor.hpp"
 
@@ -20,9 +21,6 @@
 #include <vector>
 
 namespace dtensor {
-
-enum class ReduceOp : uint8_t { Sum, Avg, Max, Min, Prod };
-std::string_view reduce_op_name(ReduceOp op);
 
 enum class CollectiveKind : uint8_t {
   AllReduce, Broadcast, AllGather, ReduceScatter, AllToAll, Scatter, Gather, Send, Recv, Barrier
