@@ -1,0 +1,128 @@
+// DTensor::distribute: scatter a tensor held by one rank so every mesh rank gets its block.
+//
+// The data travels one mesh dim at a time, outward from the source: stage m runs on the lines
+// along mesh dim m that already hold data (ranks whose coordinates equal the source's on every
+// dim after m), scattering for Shard and broadcasting otherwise. A rank therefore only ever
+// allocates the region it forwards, at most 1/k of the tensor for k ranks on the first dim.
+#include "dtensor/dtensor.hpp"
+
+#include <algorithm>
+
+namespace dtensor {
+
+namespace {
+
+std::vector<int64_t> source_coordinate(const DeviceMesh& mesh, int src_rank) {
+  const auto& ranks = mesh.ranks();
+  auto it = std::find(ranks.begin(), ranks.end(), src_rank);
+  check<MeshError>(it != ranks.end(), "distribute", "src_rank {} is not in {}", src_rank, mesh.to_string());
+  std::vector<int64_t> coord(size_t(mesh.ndim()));
+  int64_t index = it - ranks.begin();
+  for (int64_t m = mesh.ndim(); m-- > 0;) {
+    coord[size_t(m)] = index % mesh.size(m);
+    index /= mesh.size(m);
+  }
+  return coord;
+}
+
+// Whether this rank is on a line along mesh dim m that holds data at stage m.
+bool takes_part(const DeviceMesh& mesh, const std::vector<int64_t>& src, int64_t m) {
+  for (int64_t k = m + 1; k < mesh.ndim(); ++k) {
+    if (mesh.coordinate()[size_t(k)] != src[size_t(k)]) return false;
+  }
+  return true;
+}
+
+// The region this rank holds after the stages of mesh dims < upto.
+Shape region_shape(const Shape& global, const DeviceMesh& mesh, const Placements& placements, int64_t upto) {
+  Placements applied = placements;
+  for (size_t m = size_t(upto); m < applied.size(); ++m) applied[m] = Replicate();
+  return local_block(global, mesh.shape(), mesh.coordinate(), applied).shape;
+}
+
+// Broadcasts a small i64 vector from the source along every mesh dim.
+Tensor broadcast_from(const DeviceMesh& mesh, const std::vector<int64_t>& src, Tensor values) {
+  for (int64_t m = 0; m < mesh.ndim(); ++m) {
+    if (takes_part(mesh, src, m)) mesh.comm(m).broadcast(values, int(src[size_t(m)]));
+  }
+  return values;
+}
+
+// Shape and dtype travel first so that other ranks can allocate their blocks.
+std::pair<Shape, DType> share_metadata(const Tensor& full, const DeviceMesh& mesh, const std::vector<int64_t>& src,
+                                       bool is_source) {
+  constexpr int64_t kMaxDims = 16;
+  std::vector<int64_t> header(kMaxDims + 2, 0);
+  if (is_source) {
+    check<ValueError>(full.defined(), "distribute", "the source rank passed an undefined tensor");
+    check<ShapeError>(full.dim() <= kMaxDims, "distribute", "tensor has {} dims, at most {} supported",
+                      full.dim(), kMaxDims);
+    header[0] = int64_t(full.dtype());
+    header[1] = full.dim();
+    std::copy(full.shape().begin(), full.shape().end(), header.begin() + 2);
+  }
+  auto shared = broadcast_from(mesh, src, Tensor::from_vector(header, {int64_t(header.size())})).to_vector<int64_t>();
+  return {Shape(shared.begin() + 2, shared.begin() + 2 + shared[1]), DType(shared[0])};
+}
+
+// Root side of a Shard stage: the pieces along d, packed one after another.
+Tensor pack_pieces(const Tensor& region, int64_t d, int64_t parts, std::vector<int64_t>& counts) {
+  Tensor packed = Tensor::empty({region.numel()}, region.dtype(), region.device());
+  int64_t offset = 0;
+  for (int64_t r = 0; r < parts; ++r) {
+    ChunkSpan span = chunk_span(region.size(d), parts, r);
+    Tensor piece = region.narrow(d, span.offset, span.size);
+    packed.narrow(0, offset, piece.numel()).view(piece.shape()).copy_from(piece);
+    counts[size_t(r)] = piece.numel();
+    offset += piece.numel();
+  }
+  return packed;
+}
+
+Tensor run_stage(const Tensor& region, const DeviceMesh& mesh, const Placement& p, int64_t m, int root,
+                 const Shape& next_shape, DType dtype) {
+  Communicator comm = mesh.comm(m);
+  bool is_root = comm.rank() == root;
+  if (!p.is_shard()) {
+    Tensor buffer = is_root ? region.contiguous() : Tensor::empty(next_shape, dtype);
+    comm.broadcast(buffer, root);
+    return buffer;
+  }
+  std::vector<int64_t> counts(size_t(comm.size()), 0);
+  Tensor packed = is_root ? pack_pieces(region, p.dim(), comm.size(), counts) : Tensor::empty({0}, dtype);
+  Tensor out = Tensor::empty(next_shape, dtype);
+  comm.scatter_v(packed, counts, out, root);
+  return out;
+}
+
+}  // namespace
+
+DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Placements& placements, int src_rank) {
+  const char* op = "distribute";
+  check<MeshError>(mesh.is_member(), op, "this rank is not in {}", mesh.to_string());
+  const auto src = source_coordinate(mesh, src_rank);
+  const bool is_source = mesh.coordinate() == src;
+  auto [global, dtype] = share_metadata(full, mesh, src, is_source);
+  Placements normalized = normalize_placements(placements, int64_t(global.size()), mesh.ndim(), op);
+  check<DTypeError>(std::none_of(normalized.begin(), normalized.end(),
+                                 [&](const Placement& p) {
+                                   return p.is_partial() && p.reduce_op() == ReduceOp::Avg && !is_floating(dtype);
+                                 }),
+                    op, "P(avg) needs a floating dtype, got {}", dtype);
+
+  Tensor region = is_source ? full : Tensor();
+  for (int64_t m = 0; m < mesh.ndim(); ++m) {
+    if (!takes_part(mesh, src, m)) continue;
+    region = run_stage(region, mesh, normalized[size_t(m)], m, int(src[size_t(m)]),
+                       region_shape(global, mesh, normalized, m + 1), dtype);
+  }
+  for (int64_t m = 0; m < mesh.ndim(); ++m) {
+    const Placement& p = normalized[size_t(m)];
+    if (p.is_partial() && p.reduce_op() == ReduceOp::Sum && mesh.coordinate()[size_t(m)] != 0) {
+      region = Tensor::zeros(region.shape(), dtype);
+    }
+  }
+  return DTensor(region, mesh, std::move(normalized), std::move(global));
+}
+
+}  // namespace dtensor
