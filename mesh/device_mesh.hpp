@@ -14,6 +14,7 @@
 #include "collectives/communicator.hpp"
 #include "tensor/tensor.hpp"
 
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,9 @@ class DeviceMesh {
   // The sub-mesh over the named dims that contains this rank; reuses the dims' communicators.
   DeviceMesh operator[](const std::string& name) const;
   DeviceMesh operator[](const std::vector<std::string>& names) const;
+  // Makes mesh[{"dp", "tp"}] compile: a braced pair of string literals also matches std::string's
+  // (first, last) constructor, so without this overload the call is ambiguous.
+  DeviceMesh operator[](std::initializer_list<std::string> names) const;
   // Merges the given adjacent dims (in order) into one dim called new_name. Collective over the
   // parent (a new communicator is split for the merged dim); the other dims keep theirs.
   DeviceMesh flatten(const std::vector<std::string>& names, const std::string& new_name) const;
