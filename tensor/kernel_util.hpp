@@ -7,6 +7,15 @@
 // stride 0 -> a constant).
 #pragma once
 
+// GCC 12 reports (maybe-)uninitialized values inside its own AVX-512 intrinsics
+// (_mm512_undefined_*, GCC bug 105593) wherever Eigen's vector code is inlined: hundreds of
+// false positives per kernel file. The state must be set before <immintrin.h> is first read,
+// hence before any include; every kernel file includes this header first.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #include "tensor/tensor.hpp"
 
 #include <Eigen/Core>
@@ -20,7 +29,7 @@
 
 namespace dtensor::detail {
 
-// Argument checks ----------------------------------------------------------------------------------
+// Argument checks ---------------------------------------------------------------------------------
 
 inline void check_defined(const Tensor& t, const char* op, const char* arg) {
   check<ValueError>(t.defined(), op, "argument '{}' is an undefined tensor", arg);
@@ -56,8 +65,8 @@ template <typename T>
 compute_t<T> scalar_as(double value, const char* op, const char* arg) {
   using C = compute_t<T>;
   if constexpr (std::is_integral_v<C>) {
-    // The bounds are exact in double for every integer type except i64's upper one, which
-    // rounds up to 2^63; hence the strict '<'.
+    // Anything below max + 1 truncates into range. For i64, max is 2^63 - 1, which double
+    // rounds to 2^63 (and 2^63 + 1 to 2^63 again), so the same bound still excludes 2^63.
     const double lo = double(std::numeric_limits<C>::lowest());
     const double hi = double(std::numeric_limits<C>::max());
     check<ValueError>(std::isfinite(value) && value >= lo && value < hi + 1.0, op,
@@ -67,10 +76,14 @@ compute_t<T> scalar_as(double value, const char* op, const char* arg) {
   return C(value);
 }
 
-// Reduction dims: normalised, deduplicated check, empty list meaning every dim.
+// normalize_dim that also accepts dim 0 or -1 of a 0-d tensor (as torch does), giving 0.
+int64_t normalize_dim_or_scalar(int64_t dim, int64_t ndim, const char* op);
+
+// Which dims a reduction folds: dims normalised and checked for repeats; an empty list means
+// every dim.
 std::vector<bool> reduced_dim_mask(const std::vector<int64_t>& dims, int64_t ndim, const char* op);
 
-// Broadcasting -------------------------------------------------------------------------------------
+// Broadcasting ------------------------------------------------------------------------------------
 
 // The NumPy/PyTorch broadcast of two shapes; ShapeError naming both otherwise.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
@@ -78,11 +91,11 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 // t's strides seen through the broadcast to out_shape: 0 on new leading dims and on size-1 dims.
 Shape broadcast_strides(const Tensor& t, const Shape& out_shape);
 
-// Strided N-D iteration -----------------------------------------------------------------------------
+// Strided N-D iteration ---------------------------------------------------------------------------
 
-// A common iteration shape with N operands' strides. Construction drops size-1 dims and merges
-// neighbouring dims that are contiguous for every operand, so [m,n] contiguous becomes one
-// run of m*n and [m,n] + [n] keeps a contiguous inner run of n.
+// A common iteration shape with N operands' strides. Size-1 dims are dropped, and before the
+// walk neighbouring dims that are contiguous for every operand are merged, so [m,n] contiguous
+// becomes one run of m*n and [m,n] + [n] keeps a contiguous inner run of n.
 template <size_t N>
 class StridedLoop {
  public:
@@ -98,8 +111,8 @@ class StridedLoop {
   }
 
   // Reorders dims so operand k's strides decrease outward (stable), making its memory walk
-  // as sequential as possible: reductions and gathers use it to follow the input's layout
-  // rather than the output's.
+  // as sequential as possible: reductions use it to follow the input's layout rather than
+  // the accumulator's.
   StridedLoop& order_by(size_t k) {
     std::vector<size_t> perm(shape_.size());
     std::iota(perm.begin(), perm.end(), size_t(0));
@@ -117,14 +130,28 @@ class StridedLoop {
     return *this;
   }
 
+  // Opt-in for kernels whose result does not depend on the visiting order (elementwise ones):
+  // when an operand is transposed against the others (stride 1 on the second-to-last dim, a
+  // large stride on the last), the last two dims are visited in square tiles, so the cache
+  // lines of both layouts are reused instead of one operand missing on every element.
+  StridedLoop& tile_transposed() {
+    tile_ = true;
+    return *this;
+  }
+
   // Calls run(offsets, n, inner_strides) for every innermost run; offsets are in elements from
-  // each operand's element 0. Nothing is called for an empty shape; a 0-d shape is one run of 1.
+  // each operand's element 0. Runs come in row-major order unless tile_transposed() was asked
+  // for. Nothing is called for an empty shape; a 0-d shape is one run of 1.
   template <typename RunFn>
   void for_each_run(RunFn&& run) {
     if (numel_ == 0) return;
     coalesce();
     if (shape_.empty()) {
       run(Offsets{}, int64_t(1), Offsets{});
+      return;
+    }
+    if (tile_ && has_transposed_operand()) {
+      for_each_tiled_run(run);
       return;
     }
     const size_t inner = shape_.size() - 1;
@@ -153,7 +180,41 @@ class StridedLoop {
     }
   }
 
-  // Odometer step over the outer dims; false after the last position.
+  bool has_transposed_operand() const {
+    const size_t last = shape_.size() - 1;
+    if (shape_.size() < 2) return false;
+    for (size_t k = 0; k < N; ++k) {
+      if (strides_[k][last - 1] == 1 && std::abs(strides_[k][last]) > 1) return true;
+    }
+    return false;
+  }
+
+  // Runs of at most kTile elements covering the last two dims tile by tile.
+  template <typename RunFn>
+  void for_each_tiled_run(RunFn& run) const {
+    constexpr int64_t kTile = 32;
+    const size_t last = shape_.size() - 1;
+    const int64_t rows = shape_[last - 1], cols = shape_[last];
+    Offsets inner_strides;
+    for (size_t k = 0; k < N; ++k) inner_strides[k] = strides_[k][last];
+    Offsets offsets{};
+    std::vector<int64_t> index(last - 1, 0);  // over the dims before the tiled two
+    do {
+      for (int64_t r0 = 0; r0 < rows; r0 += kTile) {
+        for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+          for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r) {
+            Offsets at = offsets;
+            for (size_t k = 0; k < N; ++k) {
+              at[k] += r * strides_[k][last - 1] + c0 * inner_strides[k];
+            }
+            run(at, std::min(kTile, cols - c0), inner_strides);
+          }
+        }
+      }
+    } while (advance_outer(index, offsets));
+  }
+
+  // Odometer step over the first index.size() dims; false after the last position.
   bool advance_outer(std::vector<int64_t>& index, Offsets& offsets) const {
     for (size_t d = index.size(); d-- > 0;) {
       if (++index[d] < shape_[d]) {
@@ -169,9 +230,10 @@ class StridedLoop {
   Shape shape_;
   std::array<Shape, N> strides_;
   int64_t numel_ = 0;
+  bool tile_ = false;
 };
 
-// Typed element access -------------------------------------------------------------------------------
+// Typed element access ----------------------------------------------------------------------------
 
 template <typename T>
 const T* cdata(const Tensor& t) {
