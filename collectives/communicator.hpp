@@ -133,7 +133,6 @@ class Communicator {
  private:
   struct State;
   State& state(const char* op) const;
-  void record(CollectiveKind kind, size_t bytes);
 
   std::shared_ptr<State> state_;
 };

@@ -1,0 +1,379 @@
+#include "collectives/communicator.hpp"
+
+#include <numeric>
+
+namespace dtensor {
+
+namespace {
+
+// Argument checks. They only look at this rank's arguments, so a call that is wrong on every
+// rank fails on every rank before any of them starts communicating.
+
+void check_tensor(const char* op, const char* name, const Tensor& t) {
+  check<ValueError>(t.defined(), op, "{} is an undefined tensor", name);
+  if (!t.is_contiguous()) {  // (not check(): its arguments would be formatted on every call)
+    fail<ValueError>(op, "{} must be contiguous, got shape {} with strides {}", name, shape_str(t.shape()),
+                     shape_str(t.strides()));
+  }
+}
+
+void check_same_kind(const char* op, const Tensor& in, const Tensor& out) {
+  check<DTypeError>(out.dtype() == in.dtype(), op, "out has dtype {}, expected {} (the dtype of in)",
+                    out.dtype(), in.dtype());
+  check<DeviceError>(out.device() == in.device(), op, "out is on {}, expected {} (the device of in)",
+                     out.device(), in.device());
+}
+
+void check_numel(const char* op, const char* name, const Tensor& t, int64_t expected) {
+  if (t.numel() != expected) {
+    fail<ShapeError>(op, "{} has {} elements (shape {}), expected {}", name, t.numel(), shape_str(t.shape()),
+                     expected);
+  }
+}
+
+// Returns the sum of the counts.
+int64_t check_counts(const char* op, const char* name, std::span<const int64_t> counts, int size) {
+  check<ValueError>(counts.size() == size_t(size), op, "{} has {} entries, expected {} (one per rank)", name,
+                    counts.size(), size);
+  for (size_t i = 0; i < counts.size(); ++i) {
+    check<ValueError>(counts[i] >= 0, op, "{}[{}] is {}, expected a count >= 0", name, i, counts[i]);
+  }
+  return std::accumulate(counts.begin(), counts.end(), int64_t(0));
+}
+
+void check_rank(const char* op, const char* name, int value, int size) {
+  check<ValueError>(value >= 0 && value < size, op, "{} is {}, expected a rank in [0, {})", name, value,
+                    size);
+}
+
+void check_peer(const char* op, const char* name, int value, int rank, int size, int tag) {
+  check_rank(op, name, value, size);
+  check<ValueError>(value != rank, op, "{} is {}, this rank's own number; a rank cannot message itself", name,
+                    value);
+  check<ValueError>(tag >= 0, op, "tag is {}, expected a tag >= 0", tag);
+}
+
+void check_reduce(const char* op, ReduceOp reduce, DType dtype) {
+  check<DTypeError>(reduce != ReduceOp::Avg || is_floating(dtype), op,
+                    "reduce op avg needs a floating-point dtype, got {}", dtype);
+}
+
+const std::byte* first_byte(const Tensor& t) { return static_cast<const std::byte*>(t.data_ptr()); }
+
+// `out` overlapping `in` is refused (MPI would read what it already overwrote), except where it
+// is exactly this rank's block of the other buffer: the in-place forms of all_gather and
+// reduce_scatter. `offset` is that block's element offset, or -1 where no in-place form exists.
+void check_overlap(const char* op, const Tensor& small, const Tensor& big, int64_t offset) {
+  if (!small.defined() || !big.defined() || small.nbytes() == 0 || big.nbytes() == 0) return;
+  const std::byte* s = first_byte(small);
+  const std::byte* b = first_byte(big);
+  if (s + small.nbytes() <= b || b + big.nbytes() <= s) return;
+  check<ValueError>(offset >= 0 && s == b + size_t(offset) * big.element_size(), op,
+                    "in and out overlap in memory; only out == this rank's block of in (or in == this "
+                    "rank's block of out, for all_gather) may alias");
+}
+
+std::vector<int64_t> equal_counts(int size, int64_t count) {
+  return std::vector<int64_t>(size_t(size), count);
+}
+
+// Equal blocks: in splits into size blocks of in.numel() / size elements.
+std::vector<int64_t> all_to_all_counts(const Tensor& in, int size) {
+  check<ShapeError>(in.numel() % size == 0, "all_to_all",
+                    "in has {} elements, expected a multiple of {} (one equal block per rank)", in.numel(),
+                    size);
+  return equal_counts(size, in.numel() / size);
+}
+
+// Group of one: the result is the input.
+void copy_elements(const Tensor& out, const Tensor& in) {
+  if (in.numel() == 0 || in.data_ptr() == out.data_ptr()) return;
+  out.view({out.numel()}).copy_from(in.view({in.numel()}));
+}
+
+}  // namespace
+
+std::string_view collective_name(CollectiveKind kind) {
+  static constexpr std::string_view kNames[kCollectiveKinds] = {
+      "all_reduce", "broadcast", "all_gather", "reduce_scatter", "all_to_all",
+      "scatter",    "gather",    "send",       "recv",           "barrier"};
+  return size_t(kind) < kCollectiveKinds ? kNames[size_t(kind)] : "?";
+}
+
+uint64_t CommStats::total_calls() const { return std::accumulate(calls.begin(), calls.end(), uint64_t(0)); }
+uint64_t CommStats::total_bytes() const { return std::accumulate(bytes.begin(), bytes.end(), uint64_t(0)); }
+
+// The group's backend and counters, shared by every copy of the handle. Each operation checks
+// its arguments, counts itself, then short-circuits a group of one or hands over to the backend.
+struct Communicator::State {
+  std::shared_ptr<detail::CommBackend> backend;
+  CommStats stats;
+
+  int rank() const { return backend->rank(); }
+  int size() const { return backend->size(); }
+  void count(CollectiveKind kind, size_t bytes);
+
+  Work all_reduce(const Tensor& buffer, ReduceOp op, bool async);
+  Work broadcast(const Tensor& buffer, int root, bool async);
+  Work all_gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                    bool async);
+  Work reduce_scatter_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                        ReduceOp reduce, bool async);
+  Work all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                    std::span<const int64_t> recv_counts, bool async);
+  void scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts, const Tensor& out,
+                 int root);
+  void gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                int root);
+  Work send(const Tensor& buffer, int dst, int tag, bool async);
+  Work recv(const Tensor& buffer, int src, int tag, bool async);
+};
+
+void Communicator::State::count(CollectiveKind kind, size_t bytes) {
+  stats.calls[size_t(kind)] += 1;
+  stats.bytes[size_t(kind)] += bytes;
+}
+
+Work Communicator::State::all_reduce(const Tensor& buffer, ReduceOp op, bool async) {
+  check_tensor("all_reduce", "buffer", buffer);
+  check_reduce("all_reduce", op, buffer.dtype());
+  count(CollectiveKind::AllReduce, buffer.nbytes());
+  if (size() == 1) return {};
+  return backend->all_reduce(buffer, op, async);
+}
+
+Work Communicator::State::broadcast(const Tensor& buffer, int root, bool async) {
+  check_tensor("broadcast", "buffer", buffer);
+  check_rank("broadcast", "root", root, size());
+  count(CollectiveKind::Broadcast, buffer.nbytes());
+  if (size() == 1) return {};
+  return backend->broadcast(buffer, root, async);
+}
+
+Work Communicator::State::all_gather_v(const char* op, const Tensor& in, const Tensor& out,
+                                       std::span<const int64_t> counts, bool async) {
+  check_tensor(op, "in", in);
+  check_tensor(op, "out", out);
+  check_same_kind(op, in, out);
+  const int64_t total = check_counts(op, "counts", counts, size());
+  check_numel(op, "in", in, counts[size_t(rank())]);
+  check_numel(op, "out", out, total);
+  check_overlap(op, in, out, std::accumulate(counts.begin(), counts.begin() + rank(), int64_t(0)));
+  count(CollectiveKind::AllGather, out.nbytes());
+  if (size() == 1) {
+    copy_elements(out, in);
+    return {};
+  }
+  return backend->all_gather_v(in, out, counts, async);
+}
+
+Work Communicator::State::reduce_scatter_v(const char* op, const Tensor& in, const Tensor& out,
+                                           std::span<const int64_t> counts, ReduceOp reduce, bool async) {
+  check_tensor(op, "in", in);
+  check_tensor(op, "out", out);
+  check_same_kind(op, in, out);
+  check_reduce(op, reduce, in.dtype());
+  const int64_t total = check_counts(op, "counts", counts, size());
+  check_numel(op, "in", in, total);
+  check_numel(op, "out", out, counts[size_t(rank())]);
+  check_overlap(op, out, in, std::accumulate(counts.begin(), counts.begin() + rank(), int64_t(0)));
+  count(CollectiveKind::ReduceScatter, in.nbytes());
+  if (size() == 1) {
+    copy_elements(out, in);
+    return {};
+  }
+  return backend->reduce_scatter_v(in, out, counts, reduce, async);
+}
+
+Work Communicator::State::all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts,
+                                       const Tensor& out, std::span<const int64_t> recv_counts, bool async) {
+  check_tensor(op, "in", in);
+  check_tensor(op, "out", out);
+  check_same_kind(op, in, out);
+  check_numel(op, "in", in, check_counts(op, "send_counts", send_counts, size()));
+  check_numel(op, "out", out, check_counts(op, "recv_counts", recv_counts, size()));
+  check_overlap(op, in, out, -1);
+  count(CollectiveKind::AllToAll, in.nbytes());
+  if (size() == 1) {
+    copy_elements(out, in);
+    return {};
+  }
+  return backend->all_to_all_v(in, send_counts, out, recv_counts, async);
+}
+
+// Only root's `in` is read, so only root checks it.
+void Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts,
+                                    const Tensor& out, int root) {
+  check_tensor(op, "out", out);
+  check_rank(op, "root", root, size());
+  const int64_t total = check_counts(op, "counts", counts, size());
+  check_numel(op, "out", out, counts[size_t(rank())]);
+  if (rank() == root) {
+    check_tensor(op, "in", in);
+    check_same_kind(op, in, out);
+    check_numel(op, "in", in, total);
+    check_overlap(op, in, out, -1);
+  }
+  count(CollectiveKind::Scatter, size_t(total) * out.element_size());
+  if (size() == 1) return copy_elements(out, in);
+  backend->scatter_v(rank() == root ? in : Tensor(), counts, out, root, false);
+}
+
+// Only root's `out` is written, so only root checks it.
+void Communicator::State::gather_v(const char* op, const Tensor& in, const Tensor& out,
+                                   std::span<const int64_t> counts, int root) {
+  check_tensor(op, "in", in);
+  check_rank(op, "root", root, size());
+  const int64_t total = check_counts(op, "counts", counts, size());
+  check_numel(op, "in", in, counts[size_t(rank())]);
+  if (rank() == root) {
+    check_tensor(op, "out", out);
+    check_same_kind(op, in, out);
+    check_numel(op, "out", out, total);
+    check_overlap(op, in, out, -1);
+  }
+  count(CollectiveKind::Gather, size_t(total) * in.element_size());
+  if (size() == 1) return copy_elements(out, in);
+  backend->gather_v(in, rank() == root ? out : Tensor(), counts, root, false);
+}
+
+Work Communicator::State::send(const Tensor& buffer, int dst, int tag, bool async) {
+  check_tensor("send", "buffer", buffer);
+  check_peer("send", "dst", dst, rank(), size(), tag);
+  count(CollectiveKind::Send, buffer.nbytes());
+  return backend->send(buffer, dst, tag, async);
+}
+
+Work Communicator::State::recv(const Tensor& buffer, int src, int tag, bool async) {
+  check_tensor("recv", "buffer", buffer);
+  check_peer("recv", "src", src, rank(), size(), tag);
+  count(CollectiveKind::Recv, buffer.nbytes());
+  return backend->recv(buffer, src, tag, async);
+}
+
+// Communicator ---------------------------------------------------------------------------------
+
+Communicator::Communicator(std::shared_ptr<detail::CommBackend> backend)
+    : state_(backend ? std::make_shared<State>(State{std::move(backend), {}}) : nullptr) {}
+
+Communicator::State& Communicator::state(const char* op) const {
+  check<CommError>(state_ != nullptr, op, "this rank is not a member of the communicator");
+  return *state_;
+}
+
+int Communicator::rank() const { return state("rank").rank(); }
+int Communicator::size() const { return state("size").size(); }
+std::string_view Communicator::backend_name() const { return state("backend_name").backend->name(); }
+
+void Communicator::all_reduce(const Tensor& buffer, ReduceOp op) {
+  state("all_reduce").all_reduce(buffer, op, false);
+}
+Work Communicator::all_reduce_async(const Tensor& buffer, ReduceOp op) {
+  return state("all_reduce").all_reduce(buffer, op, true);
+}
+
+void Communicator::broadcast(const Tensor& buffer, int root) {
+  state("broadcast").broadcast(buffer, root, false);
+}
+Work Communicator::broadcast_async(const Tensor& buffer, int root) {
+  return state("broadcast").broadcast(buffer, root, true);
+}
+
+void Communicator::all_gather(const Tensor& in, const Tensor& out) {
+  State& s = state("all_gather");
+  s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), false);
+}
+Work Communicator::all_gather_async(const Tensor& in, const Tensor& out) {
+  State& s = state("all_gather");
+  return s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), true);
+}
+void Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts) {
+  state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, false);
+}
+Work Communicator::all_gather_v_async(const Tensor& in, const Tensor& out, std::span<const int64_t> counts) {
+  return state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, true);
+}
+
+void Communicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) {
+  State& s = state("reduce_scatter");
+  s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, false);
+}
+Work Communicator::reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) {
+  State& s = state("reduce_scatter");
+  return s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, true);
+}
+void Communicator::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                                    ReduceOp op) {
+  state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, false);
+}
+Work Communicator::reduce_scatter_v_async(const Tensor& in, const Tensor& out,
+                                          std::span<const int64_t> counts, ReduceOp op) {
+  return state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, true);
+}
+
+void Communicator::all_to_all(const Tensor& in, const Tensor& out) {
+  State& s = state("all_to_all");
+  check_tensor("all_to_all", "in", in);
+  std::vector<int64_t> counts = all_to_all_counts(in, s.size());
+  s.all_to_all_v("all_to_all", in, counts, out, counts, false);
+}
+Work Communicator::all_to_all_async(const Tensor& in, const Tensor& out) {
+  State& s = state("all_to_all");
+  check_tensor("all_to_all", "in", in);
+  std::vector<int64_t> counts = all_to_all_counts(in, s.size());
+  return s.all_to_all_v("all_to_all", in, counts, out, counts, true);
+}
+void Communicator::all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                                std::span<const int64_t> recv_counts) {
+  state("all_to_all_v").all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, false);
+}
+Work Communicator::all_to_all_v_async(const Tensor& in, std::span<const int64_t> send_counts,
+                                      const Tensor& out, std::span<const int64_t> recv_counts) {
+  return state("all_to_all_v").all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, true);
+}
+
+void Communicator::scatter(const Tensor& in, const Tensor& out, int root) {
+  State& s = state("scatter");
+  check_tensor("scatter", "out", out);
+  s.scatter_v("scatter", in, equal_counts(s.size(), out.numel()), out, root);
+}
+void Communicator::scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root) {
+  state("scatter_v").scatter_v("scatter_v", in, counts, out, root);
+}
+
+void Communicator::gather(const Tensor& in, const Tensor& out, int root) {
+  State& s = state("gather");
+  check_tensor("gather", "in", in);
+  s.gather_v("gather", in, out, equal_counts(s.size(), in.numel()), root);
+}
+void Communicator::gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root) {
+  state("gather_v").gather_v("gather_v", in, out, counts, root);
+}
+
+void Communicator::send(const Tensor& buffer, int dst, int tag) {
+  state("send").send(buffer, dst, tag, false);
+}
+Work Communicator::send_async(const Tensor& buffer, int dst, int tag) {
+  return state("send").send(buffer, dst, tag, true);
+}
+void Communicator::recv(const Tensor& buffer, int src, int tag) {
+  state("recv").recv(buffer, src, tag, false);
+}
+Work Communicator::recv_async(const Tensor& buffer, int src, int tag) {
+  return state("recv").recv(buffer, src, tag, true);
+}
+
+void Communicator::barrier() {
+  State& s = state("barrier");
+  s.count(CollectiveKind::Barrier, 0);
+  if (s.size() > 1) s.backend->barrier();
+}
+
+Communicator Communicator::split(int color, int key) const {
+  return Communicator(state("split").backend->split(color, key));
+}
+
+const CommStats& Communicator::stats() const { return state("stats").stats; }
+void Communicator::reset_stats() { state("reset_stats").stats = CommStats{}; }
+
+}  // namespace dtensor
