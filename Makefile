@@ -2,7 +2,7 @@
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives
+BENCHES := collectives redistribute
 
 .PHONY: all deps build demo test bench $(addprefix bench-,$(BENCHES)) clean
 
@@ -27,6 +27,12 @@ bench: $(addprefix bench-,$(BENCHES))
 
 bench-collectives: build
 	$(MPIRUN) -np 2 $(BUILD)/bench/bench_collectives
+
+# 2 ranks, then 4 (adds the 2x2 mesh cases); the summary line is the 2-rank run's.
+bench-redistribute: build
+	$(MPIRUN) -np 2 $(BUILD)/bench/bench_redistribute | tee $(BUILD)/bench-redistribute-np2.txt
+	$(MPIRUN) -np 4 $(BUILD)/bench/bench_redistribute
+	@grep '^redistribute:' $(BUILD)/bench-redistribute-np2.txt
 
 clean:
 	rm -rf $(BUILD)

@@ -1,5 +1,8 @@
 #include "collectives/communicator.hpp"
 
+#include "collectives/comm_recorder.hpp"
+#include "collectives/communicator_state.hpp"
+
 #include <numeric>
 
 namespace dtensor {
@@ -103,43 +106,22 @@ std::string_view collective_name(CollectiveKind kind) {
 uint64_t CommStats::total_calls() const { return std::accumulate(calls.begin(), calls.end(), uint64_t(0)); }
 uint64_t CommStats::total_bytes() const { return std::accumulate(bytes.begin(), bytes.end(), uint64_t(0)); }
 
-// The group's backend and counters, shared by every copy of the handle. Each operation checks
-// its arguments, counts itself, then short-circuits a group of one or hands over to the backend.
-struct Communicator::State {
-  std::shared_ptr<detail::CommBackend> backend;
-  CommStats stats;
-
-  int rank() const { return backend->rank(); }
-  int size() const { return backend->size(); }
-  void count(CollectiveKind kind, size_t bytes);
-
-  Work all_reduce(const Tensor& buffer, ReduceOp op, bool async);
-  Work broadcast(const Tensor& buffer, int root, bool async);
-  Work all_gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                    bool async);
-  Work reduce_scatter_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                        ReduceOp reduce, bool async);
-  Work all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
-                    std::span<const int64_t> recv_counts, bool async);
-  void scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts, const Tensor& out,
-                 int root);
-  void gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                int root);
-  Work send(const Tensor& buffer, int dst, int tag, bool async);
-  Work recv(const Tensor& buffer, int src, int tag, bool async);
-};
-
 void Communicator::State::count(CollectiveKind kind, size_t bytes) {
   stats.calls[size_t(kind)] += 1;
   stats.bytes[size_t(kind)] += bytes;
+  CommRecorder::notify({kind, uint64_t(bytes), size(), this});
 }
 
-Work Communicator::State::all_reduce(const Tensor& buffer, ReduceOp op, bool async) {
-  check_tensor("all_reduce", "buffer", buffer);
-  check_reduce("all_reduce", op, buffer.dtype());
-  count(CollectiveKind::AllReduce, buffer.nbytes());
-  if (size() == 1) return {};
-  return backend->all_reduce(buffer, op, async);
+Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
+  check_tensor("all_reduce", "in", in);
+  check_tensor("all_reduce", "out", out);
+  check_same_kind("all_reduce", in, out);
+  check_numel("all_reduce", "out", out, in.numel());
+  check_reduce("all_reduce", op, in.dtype());
+  if (in.data_ptr() != out.data_ptr()) check_overlap("all_reduce", in, out, -1);
+  count(CollectiveKind::AllReduce, in.nbytes());
+  if (size() == 1) return copy_elements(out, in), Work{};
+  return backend->all_reduce(in, out, op, async);
 }
 
 Work Communicator::State::broadcast(const Tensor& buffer, int root, bool async) {
@@ -266,10 +248,16 @@ int Communicator::size() const { return state("size").size(); }
 std::string_view Communicator::backend_name() const { return state("backend_name").backend->name(); }
 
 void Communicator::all_reduce(const Tensor& buffer, ReduceOp op) {
-  state("all_reduce").all_reduce(buffer, op, false);
+  state("all_reduce").all_reduce(buffer, buffer, op, false);
 }
 Work Communicator::all_reduce_async(const Tensor& buffer, ReduceOp op) {
-  return state("all_reduce").all_reduce(buffer, op, true);
+  return state("all_reduce").all_reduce(buffer, buffer, op, true);
+}
+void Communicator::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op) {
+  state("all_reduce").all_reduce(in, out, op, false);
+}
+Work Communicator::all_reduce_async(const Tensor& in, const Tensor& out, ReduceOp op) {
+  return state("all_reduce").all_reduce(in, out, op, true);
 }
 
 void Communicator::broadcast(const Tensor& buffer, int root) {

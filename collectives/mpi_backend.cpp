@@ -1,5 +1,6 @@
 #include "collectives/mpi_backend.hpp"
 
+#include "collectives/mpi_blocks.hpp"
 #include "collectives/mpi_pipeline.hpp"
 #include "collectives/mpi_support.hpp"
 #include "collectives/reduce_kernels.hpp"
@@ -131,7 +132,7 @@ class MpiBackend final : public CommBackend {
   int size() const override { return size_; }
   std::string_view name() const override { return "mpi"; }
 
-  Work all_reduce(const Tensor& buffer, ReduceOp op, bool async) override;
+  Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) override;
   Work broadcast(const Tensor& buffer, int root, bool async) override;
   Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
                     bool async) override;
@@ -145,11 +146,13 @@ class MpiBackend final : public CommBackend {
                 bool async) override;
   Work send(const Tensor& buffer, int dst, int tag, bool async) override;
   Work recv(const Tensor& buffer, int src, int tag, bool async) override;
+  Work all_to_all_w(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks,
+                    bool async) override;
   void barrier() override;
   std::shared_ptr<CommBackend> split(int color, int key) override;
 
  private:
-  Work all_reduce_mpi(const Tensor& buffer, ReduceOp op, bool async);
+  Work all_reduce_mpi(const Tensor& in, const Tensor& out, ReduceOp op, bool async);
   Work run_pipeline(ReducePlan plan, bool async);
   RequestWork::Finish divide_if_avg(ReduceOp op, const Tensor& t) const;
 
@@ -200,32 +203,29 @@ Work MpiBackend::run_pipeline(ReducePlan plan, bool async) {
   return {};
 }
 
-Work MpiBackend::all_reduce(const Tensor& buffer, ReduceOp op, bool async) {
-  require_cpu("all_reduce", buffer);
-  if (!all_reduce_pipelined(buffer.dtype(), buffer.nbytes())) return all_reduce_mpi(buffer, op, async);
-  // Block i of the buffer is reduced on rank i, then gathered back in place.
-  std::vector<int64_t> counts(size_t(size_), buffer.numel() / size_);
-  for (int64_t i = 0; i < buffer.numel() % size_; ++i) counts[size_t(i)] += 1;
-  std::vector<int64_t> displs = displacements(counts);
-  std::byte* base = bytes_of(buffer);
-  std::byte* mine = base + size_t(displs[size_t(rank_)]) * buffer.element_size();
-  return run_pipeline({.dtype = buffer.dtype(), .op = op, .in = base, .out = mine, .gathered = base,
-                       .counts = std::move(counts), .displs = std::move(displs), .keep_alive = {buffer}},
-                      async);
+Work MpiBackend::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
+  require_cpu("all_reduce", in);
+  require_cpu("all_reduce", out);
+  if (!all_reduce_pipelined(in.dtype(), in.nbytes())) return all_reduce_mpi(in, out, op, async);
+  // Block i of the input is reduced on rank i into block i of out, then gathered into out.
+  std::vector<int64_t> counts(size_t(size_), in.numel() / size_);
+  for (int64_t i = 0; i < in.numel() % size_; ++i) counts[size_t(i)] += 1;
+  ReducePlan plan{in.dtype(), op, bytes_of(in), nullptr, bytes_of(out), counts, displacements(counts), {in, out}};
+  plan.out = plan.gathered + size_t(plan.displs[size_t(rank_)]) * in.element_size();
+  return run_pipeline(std::move(plan), async);
 }
 
-Work MpiBackend::all_reduce_mpi(const Tensor& buffer, ReduceOp op, bool async) {
-  const int count = mpi_int(buffer.numel(), "all_reduce", "buffer.numel()");
-  const MPI_Datatype type = mpi_datatype(buffer.dtype());
+Work MpiBackend::all_reduce_mpi(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
+  const int count = mpi_int(in.numel(), "all_reduce", "in.numel()");
+  const MPI_Datatype type = mpi_datatype(in.dtype());
+  const void* send = in.data_ptr() == out.data_ptr() ? MPI_IN_PLACE : in.data_ptr();
   auto start = [&](std::vector<MPI_Request>* requests) {
-    void* p = buffer.data_ptr();
-    if (!requests)
-      return mpi_check(MPI_Allreduce(MPI_IN_PLACE, p, count, type, mpi_reduce_op(op), comm_),
-                       "MPI_Allreduce");
-    mpi_check(MPI_Iallreduce(MPI_IN_PLACE, p, count, type, mpi_reduce_op(op), comm_, add_request(requests)),
+    void* p = out.data_ptr();
+    if (!requests) return mpi_check(MPI_Allreduce(send, p, count, type, mpi_reduce_op(op), comm_), "MPI_Allreduce");
+    mpi_check(MPI_Iallreduce(send, p, count, type, mpi_reduce_op(op), comm_, add_request(requests)),
               "MPI_Iallreduce");
   };
-  return run(async, start, {}, divide_if_avg(op, buffer), buffer);
+  return run(async, start, {}, divide_if_avg(op, out), in, out);
 }
 
 Work MpiBackend::broadcast(const Tensor& buffer, int root, bool async) {
@@ -389,6 +389,30 @@ Work MpiBackend::recv(const Tensor& buffer, int src, int tag, bool async) {
     for (size_t i = 0; i < statuses.size(); ++i) check_received(statuses[i], type, expected[i], src);
   };
   return run(async, start, {}, finish, buffer);
+}
+
+// Every block travels as one derived datatype at its absolute address (MPI_BOTTOM), so strided
+// views are read and written in place; the types live until the operation completes.
+Work MpiBackend::all_to_all_w(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks,
+                              bool async) {
+  for (const Tensor& t : send_blocks) require_cpu("all_to_all_w", t);
+  for (const Tensor& t : recv_blocks) require_cpu("all_to_all_w", t);
+  auto send = std::make_shared<BlockTypes>(send_blocks);
+  auto recv = std::make_shared<BlockTypes>(recv_blocks);
+  auto start = [&](std::vector<MPI_Request>* requests) {
+    const int *sc = send->counts().data(), *sd = send->displs().data();
+    const int *rc = recv->counts().data(), *rd = recv->displs().data();
+    const MPI_Datatype *st = send->types().data(), *rt = recv->types().data();
+    if (!requests) {
+      return mpi_check(MPI_Alltoallw(MPI_BOTTOM, sc, sd, st, MPI_BOTTOM, rc, rd, rt, comm_), "MPI_Alltoallw");
+    }
+    mpi_check(MPI_Ialltoallw(MPI_BOTTOM, sc, sd, st, MPI_BOTTOM, rc, rd, rt, comm_, add_request(requests)),
+              "MPI_Ialltoallw");
+  };
+  // The Work keeps the types (in the finish callback) and every block's storage alive.
+  auto keep = [send, recv, blocks = std::vector<Tensor>(send_blocks.begin(), send_blocks.end()),
+               more = std::vector<Tensor>(recv_blocks.begin(), recv_blocks.end())](std::span<const MPI_Status>) {};
+  return run(async, start, {}, keep);
 }
 
 void MpiBackend::barrier() { mpi_check(MPI_Barrier(comm_), "MPI_Barrier"); }

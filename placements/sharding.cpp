@@ -26,6 +26,9 @@ Block local_block(const Shape& global_shape, const Shape& mesh_shape, const std:
   Block block{global_shape, Shape(global_shape.size(), 0)};
   for (size_t m = 0; m < placements.size(); ++m) {
     if (!placements[m].is_shard()) continue;
+    check<ShapeError>(placements[m].dim() >= 0 && placements[m].dim() < int64_t(global_shape.size()), "local_block",
+                      "{} must be normalized against a tensor with {} dims", placements[m].to_string(),
+                      global_shape.size());
     auto d = size_t(placements[m].dim());
     ChunkSpan span = chunk_span(block.shape[d], mesh_shape[m], coordinate[m]);
     block.offset[d] += span.offset;

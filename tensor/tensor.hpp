@@ -91,8 +91,8 @@ class Tensor {
   Tensor clone() const;       // always a new contiguous tensor
   Tensor to(DType dtype) const;  // converting copy (returns *this when dtype matches)
   // Copies src into this view element-wise, converting dtype; shapes must match (src may broadcast).
-  void copy_from(const Tensor& src);
-  void fill(double value);
+  void copy_from(const Tensor& src) const;
+  void fill(double value) const;
 
   std::string to_string() const;  // short description: "Tensor(f32, [2, 3], cpu)"
 

@@ -87,7 +87,7 @@ void check_host(const Tensor& t, const char* op) {
 
 }  // namespace
 
-void Tensor::copy_from(const Tensor& src) {
+void Tensor::copy_from(const Tensor& src) const {
   check<ValueError>(defined() && src.defined(), "copy_from", "undefined tensor");
   check_host(*this, "copy_from");
   check_host(src, "copy_from");
@@ -101,7 +101,7 @@ void Tensor::copy_from(const Tensor& src) {
   });
 }
 
-void Tensor::fill(double value) {
+void Tensor::fill(double value) const {
   check_host(*this, "fill");
   if (numel() == 0) return;
   RowLayout layout = coalesce(shape_, {strides_});
