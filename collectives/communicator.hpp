@@ -64,10 +64,6 @@ class CommBackend {
                         bool async) = 0;
   virtual Work send(const Tensor& buffer, int dst, int tag, bool async) = 0;
   virtual Work recv(const Tensor& buffer, int src, int tag, bool async) = 0;
-  // Block j of send goes to rank j, block i of recv comes from rank i; blocks are views of any
-  // strides (moved in place, no staging copy), with matching element counts pairwise.
-  virtual Work all_to_all_w(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks,
-                            bool async) = 0;
   virtual void barrier() = 0;
   // nullptr when color < 0 (this rank joins no group).
   virtual std::shared_ptr<CommBackend> split(int color, int key) = 0;
@@ -130,21 +126,6 @@ class Communicator {
   Work recv_async(const Tensor& buffer, int src, int tag = 0);
 
   void barrier();
-
-  // Block forms, for data laid out in tensor dims rather than flat buffers (DTensor's
-  // redistribute): every block is a view of any strides, e.g. a narrow along dim 1, and is read
-  // or written where it lies (MPI derived datatypes). Each is counted as its flat kind. Where
-  // every rank's blocks are contiguous and adjacent, the flat forms above are faster.
-  //   all_gather_into:     out_blocks[r] receives rank r's `in`.
-  //   reduce_scatter_from: in_blocks[r] is this rank's contribution to rank r's `out`.
-  //   all_to_all_blocks:   send_blocks[r] goes to rank r; recv_blocks[r] comes from rank r.
-  void all_gather_into(const Tensor& in, std::span<const Tensor> out_blocks);
-  Work all_gather_into_async(const Tensor& in, std::span<const Tensor> out_blocks);
-  void reduce_scatter_from(std::span<const Tensor> in_blocks, const Tensor& out, ReduceOp op = ReduceOp::Sum);
-  Work reduce_scatter_from_async(std::span<const Tensor> in_blocks, const Tensor& out,
-                                 ReduceOp op = ReduceOp::Sum);
-  void all_to_all_blocks(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks);
-  Work all_to_all_blocks_async(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks);
 
   // Identifies the group: equal for every copy of this handle (and for no other group).
   const void* id() const { return state_.get(); }

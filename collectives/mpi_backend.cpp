@@ -1,6 +1,5 @@
 #include "collectives/mpi_backend.hpp"
 
-#include "collectives/mpi_blocks.hpp"
 #include "collectives/mpi_pipeline.hpp"
 #include "collectives/mpi_support.hpp"
 #include "collectives/reduce_kernels.hpp"
@@ -146,8 +145,6 @@ class MpiBackend final : public CommBackend {
                 bool async) override;
   Work send(const Tensor& buffer, int dst, int tag, bool async) override;
   Work recv(const Tensor& buffer, int src, int tag, bool async) override;
-  Work all_to_all_w(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks,
-                    bool async) override;
   void barrier() override;
   std::shared_ptr<CommBackend> split(int color, int key) override;
 
@@ -389,30 +386,6 @@ Work MpiBackend::recv(const Tensor& buffer, int src, int tag, bool async) {
     for (size_t i = 0; i < statuses.size(); ++i) check_received(statuses[i], type, expected[i], src);
   };
   return run(async, start, {}, finish, buffer);
-}
-
-// Every block travels as one derived datatype at its absolute address (MPI_BOTTOM), so strided
-// views are read and written in place; the types live until the operation completes.
-Work MpiBackend::all_to_all_w(std::span<const Tensor> send_blocks, std::span<const Tensor> recv_blocks,
-                              bool async) {
-  for (const Tensor& t : send_blocks) require_cpu("all_to_all_w", t);
-  for (const Tensor& t : recv_blocks) require_cpu("all_to_all_w", t);
-  auto send = std::make_shared<BlockTypes>(send_blocks);
-  auto recv = std::make_shared<BlockTypes>(recv_blocks);
-  auto start = [&](std::vector<MPI_Request>* requests) {
-    const int *sc = send->counts().data(), *sd = send->displs().data();
-    const int *rc = recv->counts().data(), *rd = recv->displs().data();
-    const MPI_Datatype *st = send->types().data(), *rt = recv->types().data();
-    if (!requests) {
-      return mpi_check(MPI_Alltoallw(MPI_BOTTOM, sc, sd, st, MPI_BOTTOM, rc, rd, rt, comm_), "MPI_Alltoallw");
-    }
-    mpi_check(MPI_Ialltoallw(MPI_BOTTOM, sc, sd, st, MPI_BOTTOM, rc, rd, rt, comm_, add_request(requests)),
-              "MPI_Ialltoallw");
-  };
-  // The Work keeps the types (in the finish callback) and every block's storage alive.
-  auto keep = [send, recv, blocks = std::vector<Tensor>(send_blocks.begin(), send_blocks.end()),
-               more = std::vector<Tensor>(recv_blocks.begin(), recv_blocks.end())](std::span<const MPI_Status>) {};
-  return run(async, start, {}, keep);
 }
 
 void MpiBackend::barrier() { mpi_check(MPI_Barrier(comm_), "MPI_Barrier"); }

@@ -65,22 +65,30 @@ std::pair<Shape, DType> share_metadata(const Tensor& full, const DeviceMesh& mes
   return {Shape(shared.begin() + 2, shared.begin() + 2 + shared[1]), DType(shared[0])};
 }
 
+// Elements of each piece when a region of `shape` is cut along d into `parts`.
+std::vector<int64_t> piece_counts(const Shape& shape, int64_t d, int64_t parts) {
+  std::vector<int64_t> counts = chunk_sizes(shape[size_t(d)], parts);
+  for (auto& c : counts) c *= shape_numel(shape) / std::max<int64_t>(shape[size_t(d)], 1);
+  return counts;
+}
+
 // Root side of a Shard stage: the pieces along d, packed one after another.
-Tensor pack_pieces(const Tensor& region, int64_t d, int64_t parts, std::vector<int64_t>& counts) {
+Tensor pack_pieces(const Tensor& region, int64_t d, int64_t parts) {
   Tensor packed = Tensor::empty({region.numel()}, region.dtype(), region.device());
   int64_t offset = 0;
   for (int64_t r = 0; r < parts; ++r) {
     ChunkSpan span = chunk_span(region.size(d), parts, r);
     Tensor piece = region.narrow(d, span.offset, span.size);
     packed.narrow(0, offset, piece.numel()).view(piece.shape()).copy_from(piece);
-    counts[size_t(r)] = piece.numel();
     offset += piece.numel();
   }
   return packed;
 }
 
+// `shape` is the region the line's root holds before the stage (the same on every rank of the
+// line: only mesh dims before m have cut it), `next_shape` this rank's piece after it.
 Tensor run_stage(const Tensor& region, const DeviceMesh& mesh, const Placement& p, int64_t m, int root,
-                 const Shape& next_shape, DType dtype) {
+                 const Shape& shape, const Shape& next_shape, DType dtype) {
   Communicator comm = mesh.comm(m);
   bool is_root = comm.rank() == root;
   if (!p.is_shard()) {
@@ -88,8 +96,8 @@ Tensor run_stage(const Tensor& region, const DeviceMesh& mesh, const Placement& 
     comm.broadcast(buffer, root);
     return buffer;
   }
-  std::vector<int64_t> counts(size_t(comm.size()), 0);
-  Tensor packed = is_root ? pack_pieces(region, p.dim(), comm.size(), counts) : Tensor::empty({0}, dtype);
+  std::vector<int64_t> counts = piece_counts(shape, p.dim(), comm.size());
+  Tensor packed = is_root ? pack_pieces(region, p.dim(), comm.size()) : Tensor::empty({0}, dtype);
   Tensor out = Tensor::empty(next_shape, dtype);
   comm.scatter_v(packed, counts, out, root);
   return out;
@@ -114,7 +122,8 @@ DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Pl
   for (int64_t m = 0; m < mesh.ndim(); ++m) {
     if (!takes_part(mesh, src, m)) continue;
     region = run_stage(region, mesh, normalized[size_t(m)], m, int(src[size_t(m)]),
-                       region_shape(global, mesh, normalized, m + 1), dtype);
+                       region_shape(global, mesh, normalized, m), region_shape(global, mesh, normalized, m + 1),
+                       dtype);
   }
   for (int64_t m = 0; m < mesh.ndim(); ++m) {
     const Placement& p = normalized[size_t(m)];

@@ -124,16 +124,19 @@ struct DTensor::Pending::State {
   StepContext context() const {
     return {source.mesh_, source.shape_, source.mesh_.shape(), source.mesh_.coordinate()};
   }
+  std::function<void()> finish_in_flight;
+
   // Starts steps until one is in flight (async) or all are done; true when all are done.
   bool advance() {
-    if (!in_flight.test()) return false;
-    while (next_step < plan->steps.size()) {
+    while (in_flight.test()) {
+      if (finish_in_flight) std::exchange(finish_in_flight, nullptr)();
+      if (next_step == plan->steps.size()) return true;
       StepRun run = start_step(plan->steps[next_step++], current, context(), !blocking);
       current = run.out;
       in_flight = run.work;
-      if (!in_flight.test()) return false;
+      finish_in_flight = run.finish;
     }
-    return true;
+    return false;
   }
 };
 
@@ -148,7 +151,7 @@ DTensor::Pending DTensor::start_redistribute(const Placements& target, bool bloc
   check_partial_dtype(dst, dtype(), op);
   Pending pending;
   const auto* plan = &cached_plan(shape_, local_.element_size(), mesh_.shape(), placements_, dst);
-  pending.state_ = std::make_shared<Pending::State>(Pending::State{*this, plan, 0, local_, Work(), blocking});
+  pending.state_ = std::make_shared<Pending::State>(Pending::State{*this, plan, 0, local_, Work(), blocking, nullptr});
   pending.state_->advance();
   return pending;
 }

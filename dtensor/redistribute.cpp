@@ -1,9 +1,11 @@
 // The redistribute executor: runs a RedistributePlan's steps on this rank's local block.
 //
-// Each step is prepared as (output tensor, one communicator call); collectives write straight
-// into the output's blocks (strided views where the tensor dim is not the leading one), so no
-// step stages a full-size copy. Blocking and async redistributes share the preparation; async
-// starts each collective without waiting and advances when its Work completes.
+// Each step is prepared as (output tensor, one flat collective, optional unpack). A split along
+// the leading dim is already flat: the collective reads the input and writes the output in
+// place, no copy. A split along another dim costs exactly one copy on the side that is not flat
+// (pack before sending, or unpack after receiving; all_to_all between two non-leading dims
+// both). Blocking and async redistributes share the preparation; async starts each collective
+// without waiting and advances when its Work completes.
 #include "dtensor/redistribute.hpp"
 
 namespace dtensor {
@@ -35,18 +37,41 @@ std::vector<int64_t> numels(const std::vector<Tensor>& blocks) {
 
 Tensor flat(const Tensor& t) { return t.contiguous().view({t.numel()}); }
 
-// Whether cutting tensor dim d gives contiguous, adjacent pieces on EVERY rank of the step's
-// group (all dims before d of size <= 1 under `placements`). Then the flat collective (and its
-// tuned algorithm) runs; otherwise the block form moves strided pieces in place. Deciding from
-// the whole group keeps every rank on the same MPI call even when uneven shards differ.
-bool flat_on_group(const StepContext& ctx, size_t m, const Placements& placements, int64_t d) {
-  std::vector<int64_t> coord = ctx.coordinate;
-  for (coord[m] = 0; coord[m] < ctx.mesh_shape[m]; ++coord[m]) {
-    Shape shape = local_block(ctx.global_shape, ctx.mesh_shape, coord, placements).shape;
-    for (int64_t i = 0; i < d; ++i)
-      if (shape[size_t(i)] > 1) return false;
-  }
+// Whether the torch.chunk pieces of t along d are contiguous and follow each other: t is
+// contiguous and every dim before d has size <= 1 (a split along the leading dim).
+bool pieces_are_flat(const Tensor& t, int64_t d) {
+  if (!t.is_contiguous()) return false;
+  for (int64_t i = 0; i < d; ++i)
+    if (t.size(i) > 1) return false;
   return true;
+}
+
+// One flat buffer holding `blocks` one after another: the blocks themselves when they already
+// lie that way, else a packed copy (the one copy a non-leading dim costs).
+Tensor packed(const Tensor& whole, int64_t d, const std::vector<Tensor>& blocks) {
+  if (pieces_are_flat(whole, d)) return flat(whole);
+  Tensor out = Tensor::empty({whole.numel()}, whole.dtype(), whole.device());
+  int64_t offset = 0;
+  for (const Tensor& b : blocks) {
+    out.narrow(0, offset, b.numel()).view(b.shape()).copy_from(b);
+    offset += b.numel();
+  }
+  return out;
+}
+
+// The flat buffer a collective should write `blocks` of `whole` into, and the copy that puts
+// them in place afterwards (nothing when the blocks are already flat).
+std::pair<Tensor, std::function<void()>> landing(const Tensor& whole, int64_t d, const std::vector<Tensor>& blocks) {
+  if (pieces_are_flat(whole, d)) return {whole.view({whole.numel()}), nullptr};
+  Tensor staging = Tensor::empty({whole.numel()}, whole.dtype(), whole.device());
+  auto unpack = [staging, blocks] {
+    int64_t offset = 0;
+    for (const Tensor& b : blocks) {
+      b.copy_from(staging.narrow(0, offset, b.numel()).view(b.shape()));
+      offset += b.numel();
+    }
+  };
+  return {staging, unpack};
 }
 
 // Calls the blocking form, or the async one, of a collective.
@@ -79,15 +104,12 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
     case StepKind::AllGather: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
       auto blocks = chunk_views(out, from.dim(), group);
+      auto [dst, unpack] = landing(out, from.dim(), blocks);
+      Tensor src = flat(in);
+      auto counts = numels(blocks);
       Communicator comm = ctx.comm(m);
-      if (flat_on_group(ctx, m, after_step(step), from.dim())) {
-        Tensor src = flat(in), dst = out.view({out.numel()});
-        auto counts = numels(blocks);
-        return {out, call(async, [&] { comm.all_gather_v(src, dst, counts); },
-                          [&] { return comm.all_gather_v_async(src, dst, counts); })};
-      }
-      return {out, call(async, [&] { comm.all_gather_into(in, blocks); },
-                        [&] { return comm.all_gather_into_async(in, blocks); })};
+      return {out, call(async, [&] { comm.all_gather_v(src, dst, counts); },
+                        [&] { return comm.all_gather_v_async(src, dst, counts); }), unpack};
     }
     case StepKind::AllReduce: {
       Tensor out = Tensor::empty(in.shape(), in.dtype(), in.device());
@@ -100,30 +122,23 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
     case StepKind::ReduceScatter: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
       auto blocks = chunk_views(in, step.to.dim(), group);
+      Tensor src = packed(in, step.to.dim(), blocks), dst = out.view({out.numel()});
+      auto counts = numels(blocks);
       Communicator comm = ctx.comm(m);
       ReduceOp op = from.reduce_op();
-      if (flat_on_group(ctx, m, step.before, step.to.dim())) {
-        Tensor src = flat(in), dst = out.view({out.numel()});
-        auto counts = numels(blocks);
-        return {out, call(async, [&] { comm.reduce_scatter_v(src, dst, counts, op); },
-                          [&] { return comm.reduce_scatter_v_async(src, dst, counts, op); })};
-      }
-      return {out, call(async, [&] { comm.reduce_scatter_from(blocks, out, op); },
-                        [&] { return comm.reduce_scatter_from_async(blocks, out, op); })};
+      return {out, call(async, [&] { comm.reduce_scatter_v(src, dst, counts, op); },
+                        [&] { return comm.reduce_scatter_v_async(src, dst, counts, op); })};
     }
     case StepKind::AllToAll: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
       auto send = chunk_views(in, step.to.dim(), group);
       auto recv = chunk_views(out, from.dim(), group);
+      Tensor src = packed(in, step.to.dim(), send);
+      auto [dst, unpack] = landing(out, from.dim(), recv);
+      auto sc = numels(send), rc = numels(recv);
       Communicator comm = ctx.comm(m);
-      if (flat_on_group(ctx, m, step.before, step.to.dim()) && flat_on_group(ctx, m, after_step(step), from.dim())) {
-        Tensor src = flat(in), dst = out.view({out.numel()});
-        auto sc = numels(send), rc = numels(recv);
-        return {out, call(async, [&] { comm.all_to_all_v(src, sc, dst, rc); },
-                          [&] { return comm.all_to_all_v_async(src, sc, dst, rc); })};
-      }
-      return {out, call(async, [&] { comm.all_to_all_blocks(send, recv); },
-                        [&] { return comm.all_to_all_blocks_async(send, recv); })};
+      return {out, call(async, [&] { comm.all_to_all_v(src, sc, dst, rc); },
+                        [&] { return comm.all_to_all_v_async(src, sc, dst, rc); }), unpack};
     }
   }
   fail<ValueError>("redistribute", "unknown step kind {}", int(step.kind));

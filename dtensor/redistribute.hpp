@@ -5,6 +5,8 @@
 #include "dtensor/redistribute_plan.hpp"
 #include "mesh/device_mesh.hpp"
 
+#include <functional>
+
 namespace dtensor {
 
 struct StepContext {
@@ -16,11 +18,13 @@ struct StepContext {
   Communicator comm(size_t mesh_dim) const { return mesh.comm(int64_t(mesh_dim)); }
 };
 
-// The step's output block and the collective filling it (an empty Work for local steps or once
-// a blocking call returned). The output is valid after work.wait().
+// The step's output block, the collective filling it (an empty Work for local steps or once a
+// blocking call returned) and what must run after it completes (an unpack, or nothing). The
+// output is valid after work.wait() and finish().
 struct StepRun {
   Tensor out;
   Work work;
+  std::function<void()> finish;
 };
 
 // `in` is this rank's block under step.before. With async false the call has completed on return.
