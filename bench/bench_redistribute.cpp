@@ -45,7 +45,7 @@ struct Case {
 };
 
 // The raw collective on the same bytes as the case's redistribute, through Communicator.
-std::function<void()> raw_call(Communicator& comm, const Case& c, const DTensor& x) {
+std::function<void()> raw_call(Communicator comm, const Case& c, const DTensor& x) {
   const int n = comm.size();
   Tensor local = x.to_local().contiguous();
   Tensor full = Tensor::empty(c.shape, DType::F32);
@@ -54,16 +54,16 @@ std::function<void()> raw_call(Communicator& comm, const Case& c, const DTensor&
   if (from.is_shard() && to.is_replicate()) {
     std::vector<int64_t> counts = chunk_sizes(c.shape[0], n);
     for (auto& k : counts) k *= shape_numel(c.shape) / c.shape[0];
-    return [=, &comm] { comm.all_gather_v(local, full, counts); };
+    return [=]() mutable { comm.all_gather_v(local, full, counts); };
   }
-  if (from.is_partial() && to.is_replicate()) return [=, &comm] { comm.all_reduce(local, full, ReduceOp::Sum); };
+  if (from.is_partial() && to.is_replicate()) return [=]() mutable { comm.all_reduce(local, full, ReduceOp::Sum); };
   if (from.is_partial()) {
     Tensor out = Tensor::empty({local.numel() / n}, DType::F32);
-    return [=, &comm] { comm.reduce_scatter(local, out); };
+    return [=]() mutable { comm.reduce_scatter(local, out); };
   }
   if (from.is_shard() && to.is_shard()) {
     Tensor out = Tensor::empty({local.numel()}, DType::F32);
-    return [=, &comm] { comm.all_to_all(local.view({-1}), out); };
+    return [=]() mutable { comm.all_to_all(local.view({-1}), out); };
   }
   return {};
 }

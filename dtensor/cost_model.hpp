@@ -2,8 +2,10 @@
 //
 // Bandwidths are bus bandwidths in the nccl-tests sense (bytes each rank moves per second after
 // the collective's (k-1)/k or 2(k-1)/k factor), so one number per collective covers every group
-// size. The defaults were measured on the development machine with `make bench-collectives`;
-// `CostModel::from_file` reads a JSON file with the same fields to use another machine's numbers.
+// size. The defaults are `make bench-collectives` medians on the development machine (2 ranks,
+// f32): latency from the 64 KiB row, bus bandwidth from the 64 MiB row. `CostModel::from_file`
+// reads a JSON file with the same fields ({"all_gather": {"latency_us": .., "busbw_gbps": ..}, ...,
+// "memory_gbps": ..}) to use another machine's numbers; DTENSOR_COST_MODEL names that file.
 #pragma once
 
 #include "collectives/communicator.hpp"
@@ -18,11 +20,11 @@ struct CollectiveCost {
 };
 
 struct CostModel {
-  CollectiveCost all_gather{20, 5.0};
-  CollectiveCost all_reduce{30, 3.0};
-  CollectiveCost reduce_scatter{25, 3.0};
-  CollectiveCost all_to_all{20, 5.0};
-  double memory_gbps = 8.0;  // local copies (packing, zero-filling)
+  CollectiveCost all_gather{8.6, 4.1};
+  CollectiveCost all_reduce{20.8, 3.0};
+  CollectiveCost reduce_scatter{8.3, 2.7};
+  CollectiveCost all_to_all{10.1, 3.9};
+  double memory_gbps = 8.0;  // local copies (packing, zero-filling): a 64 MiB memcpy took ~8 ms
 
   // Estimated microseconds for one collective of `kind` over `group` ranks; `bytes` follows
   // the Communicator counters' convention (output of all_gather, input of reduce_scatter, ...).
