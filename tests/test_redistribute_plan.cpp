@@ -22,7 +22,7 @@ void check_steps(const RedistributePlan& plan, const std::vector<Expected>& expe
 }  // namespace
 
 TEST_CASE("one mesh dim: each transition is one step of the table", "[plan]") {
-  const Shape g = {8, 6};
+  const Shape g = {1024, 768};  // large enough that bandwidth, not latency, decides
   const Shape mesh = {4};
   check_steps(plan_redistribute(g, 4, mesh, {Shard(0)}, {Replicate()}), {{0, StepKind::AllGather}});
   check_steps(plan_redistribute(g, 4, mesh, {Partial()}, {Replicate()}), {{0, StepKind::AllReduce}});
@@ -38,7 +38,7 @@ TEST_CASE("one mesh dim: each transition is one step of the table", "[plan]") {
 }
 
 TEST_CASE("N-D plans touch only what must change and respect nesting", "[plan]") {
-  const Shape g = {8, 8, 4};
+  const Shape g = {256, 256, 16};
   // The example of the issue: mesh dim 0 keeps S(1); only mesh dim 1 moves.
   check_steps(plan_redistribute(g, 4, {2, 2}, {Shard(1), Shard(1)}, {Shard(1), Shard(0)}),
               {{1, StepKind::AllToAll}});
@@ -55,6 +55,14 @@ TEST_CASE("N-D plans touch only what must change and respect nesting", "[plan]")
   REQUIRE(plan.steps.size() == 2);
   CHECK(plan.steps[0].kind == StepKind::AllReduce);
   CHECK(plan.steps[1].kind == StepKind::AllGather);
+}
+
+TEST_CASE("the cost model decides between valid plans", "[plan]") {
+  // A tiny S(0) -> S(1) is latency-bound: one all_gather (8.6 us) + a local slice beats an
+  // all_to_all (10.1 us); a large one is bandwidth-bound and the all_to_all moves k times less.
+  check_steps(plan_redistribute({8, 6}, 4, {4}, {Shard(0)}, {Shard(1)}),
+              {{0, StepKind::AllGather}, {0, StepKind::LocalShard}});
+  check_steps(plan_redistribute({1024, 768}, 4, {4}, {Shard(0)}, {Shard(1)}), {{0, StepKind::AllToAll}});
 }
 
 TEST_CASE("every plan over a sweep is a legal path ending at the target", "[plan]") {
