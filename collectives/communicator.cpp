@@ -138,12 +138,15 @@ void Communicator::State::count(CollectiveKind kind, size_t bytes) {
 }
 
 Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
-  check_tensor("all_reduce", "in", in);
-  check_tensor("all_reduce", "out", out);
-  check_same_kind("all_reduce", in, out);
-  check_numel("all_reduce", "out", out, in.numel());
+  const bool in_place = in.defined() && out.defined() && in.data_ptr() == out.data_ptr();
+  check_tensor("all_reduce", in_place ? "buffer" : "in", in);
+  if (!in_place) {
+    check_tensor("all_reduce", "out", out);
+    check_same_kind("all_reduce", in, out);
+    check_numel("all_reduce", "out", out, in.numel());
+    check_overlap("all_reduce", in, out, -1);
+  }
   check_reduce("all_reduce", op, in.dtype());
-  if (in.data_ptr() != out.data_ptr()) check_overlap("all_reduce", in, out, -1);
   count(CollectiveKind::AllReduce, in.nbytes());
   if (size() == 1) return copy_elements(out, in), Work{};
   return backend->all_reduce(in, out, op, async);

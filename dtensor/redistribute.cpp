@@ -92,14 +92,14 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
   auto out_block = [&] { return local_block(ctx.global_shape, ctx.mesh_shape, ctx.coordinate, after_step(step)); };
 
   switch (step.kind) {
-    case StepKind::Relabel: return {in, Work()};
+    case StepKind::Relabel: return {in, Work(), nullptr};
     case StepKind::LocalShard: {
       ChunkSpan span = chunk_span(in.size(step.to.dim()), group, coord);
-      return {in.narrow(step.to.dim(), span.offset, span.size), Work()};
+      return {in.narrow(step.to.dim(), span.offset, span.size), Work(), nullptr};
     }
     case StepKind::LocalPartial: {
       bool keeps_value = step.to.reduce_op() != ReduceOp::Sum || coord == 0;
-      return {keeps_value ? in : Tensor::zeros(in.shape(), in.dtype(), in.device()), Work()};
+      return {keeps_value ? in : Tensor::zeros(in.shape(), in.dtype(), in.device()), Work(), nullptr};
     }
     case StepKind::AllGather: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
@@ -117,7 +117,8 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
       Tensor src = in.contiguous();
       ReduceOp op = from.reduce_op();
       return {out, call(async, [&] { comm.all_reduce(src, out, op); },
-                        [&] { return comm.all_reduce_async(src, out, op); })};
+                        [&] { return comm.all_reduce_async(src, out, op); }),
+              nullptr};
     }
     case StepKind::ReduceScatter: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
@@ -127,7 +128,8 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
       Communicator comm = ctx.comm(m);
       ReduceOp op = from.reduce_op();
       return {out, call(async, [&] { comm.reduce_scatter_v(src, dst, counts, op); },
-                        [&] { return comm.reduce_scatter_v_async(src, dst, counts, op); })};
+                        [&] { return comm.reduce_scatter_v_async(src, dst, counts, op); }),
+              nullptr};
     }
     case StepKind::AllToAll: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
