@@ -11,6 +11,7 @@
 #include "dtensor/dtensor.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
+#include "placement_lists.hpp"
 
 #include <random>
 
@@ -56,23 +57,6 @@ bool has_partial(const Placements& placements) {
   for (const auto& p : placements)
     if (p.is_partial()) return true;
   return false;
-}
-
-std::vector<Placements> placement_lists(size_t mesh_ndim, const std::vector<Placement>& choices, int64_t tensor_ndim) {
-  std::vector<Placements> lists = {{}};
-  for (size_t m = 0; m < mesh_ndim; ++m) {
-    std::vector<Placements> next;
-    for (const auto& l : lists) {
-      for (const auto& p : choices) {
-        if (p.is_shard() && (p.dim() >= tensor_ndim || p.dim() < -tensor_ndim)) continue;
-        auto e = l;
-        e.push_back(p);
-        next.push_back(e);
-      }
-    }
-    lists = next;
-  }
-  return lists;
 }
 
 struct Sweep {
@@ -140,7 +124,7 @@ TEST_CASE("redistribute sweep over meshes, shapes and placement pairs", "[dtenso
   for (const Shape& mesh_shape : meshes_for(world)) {
     DeviceMesh mesh = DeviceMesh::from_world(mesh_shape);
     for (const Shape& shape : kShapes) {
-      auto lists = placement_lists(mesh_shape.size(), choices, int64_t(shape.size()));
+      auto lists = testing::placement_lists(mesh_shape.size(), choices, int64_t(shape.size()));
       // 3-D meshes have too many pairs to run them all on every test run: a fixed sample.
       bool sample = mesh_shape.size() >= 3;
       for (const auto& src : lists) {
@@ -161,8 +145,8 @@ TEST_CASE("redistribute with P(avg) and P(max) on 1-D meshes", "[dtensor][sweep]
                                           Partial(ReduceOp::Max)};
   Sweep sweep;
   for (const Shape& shape : kShapes) {
-    for (const auto& src : placement_lists(1, choices, int64_t(shape.size()))) {
-      for (const auto& dst : placement_lists(1, choices, int64_t(shape.size()))) {
+    for (const auto& src : testing::placement_lists(1, choices, int64_t(shape.size()))) {
+      for (const auto& dst : testing::placement_lists(1, choices, int64_t(shape.size()))) {
         sweep.run_case(mesh, shape, src, dst);
       }
     }

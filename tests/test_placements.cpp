@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "placements/sharding.hpp"
+#include "placement_lists.hpp"
 
 #include <functional>
 #include <map>
@@ -72,20 +73,9 @@ TEST_CASE("blocks of all coordinates tile the global tensor exactly once", "[pla
   int64_t checked = 0;
   for (const Shape& mesh : meshes) {
     for (const Shape& global : shapes) {
-      // Every placement list over the mesh dims that is valid for this tensor rank.
-      std::vector<Placements> lists = {{}};
-      for (size_t m = 0; m < mesh.size(); ++m) {
-        std::vector<Placements> next;
-        for (const Placements& l : lists)
-          for (const Placement& p : choices) {
-            if (p.is_shard() && (p.dim() >= int64_t(global.size()) || p.dim() < -int64_t(global.size()))) continue;
-            Placements extended = l;
-            extended.push_back(p.normalized(int64_t(global.size())));
-            next.push_back(extended);
-          }
-        lists = next;
-      }
-      for (const Placements& placements : lists) {
+      auto lists = testing::placement_lists(mesh.size(), choices, int64_t(global.size()));
+      for (const Placements& given : lists) {
+        Placements placements = normalize_placements(given, int64_t(global.size()), int64_t(mesh.size()), "test");
         // Count how often each global element is covered by coordinates that differ only in
         // sharded mesh dims (Replicate / Partial dims at 0): must be exactly once.
         std::map<int64_t, int> cover;

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include "dtensor/redistribute_plan.hpp"
+#include "placement_lists.hpp"
 
 using namespace dtensor;
 
@@ -70,17 +71,7 @@ TEST_CASE("every plan over a sweep is a legal path ending at the target", "[plan
   const std::vector<Placement> choices = {Replicate(), Shard(0), Shard(1), Partial()};
   int64_t plans = 0;
   for (const Shape& mesh : meshes) {
-    std::vector<Placements> lists = {{}};
-    for (size_t m = 0; m < mesh.size(); ++m) {
-      std::vector<Placements> next;
-      for (const auto& l : lists)
-        for (const auto& p : choices) {
-          auto e = l;
-          e.push_back(p);
-          next.push_back(e);
-        }
-      lists = next;
-    }
+    auto lists = testing::placement_lists(mesh.size(), choices, 2);
     for (const auto& src : lists) {
       for (const auto& dst : lists) {
         auto plan = plan_redistribute({5, 3}, 4, mesh, src, dst);
