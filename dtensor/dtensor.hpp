@@ -9,7 +9,7 @@
 //   DTensor y = x.redistribute({Replicate(), Shard(1)});                     // planned, cached
 //   Tensor everything = y.full_tensor();
 //
-// A rank outside the mesh holds an empty local tensor and takes part in nothing.
+// Construction and redistribute are collective over the mesh; a rank outside it gets a MeshError.
 #pragma once
 
 #include "collectives/work.hpp"
