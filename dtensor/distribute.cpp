@@ -12,19 +12,6 @@ namespace dtensor {
 
 namespace {
 
-std::vector<int64_t> source_coordinate(const DeviceMesh& mesh, int src_rank) {
-  const auto& ranks = mesh.ranks();
-  auto it = std::find(ranks.begin(), ranks.end(), src_rank);
-  check<MeshError>(it != ranks.end(), "distribute", "src_rank {} is not in {}", src_rank, mesh.to_string());
-  std::vector<int64_t> coord(size_t(mesh.ndim()));
-  int64_t index = it - ranks.begin();
-  for (int64_t m = mesh.ndim(); m-- > 0;) {
-    coord[size_t(m)] = index % mesh.size(m);
-    index /= mesh.size(m);
-  }
-  return coord;
-}
-
 // Whether this rank is on a line along mesh dim m that holds data at stage m.
 bool takes_part(const DeviceMesh& mesh, const std::vector<int64_t>& src, int64_t m) {
   for (int64_t k = m + 1; k < mesh.ndim(); ++k) {
@@ -108,7 +95,7 @@ Tensor run_stage(const Tensor& region, const DeviceMesh& mesh, const Placement& 
 DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Placements& placements, int src_rank) {
   const char* op = "distribute";
   check<MeshError>(mesh.is_member(), op, "this rank is not in {}", mesh.to_string());
-  const auto src = source_coordinate(mesh, src_rank);
+  const auto src = mesh.coordinate_of(src_rank);
   const bool is_source = mesh.coordinate() == src;
   auto [global, dtype] = share_metadata(full, mesh, src, is_source);
   Placements normalized = normalize_placements(placements, int64_t(global.size()), mesh.ndim(), op);

@@ -13,18 +13,6 @@ namespace dtensor {
 
 namespace {
 
-std::vector<std::vector<int64_t>> all_coordinates(const Shape& mesh) {
-  std::vector<std::vector<int64_t>> out(size_t(shape_numel(mesh)), std::vector<int64_t>(mesh.size()));
-  for (size_t i = 0; i < out.size(); ++i) {
-    int64_t index = int64_t(i);
-    for (size_t m = mesh.size(); m-- > 0;) {
-      out[i][m] = index % mesh[m];
-      index /= mesh[m];
-    }
-  }
-  return out;
-}
-
 std::vector<int64_t> sorted_cuts(const std::set<int64_t>& cuts) { return {cuts.begin(), cuts.end()}; }
 
 }  // namespace
@@ -34,11 +22,10 @@ std::string visualize_sharding(const DTensor& tensor) {
                     "only 1-D and 2-D tensors are drawn, got {} dims", tensor.dim());
   const DeviceMesh& mesh = tensor.mesh();
   const Shape global = tensor.dim() == 1 ? Shape{1, tensor.shape()[0]} : tensor.shape();
-  auto coords = all_coordinates(mesh.shape());
   std::vector<Block> blocks;
   std::set<int64_t> row_cuts = {0, global[0]}, col_cuts = {0, global[1]};
-  for (const auto& c : coords) {
-    Block b = local_block(tensor.shape(), mesh.shape(), c, tensor.placements());
+  for (int rank : mesh.ranks()) {
+    Block b = local_block(tensor.shape(), mesh.shape(), mesh.coordinate_of(rank), tensor.placements());
     if (tensor.dim() == 1) b = {{1, b.shape[0]}, {0, b.offset[0]}};
     row_cuts.insert({b.offset[0], b.offset[0] + b.shape[0]});
     col_cuts.insert({b.offset[1], b.offset[1] + b.shape[1]});

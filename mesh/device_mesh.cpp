@@ -24,7 +24,7 @@ int64_t flat_index(const Shape& shape, const std::vector<int64_t>& coordinate) {
   return index;
 }
 
-std::vector<int64_t> coordinate_of(const Shape& shape, int64_t index) {
+std::vector<int64_t> coordinate_at(const Shape& shape, int64_t index) {
   std::vector<int64_t> coordinate(shape.size());
   for (size_t d = shape.size(); d-- > 0;) {
     coordinate[d] = index % shape[d];
@@ -196,7 +196,7 @@ DeviceMesh DeviceMesh::from_ranks(const Communicator& parent, const std::vector<
   mesh->names = checked_names(names, shape.size(), op);
   mesh->ranks = ranks;
   auto mine = std::find(ranks.begin(), ranks.end(), parent.rank());
-  if (mine != ranks.end()) mesh->coordinate = coordinate_of(shape, mine - ranks.begin());
+  if (mine != ranks.end()) mesh->coordinate = coordinate_at(shape, mine - ranks.begin());
   for (int64_t d = 0; d < mesh->ndim(); ++d) mesh->comms.push_back(mesh->split_group({d}));
   return DeviceMesh(std::move(mesh));
 }
@@ -238,6 +238,14 @@ int64_t DeviceMesh::local_rank(int64_t dim) const {
 
 int64_t DeviceMesh::local_rank(const std::string& name) const {
   return local_rank(impl("DeviceMesh::local_rank").dim_of(name, "DeviceMesh::local_rank"));
+}
+
+std::vector<int64_t> DeviceMesh::coordinate_of(int rank) const {
+  const char* op = "DeviceMesh::coordinate_of";
+  const Impl& mesh = impl(op);
+  auto it = std::find(mesh.ranks.begin(), mesh.ranks.end(), rank);
+  check<MeshError>(it != mesh.ranks.end(), op, "rank {} is not in {}", rank, to_string());
+  return coordinate_at(mesh.shape, it - mesh.ranks.begin());
 }
 
 int DeviceMesh::rank_at(const std::vector<int64_t>& coordinate) const {
@@ -307,7 +315,7 @@ DeviceMesh DeviceMesh::operator[](const std::vector<std::string>& names) const {
   }
   if (mesh.is_member()) {
     for (int64_t index = 0; index < shape_numel(slice->shape); ++index) {
-      std::vector<int64_t> position = coordinate_of(slice->shape, index);
+      std::vector<int64_t> position = coordinate_at(slice->shape, index);
       std::vector<int64_t> coord = mesh.coordinate;
       for (size_t k = 0; k < dims.size(); ++k) coord[dims[k]] = position[k];
       slice->ranks.push_back(mesh.rank_at(coord));

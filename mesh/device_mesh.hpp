@@ -48,6 +48,8 @@ class DeviceMesh {
   int64_t local_rank(int64_t dim) const;           // coordinate()[dim]
   int64_t local_rank(const std::string& name) const;
   int rank_at(const std::vector<int64_t>& coordinate) const;  // parent rank at a coordinate
+  // The inverse: the coordinate of a parent rank in the mesh (MeshError if it is not in it).
+  std::vector<int64_t> coordinate_of(int rank) const;
 
   Communicator comm(int64_t dim) const;
   Communicator comm(const std::string& name) const;

@@ -412,3 +412,17 @@ TEST_CASE("bad input raises MeshError naming the value, on every rank", "[mesh][
     CHECK_THROWS_WITH(DeviceMesh::from_world({0}), Contains(fmt::format("[rank {}]", world_rank())));
   }
 }
+
+TEST_CASE("coordinate_of inverts rank_at", "[mesh]") {
+  const int n = world_size();
+  DeviceMesh mesh = DeviceMesh::from_world({n});
+  for (int64_t i = 0; i < n; ++i) {
+    CHECK(mesh.coordinate_of(int(i)) == std::vector<int64_t>{i});
+    CHECK(mesh.rank_at(mesh.coordinate_of(int(i))) == i);
+  }
+  CHECK_THROWS_AS(mesh.coordinate_of(n), MeshError);
+  if (n == 4) {
+    DeviceMesh square = DeviceMesh::from_world({2, 2});
+    CHECK(square.coordinate_of(2) == std::vector<int64_t>{1, 0});
+  }
+}
