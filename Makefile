@@ -4,7 +4,7 @@ BUILD ?= build
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute
 
-.PHONY: all deps build demo test bench $(addprefix bench-,$(BENCHES)) clean
+.PHONY: all deps build demo test bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
 all: build
 
@@ -33,6 +33,11 @@ bench-redistribute: build
 	$(MPIRUN) -np 2 $(BUILD)/bench/bench_redistribute | tee $(BUILD)/bench-redistribute-np2.txt
 	$(MPIRUN) -np 4 $(BUILD)/bench/bench_redistribute
 	@grep '^redistribute:' $(BUILD)/bench-redistribute-np2.txt
+
+# GPU: torch's linear timings first (skipped where torch is missing), then bench_gpu on 1 rank.
+bench-gpu: build
+	-python3 bench/torch_linear.py $(BUILD)/torch-linear.json
+	$(MPIRUN) -np 1 $(BUILD)/bench/bench_gpu --torch-linear $(BUILD)/torch-linear.json
 
 clean:
 	rm -rf $(BUILD)

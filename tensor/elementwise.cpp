@@ -3,6 +3,7 @@
 // One driver (binary_op) walks the broadcast shape with StridedLoop; each op is a small struct
 // with a scalar form (apply) and an Eigen array form (array) that the contiguous runs use.
 #include "tensor/kernel_util.hpp"
+#include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor {
@@ -172,24 +173,67 @@ Tensor scalar_op(const Tensor& a, double scalar, const char* op) {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b) { return binary_op<AddOp>(a, b, "add"); }
-Tensor sub(const Tensor& a, const Tensor& b) { return binary_op<SubOp>(a, b, "sub"); }
-Tensor mul(const Tensor& a, const Tensor& b) { return binary_op<MulOp>(a, b, "mul"); }
-Tensor div(const Tensor& a, const Tensor& b) { return binary_op<DivOp>(a, b, "div"); }
-Tensor maximum(const Tensor& a, const Tensor& b) { return binary_op<MaxOp>(a, b, "maximum"); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return binary_op<MinOp>(a, b, "minimum"); }
+Tensor add(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Add, a, b, "add"));
+  return binary_op<AddOp>(a, b, "add");
+}
+Tensor sub(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Sub, a, b, "sub"));
+  return binary_op<SubOp>(a, b, "sub");
+}
+Tensor mul(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Mul, a, b, "mul"));
+  return binary_op<MulOp>(a, b, "mul");
+}
+Tensor div(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Div, a, b, "div"));
+  return binary_op<DivOp>(a, b, "div");
+}
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Max, a, b, "maximum"));
+  return binary_op<MaxOp>(a, b, "maximum");
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Min, a, b, "minimum"));
+  return binary_op<MinOp>(a, b, "minimum");
+}
 
-Tensor add(const Tensor& a, double s) { return scalar_op<AddOp>(a, s, "add"); }
-Tensor mul(const Tensor& a, double s) { return scalar_op<MulOp>(a, s, "mul"); }
+Tensor add(const Tensor& a, double s) {
+  DTENSOR_DISPATCH_CUDA(a, scalar(kernels::UnaryOp::AddScalar, a, s, "add"));
+  return scalar_op<AddOp>(a, s, "add");
+}
+Tensor mul(const Tensor& a, double s) {
+  DTENSOR_DISPATCH_CUDA(a, scalar(kernels::UnaryOp::MulScalar, a, s, "mul"));
+  return scalar_op<MulOp>(a, s, "mul");
+}
 
-Tensor eq(const Tensor& a, const Tensor& b) { return binary_op<EqOp>(a, b, "eq"); }
-Tensor ne(const Tensor& a, const Tensor& b) { return binary_op<NeOp>(a, b, "ne"); }
-Tensor lt(const Tensor& a, const Tensor& b) { return binary_op<LtOp>(a, b, "lt"); }
-Tensor le(const Tensor& a, const Tensor& b) { return binary_op<LeOp>(a, b, "le"); }
-Tensor gt(const Tensor& a, const Tensor& b) { return binary_op<GtOp>(a, b, "gt"); }
-Tensor ge(const Tensor& a, const Tensor& b) { return binary_op<GeOp>(a, b, "ge"); }
+Tensor eq(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Eq, a, b, "eq"));
+  return binary_op<EqOp>(a, b, "eq");
+}
+Tensor ne(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Ne, a, b, "ne"));
+  return binary_op<NeOp>(a, b, "ne");
+}
+Tensor lt(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Lt, a, b, "lt"));
+  return binary_op<LtOp>(a, b, "lt");
+}
+Tensor le(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Le, a, b, "le"));
+  return binary_op<LeOp>(a, b, "le");
+}
+Tensor gt(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Gt, a, b, "gt"));
+  return binary_op<GtOp>(a, b, "gt");
+}
+Tensor ge(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Ge, a, b, "ge"));
+  return binary_op<GeOp>(a, b, "ge");
+}
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, where(cond, a, b));
   const char* op = "where";
   detail::check_cpu(cond, op, "cond");
   detail::check_cpu(a, op, "a");
@@ -217,6 +261,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Tensor masked_fill(const Tensor& a, const Tensor& mask, double value) {
+  DTENSOR_DISPATCH_CUDA(a, masked_fill(a, mask, value));
   const char* op = "masked_fill";
   detail::check_cpu(a, op, "a");
   detail::check_cpu(mask, op, "mask");

@@ -6,6 +6,7 @@
 // transpose. Only layouts GEMM cannot read (both strides > 1, or a stride-0 broadcast) are
 // copied. 16-bit floats are widened to f32, multiplied and rounded once at the end.
 #include "tensor/kernel_util.hpp"
+#include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
 
 #include <optional>
@@ -190,11 +191,13 @@ void add_bias_rows(Tensor& out, const Tensor& bias) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, matmul(a, b));
   check_matmul_args(a, b, "matmul");
   return matmul_compute(a, b, "matmul").to(a.dtype());
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
+  DTENSOR_DISPATCH_CUDA(a, bmm(a, b));
   const char* op = "bmm";
   check_matmul_args(a, b, op);
   check<ShapeError>(a.dim() == 3 && b.dim() == 3 && a.shape()[0] == b.shape()[0], op,
@@ -204,6 +207,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  DTENSOR_DISPATCH_CUDA(x, linear(x, weight, bias));
   const char* op = "linear";
   detail::check_cpu(x, op, "x");
   detail::check_cpu(weight, op, "weight");

@@ -1,6 +1,7 @@
-// CPU kernels on local tensors (Eigen underneath). Every function accepts strided inputs and
-// returns a new contiguous tensor unless it says otherwise. 16-bit float inputs are computed in
-// float and rounded on store. Inputs must be on the CPU (DeviceError otherwise).
+// Kernels on local tensors: Eigen on the CPU; tensors on a CUDA device run the CUDA kernels of
+// tensor/cuda/ (in a build with CUDA; DeviceError otherwise), all arguments on that one device.
+// Every function accepts strided inputs and returns a new contiguous tensor unless it says
+// otherwise. 16-bit float inputs are computed in float and rounded on store.
 #pragma once
 
 #include "tensor/tensor.hpp"

@@ -1,5 +1,6 @@
 // Joining and splitting (cat, chunk, split) and gathers (index_select, embedding).
 #include "tensor/kernel_util.hpp"
+#include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
 
 #include <cstring>
@@ -89,7 +90,12 @@ Tensor gather_along(const Tensor& a, int64_t dim, const std::vector<int64_t>& in
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   const char* op = "cat";
   check<ValueError>(!tensors.empty(), op, "expected a non-empty list of tensors");
-  for (const Tensor& t : tensors) detail::check_cpu(t, op, "tensors");
+  // Pure copies into views of the result, so cat serves every device (all on one).
+  for (const Tensor& t : tensors) {
+    detail::check_defined(t, op, "tensors");
+    check<DeviceError>(t.device() == tensors[0].device(), op, "tensors are on {} and {}; all must be on one device",
+                       tensors[0].device(), t.device());
+  }
   // The first tensor that is not a legacy [0] decides the shape; if all are, the result is [0].
   const Tensor* reference = &tensors[0];
   for (const Tensor& t : tensors) {
@@ -107,7 +113,7 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
   for (const Tensor& t : tensors) {
     if (!is_legacy_empty(t) || reference->dim() == 1) shape[size_t(d)] += t.shape()[size_t(d)];
   }
-  Tensor out = Tensor::empty(shape, reference->dtype());
+  Tensor out = Tensor::empty(shape, reference->dtype(), reference->device());
   int64_t offset = 0;
   for (const Tensor& t : tensors) {
     if (is_legacy_empty(t) && reference->dim() != 1) continue;
@@ -159,6 +165,7 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, in
 }
 
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
+  DTENSOR_DISPATCH_CUDA(a, index_select(a, dim, index));
   const char* op = "index_select";
   detail::check_cpu(a, op, "a");
   detail::check_cpu(index, op, "index");
@@ -169,6 +176,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
+  DTENSOR_DISPATCH_CUDA(weight, embedding(weight, ids));
   const char* op = "embedding";
   detail::check_cpu(weight, op, "weight");
   detail::check_cpu(ids, op, "ids");

@@ -1,5 +1,9 @@
 #include "tensor/storage.hpp"
 
+#if DTENSOR_CUDA
+#include "tensor/cuda/device_memory.hpp"
+#endif
+
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -77,6 +81,9 @@ void host_release(void* p, size_t rounded) {
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
+#if DTENSOR_CUDA
+  if (device.type == DeviceType::CUDA) return cuda::allocate_storage(nbytes, device);
+#endif
   check<DeviceError>(device.is_cpu(), "Storage::allocate", "device {} is not available in this build",
                      device);
   size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;

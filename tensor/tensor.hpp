@@ -64,10 +64,10 @@ class Tensor {
   // Typed host pointer; throws unless T matches dtype() and the tensor is on the CPU.
   template <typename T>
   T* data() const;
-  // The single element of a one-element tensor, converted to T (CPU only).
+  // The single element of a one-element tensor, converted to T (copied from a device if needed).
   template <typename T>
   T item() const;
-  // Copies all elements (in row-major order of the view) to a host vector of T (CPU only).
+  // Copies all elements (in row-major order of the view) to a host vector of T (any device).
   template <typename T>
   std::vector<T> to_vector() const;
 
@@ -90,6 +90,8 @@ class Tensor {
   Tensor contiguous() const;  // returns *this when already contiguous
   Tensor clone() const;       // always a new contiguous tensor
   Tensor to(DType dtype) const;  // converting copy (returns *this when dtype matches)
+  // Copy to another device, same dtype and shape (returns *this when already there).
+  Tensor to(Device device) const;
   // Copies src into this view element-wise, converting dtype; shapes must match (src may broadcast).
   void copy_from(const Tensor& src) const;
   void fill(double value) const;
@@ -135,7 +137,7 @@ T Tensor::item() const {
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = to(dtype_of<T>).contiguous();
+  Tensor c = to(Device::cpu()).to(dtype_of<T>).contiguous();
   const T* p = c.data<T>();
   return std::vector<T>(p, p + c.numel());
 }

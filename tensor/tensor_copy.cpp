@@ -7,6 +7,10 @@
 
 #include <cstring>
 
+#if DTENSOR_CUDA
+#include "tensor/cuda/cuda_copy.hpp"
+#endif
+
 namespace dtensor {
 
 namespace {
@@ -85,10 +89,19 @@ void check_host(const Tensor& t, const char* op) {
   check<DeviceError>(t.device().is_cpu(), op, "tensor on {} but only CPU copies are built", t.device());
 }
 
+#if DTENSOR_CUDA
+bool involves_device(const Tensor& a, const Tensor& b) { return !a.device().is_cpu() || !b.device().is_cpu(); }
+#endif
+
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) const {
   check<ValueError>(defined() && src.defined(), "copy_from", "undefined tensor");
+#if DTENSOR_CUDA
+  if (involves_device(*this, src)) {
+    return cuda::copy_tensor(*this, src.shape() == shape_ ? src : src.expand(shape_));
+  }
+#endif
   check_host(*this, "copy_from");
   check_host(src, "copy_from");
   Tensor source = src.shape() == shape_ ? src : src.expand(shape_);
@@ -102,6 +115,9 @@ void Tensor::copy_from(const Tensor& src) const {
 }
 
 void Tensor::fill(double value) const {
+#if DTENSOR_CUDA
+  if (involves_device(*this, *this)) return cuda::fill_tensor(*this, value);
+#endif
   check_host(*this, "fill");
   if (numel() == 0) return;
   RowLayout layout = coalesce(shape_, {strides_});
@@ -118,6 +134,13 @@ Tensor Tensor::contiguous() const { return is_contiguous() ? *this : clone(); }
 
 Tensor Tensor::clone() const {
   Tensor out = empty(shape_, dtype_, device());
+  out.copy_from(*this);
+  return out;
+}
+
+Tensor Tensor::to(Device device) const {
+  if (device == this->device()) return *this;
+  Tensor out = empty(shape_, dtype_, device);
   out.copy_from(*this);
   return out;
 }

@@ -4,6 +4,7 @@
 // erf. 16-bit floats are widened block by block into a float buffer, transformed there and
 // rounded on store, which keeps them on the same vector code.
 #include "tensor/kernel_util.hpp"
+#include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
 
 #include <unsupported/Eigen/SpecialFunctions>
@@ -90,34 +91,42 @@ auto integer_abs = [](const auto& x) {
 }  // namespace
 
 Tensor neg(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Neg, a, "neg"));
   return unary_op(a, "neg", [](const auto& x) { return -x; }, integer_neg);
 }
 
 Tensor abs(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Abs, a, "abs"));
   return unary_op(a, "abs", [](const auto& x) { return x.abs(); }, integer_abs);
 }
 
 Tensor exp(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Exp, a, "exp"));
   return unary_op(a, "exp", [](const auto& x) { return x.exp(); });
 }
 
 Tensor log(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Log, a, "log"));
   return unary_op(a, "log", [](const auto& x) { return x.log(); });
 }
 
 Tensor sqrt(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Sqrt, a, "sqrt"));
   return unary_op(a, "sqrt", [](const auto& x) { return x.sqrt(); });
 }
 
 Tensor rsqrt(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Rsqrt, a, "rsqrt"));
   return unary_op(a, "rsqrt", [](const auto& x) { return x.rsqrt(); });
 }
 
 Tensor tanh(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Tanh, a, "tanh"));
   return unary_op(a, "tanh", [](const auto& x) { return x.tanh(); });
 }
 
 Tensor relu(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Relu, a, "relu"));
   // (x < 0) ? 0 : x keeps NaN as NaN, as torch.relu does.
   auto relu_fn = [](const auto& x) {
     using C = scalar_of<decltype(x)>;
@@ -127,6 +136,7 @@ Tensor relu(const Tensor& a) {
 }
 
 Tensor silu(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Silu, a, "silu"));
   // x * sigmoid(x) written as x / (1 + e^-x): for very negative x the denominator is inf and
   // the result a correctly signed zero instead of inf * 0 = NaN.
   return unary_op(a, "silu", [](const auto& x) {
@@ -136,6 +146,7 @@ Tensor silu(const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a) {
+  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Gelu, a, "gelu"));
   return unary_op(a, "gelu", [](const auto& x) {
     using C = scalar_of<decltype(x)>;
     return C(0.5) * x * (C(1) + (x * C(M_SQRT1_2)).erf());

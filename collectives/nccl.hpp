@@ -1,0 +1,30 @@
+// Opt-in NCCL communicators (built with CUDA only; see meson option `cuda`).
+//
+//   Communicator gpu_world = nccl_world();                   // collective over the MPI world
+//   DeviceMesh mesh = DeviceMesh::from_range(gpu_world, 0, {2, 4}, {"dp", "tp"});
+//   Tensor x = Tensor::zeros({1024}, DType::BF16, nccl_device());
+//   mesh.comm("tp").all_reduce(x);                           // ncclAllReduce on the tp group
+//
+// Each rank drives GPU = its node-local rank (modulo the GPUs visible). The mesh's per-dim
+// communicators are ncclCommSplit from this one. Tensors on that GPU go through NCCL; CPU
+// tensors on the same Communicator go through MPI as before.
+//
+// Completion is in stream order: a call returns once the NCCL operation is queued on the GPU's
+// current stream (tensor/cuda/device_memory.hpp), and every later kernel or copy on that stream
+// sees its result; copying the result to the host waits for it. The Work of an async call
+// waits on a CUDA event recorded after the operation. NCCL errors, including asynchronous ones
+// found while waiting (ncclCommGetAsyncError), raise CommError naming the NCCL call.
+#pragma once
+
+#include "collectives/communicator.hpp"
+
+namespace dtensor {
+
+// An NCCL communicator over every rank of the MPI world (starts MPI if needed). Collective:
+// every rank must call it. Made once; later calls return the same group.
+Communicator nccl_world();
+
+// The GPU this rank's NCCL communicators drive (made by nccl_world(), which it calls).
+Device nccl_device();
+
+}  // namespace dtensor

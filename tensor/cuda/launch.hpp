@@ -1,0 +1,82 @@
+// Launchers of the CUDA kernels (tensor/cuda/*.cu), over raw device pointers. This header is
+// read by both nvcc and the host compiler, so it uses plain types only; the Tensor-level code
+// in cuda_ops.cpp checks arguments, lays out operands and calls these. Every launcher queues
+// its kernel on `stream` and returns at once; launch errors are left for check_launch().
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace dtensor::cuda::kernels {
+
+// Same order as dtensor::DType (cuda_ops.cpp checks it at compile time).
+enum class ElemType : uint8_t { F32, F64, BF16, F16, I32, I64, U8, I8 };
+
+// An N-D walk over `shape` with one element-stride list per operand (0 on broadcast dims).
+inline constexpr int kMaxDims = 8;
+template <int N>
+struct StridedWalk {
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t strides[N][kMaxDims] = {};
+};
+
+// Copies and fills ---------------------------------------------------------------------------
+// dst[walk] = convert(src[walk]); operand 0 is dst, 1 is src.
+void copy_strided(void* dst, ElemType dst_type, const void* src, ElemType src_type, const StridedWalk<2>& walk,
+                  int64_t numel, cudaStream_t stream);
+void fill_strided(void* dst, ElemType type, double value, const StridedWalk<1>& walk, int64_t numel,
+                  cudaStream_t stream);
+
+// Elementwise --------------------------------------------------------------------------------
+enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Eq, Ne, Lt, Le, Gt, Ge };
+inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+// out (contiguous, `type`, or u8 for comparisons) = a op b; operands 0 = a, 1 = b.
+void binary(BinaryOp op, const void* a, const void* b, void* out, ElemType type, const StridedWalk<2>& walk,
+            int64_t numel, cudaStream_t stream);
+// out = where(cond != 0, a, b); operands 0 = cond (u8), 1 = a, 2 = b.
+void where(const void* cond, const void* a, const void* b, void* out, ElemType type, const StridedWalk<3>& walk,
+           int64_t numel, cudaStream_t stream);
+// out = mask != 0 ? value : a; operands 0 = a, 1 = mask (u8).
+void masked_fill(const void* a, const void* mask, double value, void* out, ElemType type,
+                 const StridedWalk<2>& walk, int64_t numel, cudaStream_t stream);
+
+enum class UnaryOp : uint8_t { Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Relu, Silu, Gelu, AddScalar, MulScalar };
+// out = op(in) over n contiguous elements; `scalar` is used by the *Scalar ops.
+void unary(UnaryOp op, const void* in, void* out, ElemType type, int64_t n, double scalar, cudaStream_t stream);
+
+// Row kernels over contiguous [rows, cols] ---------------------------------------------------
+enum class RowReduce : uint8_t { Sum, Mean, Max, Min };
+// out[r] (same type as in) = reduce(in[r, :]); accumulates in float (double for f64, i64 for ints).
+void reduce_rows(RowReduce op, const void* in, void* out, ElemType type, int64_t rows, int64_t cols,
+                 cudaStream_t stream);
+// out[r] (i64) = index of the first maximum of in[r, :] (NaN counts as maximum, as torch).
+void argmax_rows(const void* in, int64_t* out, ElemType type, int64_t rows, int64_t cols, cudaStream_t stream);
+// Floating types only.
+void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log,
+                  cudaStream_t stream);
+// out = in / sqrt(mean(in^2) + eps) * weight; weight [cols] or null.
+void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols,
+                   double eps, cudaStream_t stream);
+// out = (in - mean) / sqrt(var + eps) * weight + bias; weight and bias [cols] or null.
+void layer_norm_rows(const void* in, const void* weight, const void* bias, void* out, ElemType type, int64_t rows,
+                     int64_t cols, double eps, cudaStream_t stream);
+// For each row: the k largest values (descending, ties to the lower index) and their indices (i64).
+// k <= kMaxTopK.
+inline constexpr int kMaxTopK = 16;
+void topk_rows(const void* in, void* values, int64_t* indices, ElemType type, int64_t rows, int64_t cols, int k,
+               cudaStream_t stream);
+
+// Gathers ------------------------------------------------------------------------------------
+// out[i, :] = table[ids[i], :] for a contiguous table [vocab, width]; ids are i32 or i64. An id
+// outside [0, vocab) writes zeros and stores itself into *bad_id (one of them), which the caller
+// reads back to raise the error.
+void gather_rows(const void* table, ElemType type, int64_t vocab, int64_t width, const void* ids, ElemType id_type,
+                 int64_t n_ids, void* out, int64_t* bad_id, cudaStream_t stream);
+// Rotary embedding (rotate-half form, as Llama): x [rows, heads, head_dim] contiguous, cos/sin
+// [rows, head_dim / 2] f32; out[.., i] = x_i cos - x_{i+h} sin, out[.., i+h] = x_{i+h} cos + x_i sin.
+void rotary(const void* x, const float* cos, const float* sin, void* out, ElemType type, int64_t rows,
+            int64_t heads, int64_t head_dim, cudaStream_t stream);
+
+}  // namespace dtensor::cuda::kernels
