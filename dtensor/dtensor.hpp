@@ -21,6 +21,10 @@
 
 namespace dtensor {
 
+namespace detail {
+struct OpAccess;  // dtensor/ops: wraps an op's local result (see ops/dispatch.cpp)
+}
+
 class DTensor {
  public:
   DTensor() = default;
@@ -57,6 +61,7 @@ class DTensor {
   std::string explain_redistribute(const Placements& target) const;
 
  private:
+  friend struct detail::OpAccess;
   DTensor(Tensor local, DeviceMesh mesh, Placements placements, Shape shape);
   Pending start_redistribute(const Placements& target, bool blocking) const;
 

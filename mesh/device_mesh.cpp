@@ -280,6 +280,13 @@ Device DeviceMesh::device() const {
   return Device::cpu();
 }
 
+bool DeviceMesh::operator==(const DeviceMesh& other) const {
+  if (impl_ == other.impl_) return true;
+  if (!impl_ || !other.impl_) return false;
+  return impl_->parent.id() == other.impl_->parent.id() && impl_->shape == other.impl_->shape &&
+         impl_->ranks == other.impl_->ranks;
+}
+
 std::string DeviceMesh::to_string() const {
   if (!impl_) return "DeviceMesh()";
   const Impl& mesh = *impl_;

@@ -67,6 +67,9 @@ class DeviceMesh {
   // CPU today; with CUDA the node-local rank picks the GPU.
   Device device() const;
 
+  // The same ranks in the same shape (a copy of this handle, or a mesh built alike).
+  bool operator==(const DeviceMesh& other) const;
+
   std::string to_string() const;  // "DeviceMesh([2, 2], dims=(dp, tp), ranks=[0, 1, 2, 3])"
 
  private:
