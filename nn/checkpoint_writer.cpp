@@ -1,0 +1,274 @@
+#include "nn/checkpoint_writer.hpp"
+
+#include "nn/checkpoint.hpp"
+#include "nn/safetensors.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <regex>
+#include <set>
+
+namespace dtensor::nn {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// A file written under a temporary name and renamed over its final path on commit(); destroyed
+// without commit() (an exception on the way), it removes the temporary file.
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string path)
+      : path_(std::move(path)), temp_(fmt::format("{}.tmp.{}", path_, ::getpid())) {
+    fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    check(fd_ >= 0, "write_safetensors", "{}: cannot create: {}", temp_, std::strerror(errno));
+  }
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+  ~AtomicFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+
+  void write(const void* data, size_t bytes) {
+    const char* p = static_cast<const char*>(data);
+    while (bytes > 0) {
+      const ssize_t n = ::write(fd_, p, std::min<size_t>(bytes, size_t(1) << 30));
+      if (n < 0 && errno == EINTR) continue;
+      check(n > 0, "write_safetensors", "{}: write failed: {}", temp_, std::strerror(errno));
+      p += n;
+      bytes -= size_t(n);
+    }
+  }
+
+  void commit() {
+    check(::fsync(fd_) == 0, "write_safetensors", "{}: fsync failed: {}", temp_, std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    check(::close(fd) == 0, "write_safetensors", "{}: close failed: {}", temp_, std::strerror(errno));
+    check(::rename(temp_.c_str(), path_.c_str()) == 0, "write_safetensors", "cannot rename {} to {}: {}", temp_,
+          path_, std::strerror(errno));
+    committed_ = true;
+    // Make the rename itself durable (best effort: some file systems refuse fsync on a directory).
+    std::string dir = fs::path(path_).parent_path().string();
+    const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
+  }
+
+ private:
+  std::string path_, temp_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+void check_names(const std::vector<std::string>& names, const char* op) {
+  std::set<std::string_view> seen;
+  for (const std::string& name : names) {
+    check(!name.empty() && name != "__metadata__", op, "tensor name '{}' is empty or reserved", name);
+    check(seen.insert(name).second, op, "tensor name '{}' appears twice", name);
+  }
+}
+
+Metadata with_format(Metadata metadata) {
+  metadata.try_emplace("format", "pt");
+  return metadata;
+}
+
+// The files save_checkpoint may have written: a later save removes those it does not reuse.
+bool is_checkpoint_file(const std::string& name) {
+  static const std::regex shard(R"(model-\d{5}-of-\d{5}\.safetensors)");
+  return name == kSingleFileName || name == kIndexFileName || std::regex_match(name, shard);
+}
+
+void remove_stale_files(const fs::path& dir, const std::set<std::string>& written) {
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (is_checkpoint_file(name) && !written.contains(name)) fs::remove(entry.path());
+  }
+}
+
+// The index file of a sharded checkpoint, written after every shard (HF layout).
+void write_index(const fs::path& dir, const std::vector<std::string>& names, const std::vector<uint64_t>& sizes,
+                 const std::vector<std::vector<size_t>>& shards) {
+  nlohmann::json index;
+  uint64_t total = 0;
+  for (uint64_t size : sizes) total += size;
+  index["metadata"] = {{"total_size", total}};
+  index["weight_map"] = nlohmann::json::object();
+  for (size_t s = 0; s < shards.size(); ++s) {
+    for (size_t i : shards[s]) index["weight_map"][names[i]] = shard_file_name(s, shards.size());
+  }
+  const std::string text = index.dump(2) + "\n";
+  AtomicFile file((dir / kIndexFileName).string());
+  file.write(text.data(), text.size());
+  file.commit();
+}
+
+// Writes shards one at a time in order, then the index and the clean-up.
+class CheckpointDirectoryWriter {
+ public:
+  CheckpointDirectoryWriter(const std::string& dir, std::vector<std::string> names, std::vector<uint64_t> sizes,
+                            uint64_t max_shard_bytes)
+      : dir_(dir), names_(std::move(names)), sizes_(std::move(sizes)),
+        shards_(plan_shards(sizes_, max_shard_bytes)) {}
+
+  const std::vector<std::vector<size_t>>& shards() const { return shards_; }
+
+  void create_directory() const {
+    std::error_code error;
+    fs::create_directories(dir_, error);
+    check(!error, "save_checkpoint", "{}: cannot create the directory: {}", dir_.string(), error.message());
+  }
+  void write_shard(size_t s, const NamedTensors& tensors, const Metadata& metadata) {
+    const std::string name = shard_file_name(s, shards_.size());
+    write_safetensors((dir_ / name).string(), tensors, metadata);
+    written_.insert(name);
+  }
+  void finish() {
+    if (shards_.size() > 1) {
+      write_index(dir_, names_, sizes_, shards_);
+      written_.insert(kIndexFileName);
+    }
+    remove_stale_files(dir_, written_);
+  }
+
+ private:
+  fs::path dir_;
+  std::vector<std::string> names_;
+  std::vector<uint64_t> sizes_;
+  std::vector<std::vector<size_t>> shards_;
+  std::set<std::string> written_;
+};
+
+}  // namespace
+
+void write_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
+  std::vector<std::string> names;
+  for (const auto& [name, tensor] : tensors) names.push_back(name);
+  check_names(names, "write_safetensors");
+
+  std::vector<Tensor> host;
+  nlohmann::json header = nlohmann::json::object();
+  if (!metadata.empty()) header["__metadata__"] = metadata;
+  uint64_t offset = 0;
+  for (const auto& [name, tensor] : tensors) {
+    check(tensor.defined(), "write_safetensors", "{}: tensor '{}' is undefined", path, name);
+    host.push_back(tensor.to(Device::cpu()).contiguous());
+    const uint64_t bytes = host.back().nbytes();
+    header[name] = {{"dtype", safetensors_dtype_name(tensor.dtype())},
+                    {"shape", tensor.shape()},
+                    {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string text = header.dump();
+  text.append((8 - text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
+  unsigned char length[8];
+  for (int i = 0; i < 8; ++i) length[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
+
+  AtomicFile file(path);
+  file.write(length, sizeof length);
+  file.write(text.data(), text.size());
+  for (const Tensor& tensor : host) file.write(tensor.data_ptr(), tensor.nbytes());
+  file.commit();
+}
+
+std::string shard_file_name(size_t index, size_t count) {
+  if (count == 1) return kSingleFileName;
+  return fmt::format("model-{:05d}-of-{:05d}.safetensors", index + 1, count);
+}
+
+std::vector<std::vector<size_t>> plan_shards(const std::vector<uint64_t>& sizes, uint64_t max_shard_bytes) {
+  check(max_shard_bytes > 0, "save_checkpoint", "max_shard_bytes must be positive, got 0");
+  std::vector<std::vector<size_t>> shards(1);
+  uint64_t current = 0;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    if (!shards.back().empty() && current + sizes[i] > max_shard_bytes) {
+      shards.emplace_back();
+      current = 0;
+    }
+    shards.back().push_back(i);
+    current += sizes[i];
+  }
+  return shards;
+}
+
+void save_checkpoint(const std::string& dir, const NamedTensors& tensors, uint64_t max_shard_bytes,
+                     const Metadata& metadata) {
+  std::vector<std::string> names;
+  std::vector<uint64_t> sizes;
+  for (const auto& [name, tensor] : tensors) {
+    names.push_back(name);
+    sizes.push_back(tensor.defined() ? tensor.nbytes() : 0);
+  }
+  check_names(names, "save_checkpoint");
+  CheckpointDirectoryWriter writer(dir, names, sizes, max_shard_bytes);
+  writer.create_directory();
+  for (size_t s = 0; s < writer.shards().size(); ++s) {
+    NamedTensors shard;
+    for (size_t i : writer.shards()[s]) shard.push_back(tensors[i]);
+    writer.write_shard(s, shard, with_format(metadata));
+  }
+  writer.finish();
+}
+
+void save_dtensors(const std::string& dir, const NamedDTensors& tensors, uint64_t max_shard_bytes,
+                   const Metadata& metadata) {
+  check(!tensors.empty(), "save_dtensors", "{}: no tensors to save", dir);
+  const DeviceMesh& mesh = tensors.front().second.mesh();
+  std::vector<std::string> names;
+  std::vector<uint64_t> sizes;
+  for (const auto& [name, tensor] : tensors) {
+    check<MeshError>(tensor.mesh().ranks() == mesh.ranks(), "save_dtensors",
+                     "tensor '{}' lives on {}, the first tensor on {}; all must share one mesh", name,
+                     tensor.mesh().to_string(), mesh.to_string());
+    names.push_back(name);
+    sizes.push_back(uint64_t(shape_numel(tensor.shape())) * dtype_size(tensor.dtype()));
+  }
+  check_names(names, "save_dtensors");
+  check<MeshError>(mesh.is_member(), "save_dtensors", "this rank is not a member of {}", mesh.to_string());
+  const std::vector<int64_t>& coordinate = mesh.coordinate();
+  const bool is_writer = std::all_of(coordinate.begin(), coordinate.end(), [](int64_t c) { return c == 0; });
+
+  // Every rank takes part in every gather even after the writer failed, so nobody hangs; the
+  // writer's outcome is announced at the end.
+  CheckpointDirectoryWriter writer(dir, names, sizes, max_shard_bytes);
+  std::exception_ptr failure;
+  auto on_writer = [&](auto&& step) {
+    if (!is_writer || failure) return;
+    try {
+      step();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+  };
+  on_writer([&] { writer.create_directory(); });
+  for (size_t s = 0; s < writer.shards().size(); ++s) {
+    NamedTensors shard;
+    for (size_t i : writer.shards()[s]) {
+      Tensor full = tensors[i].second.full_tensor();
+      if (is_writer) shard.emplace_back(names[i], std::move(full));
+    }
+    on_writer([&] { writer.write_shard(s, shard, with_format(metadata)); });
+  }
+  on_writer([&] { writer.finish(); });
+
+  // Broadcasting the outcome from coordinate 0 along every mesh dim in turn reaches every rank
+  // and doubles as the barrier: nobody returns before the writer is done.
+  Tensor failed = Tensor::from_vector<int64_t>({failure ? 1 : 0}, {1});
+  for (int64_t d = 0; d < mesh.ndim(); ++d) mesh.comm(d).broadcast(failed, 0);
+  if (failure) std::rethrow_exception(failure);
+  check(failed.item<int64_t>() == 0, "save_dtensors", "{}: the writing rank (world rank {}) failed; see its error",
+        dir, mesh.ranks().front());
+}
+
+}  // namespace dtensor::nn

@@ -1,0 +1,342 @@
+#include "nn/safetensors.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+namespace dtensor::nn {
+
+namespace {
+
+// A header larger than this is refused before it is parsed (the reference implementation's
+// bound is 100 MB too); real headers of 100k tensors stay far below it.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
+
+struct DTypeName {
+  std::string_view name;
+  DType dtype;
+};
+constexpr DTypeName kDTypeNames[] = {
+    {"F64", DType::F64}, {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
+    {"I64", DType::I64}, {"I32", DType::I32}, {"I8", DType::I8},   {"U8", DType::U8},
+};
+// Valid safetensors dtypes without a DType of ours: refused as unsupported, not as unknown.
+constexpr std::string_view kUnsupportedDTypes[] = {"BOOL", "I16", "U16", "U32", "U64", "F8_E4M3",
+                                                   "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
+                                                   "C64"};
+
+void check_box(const Shape& shape, const Shape& offset, const Shape& sizes, const std::string& what) {
+  check<ShapeError>(offset.size() == shape.size() && sizes.size() == shape.size(), "read_block",
+                    "{}: box offset {} / sizes {} must have one entry per dim of shape {}", what,
+                    shape_str(offset), shape_str(sizes), shape_str(shape));
+  for (size_t d = 0; d < shape.size(); ++d) {
+    check<ShapeError>(offset[d] >= 0 && sizes[d] >= 0 && offset[d] + sizes[d] <= shape[d], "read_block",
+                      "{}: box offset {} sizes {} leaves shape {} in dim {}", what, shape_str(offset),
+                      shape_str(sizes), shape_str(shape), d);
+  }
+}
+
+}  // namespace
+
+std::string_view safetensors_dtype_name(DType dtype) {
+  for (const DTypeName& entry : kDTypeNames) {
+    if (entry.dtype == dtype) return entry.name;
+  }
+  fail<DTypeError>("safetensors", "dtype {} has no safetensors name", dtype);
+}
+
+DType dtype_from_safetensors(std::string_view name, const std::string& what) {
+  for (const DTypeName& entry : kDTypeNames) {
+    if (entry.name == name) return entry.dtype;
+  }
+  const bool known = std::find(std::begin(kUnsupportedDTypes), std::end(kUnsupportedDTypes), name) !=
+                     std::end(kUnsupportedDTypes);
+  fail<DTypeError>("safetensors", "{}: dtype \"{}\" is {} (expected one of F64 F32 F16 BF16 I64 I32 I8 U8)",
+                   what, name, known ? "not supported by dtensor" : "unknown");
+}
+
+void copy_box_from_dense(const std::byte* base, const Shape& shape, const Shape& offset, const Tensor& out) {
+  check_box(shape, offset, out.shape(), "copy_box_from_dense");
+  check<DeviceError>(out.device().is_cpu(), "read_block", "the destination must be a CPU tensor, got {}",
+                     out.device());
+  if (out.numel() == 0) return;
+  const size_t elem = out.element_size();
+  const Shape src_strides = contiguous_strides(shape);
+  const Shape& sizes = out.shape();
+  const int64_t ndim = int64_t(shape.size());
+  auto* dst = static_cast<std::byte*>(out.data_ptr());
+  int64_t src_start = 0;
+  for (int64_t d = 0; d < ndim; ++d) src_start += offset[d] * src_strides[d];
+  if (ndim == 0) {
+    std::memcpy(dst, base, elem);
+    return;
+  }
+  if (sizes.back() != 1 && out.stride(-1) != 1) {  // rare: stage through a dense buffer
+    Tensor dense = Tensor::empty(sizes, out.dtype());
+    copy_box_from_dense(base, shape, offset, dense);
+    out.copy_from(dense);
+    return;
+  }
+  // Merge trailing dims into one run while the box covers the source dim below fully (so the
+  // source bytes are adjacent) and the destination is dense across them too.
+  int64_t first = ndim - 1;
+  int64_t run = sizes[ndim - 1];
+  while (first > 0 && sizes[first] == shape[first] &&
+         (sizes[first - 1] == 1 || out.stride(first - 1) == run)) {
+    --first;
+    run *= sizes[first];
+  }
+  const size_t run_bytes = size_t(run) * elem;
+  int64_t outer = 1;
+  for (int64_t d = 0; d < first; ++d) outer *= sizes[d];
+  std::vector<int64_t> index(size_t(first), 0);
+  for (int64_t n = 0; n < outer; ++n) {
+    int64_t src = src_start, dst_elems = 0;
+    for (int64_t d = 0; d < first; ++d) {
+      src += index[d] * src_strides[d];
+      dst_elems += index[d] * out.stride(d);
+    }
+    std::memcpy(dst + dst_elems * int64_t(elem), base + src * int64_t(elem), run_bytes);
+    for (int64_t d = first - 1; d >= 0; --d) {
+      if (++index[d] < sizes[d]) break;
+      index[d] = 0;
+    }
+  }
+}
+
+// SafetensorsFile -----------------------------------------------------------------------------
+
+struct SafetensorsFile::State {
+  struct Entry {
+    TensorInfo info;
+    uint64_t begin = 0;  // absolute byte offsets in the file
+    uint64_t end = 0;
+  };
+  std::string path;
+  const std::byte* map = nullptr;
+  uint64_t size = 0;
+  std::map<std::string, Entry, std::less<>> entries;
+  std::vector<std::string> names;
+  std::map<std::string, std::string> metadata;
+
+  ~State() {
+    if (map != nullptr) ::munmap(const_cast<std::byte*>(map), size);
+  }
+  const Entry& entry(std::string_view name) const {
+    auto it = entries.find(name);
+    if (it == entries.end()) {
+      fail<ValueError>("safetensors", "{}: no tensor named '{}' (the file holds {} tensors)", path, name,
+                       entries.size());
+    }
+    return it->second;
+  }
+  void parse_header(const nlohmann::json& header, uint64_t data_start);
+  Entry parse_entry(const std::string& name, const nlohmann::json& value, uint64_t data_start) const;
+};
+
+SafetensorsFile::State::Entry SafetensorsFile::State::parse_entry(const std::string& name,
+                                                                  const nlohmann::json& value,
+                                                                  uint64_t data_start) const {
+  const std::string what = fmt::format("{}: tensor '{}'", path, name);
+  check(value.is_object(), "safetensors", "{}: expected an object, got {}", what, value.dump());
+  for (const char* key : {"dtype", "shape", "data_offsets"}) {
+    check(value.contains(key), "safetensors", "{}: missing \"{}\"", what, key);
+  }
+  const nlohmann::json& dtype = value["dtype"];
+  check<DTypeError>(dtype.is_string(), "safetensors", "{}: \"dtype\" must be a string, got {}", what,
+                    dtype.dump());
+  Entry entry;
+  entry.info.dtype = dtype_from_safetensors(dtype.get<std::string>(), what);
+
+  const nlohmann::json& shape = value["shape"];
+  check<ShapeError>(shape.is_array(), "safetensors", "{}: \"shape\" must be an array, got {}", what,
+                    shape.dump());
+  uint64_t bytes = dtype_size(entry.info.dtype);
+  for (const nlohmann::json& dim : shape) {
+    check<ShapeError>(dim.is_number_unsigned() && dim.get<uint64_t>() <= uint64_t(INT64_MAX), "safetensors",
+                      "{}: shape {} must hold non-negative integers", what, shape.dump());
+    check<ShapeError>(!__builtin_mul_overflow(bytes, dim.get<uint64_t>(), &bytes), "safetensors",
+                      "{}: shape {} overflows a 64-bit byte count", what, shape.dump());
+    entry.info.shape.push_back(dim.get<int64_t>());
+  }
+
+  const nlohmann::json& offsets = value["data_offsets"];
+  const bool pair = offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+                    offsets[1].is_number_unsigned();
+  check(pair, "safetensors", "{}: \"data_offsets\" must be [begin, end] of non-negative integers, got {}",
+        what, offsets.dump());
+  const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
+  const uint64_t data_size = size - data_start;
+  check(begin <= end && end <= data_size, "safetensors",
+        "{}: data_offsets [{}, {}] must satisfy begin <= end <= {} (the data section's size)", what, begin,
+        end, data_size);
+  check<ShapeError>(end - begin == bytes, "safetensors",
+                    "{}: data_offsets [{}, {}] hold {} bytes, expected {} (shape {} x {} bytes of {})", what,
+                    begin, end, end - begin, bytes, shape_str(entry.info.shape),
+                    dtype_size(entry.info.dtype), dtype.get<std::string>());
+  entry.begin = data_start + begin;
+  entry.end = data_start + end;
+  return entry;
+}
+
+void SafetensorsFile::State::parse_header(const nlohmann::json& header, uint64_t data_start) {
+  check(header.is_object(), "safetensors", "{}: the header must be a JSON object, got {}", path,
+        header.type_name());
+  for (const auto& [name, value] : header.items()) {
+    if (name == "__metadata__") {
+      check(value.is_object(), "safetensors", "{}: \"__metadata__\" must be an object of strings", path);
+      for (const auto& [key, text] : value.items()) {
+        check(text.is_string(), "safetensors", "{}: \"__metadata__\" entry '{}' must be a string, got {}", path,
+              key, text.dump());
+        metadata[key] = text.get<std::string>();
+      }
+      continue;
+    }
+    entries[name] = parse_entry(name, value, data_start);
+  }
+  for (const auto& [name, entry] : entries) names.push_back(name);
+  std::stable_sort(names.begin(), names.end(), [&](const std::string& a, const std::string& b) {
+    return entries.find(a)->second.begin < entries.find(b)->second.begin;
+  });
+  // Sorted by begin, a tensor overlaps its successor exactly when it ends after the successor
+  // begins (empty tensors overlap nothing).
+  for (size_t i = 1; i < names.size(); ++i) {
+    const Entry& previous = entries.find(names[i - 1])->second;
+    const Entry& current = entries.find(names[i])->second;
+    if (previous.begin == previous.end || current.begin == current.end) continue;
+    check(previous.end <= current.begin, "safetensors",
+          "{}: tensors '{}' (data_offsets [{}, {}]) and '{}' (data_offsets [{}, {}]) overlap", path,
+          names[i - 1], previous.begin - data_start, previous.end - data_start, names[i],
+          current.begin - data_start, current.end - data_start);
+  }
+}
+
+SafetensorsFile::SafetensorsFile(std::shared_ptr<const State> state) : state_(std::move(state)) {}
+
+SafetensorsFile SafetensorsFile::open(const std::string& path) {
+  auto state = std::make_shared<State>();
+  state->path = path;
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  check(fd >= 0, "safetensors", "{}: cannot open: {}", path, std::strerror(errno));
+  struct stat st {};
+  const bool stat_ok = ::fstat(fd, &st) == 0;
+  const int stat_errno = errno;
+  if (!stat_ok || st.st_size < 8) {
+    ::close(fd);
+    check(stat_ok, "safetensors", "{}: cannot stat: {}", path, std::strerror(stat_errno));
+    fail("safetensors", "{}: the file has {} bytes, fewer than the 8-byte header length (truncated?)", path,
+         st.st_size);
+  }
+  state->size = uint64_t(st.st_size);
+  void* map = ::mmap(nullptr, state->size, PROT_READ, MAP_PRIVATE, fd, 0);
+  const int map_errno = errno;
+  ::close(fd);  // the mapping keeps the file
+  check(map != MAP_FAILED, "safetensors", "{}: mmap failed: {}", path, std::strerror(map_errno));
+  state->map = static_cast<const std::byte*>(map);
+
+  uint64_t header_bytes = 0;
+  for (int i = 7; i >= 0; --i) header_bytes = (header_bytes << 8) | uint64_t(state->map[i]);
+  check(header_bytes <= kMaxHeaderBytes, "safetensors",
+        "{}: header length {} exceeds the bound of {} bytes (not a safetensors file?)", path, header_bytes,
+        kMaxHeaderBytes);
+  check(8 + header_bytes <= state->size, "safetensors",
+        "{}: header length {} runs past the end of the file ({} bytes; truncated?)", path, header_bytes,
+        state->size);
+  const char* text = reinterpret_cast<const char*>(state->map + 8);
+  nlohmann::json header;
+  try {
+    header = nlohmann::json::parse(text, text + header_bytes);
+  } catch (const nlohmann::json::exception& e) {
+    fail("safetensors", "{}: the header is not valid JSON: {}", path, e.what());
+  }
+  state->parse_header(header, 8 + header_bytes);
+  return SafetensorsFile(std::move(state));
+}
+
+const std::string& SafetensorsFile::path() const { return state_->path; }
+const std::vector<std::string>& SafetensorsFile::names() const { return state_->names; }
+bool SafetensorsFile::contains(std::string_view name) const { return state_->entries.contains(name); }
+const TensorInfo& SafetensorsFile::info(std::string_view name) const { return state_->entry(name).info; }
+const std::map<std::string, std::string>& SafetensorsFile::metadata() const { return state_->metadata; }
+uint64_t SafetensorsFile::file_bytes() const { return state_->size; }
+
+Tensor SafetensorsFile::read(std::string_view name) const {
+  const TensorInfo& info = this->info(name);
+  return read_block(name, Shape(info.shape.size(), 0), info.shape);
+}
+
+Tensor SafetensorsFile::read_block(std::string_view name, const Shape& offset, const Shape& sizes) const {
+  const TensorInfo& info = this->info(name);
+  check_box(info.shape, offset, sizes, fmt::format("{}: tensor '{}'", path(), name));
+  Tensor out = Tensor::empty(sizes, info.dtype);
+  read_block_into(name, offset, out);
+  return out;
+}
+
+void SafetensorsFile::read_block_into(std::string_view name, const Shape& offset, const Tensor& out) const {
+  const State::Entry& entry = state_->entry(name);
+  const std::string what = fmt::format("{}: tensor '{}'", path(), name);
+  check<DTypeError>(out.dtype() == entry.info.dtype, "read_block", "{}: destination dtype {} differs from {}",
+                    what, out.dtype(), entry.info.dtype);
+  check_box(entry.info.shape, offset, out.shape(), what);
+  copy_box_from_dense(state_->map + entry.begin, entry.info.shape, offset, out);
+  // Give the pages back: they stay in the page cache, but no longer count as this process's
+  // resident memory (a rank reading strided columns touches every page of the tensor).
+  const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
+  const uint64_t first = entry.begin / page * page;
+  const uint64_t last = std::min(state_->size, (entry.end + page - 1) / page * page);
+  if (last > first) ::madvise(const_cast<std::byte*>(state_->map) + first, last - first, MADV_DONTNEED);
+}
+
+// TensorSource --------------------------------------------------------------------------------
+
+Tensor TensorSource::read(const Shape& offset, const Shape& sizes) const {
+  check_box(shape, offset, sizes, "TensorSource");
+  Tensor out = Tensor::empty(sizes, dtype);
+  read_box(offset, out);
+  return out;
+}
+
+Tensor TensorSource::read_all() const { return read(Shape(shape.size(), 0), shape); }
+
+Tensor TensorSource::read_packed(int64_t dim, int64_t parts, const Shape& offset, const Shape& sizes) const {
+  dim = normalize_dim(dim, int64_t(shape.size()), "read_packed");
+  check<ShapeError>(parts > 0 && shape[dim] % parts == 0, "read_packed",
+                    "dim {} of shape {} does not split into {} packed parts", dim, shape_str(shape), parts);
+  Shape part_shape = shape;
+  part_shape[dim] /= parts;
+  check_box(part_shape, offset, sizes, "read_packed (box within one part)");
+  Shape out_sizes = sizes;
+  out_sizes[dim] *= parts;
+  Tensor out = Tensor::empty(out_sizes, dtype);
+  for (int64_t p = 0; p < parts; ++p) {
+    Shape part_offset = offset;
+    part_offset[dim] += p * part_shape[dim];
+    read_box(part_offset, out.narrow(dim, p * sizes[dim], sizes[dim]));
+  }
+  return out;
+}
+
+TensorSource tensor_source(const SafetensorsFile& file, const std::string& name) {
+  const TensorInfo& info = file.info(name);
+  return {info.dtype, info.shape,
+          [file, name](const Shape& offset, const Tensor& out) { file.read_block_into(name, offset, out); }};
+}
+
+TensorSource tensor_source(const Tensor& full) {
+  return {full.dtype(), full.shape(), [full](const Shape& offset, const Tensor& out) {
+            check_box(full.shape(), offset, out.shape(), "TensorSource");
+            Tensor box = full;
+            for (int64_t d = 0; d < full.dim(); ++d) box = box.narrow(d, offset[d], out.size(d));
+            out.copy_from(box);
+          }};
+}
+
+}  // namespace dtensor::nn

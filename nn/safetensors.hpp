@@ -1,0 +1,95 @@
+// Reading safetensors files (https://github.com/huggingface/safetensors) through a memory map.
+//
+// Layout: 8 bytes little-endian header length N, N bytes of JSON header, then the data section.
+// The header maps each tensor name to {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]}
+// (offsets relative to the data section) and may hold "__metadata__": {string: string}.
+//
+// open() validates the whole header before any tensor byte is touched: the length bound, the
+// JSON, every dtype, shape and offset range, the byte size of every tensor and that no two
+// tensors overlap. Each violation is a typed error naming the file and the tensor.
+//
+//   SafetensorsFile file = SafetensorsFile::open("model.safetensors");
+//   Tensor w = file.read("lm_head.weight");                       // a copy of the whole tensor
+//   Tensor cols = file.read_block("lm_head.weight", {0, 512}, {4096, 512});  // only that box
+//
+// read_block copies the box straight from the mapping, one memcpy per contiguous run, and never
+// builds the full tensor; afterwards the touched pages are unmapped from this process again
+// (MADV_DONTNEED), so loading a slice of every tensor keeps resident memory near the slice size.
+#pragma once
+
+#include "tensor/tensor.hpp"
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace dtensor::nn {
+
+struct TensorInfo {
+  DType dtype = DType::F32;
+  Shape shape;
+};
+
+// The safetensors dtype string of ours ("F32", "BF16", ...) and back. The reverse throws
+// DTypeError naming `what` (e.g. "file x: tensor 'w'") for a dtype string we lack or do not know.
+std::string_view safetensors_dtype_name(DType dtype);
+DType dtype_from_safetensors(std::string_view name, const std::string& what);
+
+// Copies the box [offset, offset + out.shape()) of a row-major tensor of `shape` whose bytes
+// start at `base` into `out` (same dtype). `out` may be any CPU view whose innermost dim is
+// dense (a narrow of a larger tensor, say); each contiguous run is one memcpy.
+void copy_box_from_dense(const std::byte* base, const Shape& shape, const Shape& offset, const Tensor& out);
+
+class SafetensorsFile {
+ public:
+  // Maps and validates the file (ValueError / ShapeError / DTypeError naming file and tensor).
+  static SafetensorsFile open(const std::string& path);
+
+  const std::string& path() const;
+  // Tensor names in the order of their data offsets.
+  const std::vector<std::string>& names() const;
+  bool contains(std::string_view name) const;
+  // ValueError naming the tensor and the file if it is not there.
+  const TensorInfo& info(std::string_view name) const;
+  const std::map<std::string, std::string>& metadata() const;
+  uint64_t file_bytes() const;
+
+  // A new contiguous CPU tensor holding a copy of the whole tensor.
+  Tensor read(std::string_view name) const;
+  // A new contiguous CPU tensor holding the box [offset, offset + sizes) (ShapeError if the box
+  // leaves the tensor).
+  Tensor read_block(std::string_view name, const Shape& offset, const Shape& sizes) const;
+  // The same into a caller's view (`out` gives the sizes; its dtype must match the tensor's).
+  void read_block_into(std::string_view name, const Shape& offset, const Tensor& out) const;
+
+ private:
+  struct State;
+  explicit SafetensorsFile(std::shared_ptr<const State> state);
+  std::shared_ptr<const State> state_;
+};
+
+// A tensor that can be read box by box without materialising it: what a parallel strategy gets
+// to produce its rank's local part (reading only that part). Built over a checkpoint file, or
+// over an in-memory tensor (tests, freshly initialised weights).
+struct TensorSource {
+  DType dtype = DType::F32;
+  Shape shape;
+  // Fills `out` (a CPU view of dtype `dtype`) with the box starting at `offset`.
+  std::function<void(const Shape& offset, const Tensor& out)> read_box;
+
+  // A new contiguous tensor holding the box [offset, offset + sizes).
+  Tensor read(const Shape& offset, const Shape& sizes) const;
+  Tensor read_all() const;
+  // For a weight that packs `parts` equal matrices along `dim` (gate_up = [gate; up]): the box
+  // (offset, sizes) taken inside every part, concatenated along `dim` in part order, so a rank
+  // sharding the packed dim gets [gate_r; up_r]. One box read per part; no full tensor.
+  Tensor read_packed(int64_t dim, int64_t parts, const Shape& offset, const Shape& sizes) const;
+};
+
+TensorSource tensor_source(const SafetensorsFile& file, const std::string& name);
+TensorSource tensor_source(const Tensor& full);
+
+}  // namespace dtensor::nn
