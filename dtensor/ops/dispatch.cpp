@@ -73,7 +73,7 @@ void append_shape(std::vector<int64_t>& key, const Shape& shape) {
   key.insert(key.end(), shape.begin(), shape.end());
 }
 
-void build_key(std::vector<int64_t>& key, const char* op, OpParams params,
+void build_key(std::vector<int64_t>& key, const char* op, std::span<const int64_t> params,
                std::span<const DTensor* const> inputs) {
   key.clear();
   key.push_back(int64_t(reinterpret_cast<intptr_t>(op)));
@@ -166,6 +166,11 @@ OpDecision choose(const char* op, std::span<const DTensor* const> inputs, const 
 }  // namespace
 
 const OpDecision& decide(const char* op, OpParams params, std::span<const DTensor* const> inputs,
+                         const OpRules& rules) {
+  return decide(op, std::span<const int64_t>(params.begin(), params.size()), inputs, rules);
+}
+
+const OpDecision& decide(const char* op, std::span<const int64_t> params, std::span<const DTensor* const> inputs,
                          const OpRules& rules) {
   check_same_mesh(op, inputs);
   thread_local std::vector<int64_t> key;

@@ -62,6 +62,9 @@ using OpParams = std::initializer_list<int64_t>;
 // one mesh (MeshError otherwise); ValueError naming the op and placements when no rule applies.
 const OpDecision& decide(const char* op, OpParams params, std::span<const DTensor* const> inputs,
                          const OpRules& rules);
+// The same for parameters whose count is only known at run time (a reshape's target shape).
+const OpDecision& decide(const char* op, std::span<const int64_t> params, std::span<const DTensor* const> inputs,
+                         const OpRules& rules);
 
 // The inputs' local blocks under the decision (redistributing those whose placements differ;
 // ValueError naming the op instead while a NoImplicitRedistribute guard is alive).
