@@ -61,6 +61,11 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
 
 Tensor softmax(const Tensor& a, int64_t dim);
 Tensor log_softmax(const Tensor& a, int64_t dim);
+// Normalisations over the last dim, weight and bias 1-D of that size (either may be undefined).
+// layer_norm: (x - mean) / sqrt(var + eps) * weight + bias with the biased variance, as torch.
+// rms_norm: x * rsqrt(mean(x^2) + eps) * weight, as HF's RMSNorm (16-bit inputs in f32 throughout).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
+Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 
 // Joining and splitting. chunk follows torch.chunk: chunk size ceil(n / chunks), trailing pieces
 // may be short; like torch it may return fewer than `chunks` pieces. split/chunk return views.
