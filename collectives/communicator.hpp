@@ -10,6 +10,7 @@
 // all_to_all, the message for send/recv.
 #pragma once
 
+#include "collectives/byte_block.hpp"
 #include "collectives/reduce_op.hpp"
 #include "collectives/work.hpp"
 #include "tensor/tensor.hpp"
@@ -27,6 +28,13 @@ enum class CollectiveKind : uint8_t {
 };
 inline constexpr size_t kCollectiveKinds = 10;
 std::string_view collective_name(CollectiveKind kind);
+
+// How a collective into views (Communicator::all_gather_into_views, all_to_all_views) moves data.
+enum class ViewPath : uint8_t {
+  Auto,        // asked for: single copy where the transport can, staging elsewhere
+  SingleCopy,  // each block copied once, straight from the sender's view into the receiver's
+  Staging,     // the flat collective on a packed buffer, then an unpack; asked for: always this
+};
 
 struct CommStats {
   std::array<uint64_t, kCollectiveKinds> calls{};
@@ -67,6 +75,16 @@ class CommBackend {
   virtual void barrier() = 0;
   // nullptr when color < 0 (this rank joins no group).
   virtual std::shared_ptr<CommBackend> split(int color, int key) = 0;
+
+  // Optional: the single-copy path of the collectives into views. send[j] goes to rank j and
+  // lands in rank j's recv[this rank]; every block is host memory and moves with one copy.
+  // Returns false, having moved nothing, where the transport has no such path for this group
+  // (the same answer on every rank); Communicator then stages through the flat collective.
+  // Completes before returning; `op` names the caller's operation in errors.
+  virtual bool exchange_blocks(const char* /*op*/, std::span<const ByteBlock> /*send*/,
+                               std::span<const ByteBlock> /*recv*/) {
+    return false;
+  }
 };
 }  // namespace detail
 
@@ -112,6 +130,27 @@ class Communicator {
                     std::span<const int64_t> recv_counts);
   Work all_to_all_v_async(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
                           std::span<const int64_t> recv_counts);
+
+  // Collectives into views: all_gather_v and all_to_all_v whose blocks are views of any strides
+  // (the column blocks of a matrix, say), so that a redistribute needs no pack or unpack. Where
+  // the transport can (MPI with every rank on one node: collectives/mpi_single_copy.hpp), each
+  // block moves with one copy straight from the sender's view into the receiver's, as the flat
+  // collective moves a flat buffer; elsewhere, with DTENSOR_SINGLE_COPY=0 in the environment or
+  // with path == Staging, the flat collective runs on a packed copy and the result is unpacked.
+  // Counted as all_gather / all_to_all with the flat call's bytes. Blocks must not share
+  // elements; `path` must be the same on every rank. Returns the path taken (the same on every
+  // rank); the async forms may return an already-complete Work.
+  //
+  // out_blocks[r] receives rank r's `in` (so its numel is rank r's in.numel()).
+  ViewPath all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
+                                 ViewPath path = ViewPath::Auto);
+  Work all_gather_into_views_async(const Tensor& in, std::span<const Tensor> out_blocks,
+                                   ViewPath path = ViewPath::Auto);
+  // in_blocks[j] goes to rank j; out_blocks[i] receives rank i's in_blocks[this rank].
+  ViewPath all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
+                            ViewPath path = ViewPath::Auto);
+  Work all_to_all_views_async(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
+                              ViewPath path = ViewPath::Auto);
 
   // Root's in (size() blocks) is split to every rank's out; `in` is only read on root.
   void scatter(const Tensor& in, const Tensor& out, int root);

@@ -1,11 +1,13 @@
 // The redistribute executor: runs a RedistributePlan's steps on this rank's local block.
 //
-// Each step is prepared as (output tensor, one flat collective, optional unpack). A split along
-// the leading dim is already flat: the collective reads the input and writes the output in
-// place, no copy. A split along another dim costs exactly one copy on the side that is not flat
-// (pack before sending, or unpack after receiving; all_to_all between two non-leading dims
-// both). Blocking and async redistributes share the preparation; async starts each collective
-// without waiting and advances when its Work completes.
+// Each step is prepared as (output tensor, one collective). A split along the leading dim is
+// already flat: the flat collective reads the input and writes the output in place, no copy. A
+// split along another dim (all_gather into column blocks, all_to_all between row and column
+// blocks) runs the collective into views: one copy per block straight between the views where
+// the transport can, else the flat collective plus one pack or unpack (Communicator decides;
+// see communicator.hpp). reduce_scatter along a non-leading dim still packs its input once.
+// Blocking and async redistributes share the preparation; async starts each collective without
+// waiting and advances when its Work completes.
 #include "dtensor/redistribute.hpp"
 
 namespace dtensor {
@@ -46,6 +48,21 @@ bool pieces_are_flat(const Tensor& t, int64_t d) {
   return true;
 }
 
+// Whether the pieces along d are flat (pieces_are_flat) for the block of EVERY rank of mesh dim
+// m's group, so that the flat collective needs no pack or unpack anywhere. Decided from the
+// placements, not from this rank's block: an uneven shard of size 1 is flat on one rank and not
+// on the next, and every rank of the group must pick the same collective.
+bool flat_on_every_rank(const StepContext& ctx, const Placements& placements, size_t m, int64_t d) {
+  std::vector<int64_t> coordinate = ctx.coordinate;
+  for (int64_t c = 0; c < ctx.mesh_shape[m]; ++c) {
+    coordinate[m] = c;
+    const Shape shape = local_block(ctx.global_shape, ctx.mesh_shape, coordinate, placements).shape;
+    for (int64_t i = 0; i < d; ++i)
+      if (shape[size_t(i)] > 1) return false;
+  }
+  return true;
+}
+
 // One flat buffer holding `blocks` one after another: the blocks themselves when they already
 // lie that way, else a packed copy (the one copy a non-leading dim costs).
 Tensor packed(const Tensor& whole, int64_t d, const std::vector<Tensor>& blocks) {
@@ -57,21 +74,6 @@ Tensor packed(const Tensor& whole, int64_t d, const std::vector<Tensor>& blocks)
     offset += b.numel();
   }
   return out;
-}
-
-// The flat buffer a collective should write `blocks` of `whole` into, and the copy that puts
-// them in place afterwards (nothing when the blocks are already flat).
-std::pair<Tensor, std::function<void()>> landing(const Tensor& whole, int64_t d, const std::vector<Tensor>& blocks) {
-  if (pieces_are_flat(whole, d)) return {whole.view({whole.numel()}), nullptr};
-  Tensor staging = Tensor::empty({whole.numel()}, whole.dtype(), whole.device());
-  auto unpack = [staging, blocks] {
-    int64_t offset = 0;
-    for (const Tensor& b : blocks) {
-      b.copy_from(staging.narrow(0, offset, b.numel()).view(b.shape()));
-      offset += b.numel();
-    }
-  };
-  return {staging, unpack};
 }
 
 // Calls the blocking form, or the async one, of a collective.
@@ -104,12 +106,15 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
     case StepKind::AllGather: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
       auto blocks = chunk_views(out, from.dim(), group);
-      auto [dst, unpack] = landing(out, from.dim(), blocks);
-      Tensor src = flat(in);
-      auto counts = numels(blocks);
       Communicator comm = ctx.comm(m);
+      if (!flat_on_every_rank(ctx, after_step(step), m, from.dim())) {
+        return {out, call(async, [&] { comm.all_gather_into_views(in, blocks); },
+                          [&] { return comm.all_gather_into_views_async(in, blocks); }), nullptr};
+      }
+      Tensor src = flat(in), dst = flat(out);
+      auto counts = numels(blocks);
       return {out, call(async, [&] { comm.all_gather_v(src, dst, counts); },
-                        [&] { return comm.all_gather_v_async(src, dst, counts); }), unpack};
+                        [&] { return comm.all_gather_v_async(src, dst, counts); }), nullptr};
     }
     case StepKind::AllReduce: {
       Tensor out = Tensor::empty(in.shape(), in.dtype(), in.device());
@@ -135,12 +140,16 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
       auto send = chunk_views(in, step.to.dim(), group);
       auto recv = chunk_views(out, from.dim(), group);
-      Tensor src = packed(in, step.to.dim(), send);
-      auto [dst, unpack] = landing(out, from.dim(), recv);
-      auto sc = numels(send), rc = numels(recv);
       Communicator comm = ctx.comm(m);
+      if (!flat_on_every_rank(ctx, step.before, m, step.to.dim()) ||
+          !flat_on_every_rank(ctx, after_step(step), m, from.dim())) {
+        return {out, call(async, [&] { comm.all_to_all_views(send, recv); },
+                          [&] { return comm.all_to_all_views_async(send, recv); }), nullptr};
+      }
+      Tensor src = flat(in), dst = flat(out);
+      auto sc = numels(send), rc = numels(recv);
       return {out, call(async, [&] { comm.all_to_all_v(src, sc, dst, rc); },
-                        [&] { return comm.all_to_all_v_async(src, sc, dst, rc); }), unpack};
+                        [&] { return comm.all_to_all_v_async(src, sc, dst, rc); }), nullptr};
     }
   }
   fail<ValueError>("redistribute", "unknown step kind {}", int(step.kind));

@@ -1,0 +1,44 @@
+// Internal: the state behind every copy of one Communicator handle. communicator.cpp defines the
+// flat collectives, communicator_views.cpp the collectives into views.
+#pragma once
+
+#include "collectives/communicator.hpp"
+
+#include <memory>
+#include <span>
+
+namespace dtensor {
+
+// The group's backend and counters, shared by every copy of the handle. Each operation checks
+// its arguments, counts itself, then short-circuits a group of one or hands over to the backend.
+struct Communicator::State {
+  std::shared_ptr<detail::CommBackend> backend;
+  CommStats stats;
+
+  int rank() const { return backend->rank(); }
+  int size() const { return backend->size(); }
+  void count(CollectiveKind kind, size_t bytes);
+
+  Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async);
+  Work broadcast(const Tensor& buffer, int root, bool async);
+  Work all_gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                    bool async);
+  Work reduce_scatter_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                        ReduceOp reduce, bool async);
+  Work all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                    std::span<const int64_t> recv_counts, bool async);
+  void scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts, const Tensor& out,
+                 int root);
+  void gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                int root);
+  Work send(const Tensor& buffer, int dst, int tag, bool async);
+  Work recv(const Tensor& buffer, int src, int tag, bool async);
+
+  // communicator_views.cpp
+  Work all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewPath path, bool async,
+                             ViewPath* taken);
+  Work all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks, ViewPath path,
+                        bool async, ViewPath* taken);
+};
+
+}  // namespace dtensor
