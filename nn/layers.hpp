@@ -1,0 +1,92 @@
+// Layers. Each declares its parameters with their full shapes and computes on Values: plain
+// tensors when unsharded, DTensors when a strategy partitioned its parameters (the strategy's
+// prepare_input then hands it a DTensor input, and the DTensor ops propagate the sharding).
+#pragma once
+
+#include "nn/module.hpp"
+
+namespace dtensor::nn {
+
+// y = x @ weight^T + bias, weight [out, in], bias [out].
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = DType::F32);
+  int64_t in_features() const { return in_; }
+  int64_t out_features() const { return out_; }
+  bool has_bias() const { return has_parameter("bias"); }
+
+ protected:
+  Value forward(const Value& x) override;
+
+ private:
+  int64_t in_, out_;
+};
+
+// Rows of weight [vocab, hidden] picked by integer ids.
+class Embedding : public Module {
+ public:
+  Embedding(int64_t vocab, int64_t hidden, DType dtype = DType::F32);
+
+ protected:
+  Value forward(const Value& ids) override;
+};
+
+// x * rsqrt(mean(x^2) + eps) * weight over the last dim (computed in f32, as Hugging Face does).
+class RMSNorm : public Module {
+ public:
+  RMSNorm(int64_t hidden, double eps = 1e-6, DType dtype = DType::F32);
+
+ protected:
+  Value forward(const Value& x) override;
+
+ private:
+  double eps_;
+};
+
+// (x - mean) / sqrt(var + eps) * weight + bias over the last dim (biased variance).
+class LayerNorm : public Module {
+ public:
+  LayerNorm(int64_t hidden, double eps = 1e-5, DType dtype = DType::F32);
+
+ protected:
+  Value forward(const Value& x) override;
+
+ private:
+  double eps_;
+};
+
+// Zeroes each element with probability p and scales the rest by 1 / (1 - p) while training.
+// The mask of an element depends only on (seed, call number, global index), so every sharding
+// of the same tensor drops the same elements. Identity when not training.
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p, uint64_t seed = 0);
+  void train(bool on) { training_ = on; }
+
+ protected:
+  Value forward(const Value& x) override;
+
+ private:
+  double p_;
+  uint64_t seed_;
+  uint64_t calls_ = 0;
+  bool training_ = true;
+};
+
+class SiLU : public Module {
+ public:
+  SiLU() : Module("SiLU") {}
+
+ protected:
+  Value forward(const Value& x) override;
+};
+
+class GELU : public Module {
+ public:
+  GELU() : Module("GELU") {}
+
+ protected:
+  Value forward(const Value& x) override;
+};
+
+}  // namespace dtensor::nn

@@ -1,0 +1,123 @@
+#include "nn/module.hpp"
+
+#include "nn/strategy.hpp"
+
+#include <fmt/ranges.h>
+
+namespace dtensor::nn {
+
+// Value ------------------------------------------------------------------------------------------
+
+// (check() would format its message arguments eagerly, reading the alternative not held.)
+const Tensor& Value::tensor(const char* what) const {
+  if (is_distributed()) {
+    fail<ValueError>(what, "expected a plain tensor, got a DTensor with placements {}",
+                     placements_str(std::get<DTensor>(v_).placements()));
+  }
+  return std::get<Tensor>(v_);
+}
+
+const DTensor& Value::dtensor(const char* what) const {
+  if (!is_distributed()) {
+    fail<ValueError>(what, "expected a DTensor, got a plain tensor of shape {}", shape_str(std::get<Tensor>(v_).shape()));
+  }
+  return std::get<DTensor>(v_);
+}
+
+const Tensor& Value::local() const {
+  return is_distributed() ? std::get<DTensor>(v_).to_local() : std::get<Tensor>(v_);
+}
+
+Shape Value::shape() const { return is_distributed() ? std::get<DTensor>(v_).shape() : std::get<Tensor>(v_).shape(); }
+
+std::string Value::describe() const {
+  if (!defined()) return "undefined";
+  if (!is_distributed()) return fmt::format("Tensor {} {}", shape_str(shape()), dtype());
+  const DTensor& d = std::get<DTensor>(v_);
+  return fmt::format("DTensor {} global {} local {} {}", placements_str(d.placements()), shape_str(d.shape()),
+                     shape_str(d.to_local().shape()), dtype());
+}
+
+// Module -----------------------------------------------------------------------------------------
+
+Value Module::operator()(const Value& x) {
+  if (!strategy_) return forward(x);
+  Value in = strategy_->prepare_input(x, *this, strategy_mesh_);
+  return strategy_->prepare_output(forward(in), *this, strategy_mesh_);
+}
+
+Value Module::forward(const Value&) {
+  fail<ValueError>("Module::forward", "a {} module has no forward of its own; call its children", type_name_);
+}
+
+void Module::attach(const std::string& name, std::shared_ptr<Module> child) {
+  check<ValueError>(!name.empty() && name.find('.') == std::string::npos, "add_module",
+                    "a child name must be non-empty without dots, got '{}'", name);
+  check<ValueError>(child != nullptr, "add_module", "child '{}' is null", name);
+  for (const auto& [existing, _] : children_) {
+    check<ValueError>(existing != name, "add_module", "{} already has a child named '{}'", type_name_, name);
+  }
+  children_.emplace_back(name, std::move(child));
+}
+
+Module* Module::find(const std::string& dotted) const {
+  const size_t dot = dotted.find('.');
+  const std::string head = dotted.substr(0, dot);
+  for (const auto& [name, child] : children_) {
+    if (name != head) continue;
+    return dot == std::string::npos ? child.get() : child->find(dotted.substr(dot + 1));
+  }
+  return nullptr;
+}
+
+void Module::declare_parameter(const std::string& name, const Shape& shape, DType dtype) {
+  check<ValueError>(!has_parameter(name), "declare_parameter", "{} already has a parameter '{}'", type_name_, name);
+  parameters_.push_back({name, shape, dtype, Value()});
+}
+
+bool Module::has_parameter(const std::string& name) const {
+  for (const Parameter& p : parameters_)
+    if (p.name == name) return true;
+  return false;
+}
+
+const Module::Parameter& Module::find_parameter(const std::string& name) const {
+  for (const Parameter& p : parameters_)
+    if (p.name == name) return p;
+  std::vector<std::string> names = parameter_names();
+  fail<ValueError>("parameter", "{} has no parameter '{}' (it has: {})", type_name_, name, fmt::join(names, ", "));
+}
+
+Value& Module::parameter(const std::string& name) { return const_cast<Parameter&>(find_parameter(name)).value; }
+const Value& Module::parameter(const std::string& name) const { return find_parameter(name).value; }
+const Shape& Module::parameter_shape(const std::string& name) const { return find_parameter(name).shape; }
+DType Module::parameter_dtype(const std::string& name) const { return find_parameter(name).dtype; }
+
+std::vector<std::string> Module::parameter_names() const {
+  std::vector<std::string> names;
+  for (const Parameter& p : parameters_) names.push_back(p.name);
+  return names;
+}
+
+std::vector<std::pair<std::string, Module*>> Module::named_modules(const std::string& prefix) {
+  std::vector<std::pair<std::string, Module*>> out = {{prefix, this}};
+  for (const auto& [name, child] : children_) {
+    for (auto& entry : child->named_modules(prefix.empty() ? name : prefix + "." + name)) out.push_back(entry);
+  }
+  return out;
+}
+
+std::vector<std::pair<std::string, Value*>> Module::named_parameters(const std::string& prefix) {
+  std::vector<std::pair<std::string, Value*>> out;
+  for (auto& [path, module] : named_modules(prefix)) {
+    for (Parameter& p : module->parameters_) out.emplace_back(path.empty() ? p.name : path + "." + p.name, &p.value);
+  }
+  return out;
+}
+
+void Module::set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh) {
+  strategy_ = std::move(strategy);
+  strategy_mesh_ = std::move(mesh);
+}
+
+}  // namespace dtensor::nn

@@ -1,0 +1,85 @@
+// The module tree: layers with dotted names, declared parameters, and an optional parallel
+// strategy installed by a tp_plan.
+//
+// A module declares each parameter with its full (unsharded) shape and dtype; loading fills it,
+// partitioned by the module's strategy when one is installed (see nn/strategy.hpp), whole
+// otherwise. Calling a module runs strategy->prepare_input, forward, strategy->prepare_output.
+//
+//   auto mlp = std::make_shared<Module>("MLP");      // containers are plain modules
+//   mlp->add_module("up", std::make_shared<Linear>(64, 256));
+//   for (auto& [name, p] : mlp->named_parameters()) ...   // "up.weight", "up.bias"
+#pragma once
+
+#include "mesh/device_mesh.hpp"
+#include "nn/value.hpp"
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace dtensor::nn {
+
+class Strategy;
+
+class Module {
+ public:
+  explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  const std::string& type_name() const { return type_name_; }
+
+  // Runs the forward with the strategy's input and output preparation around it.
+  Value operator()(const Value& x);
+
+  // Registers a child under a local name (no dots); ValueError for a duplicate or dotted name.
+  template <typename M>
+  std::shared_ptr<M> add_module(const std::string& name, std::shared_ptr<M> child) {
+    attach(name, child);
+    return child;
+  }
+  // The child at a dotted path below this module, or nullptr.
+  Module* find(const std::string& dotted) const;
+
+  // Declares a parameter with its full shape; it stays undefined until loaded or set.
+  void declare_parameter(const std::string& name, const Shape& shape, DType dtype);
+  bool has_parameter(const std::string& name) const;
+  Value& parameter(const std::string& name);  // ValueError naming the module's type otherwise
+  const Value& parameter(const std::string& name) const;
+  const Shape& parameter_shape(const std::string& name) const;  // the declared full shape
+  DType parameter_dtype(const std::string& name) const;
+  std::vector<std::string> parameter_names() const;
+
+  // ("", this) then every descendant as (dotted name, module), depth first, in registration order.
+  std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
+  // Every parameter of this subtree as (dotted name, value).
+  std::vector<std::pair<std::string, Value*>> named_parameters(const std::string& prefix = "");
+
+  // Installed by apply_tp_plan; the mesh is the 1-D tensor-parallel mesh.
+  void set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh);
+  const Strategy* strategy() const { return strategy_.get(); }
+  const DeviceMesh& strategy_mesh() const { return strategy_mesh_; }
+
+ protected:
+  virtual Value forward(const Value& x);  // containers have none: ValueError
+
+ private:
+  struct Parameter {
+    std::string name;
+    Shape shape;
+    DType dtype;
+    Value value;
+  };
+  void attach(const std::string& name, std::shared_ptr<Module> child);
+  const Parameter& find_parameter(const std::string& name) const;
+
+  std::string type_name_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  std::vector<Parameter> parameters_;
+  std::shared_ptr<const Strategy> strategy_;
+  DeviceMesh strategy_mesh_;
+};
+
+}  // namespace dtensor::nn

@@ -1,0 +1,183 @@
+// The built-in strategies of DESIGN.md section 2, for Linear (weight [out, in], bias [out]),
+// Embedding (weight [vocab, hidden]) and modules with replicated parameters.
+//
+//   colwise       weight rows / bias split; input made Replicate; output stays split on the last
+//                 dim as a plain local tensor.            (Embedding: weight split by hidden)
+//   rowwise       weight columns split, bias Replicate (added once, after the reduction); input
+//                 split on its last dim; output all-reduced to Replicate.
+//                 (Embedding: vocab-parallel, weight rows split, masked lookup, all-reduce)
+//   colwise_rep   as colwise, output all-gathered to Replicate.
+//   rowwise_rep   as rowwise, input Replicate and sliced locally.
+//   replicate     parameters Replicate; input and output plain.
+//   local_colwise, local_rowwise   parameters as colwise / rowwise but plain local tensors, no
+//                 hooks; a local_rowwise result is a partial sum (its bias is held by the first
+//                 rank only) until a parent `gather` all-reduces it.
+//   local         parameters whole and plain, no hooks (isolated modules).
+//   gather        parameters whole and plain; the module's (partial) output is all-reduced.
+//   sequence_parallel   parameters Replicate; input split on the sequence dim (-2), output left
+//                 split there as a DTensor (the next colwise all-gathers it).
+//   rowwise_to_sequence   as rowwise, but the partial output is reduce-scattered over the sequence
+//                 dim: with sequence_parallel norms and colwise inputs, a block costs one
+//                 all_gather and one reduce_scatter, the same bytes as plain TP's all_reduce.
+#include "nn/strategy.hpp"
+
+#include "nn/layers.hpp"
+
+namespace dtensor::nn {
+
+namespace {
+
+bool is_embedding(const Module& m) { return m.type_name() == "Embedding"; }
+
+// Plain input -> DTensor with `placements` (global shape given); a DTensor is redistributed.
+Value as_dtensor(const Value& x, const DeviceMesh& mesh, const Placements& placements, const Shape& global) {
+  if (x.is_distributed()) return x.dtensor().redistribute(placements);
+  return DTensor::from_local(x.tensor(), mesh, placements, global);
+}
+
+Value replicated_input(const Value& x, const DeviceMesh& mesh) {
+  return as_dtensor(x, mesh, {Replicate()}, x.is_distributed() ? Shape{} : x.tensor().shape());
+}
+
+// Back to a plain tensor once the layout is `target`.
+Value plain(const Value& y, const Placements& target) {
+  if (!y.is_distributed()) return y;
+  return y.dtensor().placements() == target ? y.local() : y.dtensor().redistribute(target).to_local();
+}
+
+class Colwise : public Strategy {
+ public:
+  explicit Colwise(bool gather_output) : gather_output_(gather_output) {}
+
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    // Linear weight rows and bias, or the hidden columns of an embedding table.
+    Placement split = is_embedding(m) ? Shard(1) : Shard(0);
+    return read_sharded(source, mesh, {param == "bias" ? Shard(0) : split});
+  }
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+    return replicated_input(x, mesh);
+  }
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
+    if (gather_output_) return plain(y, {Replicate()});
+    return y.local();  // this rank's columns
+  }
+
+ private:
+  bool gather_output_;
+};
+
+class Rowwise : public Strategy {
+ public:
+  // to_sequence: the partial output is reduce-scattered over the sequence dim (-2) and stays a
+  // DTensor, instead of all-reduced to a plain replicated tensor.
+  Rowwise(bool replicated_input, bool to_sequence) : replicated_input_(replicated_input), to_sequence_(to_sequence) {}
+
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    if (param == "bias") return read_sharded(source, mesh, {Replicate()});
+    return read_sharded(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
+  }
+  Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
+    if (is_embedding(m) || (replicated_input_ && !x.is_distributed())) {
+      Value r = replicated_input(x, mesh);
+      return is_embedding(m) ? r : Value(r.dtensor().redistribute({Shard(-1)}));  // a local slice
+    }
+    // A plain input is this rank's slice of the last dim; the weight knows the full width.
+    Shape global = x.shape();
+    if (!x.is_distributed()) global.back() = m.parameter_shape("weight")[1];
+    return as_dtensor(x, mesh, {Shard(int64_t(global.size()) - 1)}, global);
+  }
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
+    if (!to_sequence_) return plain(y, {Replicate()});
+    const DTensor& out = y.dtensor("rowwise_to_sequence");
+    return out.redistribute({Shard(out.dim() - 2)});
+  }
+
+ private:
+  bool replicated_input_;
+  bool to_sequence_;
+};
+
+class Replicated : public Strategy {
+ public:
+  Value partition(const Module&, const std::string&, const TensorSource& source, const DeviceMesh& mesh) const override {
+    return read_sharded(source, mesh, {Replicate()});
+  }
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+    return replicated_input(x, mesh);
+  }
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
+    return plain(y, {Replicate()});
+  }
+};
+
+class LocalColwise : public Strategy {
+ public:
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    return read_local_block(source, mesh, {param == "bias" || !is_embedding(m) ? Shard(0) : Shard(1)});
+  }
+};
+
+class LocalRowwise : public Strategy {
+ public:
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    if (param != "bias") return read_local_block(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
+    // The partial sums of all ranks add up to the output: only the first rank adds the bias.
+    if (mesh.coordinate()[0] == 0) return source.read_all();
+    return Tensor::zeros(source.shape, source.dtype);
+  }
+};
+
+class Local : public Strategy {
+ public:
+  Value partition(const Module&, const std::string&, const TensorSource& source, const DeviceMesh&) const override {
+    return source.read_all();
+  }
+};
+
+class Gather : public Local {
+ public:
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
+    if (y.is_distributed()) return plain(y, {Replicate()});
+    return DTensor::from_local(y.tensor(), mesh, {Partial()}, y.tensor().shape()).redistribute({Replicate()}).to_local();
+  }
+};
+
+class SequenceParallel : public Replicated {
+ public:
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+    check<ShapeError>(x.shape().size() >= 2, "sequence_parallel", "input needs a sequence dim (-2), got shape {}",
+                      shape_str(x.shape()));
+    const int64_t seq = int64_t(x.shape().size()) - 2;
+    if (x.is_distributed()) return x.dtensor().redistribute({Shard(seq)});
+    // The local sequence lengths may be uneven: infer the global length exactly (one all-reduce).
+    return DTensor::from_local(x.tensor(), mesh, {Shard(seq)}, std::nullopt, /*check=*/true);
+  }
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override { return y; }
+};
+
+}  // namespace
+
+StrategyRegistry& StrategyRegistry::global() {
+  static StrategyRegistry registry = [] {
+    StrategyRegistry r;
+    r.add("colwise", std::make_shared<Colwise>(false));
+    r.add("colwise_rep", std::make_shared<Colwise>(true));
+    r.add("rowwise", std::make_shared<Rowwise>(false, false));
+    r.add("rowwise_rep", std::make_shared<Rowwise>(true, false));
+    r.add("rowwise_to_sequence", std::make_shared<Rowwise>(false, true));
+    r.add("replicate", std::make_shared<Replicated>());
+    r.add("local_colwise", std::make_shared<LocalColwise>());
+    r.add("local_rowwise", std::make_shared<LocalRowwise>());
+    r.add("local", std::make_shared<Local>());
+    r.add("gather", std::make_shared<Gather>());
+    r.add("sequence_parallel", std::make_shared<SequenceParallel>());
+    return r;
+  }();
+  return registry;
+}
+
+}  // namespace dtensor::nn

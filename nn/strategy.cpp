@@ -1,0 +1,41 @@
+#include "nn/strategy.hpp"
+
+#include <fmt/ranges.h>
+
+namespace dtensor::nn {
+
+void StrategyRegistry::add(const std::string& name, std::shared_ptr<const Strategy> strategy) {
+  check<ValueError>(strategy != nullptr, "StrategyRegistry::add", "strategy '{}' is null", name);
+  check<ValueError>(!contains(name), "StrategyRegistry::add", "a strategy named '{}' is already registered", name);
+  strategies_[name] = std::move(strategy);
+}
+
+std::shared_ptr<const Strategy> StrategyRegistry::get(const std::string& name) const {
+  auto it = strategies_.find(name);
+  if (it == strategies_.end()) {
+    std::vector<std::string> known = names();
+    fail<ValueError>("tp_plan", "unknown strategy '{}' (registered: {})", name, fmt::join(known, ", "));
+  }
+  return it->second;
+}
+
+std::vector<std::string> StrategyRegistry::names() const {
+  std::vector<std::string> out;
+  for (const auto& [name, _] : strategies_) out.push_back(name);
+  return out;
+}
+
+Tensor read_local_block(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements) {
+  Placements normalized = normalize_placements(placements, int64_t(source.shape.size()), mesh.ndim(), "partition");
+  Block block = local_block(source.shape, mesh.shape(), mesh.coordinate(), normalized);
+  Tensor local = source.read(block.offset, block.shape);
+  check<ShapeError>(local.shape() == block.shape, "partition", "the source returned a block of shape {}, expected {}",
+                    shape_str(local.shape()), shape_str(block.shape));
+  return local;
+}
+
+DTensor read_sharded(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements) {
+  return DTensor::from_local(read_local_block(source, mesh, placements), mesh, placements, source.shape);
+}
+
+}  // namespace dtensor::nn

@@ -1,0 +1,60 @@
+// Parallel strategies and their registry.
+//
+// A strategy is a thin policy over the DTensor API for one module on a 1-D tensor-parallel mesh:
+// (a) partition: this rank's part of a parameter, read from the full checkpoint tensor box by box
+//     (never the whole tensor unless the part is the whole);
+// (b) prepare_input: turn the module's input into the layout its forward expects;
+// (c) prepare_output: turn the forward's result into the layout the next module expects.
+// Built-in strategies (nn/strategies.cpp) follow the table of DESIGN.md section 2; users add
+// their own under a new name:
+//
+//   StrategyRegistry::global().add("my_colwise", std::make_shared<MyColwise>());
+//   plan.rules.push_back({"layers.*.mlp.up_proj", "my_colwise"});
+#pragma once
+
+#include "nn/module.hpp"
+#include "nn/safetensors.hpp"  // TensorSource
+
+#include <functional>
+#include <map>
+
+namespace dtensor::nn {
+
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  // This rank's value of `module`'s parameter `param` (full shape source.shape) on `mesh`.
+  virtual Value partition(const Module& module, const std::string& param, const TensorSource& source,
+                          const DeviceMesh& mesh) const = 0;
+  virtual Value prepare_input(const Value& x, const Module& /*module*/, const DeviceMesh& /*mesh*/) const {
+    return x;
+  }
+  virtual Value prepare_output(const Value& y, const Module& /*module*/, const DeviceMesh& /*mesh*/) const {
+    return y;
+  }
+};
+
+class StrategyRegistry {
+ public:
+  // The registry tp_plans resolve names in; it starts with the built-in strategies.
+  static StrategyRegistry& global();
+
+  // ValueError when the name is taken (replacing a strategy silently would change plans).
+  void add(const std::string& name, std::shared_ptr<const Strategy> strategy);
+  // ValueError naming the strategy and listing the known names when there is none.
+  std::shared_ptr<const Strategy> get(const std::string& name) const;
+  bool contains(const std::string& name) const { return strategies_.count(name) != 0; }
+  std::vector<std::string> names() const;
+
+ private:
+  std::map<std::string, std::shared_ptr<const Strategy>> strategies_;
+};
+
+// Partition helpers for strategies -------------------------------------------------------------
+
+// The DTensor holding this rank's block of the source under `placements` (one box read).
+DTensor read_sharded(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
+// This rank's block under `placements` as a plain tensor (for the local_* strategies).
+Tensor read_local_block(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
+
+}  // namespace dtensor::nn

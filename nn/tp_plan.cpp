@@ -1,0 +1,118 @@
+#include "nn/tp_plan.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace dtensor::nn {
+
+namespace {
+
+std::vector<std::string> components(const std::string& dotted) {
+  std::vector<std::string> out;
+  std::stringstream in(dotted);
+  for (std::string part; std::getline(in, part, '.');) out.push_back(part);
+  return out;
+}
+
+// The rule for a module: an exact name first, else the first matching pattern; nullptr if none.
+const TpRule* rule_for(const TpPlan& plan, const std::string& name) {
+  for (const TpRule& r : plan.rules)
+    if (r.pattern == name) return &r;
+  for (const TpRule& r : plan.rules)
+    if (pattern_matches(r.pattern, name)) return &r;
+  return nullptr;
+}
+
+// The source of `name` checked against the declared shape, converting to the declared dtype.
+TensorSource checked_source(const SourceLookup& source_of, const std::string& name, const Shape& shape, DType dtype) {
+  TensorSource source = source_of(name);
+  check<ShapeError>(source.shape == shape, "load", "parameter '{}' has shape {} in the checkpoint, the model expects {}",
+                    name, shape_str(source.shape), shape_str(shape));
+  if (source.dtype == dtype) return source;
+  // Read in the checkpoint's dtype, then convert into the caller's box.
+  return {dtype, shape, [source](const Shape& offset, const Tensor& out) { out.copy_from(source.read(offset, out.shape())); }};
+}
+
+DeviceMesh tensor_parallel_mesh(const DeviceMesh& mesh) {
+  if (mesh.ndim() == 1) return mesh;
+  return mesh["tp"];  // MeshError when there is no dim named "tp"
+}
+
+}  // namespace
+
+TpPlan TpPlan::from_json(const std::string& text) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error& e) {
+    fail<ValueError>("tp_plan", "not valid JSON: {}", e.what());
+  }
+  check<ValueError>(j.is_object(), "tp_plan", "expected a JSON object of pattern -> strategy, got {}", j.type_name());
+  TpPlan plan;
+  for (const auto& [pattern, strategy] : j.items()) {
+    check<ValueError>(strategy.is_string(), "tp_plan", "the strategy of '{}' must be a string, got {}", pattern,
+                      strategy.type_name());
+    plan.rules.push_back({pattern, strategy.get<std::string>()});
+  }
+  return plan;
+}
+
+TpPlan TpPlan::from_json_file(const std::string& path) {
+  std::ifstream in(path);
+  check<ValueError>(in.good(), "tp_plan", "cannot read plan file '{}'", path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return from_json(text.str());
+}
+
+bool pattern_matches(const std::string& pattern, const std::string& name) {
+  std::vector<std::string> p = components(pattern), n = components(name);
+  if (p.size() != n.size()) return false;
+  for (size_t i = 0; i < p.size(); ++i)
+    if (p[i] != "*" && p[i] != n[i]) return false;
+  return true;
+}
+
+PlanReport apply_tp_plan(Module& root, const TpPlan& plan, const DeviceMesh& mesh, const SourceLookup& source_of,
+                         const StrategyRegistry& registry) {
+  for (const TpRule& r : plan.rules) registry.get(r.strategy);  // unknown names fail before any load
+  const DeviceMesh tp = tensor_parallel_mesh(mesh);
+  PlanReport report;
+  std::vector<bool> used(plan.rules.size(), false);
+  for (auto& [name, module] : root.named_modules()) {
+    const TpRule* rule = rule_for(plan, name);
+    if (rule) {
+      used[size_t(rule - plan.rules.data())] = true;
+      module->set_strategy(registry.get(rule->strategy), tp);
+      report.explain += fmt::format("{} ({}): {}\n", name, module->type_name(), rule->strategy);
+    }
+    for (const std::string& param : module->parameter_names()) {
+      const std::string full = name.empty() ? param : name + "." + param;
+      TensorSource source = checked_source(source_of, full, module->parameter_shape(param), module->parameter_dtype(param));
+      if (rule) {
+        module->parameter(param) = module->strategy()->partition(*module, param, source, tp);
+        report.explain += fmt::format("  {}: {}\n", param, module->parameter(param).describe());
+      } else {
+        module->parameter(param) = source.read_all();
+        report.uncovered_parameters.push_back(full);
+      }
+    }
+  }
+  for (size_t i = 0; i < plan.rules.size(); ++i)
+    if (!used[i]) report.unmatched_rules.push_back(plan.rules[i].pattern);
+  return report;
+}
+
+void load_unsharded(Module& root, const SourceLookup& source_of) {
+  for (auto& [name, module] : root.named_modules()) {
+    for (const std::string& param : module->parameter_names()) {
+      const std::string full = name.empty() ? param : name + "." + param;
+      module->parameter(param) =
+          checked_source(source_of, full, module->parameter_shape(param), module->parameter_dtype(param)).read_all();
+    }
+  }
+}
+
+}  // namespace dtensor::nn
