@@ -21,26 +21,55 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
-#include <functional>
+#include <utility>
+#include <vector>
 
 using namespace dtensor;
 
 namespace {
 
-// Median over `repeats` of the time per call of `iters` back-to-back calls, queued on one
-// stream and waited for once (as NCCL and torch users run them).
-double median_seconds(int device, int repeats, int iters, const std::function<void()>& call) {
+// Seconds per call of `iters` back-to-back calls, queued on one stream and waited for once (as
+// NCCL and torch users run them).
+template <typename Call>
+double seconds_per_call(int device, int iters, const Call& call) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < iters; ++i) call();
+  cuda::synchronize(device);
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters;
+}
+
+double median(std::vector<double> samples) {
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
+// Median over `repeats` of seconds_per_call (templates, so the harness adds no indirect call).
+template <typename Call>
+double median_seconds(int device, int repeats, int iters, const Call& call) {
   for (int i = 0; i < 3; ++i) call();  // warm-up: plans, caches, NCCL connections
   cuda::synchronize(device);
   std::vector<double> samples;
+  for (int r = 0; r < repeats; ++r) samples.push_back(seconds_per_call(device, iters, call));
+  return median(samples);
+}
+
+// Two ways of doing the same thing timed in alternation (a b, b a, a b, ...), so that clock and
+// queue drift during the run falls on both alike. Returns their medians.
+template <typename A, typename B>
+std::pair<double, double> paired_medians(int device, int repeats, int iters, const A& a, const B& b) {
+  for (int i = 0; i < 3; ++i) a(), b();  // warm-up: plans, caches, NCCL connections
+  cuda::synchronize(device);
+  std::vector<double> a_samples, b_samples;
   for (int r = 0; r < repeats; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < iters; ++i) call();
-    cuda::synchronize(device);
-    samples.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() / iters);
+    if (r % 2 == 0) {
+      a_samples.push_back(seconds_per_call(device, iters, a));
+      b_samples.push_back(seconds_per_call(device, iters, b));
+    } else {
+      b_samples.push_back(seconds_per_call(device, iters, b));
+      a_samples.push_back(seconds_per_call(device, iters, a));
+    }
   }
-  std::sort(samples.begin(), samples.end());
-  return samples[samples.size() / 2];
+  return {median(a_samples), median(b_samples)};
 }
 
 double geometric_mean(const std::vector<double>& values) {
@@ -54,7 +83,10 @@ void nccl_ok(ncclResult_t status, const char* call) {
 }
 
 // all_reduce (sum, f32, out of place) through our NCCL backend and through ncclAllReduce on a
-// communicator of its own, alternating per size.
+// communicator of its own, timed in alternation per size. The backend is called directly: a
+// Communicator over one rank never communicates (its all_reduce is a local copy), so on a one-GPU
+// machine this is the only way our NCCL path runs at all. On more ranks Communicator adds its
+// argument checks and counters (a few tens of nanoseconds) on top.
 double bench_nccl(Communicator& world, int repeats) {
   const Device device = nccl_device();
   auto ours = detail::create_nccl_backend(detail::create_mpi_world(nullptr, nullptr), device.index);
@@ -79,12 +111,13 @@ double bench_nccl(Communicator& world, int repeats) {
     Tensor in = Tensor::full({n}, 1.0, DType::F32, device);
     Tensor out = Tensor::empty({n}, DType::F32, device);
     const int iters = bytes >= (int64_t(1) << 26) ? 20 : 200;
-    const double raw_s = median_seconds(device.index, repeats, iters, [&] {
-      nccl_ok(ncclAllReduce(in.data_ptr(), out.data_ptr(), size_t(n), ncclFloat32, ncclSum, raw, stream),
-              "ncclAllReduce");
-    });
-    const double ours_s = median_seconds(device.index, repeats, iters,
-                                         [&] { ours->all_reduce(in, out, ReduceOp::Sum, false); });
+    const auto [raw_s, ours_s] = paired_medians(
+        device.index, repeats, iters,
+        [&] {
+          nccl_ok(ncclAllReduce(in.data_ptr(), out.data_ptr(), size_t(n), ncclFloat32, ncclSum, raw, stream),
+                  "ncclAllReduce");
+        },
+        [&] { ours->all_reduce(in, out, ReduceOp::Sum, false); });
     ratios.push_back(raw_s / ours_s);
     const double algbw = double(bytes) / ours_s / 1e9;
     const double busbw = algbw * 2.0 * (world.size() - 1) / world.size();
@@ -141,7 +174,7 @@ double bench_linear(const std::string& torch_json, int repeats) {
 int main(int argc, char** argv) {
   CLI::App app{"NCCL and cuBLAS through dtensor vs raw NCCL and torch"};
   std::string torch_json;
-  int repeats = 7;
+  int repeats = 15;
   app.add_option("--torch-linear", torch_json, "JSON timings written by bench/torch_linear.py");
   app.add_option("--repeats", repeats, "timed repeats per case (median reported)");
   CLI11_PARSE(app, argc, argv);

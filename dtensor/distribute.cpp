@@ -35,21 +35,31 @@ Tensor broadcast_from(const DeviceMesh& mesh, const std::vector<int64_t>& src, T
   return values;
 }
 
-// Shape and dtype travel first so that other ranks can allocate their blocks.
-std::pair<Shape, DType> share_metadata(const Tensor& full, const DeviceMesh& mesh, const std::vector<int64_t>& src,
-                                       bool is_source) {
+struct SharedMetadata {
+  Shape shape;
+  DType dtype;
+  Device device;  // the source tensor's
+};
+
+// Shape, dtype and device travel first so that other ranks can allocate their blocks.
+SharedMetadata share_metadata(const Tensor& full, const DeviceMesh& mesh, const std::vector<int64_t>& src,
+                              bool is_source) {
   constexpr int64_t kMaxDims = 16;
-  std::vector<int64_t> header(kMaxDims + 2, 0);
+  constexpr size_t kShapeAt = 4;  // dtype, ndim, device type, device index, then the shape
+  std::vector<int64_t> header(kMaxDims + kShapeAt, 0);
   if (is_source) {
     check<ValueError>(full.defined(), "distribute", "the source rank passed an undefined tensor");
     check<ShapeError>(full.dim() <= kMaxDims, "distribute", "tensor has {} dims, at most {} supported",
                       full.dim(), kMaxDims);
     header[0] = int64_t(full.dtype());
     header[1] = full.dim();
-    std::copy(full.shape().begin(), full.shape().end(), header.begin() + 2);
+    header[2] = int64_t(full.device().type);
+    header[3] = full.device().index;
+    std::copy(full.shape().begin(), full.shape().end(), header.begin() + kShapeAt);
   }
   auto shared = broadcast_from(mesh, src, Tensor::from_vector(header, {int64_t(header.size())})).to_vector<int64_t>();
-  return {Shape(shared.begin() + 2, shared.begin() + 2 + shared[1]), DType(shared[0])};
+  return {Shape(shared.begin() + kShapeAt, shared.begin() + kShapeAt + shared[1]), DType(shared[0]),
+          Device{DeviceType(shared[2]), int(shared[3])}};
 }
 
 // Elements of each piece when a region of `shape` is cut along d into `parts`.
@@ -75,17 +85,17 @@ Tensor pack_pieces(const Tensor& region, int64_t d, int64_t parts) {
 // `shape` is the region the line's root holds before the stage (the same on every rank of the
 // line: only mesh dims before m have cut it), `next_shape` this rank's piece after it.
 Tensor run_stage(const Tensor& region, const DeviceMesh& mesh, const Placement& p, int64_t m, int root,
-                 const Shape& shape, const Shape& next_shape, DType dtype) {
+                 const Shape& shape, const Shape& next_shape, DType dtype, Device device) {
   Communicator comm = mesh.comm(m);
   bool is_root = comm.rank() == root;
   if (!p.is_shard()) {
-    Tensor buffer = is_root ? region.contiguous() : Tensor::empty(next_shape, dtype);
+    Tensor buffer = is_root ? region.contiguous() : Tensor::empty(next_shape, dtype, device);
     comm.broadcast(buffer, root);
     return buffer;
   }
   std::vector<int64_t> counts = piece_counts(shape, p.dim(), comm.size());
-  Tensor packed = is_root ? pack_pieces(region, p.dim(), comm.size()) : Tensor::empty({0}, dtype);
-  Tensor out = Tensor::empty(next_shape, dtype);
+  Tensor packed = is_root ? pack_pieces(region, p.dim(), comm.size()) : Tensor::empty({0}, dtype, device);
+  Tensor out = Tensor::empty(next_shape, dtype, device);
   comm.scatter_v(packed, counts, out, root);
   return out;
 }
@@ -97,7 +107,10 @@ DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Pl
   check<MeshError>(mesh.is_member(), op, "this rank is not in {}", mesh.to_string());
   const auto src = mesh.coordinate_of(src_rank);
   const bool is_source = mesh.coordinate() == src;
-  auto [global, dtype] = share_metadata(full, mesh, src, is_source);
+  auto [global, dtype, source_device] = share_metadata(full, mesh, src, is_source);
+  // Blocks land on the device of the tensor this rank passed, or the source's where it passed
+  // none (a one-GPU machine: every rank's blocks on that GPU).
+  const Device device = full.defined() ? full.device() : source_device;
   Placements normalized = normalize_placements(placements, int64_t(global.size()), mesh.ndim(), op);
   check<DTypeError>(std::none_of(normalized.begin(), normalized.end(),
                                  [&](const Placement& p) {
@@ -110,12 +123,12 @@ DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Pl
     if (!takes_part(mesh, src, m)) continue;
     region = run_stage(region, mesh, normalized[size_t(m)], m, int(src[size_t(m)]),
                        region_shape(global, mesh, normalized, m), region_shape(global, mesh, normalized, m + 1),
-                       dtype);
+                       dtype, device);
   }
   for (int64_t m = 0; m < mesh.ndim(); ++m) {
     const Placement& p = normalized[size_t(m)];
     if (p.is_partial() && p.reduce_op() == ReduceOp::Sum && mesh.coordinate()[size_t(m)] != 0) {
-      region = Tensor::zeros(region.shape(), dtype);
+      region = Tensor::zeros(region.shape(), dtype, device);
     }
   }
   return DTensor(region, mesh, std::move(normalized), std::move(global));

@@ -156,6 +156,11 @@ TEST_CASE("rms_norm and layer_norm over the last dim") {
     Tensor b = random_input({96}, dtype, 82);
     require_matches(cuda::rms_norm(x.to(kGpu), w.to(kGpu), 1e-6), rms_norm_reference(x, w, 1e-6));
     require_matches(cuda::layer_norm(x.to(kGpu), w.to(kGpu), b.to(kGpu), 1e-5), layer_norm_reference(x, w, b, 1e-5));
+    // The public ops of ops.hpp hand CUDA tensors to the same kernels (weight and bias optional).
+    require_matches(rms_norm(x.to(kGpu), w.to(kGpu), 1e-6), rms_norm(x, w, 1e-6));
+    require_matches(layer_norm(x.to(kGpu), w.to(kGpu), b.to(kGpu), 1e-5), layer_norm(x, w, b, 1e-5));
+    require_matches(layer_norm(x.to(kGpu), Tensor(), Tensor(), 1e-5), layer_norm(x, Tensor(), Tensor(), 1e-5));
+    require_matches(rms_norm(x.to(kGpu), Tensor(), 1e-6), rms_norm(x, Tensor(), 1e-6));
   }
 }
 

@@ -2,6 +2,7 @@
 
 #include "tensor/cuda/cuda_check.hpp"
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -27,9 +28,8 @@ struct DeviceState {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> blocks
   AllocatorStats stats;
-  cudaStream_t own_stream = nullptr;
-  cudaStream_t current = nullptr;
-  bool stream_made = false;
+  cudaStream_t own_stream = nullptr;      // made on first use, under the mutex
+  std::atomic<cudaStream_t> current{nullptr};  // read without the mutex: every op asks for it
 };
 
 class CachingAllocator {
@@ -132,21 +132,23 @@ void empty_cache(int device) { allocator().release_cached(allocator().state(devi
 
 cudaStream_t current_stream(int device) {
   DeviceState& s = allocator().state(device, "current_stream");
+  // Every kernel, copy and collective asks for the stream: after the first call this is one
+  // atomic load (an uncontended mutex costs as much again, on the path of 4 KiB collectives).
+  if (cudaStream_t current = s.current.load(std::memory_order_acquire)) return current;
   std::lock_guard lock(s.mutex);
-  if (!s.stream_made) {
+  if (s.own_stream == nullptr) {
     DeviceGuard guard(device);
     cuda_check(cudaStreamCreateWithFlags(&s.own_stream, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    s.current = s.own_stream;
-    s.stream_made = true;
+    s.current.store(s.own_stream, std::memory_order_release);
   }
-  return s.current;
+  return s.current.load(std::memory_order_acquire);
 }
 
 void set_current_stream(int device, cudaStream_t stream) {
   cudaStream_t own = current_stream(device);  // makes the library's stream if needed
   DeviceState& s = allocator().state(device, "set_current_stream");
   std::lock_guard lock(s.mutex);
-  s.current = stream != nullptr ? stream : own;
+  s.current.store(stream != nullptr ? stream : own, std::memory_order_release);
 }
 
 void synchronize(int device) {
