@@ -48,6 +48,17 @@ struct Checkpoint::Progress {
   LoadProgress state;
   std::vector<bool> file_started;
   std::set<std::string> tensors_read;
+
+  void record_read(size_t file, const std::string& name, uint64_t bytes) {
+    if (!file_started[file]) {
+      file_started[file] = true;
+      ++state.files_started;
+    }
+    state.bytes_read += bytes;
+    tensors_read.insert(name);
+    state.tensors_read = tensors_read.size();
+    if (callback) callback(state);
+  }
 };
 
 namespace {
@@ -154,29 +165,17 @@ size_t Checkpoint::locate(const std::string& name) const {
 const TensorInfo& Checkpoint::info(const std::string& name) const { return files_[locate(name)].info(name); }
 const SafetensorsFile& Checkpoint::file_of(const std::string& name) const { return files_[locate(name)]; }
 
-void Checkpoint::record_read(size_t file, const std::string& name, uint64_t bytes) const {
-  Progress& p = *progress_;
-  if (!p.file_started[file]) {
-    p.file_started[file] = true;
-    ++p.state.files_started;
-  }
-  p.state.bytes_read += bytes;
-  p.tensors_read.insert(name);
-  p.state.tensors_read = p.tensors_read.size();
-  if (p.callback) p.callback(p.state);
-}
-
 Tensor Checkpoint::read(const std::string& name) const {
   const size_t file = locate(name);
   Tensor out = files_[file].read(name);
-  record_read(file, name, out.nbytes());
+  progress_->record_read(file, name, out.nbytes());
   return out;
 }
 
 Tensor Checkpoint::read_block(const std::string& name, const Shape& offset, const Shape& sizes) const {
   const size_t file = locate(name);
   Tensor out = files_[file].read_block(name, offset, sizes);
-  record_read(file, name, out.nbytes());
+  progress_->record_read(file, name, out.nbytes());
   return out;
 }
 
@@ -185,9 +184,10 @@ TensorSource Checkpoint::source(const std::string& name) const {
   TensorSource source = tensor_source(files_[file], name);
   // The progress state is shared, so the source reports into this checkpoint's progress; it
   // counts the tensor once however many boxes are read from it.
-  source.read_box = [self = *this, file, name](const Shape& offset, const Tensor& out) {
-    self.files_[file].read_block_into(name, offset, out);
-    self.record_read(file, name, out.nbytes());
+  source.read_box = [reader = files_[file], progress = progress_, file, name](const Shape& offset,
+                                                                              const Tensor& out) {
+    reader.read_block_into(name, offset, out);
+    progress->record_read(file, name, out.nbytes());
   };
   return source;
 }

@@ -69,7 +69,6 @@ class Checkpoint {
  private:
   struct Progress;
   size_t locate(const std::string& name) const;
-  void record_read(size_t file, const std::string& name, uint64_t bytes) const;
 
   std::string directory_;
   std::vector<std::string> file_names_;

@@ -207,3 +207,32 @@ TEST_CASE("safetensors: truncated files and absurd header lengths", "[checkpoint
   CHECK_THAT(message_of<ValueError>([&] { SafetensorsFile::open(dir.file("absent.safetensors")); }),
              Contains("absent.safetensors"));
 }
+
+TEST_CASE("safetensors: any truncation or corrupted header byte is an error or a valid file",
+          "[checkpoint][safetensors][errors]") {
+  TempDir dir;
+  const std::string path = dir.file("mutant.safetensors");
+  const std::string whole = safetensors_bytes(kHeader, known_data());
+  // The file ends with a non-empty tensor, so every proper prefix must be refused.
+  for (size_t length = 0; length < whole.size(); ++length) {
+    write_file(path, whole.substr(0, length));
+    INFO("prefix of " << length << " bytes");
+    CHECK_THROWS_AS(SafetensorsFile::open(path), dtensor::Error);
+  }
+  // Each header byte replaced by a character that changes numbers, strings or structure: the
+  // file opens and reads cleanly, or fails with one of our errors, never anything else.
+  const size_t header_end = 8 + std::strlen(kHeader);
+  for (size_t at = 0; at < header_end; ++at) {
+    for (char replacement : {'9', '-', '"', '}', '\x01'}) {
+      std::string mutant = whole;
+      mutant[at] = replacement;
+      write_file(path, mutant);
+      INFO("byte " << at << " set to " << int(replacement));
+      try {
+        SafetensorsFile file = SafetensorsFile::open(path);
+        for (const std::string& name : file.names()) file.read(name);
+      } catch (const dtensor::Error&) {
+      }
+    }
+  }
+}
