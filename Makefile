@@ -2,7 +2,7 @@
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives redistribute
+BENCHES := collectives redistribute dispatch
 
 .PHONY: all deps build demo test bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
@@ -33,6 +33,12 @@ bench-redistribute: build
 	$(MPIRUN) -np 2 $(BUILD)/bench/bench_redistribute | tee $(BUILD)/bench-redistribute-np2.txt
 	$(MPIRUN) -np 4 $(BUILD)/bench/bench_redistribute
 	@grep '^redistribute:' $(BUILD)/bench-redistribute-np2.txt
+
+# 1 rank, then 2; the summary line is the 1-rank run's.
+bench-dispatch: build
+	$(MPIRUN) -np 1 $(BUILD)/bench/bench_dispatch | tee $(BUILD)/bench-dispatch-np1.txt
+	$(MPIRUN) -np 2 $(BUILD)/bench/bench_dispatch
+	@grep '^dispatch:' $(BUILD)/bench-dispatch-np1.txt
 
 # GPU: torch's linear timings first (skipped where torch is missing), then bench_gpu on 1 rank.
 bench-gpu: build
