@@ -12,6 +12,7 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <numeric>
 #include <regex>
 #include <set>
 
@@ -154,21 +155,28 @@ class CheckpointDirectoryWriter {
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
   std::vector<std::string> names;
-  for (const auto& [name, tensor] : tensors) names.push_back(name);
+  for (const auto& [name, tensor] : tensors) {
+    names.push_back(name);
+    check(tensor.defined(), "write_safetensors", "{}: tensor '{}' is undefined", path, name);
+  }
   check_names(names, "write_safetensors");
 
-  std::vector<Tensor> host;
+  // Largest elements first (stable), as the reference writer orders them: with no padding
+  // allowed between tensors, this is what starts every tensor aligned to its element size.
+  std::vector<size_t> order(tensors.size());
+  std::iota(order.begin(), order.end(), size_t(0));
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    return tensors[a].second.element_size() > tensors[b].second.element_size();
+  });
   nlohmann::json header = nlohmann::json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
-  for (const auto& [name, tensor] : tensors) {
-    check(tensor.defined(), "write_safetensors", "{}: tensor '{}' is undefined", path, name);
-    host.push_back(tensor.to(Device::cpu()).contiguous());
-    const uint64_t bytes = host.back().nbytes();
-    header[name] = {{"dtype", safetensors_dtype_name(tensor.dtype())},
-                    {"shape", tensor.shape()},
-                    {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
+  for (size_t i : order) {
+    const Tensor& tensor = tensors[i].second;
+    header[tensors[i].first] = {{"dtype", safetensors_dtype_name(tensor.dtype())},
+                                {"shape", tensor.shape()},
+                                {"data_offsets", {offset, offset + tensor.nbytes()}}};
+    offset += tensor.nbytes();
   }
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // the data section starts 8-byte aligned
@@ -178,7 +186,10 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors, con
   AtomicFile file(path);
   file.write(length, sizeof length);
   file.write(text.data(), text.size());
-  for (const Tensor& tensor : host) file.write(tensor.data_ptr(), tensor.nbytes());
+  for (size_t i : order) {  // one host copy at a time (none for contiguous CPU tensors)
+    const Tensor host = tensors[i].second.to(Device::cpu()).contiguous();
+    file.write(host.data_ptr(), host.nbytes());
+  }
   file.commit();
 }
 

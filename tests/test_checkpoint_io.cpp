@@ -47,7 +47,9 @@ TEST_CASE("write_safetensors writes a file the reader and a hand parse agree on"
   nn::SafetensorsFile file = nn::SafetensorsFile::open(path);
   CHECK(file.metadata() == nn::Metadata{{"format", "pt"}});
   for (const auto& [name, tensor] : tensors) CHECK(equal(file.read(name), tensor));
-  CHECK(file.names().front() == "embed.weight");  // written in the given order
+  // Largest elements first, stable: every tensor starts aligned to its element size.
+  CHECK(file.names() == std::vector<std::string>{"layers.0.ids", "layers.1.proj", "embed.weight", "layers.0.norm",
+                                                 "head"});
 
   // By hand: the length prefix, an 8-byte aligned JSON header, and each tensor's raw bytes.
   const std::string bytes = read_file(path);
@@ -63,6 +65,7 @@ TEST_CASE("write_safetensors writes a file the reader and a hand parse agree on"
     const auto offsets = header[name]["data_offsets"];
     const uint64_t begin = offsets[0], end = offsets[1];
     REQUIRE(end - begin == tensor.nbytes());
+    CHECK(begin % tensor.element_size() == 0);
     CHECK(std::memcmp(bytes.data() + 8 + header_bytes + begin, tensor.data_ptr(), tensor.nbytes()) == 0);
     total += tensor.nbytes();
   }
