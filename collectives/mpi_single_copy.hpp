@@ -36,6 +36,7 @@ class SingleCopyExchange {
   bool supported();  // collective on the first call
   bool probe();
   bool all_agree(bool mine) const;
+  std::byte* scratch(int64_t bytes);  // staging space for rows too short to move directly
 
   MPI_Comm comm_;
   int rank_ = 0;
@@ -43,6 +44,7 @@ class SingleCopyExchange {
   pid_t pid_;
   Support support_ = Support::Unknown;
   uint64_t probe_word_ = 0;  // read by every peer while probing
+  Tensor scratch_;           // reused from call to call (see kKeptScratchBytes)
 };
 
 }  // namespace dtensor::detail

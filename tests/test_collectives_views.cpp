@@ -193,8 +193,8 @@ void check_all_to_all(const AllToAllCase& c, DType dtype, ViewPath path, Layout 
 }
 
 // Sizes per rank count: divisible, uneven, fewer than the ranks (empty blocks); rows of 8 and
-// of 300 elements (short rows staged, long rows moved directly); a 3-D tensor split in its middle
-// and last dims.
+// of 300 elements (short rows staged, longer receiving rows moved directly); a 3-D tensor split
+// in its middle and last dims.
 std::vector<GatherCase> gather_cases(int n) {
   return {{{16, 8 * n}, 1},  {{9, 2 * n + 1}, 1},     {{5, std::max(1, n - 1)}, 1},
           {{12, 300 * n}, 1}, {{3, 4 * n + 1, 5}, 1}, {{4, 3, 2 * n + 3}, 2},
@@ -233,11 +233,16 @@ TEST_CASE("all_to_all between views equals the flat all_to_all_v plus a pack and
   }
 }
 
+// Rows of 4 KiB and more are moved without staging on either side; 1030 or 1100 of them need
+// two batches of iovecs. Gathering pulls into strided rows; all_to_all from column blocks pushes
+// from strided rows (process_vm_writev), into column blocks pulls.
 TEST_CASE("blocks of more rows than one process_vm_readv call takes (IOV_MAX)", "[views]") {
   const int n = comm().size();
   for (ViewPath path : kPaths) {
     check_all_gather({{2100, 260 * n}, 1}, DType::F32, path, Layout::Plain, Layout::Plain);
-    check_all_to_all({{2100 * n, 260 * n}, 0, 1}, DType::F32, path, Layout::Plain, Layout::Plain);
+    check_all_gather({{1100, 1030 * n}, 1}, DType::F32, path, Layout::Plain, Layout::Plain);
+    check_all_to_all({{1030 * n, 1024 * n}, 0, 1}, DType::F32, path, Layout::Plain, Layout::Plain);
+    check_all_to_all({{1024 * n, 1100 * n}, 1, 0}, DType::F32, path, Layout::Plain, Layout::Plain);
   }
 }
 
