@@ -161,6 +161,8 @@ class SequenceParallel : public Replicated {
 
 }  // namespace
 
+void register_packed_strategies(StrategyRegistry& registry);  // nn/strategies_packed.cpp
+
 StrategyRegistry& StrategyRegistry::global() {
   static StrategyRegistry registry = [] {
     StrategyRegistry r;
@@ -175,6 +177,7 @@ StrategyRegistry& StrategyRegistry::global() {
     r.add("local", std::make_shared<Local>());
     r.add("gather", std::make_shared<Gather>());
     r.add("sequence_parallel", std::make_shared<SequenceParallel>());
+    register_packed_strategies(r);
     return r;
   }();
   return registry;

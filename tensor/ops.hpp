@@ -6,6 +6,7 @@
 
 #include "tensor/tensor.hpp"
 
+#include <utility>
 #include <vector>
 
 namespace dtensor {
@@ -58,6 +59,11 @@ Tensor amax(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim
 Tensor amin(const Tensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 // Index (i64) of the first maximum along dim.
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
+
+// The k largest entries along dim, largest first, and their i64 indices (torch.topk with
+// largest=True, sorted=True): equal values keep the lower index first, NaN ranks above numbers.
+// CPU only; ValueError unless 0 <= k <= size of dim.
+std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim = -1);
 
 Tensor softmax(const Tensor& a, int64_t dim);
 Tensor log_softmax(const Tensor& a, int64_t dim);

@@ -1,0 +1,144 @@
+// Strategies for packed weights and for mixture-of-experts layers (DESIGN.md section 2), the
+// Hugging Face names:
+//
+//   packed_colwise        a Linear whose weight [P*n, in] packs P matrices along its rows (gate_up =
+//                         [gate; up]): each rank holds its torch.chunk rows of EVERY part,
+//                         [gate_r; up_r], bias alike. Input made replicated; output this rank's
+//                         packed columns [gate_r | up_r] as a plain tensor, so a chunk(2, -1) in the
+//                         forward splits it into gate_r and up_r, the slice a rowwise down expects.
+//   packed_rowwise        a Linear whose weight [out, P*n] packs P matrices along its columns: each
+//                         rank holds [a_r | b_r] of the input dim; the input is this rank's packed
+//                         slice (a plain tensor; a Replicate DTensor is sliced locally); the partial
+//                         output is all-reduced.
+//   local_packed_rowwise  parameters as packed_rowwise, no hooks: the output stays a partial sum
+//                         until a parent `gather` reduces it.
+//   moe_tp_experts        an Experts module: gate_up [E, 2I, H] split on I per packed part, down
+//                         [E, H, I] split on I; tokens replicated; each rank computes every
+//                         expert's partial output and the block costs ONE all-reduce (the router
+//                         stays replicated and communicates nothing).
+//
+// Why plain tensors: a DTensor Shard(d) describes one contiguous range of dim d per rank, but a
+// rank's packed slice is P ranges ([gate_r; up_r]); with uneven parts even its size differs from
+// chunk(P*n). So these strategies keep plain local tensors and do the one reduction by hand.
+//
+// Rowwise bias: the partial sums of all ranks add up to the output, so only the first rank holds
+// the bias (the others zeros) and it is added exactly once.
+#include "nn/strategy.hpp"
+#include "placements/sharding.hpp"
+#include "tensor/ops.hpp"
+
+namespace dtensor::nn {
+
+namespace {
+
+constexpr int64_t kGateUpParts = 2;
+
+void require_module(const Module& m, const char* type, const char* strategy, const std::string& param) {
+  check<ValueError>(m.type_name() == type, strategy, "applies to {} modules, not {} (parameter '{}')", type,
+                    m.type_name(), param);
+}
+
+// This rank's torch.chunk slice of every one of `parts` equal parts along `dim`, concatenated in
+// part order: one box read per part, never the full tensor.
+Tensor read_packed_shard(const TensorSource& source, int64_t dim, int64_t parts, const DeviceMesh& mesh,
+                         const std::string& param, const char* strategy) {
+  dim = normalize_dim(dim, int64_t(source.shape.size()), strategy);
+  check<ShapeError>(source.shape[size_t(dim)] % parts == 0, strategy,
+                    "parameter '{}' of shape {}: dim {} ({}) does not split into {} packed parts", param,
+                    shape_str(source.shape), dim, source.shape[size_t(dim)], parts);
+  const ChunkSpan span = chunk_span(source.shape[size_t(dim)] / parts, mesh.size(), mesh.coordinate()[0]);
+  Shape offset(source.shape.size(), 0), sizes = source.shape;
+  offset[size_t(dim)] = span.offset;
+  sizes[size_t(dim)] = span.size;
+  return source.read_packed(dim, parts, offset, sizes);
+}
+
+// The bias of a row-parallel layer: whole on the first rank, zeros elsewhere.
+Tensor first_rank_bias(const TensorSource& source, const DeviceMesh& mesh) {
+  return mesh.coordinate()[0] == 0 ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
+}
+
+// Tokens every rank holds whole, as a plain tensor (a plain input is taken as replicated).
+Value replicated_plain(const Value& x) {
+  if (!x.is_distributed()) return x;
+  return x.dtensor().redistribute({Replicate()}).to_local();
+}
+
+// This rank's partial sum -> the full sum on every rank: the strategy's one all-reduce.
+Value all_reduce_partial(const Value& y, const DeviceMesh& mesh) {
+  const Tensor& partial = y.tensor("partial output");
+  return DTensor::from_local(partial, mesh, {Partial()}, partial.shape()).redistribute({Replicate()}).to_local();
+}
+
+class PackedColwise : public Strategy {
+ public:
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    require_module(m, "Linear", "packed_colwise", param);
+    return read_packed_shard(source, 0, kGateUpParts, mesh, param, "packed_colwise");  // weight rows, bias
+  }
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh&) const override { return replicated_plain(x); }
+};
+
+class PackedRowwise : public Strategy {
+ public:
+  explicit PackedRowwise(bool hooks) : hooks_(hooks) {}
+
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    const char* name = hooks_ ? "packed_rowwise" : "local_packed_rowwise";
+    require_module(m, "Linear", name, param);
+    if (param == "bias") return first_rank_bias(source, mesh);
+    return read_packed_shard(source, 1, kGateUpParts, mesh, param, name);
+  }
+  Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
+    if (!hooks_) return x;
+    const int64_t full_in = m.parameter_shape("weight")[1];
+    if (x.is_distributed()) {
+      // Only a replicated input can be sliced into the packed layout here.
+      const DTensor& d = x.dtensor();
+      check<ValueError>(d.placements() == Placements{Replicate()}, "packed_rowwise",
+                        "a DTensor input must be Replicate (a Shard cannot hold the packed layout), got {}",
+                        placements_str(d.placements()));
+      const int64_t last = d.dim() - 1;
+      return read_packed_shard(tensor_source(d.to_local()), last, kGateUpParts, mesh, "input", "packed_rowwise");
+    }
+    const int64_t local_in = m.parameter("weight").shape()[1];
+    check<ShapeError>(x.shape().back() == local_in, "packed_rowwise",
+                      "input's last dim {} is not this rank's packed slice ({} of {})", x.shape().back(), local_in,
+                      full_in);
+    return x;
+  }
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
+    return hooks_ ? all_reduce_partial(y, mesh) : y;
+  }
+
+ private:
+  bool hooks_;
+};
+
+class MoeTpExperts : public Strategy {
+ public:
+  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+                  const DeviceMesh& mesh) const override {
+    require_module(m, "Experts", "moe_tp_experts", param);
+    if (param == "gate_up") return read_packed_shard(source, 1, kGateUpParts, mesh, param, "moe_tp_experts");
+    return read_local_block(source, mesh, {Shard(2)});  // down [E, H, I]: this rank's I columns
+  }
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh&) const override { return replicated_plain(x); }
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
+    return all_reduce_partial(y, mesh);
+  }
+};
+
+}  // namespace
+
+// Called once by StrategyRegistry::global() while it builds the built-in set (nn/strategies.cpp).
+void register_packed_strategies(StrategyRegistry& registry) {
+  registry.add("packed_colwise", std::make_shared<PackedColwise>());
+  registry.add("packed_rowwise", std::make_shared<PackedRowwise>(true));
+  registry.add("local_packed_rowwise", std::make_shared<PackedRowwise>(false));
+  registry.add("moe_tp_experts", std::make_shared<MoeTpExperts>());
+}
+
+}  // namespace dtensor::nn
