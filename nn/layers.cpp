@@ -40,6 +40,18 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, DType dtype
   if (bias) declare_parameter("bias", {out_features}, dtype);
 }
 
+void Linear::set_heads(HeadRole role, const AttentionHeads& heads) {
+  check_heads(heads, "Linear::set_heads");
+  const int64_t count = role == HeadRole::KeyValue ? heads.num_kv_heads : heads.num_heads;
+  const bool columns = role == HeadRole::Output;
+  const int64_t features = columns ? in_ : out_;
+  check<ShapeError>(count * heads.head_dim == features, "Linear::set_heads",
+                    "{} {} heads x head_dim {} = {}, but the Linear has {} {}", count,
+                    role == HeadRole::KeyValue ? "KV" : "query", heads.head_dim, count * heads.head_dim, features,
+                    columns ? "input features" : "output features");
+  heads_ = HeadLayout{role, heads};
+}
+
 Value Linear::forward(const Value& x) {
   const Value& w = loaded(*this, "weight");
   const Value* b = has_bias() ? &loaded(*this, "bias") : nullptr;

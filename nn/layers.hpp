@@ -3,7 +3,10 @@
 // prepare_input then hands it a DTensor input, and the DTensor ops propagate the sharding).
 #pragma once
 
+#include "nn/head_sharding.hpp"
 #include "nn/module.hpp"
+
+#include <optional>
 
 namespace dtensor::nn {
 
@@ -15,11 +18,23 @@ class Linear : public Module {
   int64_t out_features() const { return out_; }
   bool has_bias() const { return has_parameter("bias"); }
 
+  // Declares that this Linear projects to attention heads (role Query or KeyValue: the output
+  // rows are heads) or from them (role Output: the input columns are query heads), so colwise and
+  // rowwise split it in whole heads (nn/head_sharding.hpp). ValueError when the heads are
+  // inconsistent or the rows / columns are not heads x head_dim.
+  struct HeadLayout {
+    HeadRole role;
+    AttentionHeads heads;
+  };
+  void set_heads(HeadRole role, const AttentionHeads& heads);
+  const std::optional<HeadLayout>& heads() const { return heads_; }
+
  protected:
   Value forward(const Value& x) override;
 
  private:
   int64_t in_, out_;
+  std::optional<HeadLayout> heads_;
 };
 
 // Rows of weight [vocab, hidden] picked by integer ids.

@@ -19,8 +19,19 @@
 //   rowwise_to_sequence   as rowwise, but the partial output is reduce-scattered over the sequence
 //                 dim: with sequence_parallel norms and colwise inputs, a block costs one
 //                 all_gather and one reduce_scatter, the same bytes as plain TP's all_reduce.
+//
+// Attention heads: on a Linear that declared heads (Linear::set_heads) colwise, rowwise,
+// rowwise_to_sequence, local_colwise and local_rowwise split whole heads (nn/head_sharding.hpp).
+// Where that split is torch.chunk's (the heads divide by the TP size) nothing changes; otherwise
+// the parameters are plain local tensors of this rank's heads: colwise makes its input a plain
+// replicated tensor and returns plain local heads; rowwise takes this rank's head columns (plain,
+// or sliced from a replicated DTensor), holds the bias on the first rank only (zeros elsewhere),
+// and all-reduces the plain partial output through from_local(Partial). colwise_rep and
+// rowwise_rep gather / reduce the whole output, so head boundaries do not matter there: they
+// keep torch.chunk.
 #include "nn/strategy.hpp"
 
+#include "nn/head_sharding.hpp"
 #include "nn/layers.hpp"
 
 namespace dtensor::nn {
@@ -28,6 +39,49 @@ namespace dtensor::nn {
 namespace {
 
 bool is_embedding(const Module& m) { return m.type_name() == "Embedding"; }
+
+// Attention heads ------------------------------------------------------------------------------
+
+// The head layout of a Linear whose heads lie along the dim the strategy splits: the weight rows
+// for colwise (q, k, v projections), the columns for rowwise (o projection); nullptr otherwise.
+const Linear::HeadLayout* split_heads(const Module& m, bool rowwise) {
+  const auto* linear = dynamic_cast<const Linear*>(&m);
+  if (linear == nullptr || !linear->heads()) return nullptr;
+  const bool columns = linear->heads()->role == HeadRole::Output;
+  return columns == rowwise ? &*linear->heads() : nullptr;
+}
+
+void check_head_plan(const Module& m, const std::string& name, const DeviceMesh& mesh, bool rowwise) {
+  if (const Linear::HeadLayout* h = split_heads(m, rowwise)) check_head_split(h->heads, mesh.size(), name);
+}
+
+// Whether this rank's heads are not a torch.chunk block, so the parameters are plain local tensors.
+bool heads_uneven(const Module& m, bool rowwise, const DeviceMesh& mesh) {
+  const Linear::HeadLayout* h = split_heads(m, rowwise);
+  return h != nullptr && !heads_split_like_chunk(h->heads, h->role, mesh.size());
+}
+
+// This rank's heads of the projection `m` (rows, or columns for rowwise) as [begin, end) features.
+HeadRange rank_head_features(const Module& m, bool rowwise, const DeviceMesh& mesh) {
+  const Linear::HeadLayout& h = *split_heads(m, rowwise);
+  HeadRange heads = rank_heads(h.heads, mesh.size(), mesh.coordinate()[0]).of(h.role);
+  return {heads.begin * h.heads.head_dim, heads.end * h.heads.head_dim};
+}
+
+// This rank's heads of `source` along `dim` (0: rows, 1: columns), one box read, a plain tensor.
+Tensor read_rank_heads(const Module& m, const TensorSource& source, int64_t dim, const DeviceMesh& mesh) {
+  HeadRange features = rank_head_features(m, dim == 1, mesh);
+  Shape offset(source.shape.size(), 0), sizes = source.shape;
+  offset[size_t(dim)] = features.begin;
+  sizes[size_t(dim)] = features.count();
+  return source.read(offset, sizes);
+}
+
+// A bias added to partial sums: whole on the first rank, zeros elsewhere, so it is added once.
+Tensor bias_on_first_rank(const TensorSource& source, const DeviceMesh& mesh) {
+  if (mesh.coordinate()[0] == 0) return source.read_all();
+  return Tensor::zeros(source.shape, source.dtype);
+}
 
 // Plain input -> DTensor with `placements` (global shape given); a DTensor is redistributed.
 Value as_dtensor(const Value& x, const DeviceMesh& mesh, const Placements& placements, const Shape& global) {
@@ -49,13 +103,18 @@ class Colwise : public Strategy {
  public:
   explicit Colwise(bool gather_output) : gather_output_(gather_output) {}
 
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    if (!gather_output_) check_head_plan(m, name, mesh, /*rowwise=*/false);
+  }
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
                   const DeviceMesh& mesh) const override {
+    if (head_granular(m, mesh)) return read_rank_heads(m, source, 0, mesh);
     // Linear weight rows and bias, or the hidden columns of an embedding table.
     Placement split = is_embedding(m) ? Shard(1) : Shard(0);
     return read_sharded(source, mesh, {param == "bias" ? Shard(0) : split});
   }
-  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+  Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
+    if (head_granular(m, mesh)) return x.is_distributed() ? Value(x.dtensor().redistribute({Replicate()}).to_local()) : x;
     return replicated_input(x, mesh);
   }
   Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
@@ -64,6 +123,9 @@ class Colwise : public Strategy {
   }
 
  private:
+  bool head_granular(const Module& m, const DeviceMesh& mesh) const {
+    return !gather_output_ && heads_uneven(m, /*rowwise=*/false, mesh);
+  }
   bool gather_output_;
 };
 
@@ -73,12 +135,22 @@ class Rowwise : public Strategy {
   // DTensor, instead of all-reduced to a plain replicated tensor.
   Rowwise(bool replicated_input, bool to_sequence) : replicated_input_(replicated_input), to_sequence_(to_sequence) {}
 
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    if (!replicated_input_) check_head_plan(m, name, mesh, /*rowwise=*/true);
+  }
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
                   const DeviceMesh& mesh) const override {
+    if (head_granular(m, mesh)) return param == "bias" ? bias_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
     if (param == "bias") return read_sharded(source, mesh, {Replicate()});
     return read_sharded(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
   }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
+    if (head_granular(m, mesh)) {
+      if (!x.is_distributed()) return x;  // already this rank's head columns (attention on its heads)
+      HeadRange cols = rank_head_features(m, /*rowwise=*/true, mesh);
+      Tensor full = x.dtensor().redistribute({Replicate()}).to_local();
+      return full.narrow(full.dim() - 1, cols.begin, cols.count());
+    }
     if (is_embedding(m) || (replicated_input_ && !x.is_distributed())) {
       Value r = replicated_input(x, mesh);
       return is_embedding(m) ? r : Value(r.dtensor().redistribute({Shard(-1)}));  // a local slice
@@ -88,13 +160,18 @@ class Rowwise : public Strategy {
     if (!x.is_distributed()) global.back() = m.parameter_shape("weight")[1];
     return as_dtensor(x, mesh, {Shard(int64_t(global.size()) - 1)}, global);
   }
-  Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
-    if (!to_sequence_) return plain(y, {Replicate()});
-    const DTensor& out = y.dtensor("rowwise_to_sequence");
+  Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
+    // Head-granular parameters give a plain partial sum; the DTensor API reduces it all the same.
+    Value partial = y.is_distributed() ? y : Value(DTensor::from_local(y.tensor(), mesh, {Partial()}, y.shape()));
+    if (!to_sequence_) return plain(partial, {Replicate()});
+    const DTensor& out = partial.dtensor("rowwise_to_sequence");
     return out.redistribute({Shard(out.dim() - 2)});
   }
 
  private:
+  bool head_granular(const Module& m, const DeviceMesh& mesh) const {
+    return !replicated_input_ && heads_uneven(m, /*rowwise=*/true, mesh);
+  }
   bool replicated_input_;
   bool to_sequence_;
 };
@@ -114,20 +191,27 @@ class Replicated : public Strategy {
 
 class LocalColwise : public Strategy {
  public:
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    check_head_plan(m, name, mesh, /*rowwise=*/false);
+  }
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
                   const DeviceMesh& mesh) const override {
+    if (heads_uneven(m, /*rowwise=*/false, mesh)) return read_rank_heads(m, source, 0, mesh);
     return read_local_block(source, mesh, {param == "bias" || !is_embedding(m) ? Shard(0) : Shard(1)});
   }
 };
 
 class LocalRowwise : public Strategy {
  public:
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    check_head_plan(m, name, mesh, /*rowwise=*/true);
+  }
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
                   const DeviceMesh& mesh) const override {
-    if (param != "bias") return read_local_block(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
     // The partial sums of all ranks add up to the output: only the first rank adds the bias.
-    if (mesh.coordinate()[0] == 0) return source.read_all();
-    return Tensor::zeros(source.shape, source.dtype);
+    if (param == "bias") return bias_on_first_rank(source, mesh);
+    if (heads_uneven(m, /*rowwise=*/true, mesh)) return read_rank_heads(m, source, 1, mesh);
+    return read_local_block(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
   }
 };
 

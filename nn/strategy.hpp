@@ -26,6 +26,10 @@ class Strategy {
   // This rank's value of `module`'s parameter `param` (full shape source.shape) on `mesh`.
   virtual Value partition(const Module& module, const std::string& param, const TensorSource& source,
                           const DeviceMesh& mesh) const = 0;
+  // Refuses a plan this strategy cannot carry out on `module` (named `name`, its dotted path) on
+  // `mesh` with a typed error naming the module; apply_tp_plan asks every strategy of a plan
+  // before it loads anything. The default accepts everything.
+  virtual void check_plan(const Module& /*module*/, const std::string& /*name*/, const DeviceMesh& /*mesh*/) const {}
   virtual Value prepare_input(const Value& x, const Module& /*module*/, const DeviceMesh& /*mesh*/) const {
     return x;
   }

@@ -79,6 +79,9 @@ PlanReport apply_tp_plan(Module& root, const TpPlan& plan, const DeviceMesh& mes
                          const StrategyRegistry& registry) {
   for (const TpRule& r : plan.rules) registry.get(r.strategy);  // unknown names fail before any load
   const DeviceMesh tp = tensor_parallel_mesh(mesh);
+  // Plans a strategy cannot carry out (attention heads that do not split) fail before any load too.
+  for (auto& [name, module] : root.named_modules())
+    if (const TpRule* rule = rule_for(plan, name)) registry.get(rule->strategy)->check_plan(*module, name, tp);
   PlanReport report;
   std::vector<bool> used(plan.rules.size(), false);
   for (auto& [name, module] : root.named_modules()) {
