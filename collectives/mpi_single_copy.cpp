@@ -161,6 +161,8 @@ void transfer(const char* op, Direction direction, int peer, pid_t pid, const By
   BlockCursor l(local), r(remote);
   while (r.remaining() > 0) {
     const int64_t n = std::min(l.reach(kMaxIovecs, kMaxBatchBytes), r.reach(kMaxIovecs, kMaxBatchBytes));
+    check<CommError>(n > 0, op, "{} with rank {}: blocks of {} and {} bytes do not match", call, peer,
+                     local.bytes(), remote.bytes());
     const int nl = take_iovecs(l, n, local_iov.data());
     const int nr = take_iovecs(r, n, remote_iov.data());
     const ssize_t moved = direction == Direction::Read
