@@ -15,6 +15,7 @@ void check_on(const Tensor& t, Device device, const char* op, const char* arg) {
   check<DeviceError>(t.device() == device && device.type == DeviceType::CUDA, op,
                      "argument '{}' is on {}, expected a CUDA device{}", arg, t.device(),
                      device.type == DeviceType::CUDA ? fmt::format(" ({})", device) : std::string());
+  check_device_exists(device, op);
 }
 
 void check_index_dtype(const Tensor& index, const char* op, const char* arg) {

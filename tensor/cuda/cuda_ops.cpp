@@ -23,6 +23,7 @@ int device_of(const char* op, std::initializer_list<std::pair<const Tensor*, con
   const Device device = first->device();
   check<DeviceError>(device.type == DeviceType::CUDA, op, "argument '{}' must be on a CUDA device, got {}",
                      first_name, device);
+  check_device_exists(device, op);
   for (const auto& [t, name] : args) {
     detail::check_defined(*t, op, name);
     check<DeviceError>(t->device() == device, op, "argument '{}' is on {}, expected {} (the device of '{}')", name,

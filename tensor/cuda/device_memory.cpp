@@ -114,6 +114,12 @@ int device_count() {
   return n;
 }
 
+void check_device_exists(Device device, const char* op) {
+  static const int visible = device_count();  // GPUs do not appear while a process runs
+  check<DeviceError>(device.type == DeviceType::CUDA && device.index >= 0 && device.index < visible, op,
+                     "{} does not exist ({} CUDA devices visible)", device, visible);
+}
+
 std::shared_ptr<Storage> allocate_storage(size_t nbytes, Device device) {
   const int index = device.index;
   if (nbytes == 0) return Storage::wrap(nullptr, 0, device, {});

@@ -21,6 +21,10 @@ namespace dtensor::cuda {
 // Number of visible GPUs; 0 where there is no driver or no device (never throws).
 int device_count();
 
+// DeviceError naming `op` unless `device` is one of the visible GPUs (the ops check this first,
+// so that a CUDA tensor on a machine without that GPU fails with the op's name, not the allocator's).
+void check_device_exists(Device device, const char* op);
+
 // Storage of nbytes on a CUDA device from the caching allocator (DeviceError when the device
 // does not exist or is out of memory even after the cache was emptied).
 std::shared_ptr<Storage> allocate_storage(size_t nbytes, Device device);

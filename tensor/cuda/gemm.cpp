@@ -67,6 +67,7 @@ void check_gemm_args(const Tensor& a, const Tensor& b, const char* op, const cha
   detail::check_defined(b, op, name_b);
   check<DeviceError>(a.device().type == DeviceType::CUDA && b.device() == a.device(), op,
                      "'{}' and '{}' must be on one CUDA device, got {} and {}", name_a, name_b, a.device(), b.device());
+  check_device_exists(a.device(), op);
   detail::check_same_dtype(a, b, op, name_a, name_b);
   detail::check_floating(a, op, name_a);
 }
