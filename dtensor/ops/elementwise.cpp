@@ -160,8 +160,8 @@ DTensor pointwise(const char* op, detail::OpParams params, PointwiseRules::Parti
                         [&](const std::vector<Tensor>& t, const OpDecision&) { return fn(t[0]); });
 }
 
-// A 0-d tensor of a's dtype holding s, so scalar ops round exactly as the tensor ops do.
-Tensor scalar_like(const DTensor& a, double s) { return Tensor::full({}, s, a.dtype()); }
+// A 0-d tensor of a's dtype (and device) holding s, so scalar ops round exactly as the tensor ops do.
+Tensor scalar_like(const DTensor& a, double s) { return Tensor::full({}, s, a.dtype(), a.to_local().device()); }
 
 #define DTENSOR_UNARY(name, partial)                                                         \
   DTensor name(const DTensor& a) {                                                           \

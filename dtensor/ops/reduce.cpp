@@ -127,8 +127,9 @@ class ReduceRules : public detail::OpRules {
 };
 
 // amax/amin of a local block whose reduced extent is empty (its shard of a reduced dim is empty):
-// the identity of the reduction, which the P(max)/P(min) combine ignores.
-Tensor identity_block(const Shape& shape, DType dtype, Reduction kind) {
+// the identity of the reduction, which the P(max)/P(min) combine ignores. Filled on the host,
+// then moved to `device`.
+Tensor identity_block(const Shape& shape, DType dtype, Reduction kind, Device device) {
   Tensor out = Tensor::empty(shape, dtype);
   visit_dtype(dtype, [&]<typename T>() {
     using C = compute_t<T>;
@@ -141,7 +142,7 @@ Tensor identity_block(const Shape& shape, DType dtype, Reduction kind) {
     T* p = detail::mdata<T>(out);
     for (int64_t i = 0; i < out.numel(); ++i) p[i] = T(value);
   });
-  return out;
+  return device.is_cpu() ? out : out.to(device);
 }
 
 Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim) {
@@ -158,7 +159,7 @@ Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool k
 Tensor sharded_mean(const Tensor& local, const std::vector<int64_t>& dims, bool keepdim, int64_t global_count) {
   const bool narrow = local.dtype() == DType::BF16 || local.dtype() == DType::F16;
   Tensor s = sum(narrow ? local.to(DType::F32) : local, dims, keepdim);
-  Tensor q = div(s, Tensor::full({}, double(global_count), s.dtype()));
+  Tensor q = div(s, Tensor::full({}, double(global_count), s.dtype(), s.device()));
   return q.to(local.dtype());
 }
 
@@ -185,7 +186,7 @@ DTensor reduce(const char* op, Reduction kind, const DTensor& a, const std::vect
             return reduced_sharded ? sharded_mean(local, dims, keepdim, global_count) : mean(local, dims, keepdim);
           case Reduction::Max:
           case Reduction::Min:
-            if (empty_extent) return identity_block(reduced_shape(local.shape(), reduced, keepdim), a.dtype(), kind);
+            if (empty_extent) return identity_block(reduced_shape(local.shape(), reduced, keepdim), a.dtype(), kind, local.device());
             return kind == Reduction::Max ? amax(local, dims, keepdim) : amin(local, dims, keepdim);
         }
         fail<ValueError>(op, "unknown reduction");
