@@ -45,4 +45,13 @@ std::vector<bool> reduced_dim_mask(const std::vector<int64_t>& dims, int64_t ndi
   return reduced;
 }
 
+Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim) {
+  Shape out;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (!reduced[d]) out.push_back(shape[d]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
 }  // namespace dtensor::detail

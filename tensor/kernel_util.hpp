@@ -82,6 +82,8 @@ int64_t normalize_dim_or_scalar(int64_t dim, int64_t ndim, const char* op);
 // Which dims a reduction folds: dims normalised and checked for repeats; an empty list means
 // every dim.
 std::vector<bool> reduced_dim_mask(const std::vector<int64_t>& dims, int64_t ndim, const char* op);
+// The shape after folding the `reduced` dims: kept as size 1 with keepdim, dropped without.
+Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim);
 
 // Broadcasting ------------------------------------------------------------------------------------
 

@@ -125,21 +125,11 @@ void reduce_run(const T* in, int64_t in_stride, A* acc, int64_t acc_stride, int6
   }
 }
 
-// The reduced shape with keepdim (reduced dims set to 1), and without.
-Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim) {
-  Shape out;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (!reduced[d]) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
-  }
-  return out;
-}
-
 // Reduces a over the masked dims. finish(acc, count) maps an accumulator to the stored value.
 template <typename R, typename T, typename Finish>
 Tensor reduce_dims(const Tensor& a, const std::vector<bool>& reduced, bool keepdim, Finish finish) {
   using A = typename R::template acc<T>;
-  const Shape kept = reduced_shape(a.shape(), reduced, /*keepdim=*/true);
+  const Shape kept = detail::reduced_shape(a.shape(), reduced, /*keepdim=*/true);
   int64_t reduced_count = 1;
   for (size_t d = 0; d < reduced.size(); ++d) reduced_count *= reduced[d] ? a.shape()[d] : 1;
 
@@ -154,7 +144,7 @@ Tensor reduce_dims(const Tensor& a, const std::vector<bool>& reduced, bool keepd
     reduce_run<R>(in + offsets[0], strides[0], acc.data() + offsets[1], strides[1], n);
   });
 
-  Tensor out = Tensor::empty(reduced_shape(a.shape(), reduced, keepdim), a.dtype());
+  Tensor out = Tensor::empty(detail::reduced_shape(a.shape(), reduced, keepdim), a.dtype());
   T* po = detail::mdata<T>(out);
   for (size_t i = 0; i < acc.size(); ++i) po[i] = T(finish(acc[i], reduced_count));
   return out;
@@ -328,9 +318,9 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
                     shape_str(a.shape()));
   std::vector<bool> reduced(size_t(a.dim()), false);
   if (a.dim() > 0) reduced[size_t(d)] = true;
-  Tensor out = Tensor::empty(reduced_shape(a.shape(), reduced, keepdim), DType::I64);
+  Tensor out = Tensor::empty(detail::reduced_shape(a.shape(), reduced, keepdim), DType::I64);
   if (out.numel() == 0) return out;
-  Shape out_strides = contiguous_strides(reduced_shape(a.shape(), reduced, /*keepdim=*/true));
+  Shape out_strides = contiguous_strides(detail::reduced_shape(a.shape(), reduced, /*keepdim=*/true));
   const int64_t step = a.dim() == 0 ? 0 : a.strides()[size_t(d)];
   int64_t* po = detail::mdata<int64_t>(out);
   visit_dtype(a.dtype(), [&]<typename T>() {

@@ -145,15 +145,6 @@ Tensor identity_block(const Shape& shape, DType dtype, Reduction kind, Device de
   return device.is_cpu() ? out : out.to(device);
 }
 
-Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim) {
-  Shape out;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (!reduced[d]) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
-  }
-  return out;
-}
-
 // mean of a block whose reduced dims are sharded: its sum over the global count (16-bit floats
 // summed and divided in f32, rounded once).
 Tensor sharded_mean(const Tensor& local, const std::vector<int64_t>& dims, bool keepdim, int64_t global_count) {
@@ -186,7 +177,10 @@ DTensor reduce(const char* op, Reduction kind, const DTensor& a, const std::vect
             return reduced_sharded ? sharded_mean(local, dims, keepdim, global_count) : mean(local, dims, keepdim);
           case Reduction::Max:
           case Reduction::Min:
-            if (empty_extent) return identity_block(reduced_shape(local.shape(), reduced, keepdim), a.dtype(), kind, local.device());
+            if (empty_extent) {
+              Shape out = detail::reduced_shape(local.shape(), reduced, keepdim);
+              return identity_block(out, a.dtype(), kind, local.device());
+            }
             return kind == Reduction::Max ? amax(local, dims, keepdim) : amin(local, dims, keepdim);
         }
         fail<ValueError>(op, "unknown reduction");

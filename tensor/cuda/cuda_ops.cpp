@@ -135,15 +135,6 @@ Tensor reduced_dims_last(const Tensor& a, const std::vector<bool>& reduced, int6
   return a.permute(order).contiguous();
 }
 
-Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim) {
-  Shape out;
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (!reduced[d]) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
-  }
-  return out;
-}
-
 }  // namespace
 
 Tensor reduce(RowReduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const char* name) {
@@ -158,7 +149,7 @@ Tensor reduce(RowReduce op, const Tensor& a, const std::vector<int64_t>& dims, b
   }
   int64_t rows = 0, cols = 0;
   Tensor in = reduced_dims_last(a, reduced, rows, cols);
-  Tensor out = Tensor::empty(reduced_shape(a.shape(), reduced, keepdim), a.dtype(), a.device());
+  Tensor out = Tensor::empty(detail::reduced_shape(a.shape(), reduced, keepdim), a.dtype(), a.device());
   if (rows == 0) return out;
   DeviceGuard guard(device);
   kernels::reduce_rows(op, in.data_ptr(), out.data_ptr(), elem_type(a.dtype()), rows, cols, stream_of(device));
@@ -176,7 +167,7 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
                     dim, shape_str(a.shape()));
   int64_t rows = 0, cols = 0;
   Tensor in = reduced_dims_last(a, reduced, rows, cols);
-  Tensor out = Tensor::empty(reduced_shape(a.shape(), reduced, keepdim), DType::I64, a.device());
+  Tensor out = Tensor::empty(detail::reduced_shape(a.shape(), reduced, keepdim), DType::I64, a.device());
   if (rows == 0) return out;
   DeviceGuard guard(device);
   kernels::argmax_rows(in.data_ptr(), static_cast<int64_t*>(out.data_ptr()), elem_type(a.dtype()), rows, cols,
