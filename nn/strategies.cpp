@@ -77,21 +77,13 @@ Tensor read_rank_heads(const Module& m, const TensorSource& source, int64_t dim,
   return source.read(offset, sizes);
 }
 
-// A bias added to partial sums: whole on the first rank, zeros elsewhere, so it is added once.
-Tensor bias_on_first_rank(const TensorSource& source, const DeviceMesh& mesh) {
-  if (mesh.coordinate()[0] == 0) return source.read_all();
-  return Tensor::zeros(source.shape, source.dtype);
-}
-
 // Plain input -> DTensor with `placements` (global shape given); a DTensor is redistributed.
 Value as_dtensor(const Value& x, const DeviceMesh& mesh, const Placements& placements, const Shape& global) {
   if (x.is_distributed()) return x.dtensor().redistribute(placements);
   return DTensor::from_local(x.tensor(), mesh, placements, global);
 }
 
-Value replicated_input(const Value& x, const DeviceMesh& mesh) {
-  return as_dtensor(x, mesh, {Replicate()}, x.is_distributed() ? Shape{} : x.tensor().shape());
-}
+Value replicated_input(const Value& x, const DeviceMesh& mesh) { return as_dtensor(x, mesh, {Replicate()}, x.shape()); }
 
 // Back to a plain tensor once the layout is `target`.
 Value plain(const Value& y, const Placements& target) {
@@ -114,7 +106,7 @@ class Colwise : public Strategy {
     return read_sharded(source, mesh, {param == "bias" ? Shard(0) : split});
   }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
-    if (head_granular(m, mesh)) return x.is_distributed() ? Value(x.dtensor().redistribute({Replicate()}).to_local()) : x;
+    if (head_granular(m, mesh)) return replicated_plain(x);
     return replicated_input(x, mesh);
   }
   Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
@@ -140,7 +132,7 @@ class Rowwise : public Strategy {
   }
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
                   const DeviceMesh& mesh) const override {
-    if (head_granular(m, mesh)) return param == "bias" ? bias_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
+    if (head_granular(m, mesh)) return param == "bias" ? read_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
     if (param == "bias") return read_sharded(source, mesh, {Replicate()});
     return read_sharded(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
   }
@@ -209,7 +201,7 @@ class LocalRowwise : public Strategy {
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
                   const DeviceMesh& mesh) const override {
     // The partial sums of all ranks add up to the output: only the first rank adds the bias.
-    if (param == "bias") return bias_on_first_rank(source, mesh);
+    if (param == "bias") return read_on_first_rank(source, mesh);
     if (heads_uneven(m, /*rowwise=*/true, mesh)) return read_rank_heads(m, source, 1, mesh);
     return read_local_block(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
   }
@@ -226,7 +218,7 @@ class Gather : public Local {
  public:
   Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
     if (y.is_distributed()) return plain(y, {Replicate()});
-    return DTensor::from_local(y.tensor(), mesh, {Partial()}, y.tensor().shape()).redistribute({Replicate()}).to_local();
+    return all_reduce_partial(y.tensor(), mesh);
   }
 };
 

@@ -53,23 +53,6 @@ Tensor read_packed_shard(const TensorSource& source, int64_t dim, int64_t parts,
   return source.read_packed(dim, parts, offset, sizes);
 }
 
-// The bias of a row-parallel layer: whole on the first rank, zeros elsewhere.
-Tensor first_rank_bias(const TensorSource& source, const DeviceMesh& mesh) {
-  return mesh.coordinate()[0] == 0 ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
-}
-
-// Tokens every rank holds whole, as a plain tensor (a plain input is taken as replicated).
-Value replicated_plain(const Value& x) {
-  if (!x.is_distributed()) return x;
-  return x.dtensor().redistribute({Replicate()}).to_local();
-}
-
-// This rank's partial sum -> the full sum on every rank: the strategy's one all-reduce.
-Value all_reduce_partial(const Value& y, const DeviceMesh& mesh) {
-  const Tensor& partial = y.tensor("partial output");
-  return DTensor::from_local(partial, mesh, {Partial()}, partial.shape()).redistribute({Replicate()}).to_local();
-}
-
 class PackedColwise : public Strategy {
  public:
   Value partition(const Module& m, const std::string& param, const TensorSource& source,
@@ -88,7 +71,7 @@ class PackedRowwise : public Strategy {
                   const DeviceMesh& mesh) const override {
     const char* name = hooks_ ? "packed_rowwise" : "local_packed_rowwise";
     require_module(m, "Linear", name, param);
-    if (param == "bias") return first_rank_bias(source, mesh);
+    if (param == "bias") return read_on_first_rank(source, mesh);
     return read_packed_shard(source, 1, kGateUpParts, mesh, param, name);
   }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
@@ -110,7 +93,7 @@ class PackedRowwise : public Strategy {
     return x;
   }
   Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
-    return hooks_ ? all_reduce_partial(y, mesh) : y;
+    return hooks_ ? Value(all_reduce_partial(y.tensor("partial output"), mesh)) : y;
   }
 
  private:
@@ -127,7 +110,7 @@ class MoeTpExperts : public Strategy {
   }
   Value prepare_input(const Value& x, const Module&, const DeviceMesh&) const override { return replicated_plain(x); }
   Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
-    return all_reduce_partial(y, mesh);
+    return Value(all_reduce_partial(y.tensor("partial output"), mesh));
   }
 };
 

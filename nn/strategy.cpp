@@ -38,4 +38,17 @@ DTensor read_sharded(const TensorSource& source, const DeviceMesh& mesh, const P
   return DTensor::from_local(read_local_block(source, mesh, placements), mesh, placements, source.shape);
 }
 
+Tensor read_on_first_rank(const TensorSource& source, const DeviceMesh& mesh) {
+  return mesh.coordinate()[0] == 0 ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
+}
+
+Value replicated_plain(const Value& x) {
+  if (!x.is_distributed()) return x;
+  return x.dtensor().redistribute({Replicate()}).to_local();
+}
+
+Tensor all_reduce_partial(const Tensor& partial, const DeviceMesh& mesh) {
+  return DTensor::from_local(partial, mesh, {Partial()}, partial.shape()).redistribute({Replicate()}).to_local();
+}
+
 }  // namespace dtensor::nn

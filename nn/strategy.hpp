@@ -60,5 +60,15 @@ class StrategyRegistry {
 DTensor read_sharded(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
 // This rank's block under `placements` as a plain tensor (for the local_* strategies).
 Tensor read_local_block(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
+// The whole tensor on the mesh's first rank, zeros elsewhere: a bias added to partial sums, so
+// that it is added once.
+Tensor read_on_first_rank(const TensorSource& source, const DeviceMesh& mesh);
+
+// Layout helpers for hooks ----------------------------------------------------------------------
+
+// The input as a plain tensor every rank holds whole (a plain input is taken as replicated).
+Value replicated_plain(const Value& x);
+// This rank's plain partial sum -> the full sum on every rank (one all-reduce).
+Tensor all_reduce_partial(const Tensor& partial, const DeviceMesh& mesh);
 
 }  // namespace dtensor::nn
