@@ -1,8 +1,11 @@
 #include "nn/layers.hpp"
 
 #include "dtensor/ops.hpp"
+#include "nn/linear_profile.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
+
+#include <chrono>
 
 namespace dtensor::nn {
 
@@ -32,6 +35,26 @@ const Value& loaded(const Module& m, const char* name) {
   return v;
 }
 
+// x @ weight^T (+ bias) on plain tensors or on DTensors, as the strategy (if any) left them.
+Value linear_value(const Value& x, const Value& w, const Value* b) {
+  if (distributed("Linear", {&x, &w, b})) {
+    return b ? linear(x.dtensor(), w.dtensor(), b->dtensor()) : linear(x.dtensor(), w.dtensor());
+  }
+  return b ? linear(x.tensor(), w.tensor(), b->tensor()) : linear(x.tensor(), w.tensor());
+}
+
+// linear_value timed and counted (2 * M * N * K of this rank's product) for the profiles alive.
+Value profiled_linear(const Value& x, const Value& w, const Value* b) {
+  const auto start = std::chrono::steady_clock::now();
+  Value y = linear_value(x, w, b);
+  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+  const Tensor& weight = w.local();  // [N, K] held by this rank
+  const Tensor& input = x.local();
+  const double rows = weight.size(1) == 0 ? 0.0 : double(input.numel()) / double(weight.size(1));
+  ScopedLinearProfile::record(2.0 * rows * double(weight.size(0)) * double(weight.size(1)), seconds.count());
+  return y;
+}
+
 }  // namespace
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias, DType dtype)
@@ -55,10 +78,8 @@ void Linear::set_heads(HeadRole role, const AttentionHeads& heads) {
 Value Linear::forward(const Value& x) {
   const Value& w = loaded(*this, "weight");
   const Value* b = has_bias() ? &loaded(*this, "bias") : nullptr;
-  if (distributed("Linear", {&x, &w, b})) {
-    return b ? linear(x.dtensor(), w.dtensor(), b->dtensor()) : linear(x.dtensor(), w.dtensor());
-  }
-  return b ? linear(x.tensor(), w.tensor(), b->tensor()) : linear(x.tensor(), w.tensor());
+  if (ScopedLinearProfile::active()) return profiled_linear(x, w, b);
+  return linear_value(x, w, b);
 }
 
 Embedding::Embedding(int64_t vocab, int64_t hidden, DType dtype) : Module("Embedding") {

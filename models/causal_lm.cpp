@@ -1,0 +1,111 @@
+#include "models/causal_lm.hpp"
+
+#include "models/layout.hpp"
+#include "tensor/ops.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+namespace dtensor::models {
+
+namespace {
+
+const char* model_type_name(const nn::HFConfig& config) {
+  if (config.architecture == "LlamaForCausalLM") return "LlamaModel";
+  if (config.architecture == "MixtralForCausalLM") return "MixtralModel";
+  fail<ValueError>("CausalLM", "architecture '{}' is not LlamaForCausalLM or MixtralForCausalLM", config.architecture);
+}
+
+// Logits [S, vocab] whole on every rank: gathered when lm_head left them split (a DTensor, or
+// this rank's vocab columns under colwise).
+Tensor full_vocab(const nn::Value& logits, const nn::Module& lm_head, int64_t vocab) {
+  if (logits.is_distributed() || logits.shape().back() == vocab) return whole(logits);
+  check<ValueError>(lm_head.strategy() != nullptr, "CausalLM", "lm_head returned {} columns of a {} vocab",
+                    logits.shape().back(), vocab);
+  const DeviceMesh& mesh = lm_head.strategy_mesh();
+  const Shape global = {logits.shape()[0], vocab};
+  return DTensor::from_local(logits.tensor(), mesh, {Shard(-1)}, global).redistribute({Replicate()}).to_local();
+}
+
+void check_ids(const std::vector<int64_t>& ids, int64_t vocab) {
+  check<ValueError>(!ids.empty(), "forward_tokens", "ids is empty: there is no token to run");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    check<ValueError>(ids[i] >= 0 && ids[i] < vocab, "forward_tokens", "id {} at position {} is outside the vocab [0, {})",
+                      ids[i], i, vocab);
+  }
+}
+
+}  // namespace
+
+CausalLM::CausalLM(const nn::HFConfig& config, DType dtype)
+    : Module(config.architecture), config_(config), dtype_(dtype), rotary_(std::make_shared<RotaryContext>()) {
+  check<DTypeError>(is_floating(dtype), "CausalLM", "the model's dtype must be floating, got {}", dtype);
+  auto model = add_module("model", std::make_shared<nn::Module>(model_type_name(config)));
+  embed_tokens_ = model->add_module("embed_tokens", std::make_shared<nn::Embedding>(config.vocab_size, config.hidden_size, dtype));
+  auto layers = model->add_module("layers", std::make_shared<nn::Module>("ModuleList"));
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    layers_.push_back(layers->add_module(std::to_string(i), std::make_shared<DecoderLayer>(config, dtype, rotary_)));
+  }
+  norm_ = model->add_module("norm", std::make_shared<LlamaRMSNorm>(config.hidden_size, config.rms_norm_eps, dtype));
+  lm_head_ = add_module("lm_head", std::make_shared<nn::Linear>(config.hidden_size, config.vocab_size, false, dtype));
+}
+
+nn::Value CausalLM::forward(const nn::Value& ids) {
+  const Tensor& tokens = ids.tensor("CausalLM ids");
+  std::vector<int64_t> positions(static_cast<size_t>(tokens.numel()));
+  std::iota(positions.begin(), positions.end(), cache_length_);
+  rotary_->tables = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_);
+  nn::Value h = (*embed_tokens_)(tokens);
+  for (const auto& layer : layers_) h = (*layer)(h);
+  h = (*norm_)(h);
+  cache_length_ += tokens.numel();
+  // An lm_head without a strategy takes plain input; with one, its strategy gathers the sequence.
+  return (*lm_head_)(lm_head_->strategy() ? h : nn::Value(whole(h)));
+}
+
+Tensor CausalLM::forward_tokens(const std::vector<int64_t>& ids) {
+  check_ids(ids, config_.vocab_size);
+  const nn::Value logits = (*this)(Tensor::from_vector(ids, {int64_t(ids.size())}));
+  return full_vocab(logits, *lm_head_, config_.vocab_size).to(DType::F32);
+}
+
+void CausalLM::reset_cache() {
+  for (const auto& layer : layers_) layer->attention().cache().clear();
+  cache_length_ = 0;
+}
+
+void CausalLM::reserve_cache(int64_t tokens) {
+  for (const auto& layer : layers_) layer->attention().cache().reserve(tokens);
+}
+
+nn::TpPlan auto_tp_plan(const nn::HFConfig& config) {
+  nn::TpPlan plan{{
+      {"model.embed_tokens", "rowwise"},
+      {"model.layers.*.self_attn.q_proj", "colwise"},
+      {"model.layers.*.self_attn.k_proj", "colwise"},
+      {"model.layers.*.self_attn.v_proj", "colwise"},
+      {"model.layers.*.self_attn.o_proj", "rowwise"},
+  }};
+  if (config.is_moe()) {
+    plan.rules.push_back({"model.layers.*.block_sparse_moe.experts", "moe_tp_experts"});
+  } else {
+    plan.rules.push_back({"model.layers.*.mlp.gate_proj", "colwise"});
+    plan.rules.push_back({"model.layers.*.mlp.up_proj", "colwise"});
+    plan.rules.push_back({"model.layers.*.mlp.down_proj", "rowwise"});
+  }
+  plan.rules.push_back({"lm_head", "colwise_rep"});
+  return plan;
+}
+
+nn::TpPlan sequence_parallel_tp_plan(const nn::HFConfig& config) {
+  nn::TpPlan plan = auto_tp_plan(config);
+  for (nn::TpRule& rule : plan.rules) {
+    if (rule.pattern == "model.embed_tokens" || rule.pattern.ends_with(".o_proj") || rule.pattern.ends_with(".down_proj"))
+      rule.strategy = "rowwise_to_sequence";
+  }
+  for (const char* norm : {"model.layers.*.input_layernorm", "model.layers.*.post_attention_layernorm", "model.norm"})
+    plan.rules.push_back({norm, "sequence_parallel"});
+  return plan;
+}
+
+}  // namespace dtensor::models

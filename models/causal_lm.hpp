@@ -1,0 +1,102 @@
+// Llama and Mixtral causal language models built from nn/, loaded from Hugging Face checkpoint
+// directories (config.json + safetensors), whole or sharded over a tensor-parallel mesh.
+//
+// The module tree carries Hugging Face's names, so checkpoint tensors map 1:1 (Mixtral's
+// per-expert w1 / w3 / w2 are packed into experts.gate_up / experts.down at load time, box by box):
+//   model.embed_tokens  model.layers.{i}.input_layernorm  model.layers.{i}.self_attn.{q,k,v,o}_proj
+//   model.layers.{i}.post_attention_layernorm  model.layers.{i}.mlp.{gate,up,down}_proj (Llama)
+//   model.layers.{i}.block_sparse_moe.{gate,experts} (Mixtral)  model.norm  lm_head
+// Numerics follow transformers' LlamaForCausalLM / MixtralForCausalLM: see models/decoder_layers.hpp.
+//
+//   DeviceMesh tp = DeviceMesh::from_world({world().size()});
+//   auto model = models::load_sharded("tiny-llama/", tp, models::auto_tp_plan(nn::load_hf_config("tiny-llama/")), DType::F32);
+//   models::Generation g = models::generate_greedy(*model, {1, 15, 7}, /*max_new_tokens=*/8);
+//   Tensor next = model->forward_tokens({g.new_ids.back()});   // continues from the cache
+#pragma once
+
+#include "models/decoder_layers.hpp"
+#include "nn/checkpoint.hpp"
+#include "nn/tp_plan.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dtensor::models {
+
+class CausalLM : public nn::Module {
+ public:
+  // Llama or Mixtral by config.architecture (ValueError naming it otherwise). Parameters are
+  // declared in `dtype` and stay undefined until loaded.
+  CausalLM(const nn::HFConfig& config, DType dtype);
+
+  const nn::HFConfig& config() const { return config_; }
+  DType dtype() const { return dtype_; }
+
+  // Runs `ids` (positions cache_length() ..) through the model, appending to the KV cache.
+  // Returns logits [ids.size(), vocab] as a plain f32 tensor holding the full vocab on every rank.
+  // ValueError naming the id when one is outside [0, vocab), or when ids is empty.
+  Tensor forward_tokens(const std::vector<int64_t>& ids);
+
+  int64_t cache_length() const { return cache_length_; }
+  void reset_cache();
+  // Room for `tokens` positions in every layer's cache, so later steps append without reallocating.
+  void reserve_cache(int64_t tokens);
+
+ protected:
+  // ids [S] (i64) -> logits [S, vocab] in the model's dtype, as lm_head's strategy leaves them.
+  nn::Value forward(const nn::Value& ids) override;
+
+ private:
+  nn::HFConfig config_;
+  DType dtype_;
+  std::shared_ptr<RotaryContext> rotary_;
+  std::shared_ptr<nn::Embedding> embed_tokens_;
+  std::vector<std::shared_ptr<DecoderLayer>> layers_;
+  std::shared_ptr<LlamaRMSNorm> norm_;
+  std::shared_ptr<nn::Linear> lm_head_;
+  int64_t cache_length_ = 0;
+};
+
+// The model's built-in ("auto") plan: q/k/v colwise, o rowwise (whole heads per rank), MLP
+// gate/up colwise and down rowwise, Mixtral experts moe_tp_experts (router replicated), the
+// embedding vocab-parallel (rowwise), lm_head colwise_rep (full-vocab logits on every rank).
+// One all-reduce per attention block and per MLP / MoE block, plus the embedding's.
+nn::TpPlan auto_tp_plan(const nn::HFConfig& config);
+
+// The auto plan with sequence parallelism: the residual stream stays split on the sequence dim,
+// norms run on their rows (sequence_parallel), each block gathers the sequence once and o_proj /
+// down_proj reduce-scatter back (rowwise_to_sequence); the embedding reduce-scatters too. Mixtral's
+// MoE block all-reduces and keeps this rank's rows. As JSON:
+//   {"model.embed_tokens": "rowwise_to_sequence", "model.layers.*.input_layernorm": "sequence_parallel",
+//    "model.layers.*.self_attn.o_proj": "rowwise_to_sequence", "model.norm": "sequence_parallel", ...}
+nn::TpPlan sequence_parallel_tp_plan(const nn::HFConfig& config);
+
+// The checkpoint's tensors under the model's parameter names: lm_head.weight is
+// model.embed_tokens.weight with tie_word_embeddings; Mixtral's experts.gate_up [E, 2I, H] and
+// experts.down [E, H, I] read each requested box from the per-expert experts.{e}.w1 / w3 / w2,
+// never the whole packed tensor. A missing tensor is a ValueError, a per-expert tensor of the
+// wrong shape a ShapeError, each naming the checkpoint tensor.
+nn::SourceLookup checkpoint_sources(const nn::Checkpoint& checkpoint, const nn::HFConfig& config);
+
+// Loads config.json + safetensors from `dir`: sharded over the 1-D `tp_mesh` under `plan`, or
+// unsharded. Checkpoint tensors of another dtype are converted to `dtype`. Errors name the
+// offending tensor / module (missing, wrong shape, more ranks than attention heads).
+std::shared_ptr<CausalLM> load_sharded(const std::string& dir, const DeviceMesh& tp_mesh, const nn::TpPlan& plan,
+                                       DType dtype, nn::PlanReport* report = nullptr);
+std::shared_ptr<CausalLM> load_unsharded(const std::string& dir, DType dtype);
+
+struct Generation {
+  std::vector<int64_t> new_ids;  // greedy tokens after the prompt
+  Tensor prompt_logits;          // f32 [prompt length, vocab]: logits of every prompt position
+  double prefill_seconds = 0, decode_seconds = 0;
+  // Single-token forward calls timed by decode_seconds: max_new_tokens - 1 (the first new token
+  // comes from the prefill's logits; the last one is never fed back).
+  int64_t decode_steps = 0;
+};
+
+// Prefill the prompt, then max_new_tokens greedy steps (argmax; the lowest id wins ties). Resets
+// the cache first. ValueError for an empty prompt or a negative max_new_tokens.
+Generation generate_greedy(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens);
+
+}  // namespace dtensor::models

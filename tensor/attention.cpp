@@ -1,0 +1,201 @@
+// Rotary embedding and grouped-query causal attention (declared in tensor/attention.hpp).
+#include "tensor/kernel_util.hpp"  // first: it sets GCC 12's diagnostics before Eigen is read
+
+#include "tensor/attention.hpp"
+
+namespace dtensor {
+
+namespace {
+
+using detail::cdata;
+using detail::mdata;
+
+// Rotary ------------------------------------------------------------------------------------------
+
+// The tables in f32, as transformers computes them (f32 powers, products and cos / sin).
+std::pair<Tensor, Tensor> rotary_tables_f32(const std::vector<int64_t>& positions, int64_t head_dim, double theta) {
+  const int64_t half = head_dim / 2, count = int64_t(positions.size());
+  std::vector<float> inv_freq(static_cast<size_t>(half));
+  for (int64_t i = 0; i < half; ++i) {
+    const float exponent = float(2 * i) / float(head_dim);
+    inv_freq[size_t(i)] = 1.0f / std::pow(float(theta), exponent);
+  }
+  Tensor cos = Tensor::empty({count, head_dim}, DType::F32), sin = Tensor::empty({count, head_dim}, DType::F32);
+  float* pc = mdata<float>(cos);
+  float* ps = mdata<float>(sin);
+  for (int64_t s = 0; s < count; ++s) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float angle = float(positions[size_t(s)]) * inv_freq[size_t(i)];
+      const float c = std::cos(angle), si = std::sin(angle);
+      pc[s * head_dim + i] = pc[s * head_dim + half + i] = c;  // emb = cat(freqs, freqs)
+      ps[s * head_dim + i] = ps[s * head_dim + half + i] = si;
+    }
+  }
+  return {cos, sin};
+}
+
+// out = x * cos + rotate_half(x) * sin over one head's row of D elements, rotate_half(x) =
+// cat(-x2, x1). Each product and the sum are rounded to T, as three separate torch ops on T
+// tensors would round them (no-ops for f32 and f64).
+template <typename T>
+void rotate_row(const T* x, const T* cos, const T* sin, T* out, int64_t d) {
+  using C = compute_t<T>;
+  const int64_t half = d / 2;
+  auto term = [](C a, T b) { return C(T(a * C(b))); };
+  for (int64_t i = 0; i < half; ++i) out[i] = T(term(C(x[i]), cos[i]) + term(-C(x[i + half]), sin[i]));
+  for (int64_t i = half; i < d; ++i) out[i] = T(term(C(x[i]), cos[i]) + term(C(x[i - half]), sin[i]));
+}
+
+// Attention ---------------------------------------------------------------------------------------
+
+template <typename C>
+using RowMatrix = Eigen::Matrix<C, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+template <typename C>
+using HeadMap = Eigen::Map<const RowMatrix<C>, 0, Eigen::OuterStride<>>;
+template <typename C>
+using OutHeadMap = Eigen::Map<RowMatrix<C>, 0, Eigen::OuterStride<>>;
+
+// Query rows per block: a block only multiplies the keys its last row can see, which skips
+// about half the work of a long prefill, while the products stay large enough for Eigen's GEMM.
+constexpr int64_t kQueryBlock = 64;
+
+// Softmax of each row of scores over its first `visible(r)` entries; the rest become 0.
+template <typename C, typename Visible>
+void causal_softmax(RowMatrix<C>& scores, Visible visible) {
+  for (int64_t r = 0; r < scores.rows(); ++r) {
+    const int64_t n = visible(r);
+    auto row = scores.row(r).head(n).array();
+    const C max = row.maxCoeff();
+    row = (row - max).exp();
+    row /= row.sum();
+    scores.row(r).tail(scores.cols() - n).setZero();
+  }
+}
+
+// One query head over the keys and values of its KV head (row-major views with the given row
+// strides), written into out.
+template <typename C>
+void attend_head(const HeadMap<C>& q, const HeadMap<C>& k, const HeadMap<C>& v, OutHeadMap<C>& out, C scale,
+                 RowMatrix<C>& scores) {
+  const int64_t seq = q.rows(), past = k.rows() - seq;
+  for (int64_t begin = 0; begin < seq; begin += kQueryBlock) {
+    const int64_t rows = std::min(kQueryBlock, seq - begin);
+    const int64_t keys = past + begin + rows;  // what the block's last query sees
+    scores.resize(rows, keys);
+    scores.noalias() = (scale * q.middleRows(begin, rows)) * k.topRows(keys).transpose();
+    causal_softmax<C>(scores, [&](int64_t r) { return past + begin + r + 1; });
+    out.middleRows(begin, rows).noalias() = scores * v.topRows(keys);
+  }
+}
+
+// q, k, v contiguous in compute type C; returns [S, Hq, D] in C.
+template <typename C>
+Tensor attention_native(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
+  const int64_t seq = q.size(0), heads = q.size(1), d = q.size(2);
+  const int64_t total = k.size(0), kv_heads = k.size(1);
+  Tensor out = Tensor::empty(q.shape(), dtype_of<C>);
+  const C scale = C(1) / std::sqrt(C(d));
+  RowMatrix<C> scores;
+  for (int64_t h = 0; h < heads; ++h) {
+    const int64_t kv = kv_head_of[size_t(h)];
+    const HeadMap<C> qh(cdata<C>(q) + h * d, seq, d, Eigen::OuterStride<>(heads * d));
+    const HeadMap<C> kh(cdata<C>(k) + kv * d, total, d, Eigen::OuterStride<>(kv_heads * d));
+    const HeadMap<C> vh(cdata<C>(v) + kv * d, total, d, Eigen::OuterStride<>(kv_heads * d));
+    OutHeadMap<C> oh(mdata<C>(out) + h * d, seq, d, Eigen::OuterStride<>(heads * d));
+    attend_head<C>(qh, kh, vh, oh, scale, scores);
+  }
+  return out;
+}
+
+void check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v) {
+  const char* op = "causal_attention";
+  for (const auto& [t, name] : {std::pair{&q, "q"}, std::pair{&k, "k"}, std::pair{&v, "v"}}) {
+    detail::check_cpu(*t, op, name);
+    detail::check_floating(*t, op, name);
+    detail::check_same_dtype(q, *t, op, "q", name);
+    check<ShapeError>(t->dim() == 3, op, "{} must be 3-D [tokens, heads, head_dim], got shape {}", name,
+                      shape_str(t->shape()));
+  }
+  check<ShapeError>(k.shape() == v.shape(), op, "k {} and v {} must have the same shape", shape_str(k.shape()),
+                    shape_str(v.shape()));
+  check<ShapeError>(q.size(2) == k.size(2), op, "q's head_dim {} differs from k's {}", q.size(2), k.size(2));
+  check<ShapeError>(k.size(0) >= q.size(0), op, "k holds {} positions, fewer than the {} queries", k.size(0),
+                    q.size(0));
+}
+
+// The KV head of every query head: the given map checked, or the grouped-query default.
+std::vector<int64_t> kv_heads_of(const std::vector<int64_t>& given, int64_t heads, int64_t kv_heads) {
+  const char* op = "causal_attention";
+  if (given.empty()) {
+    check<ShapeError>(kv_heads > 0 && heads % kv_heads == 0, op,
+                      "{} query heads are not a multiple of {} KV heads; pass kv_head_of", heads, kv_heads);
+    std::vector<int64_t> map(static_cast<size_t>(heads));
+    for (int64_t h = 0; h < heads; ++h) map[size_t(h)] = h / (heads / kv_heads);
+    return map;
+  }
+  check<ShapeError>(int64_t(given.size()) == heads, op, "kv_head_of has {} entries for {} query heads", given.size(),
+                    heads);
+  for (size_t h = 0; h < given.size(); ++h) {
+    check<ValueError>(given[h] >= 0 && given[h] < kv_heads, op, "kv_head_of[{}] = {} is outside [0, {})", h, given[h],
+                      kv_heads);
+  }
+  return given;
+}
+
+}  // namespace
+
+RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_dim, double theta, DType dtype) {
+  const char* op = "rotary_tables";
+  check<ValueError>(head_dim > 0 && head_dim % 2 == 0, op, "head_dim must be positive and even, got {}", head_dim);
+  check<ValueError>(theta > 0, op, "theta must be positive, got {}", theta);
+  check<DTypeError>(is_floating(dtype), op, "dtype must be floating, got {}", dtype);
+  for (size_t i = 0; i < positions.size(); ++i) {
+    check<ValueError>(positions[i] >= 0, op, "positions[{}] = {} is negative", i, positions[i]);
+  }
+  auto [cos, sin] = rotary_tables_f32(positions, head_dim, theta);
+  return {cos.to(dtype), sin.to(dtype)};
+}
+
+Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
+  const char* op = "apply_rotary";
+  detail::check_cpu(x, op, "x");
+  detail::check_cpu(tables.cos, op, "cos");
+  detail::check_cpu(tables.sin, op, "sin");
+  detail::check_floating(x, op, "x");
+  detail::check_same_dtype(x, tables.cos, op, "x", "cos");
+  detail::check_same_dtype(x, tables.sin, op, "x", "sin");
+  check<ShapeError>(x.dim() == 3, op, "x must be 3-D [tokens, heads, head_dim], got shape {}", shape_str(x.shape()));
+  const Shape table_shape = {x.size(0), x.size(2)};
+  check<ShapeError>(tables.cos.shape() == table_shape && tables.sin.shape() == table_shape, op,
+                    "cos {} and sin {} must be [tokens, head_dim] = {} for x {}", shape_str(tables.cos.shape()),
+                    shape_str(tables.sin.shape()), shape_str(table_shape), shape_str(x.shape()));
+  check<ShapeError>(x.size(2) % 2 == 0, op, "head_dim must be even, got {}", x.size(2));
+  const Tensor in = x.contiguous(), cos = tables.cos.contiguous(), sin = tables.sin.contiguous();
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  const int64_t seq = x.size(0), heads = x.size(1), d = x.size(2);
+  visit_dtype(x.dtype(), [&]<typename T>() {
+    if constexpr (std::is_floating_point_v<compute_t<T>>) {
+      for (int64_t s = 0; s < seq; ++s)
+        for (int64_t h = 0; h < heads; ++h) {
+          const int64_t at = (s * heads + h) * d;
+          rotate_row<T>(cdata<T>(in) + at, cdata<T>(cos) + s * d, cdata<T>(sin) + s * d, mdata<T>(out) + at, d);
+        }
+    }
+  });
+  return out;
+}
+
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
+  check_attention_args(q, k, v);
+  const std::vector<int64_t> map = kv_heads_of(kv_head_of, q.size(1), k.size(1));
+  switch (q.dtype()) {
+    case DType::F64: return attention_native<double>(q.contiguous(), k.contiguous(), v.contiguous(), map);
+    case DType::F32: return attention_native<float>(q.contiguous(), k.contiguous(), v.contiguous(), map);
+    default:
+      return attention_native<float>(q.to(DType::F32).contiguous(), k.to(DType::F32).contiguous(),
+                                     v.to(DType::F32).contiguous(), map)
+          .to(q.dtype());
+  }
+}
+
+}  // namespace dtensor

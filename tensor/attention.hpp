@@ -1,0 +1,45 @@
+// CPU kernels of decoder attention (Eigen): rotary position embedding in Hugging Face's
+// convention and grouped-query causal attention over one sequence.
+//
+//   RotaryTables rope = rotary_tables({past, past + 1, ...}, head_dim, /*theta=*/10000.0, DType::F32);
+//   Tensor q_rot = apply_rotary(q, rope);                    // q [S, H, D] -> [S, H, D]
+//   Tensor out = causal_attention(q_rot, keys, values);      // keys / values [past + S, Hkv, D]
+//
+// Rotary follows transformers' LlamaRotaryEmbedding / apply_rotary_pos_emb: inv_freq[i] =
+// 1 / theta^(2i / D) and angle = position * inv_freq in f32, emb = cat(angles, angles), cos and
+// sin computed in f32 then rounded to the tensor's dtype; x * cos + rotate_half(x) * sin with
+// rotate_half(x) = cat(-x[D/2:], x[:D/2]), each product and the sum rounded to x's dtype as the
+// torch ops do.
+//
+// Attention runs per query head with Eigen matrix products: scores = q k^T / sqrt(D), causal
+// mask (query i sits at absolute position T - S + i and sees keys 0 .. T - S + i), softmax in
+// f32 (f64 for f64 inputs), times v. 16-bit inputs are computed in f32 and rounded once on store.
+// Both are CPU only: a tensor on another device raises DeviceError naming the op.
+#pragma once
+
+#include "tensor/tensor.hpp"
+
+#include <vector>
+
+namespace dtensor {
+
+// cos and sin [positions, head_dim] of the given absolute positions, in `dtype`.
+struct RotaryTables {
+  Tensor cos;
+  Tensor sin;
+};
+
+// ValueError for an odd or non-positive head_dim, a non-positive theta or a negative position;
+// DTypeError for a non-floating dtype.
+RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_dim, double theta, DType dtype);
+
+// x [S, H, D] rotated by the tables of its S positions (same dtype as x, ShapeError / DTypeError
+// otherwise). Returns a new contiguous tensor.
+Tensor apply_rotary(const Tensor& x, const RotaryTables& tables);
+
+// q [S, Hq, D], k and v [T, Hkv, D] with T >= S, all of one floating dtype. Query head h reads
+// KV head kv_head_of[h]; empty kv_head_of means h / (Hq / Hkv) (Hq a multiple of Hkv). Returns
+// [S, Hq, D] in q's dtype. ShapeError / DTypeError / ValueError naming the argument otherwise.
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of = {});
+
+}  // namespace dtensor

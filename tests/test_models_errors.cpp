@@ -1,0 +1,133 @@
+// Bad input to the models (DESIGN.md section 4): typed errors naming the offending tensor, module,
+// key or id, raised alike on every rank (no rank left waiting).
+#include "test_models_util.hpp"
+
+#include "models/causal_lm.hpp"
+#include "nn/hf_config.hpp"
+
+using namespace dtensor;
+using models_test::SharedDir;
+using models_test::TinySpec;
+
+namespace {
+
+DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
+
+// The checkpoint of `spec` with `edit` applied to its tensors.
+void write_edited(const SharedDir& dir, const TinySpec& spec, const std::function<void(nn::NamedTensors&)>& edit) {
+  nn::NamedTensors tensors = models_test::tiny_weights(spec);
+  edit(tensors);
+  models_test::write_checkpoint(dir, models_test::config_json(spec), tensors);
+}
+
+void drop(nn::NamedTensors& tensors, const std::string& name) {
+  auto it = std::find_if(tensors.begin(), tensors.end(), [&](const auto& t) { return t.first == name; });
+  REQUIRE(it != tensors.end());
+  tensors.erase(it);
+}
+
+void replace(nn::NamedTensors& tensors, const std::string& name, const Tensor& value) {
+  for (auto& [n, t] : tensors)
+    if (n == name) t = value;
+}
+
+// Loading `dir` sharded under the auto plan and unsharded both throw E mentioning `needle`.
+template <typename E>
+void check_load_fails(const SharedDir& dir, const std::string& needle) {
+  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  CHECK_THROWS_AS(models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32), E);
+  CHECK_THROWS_WITH(models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32),
+                    Catch::Contains(needle));
+  CHECK_THROWS_WITH(models::load_unsharded(dir.str(), DType::F32), Catch::Contains(needle));
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint missing a tensor names it", "[models][errors]") {
+  SharedDir llama;
+  write_edited(llama, TinySpec{}, [](nn::NamedTensors& t) { drop(t, "model.layers.1.mlp.up_proj.weight"); });
+  check_load_fails<ValueError>(llama, "model.layers.1.mlp.up_proj.weight");
+
+  TinySpec mixtral;
+  mixtral.architecture = "MixtralForCausalLM";
+  SharedDir moe;
+  write_edited(moe, mixtral, [](nn::NamedTensors& t) { drop(t, "model.layers.0.block_sparse_moe.experts.2.w3.weight"); });
+  check_load_fails<ValueError>(moe, "model.layers.0.block_sparse_moe.experts.2.w3.weight");
+
+  // Untied: lm_head.weight is required.
+  SharedDir untied;
+  write_edited(untied, TinySpec{}, [](nn::NamedTensors& t) { drop(t, "lm_head.weight"); });
+  check_load_fails<ValueError>(untied, "lm_head.weight");
+}
+
+TEST_CASE("a checkpoint tensor of the wrong shape names it", "[models][errors]") {
+  TinySpec spec;
+  SharedDir llama;
+  write_edited(llama, spec, [&](nn::NamedTensors& t) {
+    replace(t, "model.layers.0.self_attn.k_proj.weight", Tensor::zeros({spec.kv_heads * spec.dim() + 1, spec.hidden}, DType::F32));
+  });
+  check_load_fails<ShapeError>(llama, "model.layers.0.self_attn.k_proj.weight");
+
+  TinySpec mixtral;
+  mixtral.architecture = "MixtralForCausalLM";
+  SharedDir moe;
+  write_edited(moe, mixtral, [&](nn::NamedTensors& t) {
+    replace(t, "model.layers.1.block_sparse_moe.experts.3.w2.weight", Tensor::zeros({mixtral.intermediate, mixtral.hidden}, DType::F32));
+  });
+  check_load_fails<ShapeError>(moe, "model.layers.1.block_sparse_moe.experts.3.w2.weight");
+}
+
+TEST_CASE("config.json with an unknown architecture or inconsistent dims is refused at load", "[models][errors]") {
+  TinySpec spec;
+  SharedDir unknown;
+  std::string config = models_test::config_json(spec);
+  config.replace(config.find("LlamaForCausalLM"), 16, "GPT2LMHeadModel");
+  models_test::write_checkpoint(unknown, config, models_test::tiny_weights(spec));
+  CHECK_THROWS_AS(models::load_unsharded(unknown.str(), DType::F32), ValueError);
+  CHECK_THROWS_WITH(models::load_unsharded(unknown.str(), DType::F32), Catch::Contains("GPT2LMHeadModel"));
+
+  SharedDir inconsistent;
+  TinySpec odd = spec;
+  odd.heads = 3;  // 16 hidden over 3 heads, no head_dim; 3 heads over 2 KV heads
+  models_test::write_checkpoint(inconsistent, models_test::config_json(odd), models_test::tiny_weights(spec));
+  CHECK_THROWS_AS(models::load_unsharded(inconsistent.str(), DType::F32), ShapeError);
+  CHECK_THROWS_WITH(models::load_unsharded(inconsistent.str(), DType::F32), Catch::Contains("num_attention_heads"));
+}
+
+TEST_CASE("prompt ids outside the vocab are refused, naming the id", "[models][errors]") {
+  SharedDir dir;
+  TinySpec spec;
+  models_test::write_checkpoint(dir, spec);
+  auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(nn::load_hf_config(dir.str())), DType::F32);
+  CHECK_THROWS_AS(model->forward_tokens({1, 37, 2}), ValueError);
+  CHECK_THROWS_WITH(model->forward_tokens({1, 37, 2}), Catch::Contains("id 37") && Catch::Contains("[0, 37)"));
+  CHECK_THROWS_WITH(model->forward_tokens({-4}), Catch::Contains("id -4"));
+  CHECK_THROWS_AS(model->forward_tokens({}), ValueError);
+  CHECK_THROWS_WITH(models::generate_greedy(*model, {0, 99}, 2), Catch::Contains("id 99"));
+  CHECK(model->cache_length() == 0);  // nothing ran
+  CHECK(models::generate_greedy(*model, {0, 36}, 2).new_ids.size() == 2);  // the model still works
+}
+
+TEST_CASE("more TP ranks than attention heads are refused, naming the module", "[models][errors]") {
+  SharedDir dir;
+  TinySpec spec;
+  spec.heads = 2;
+  spec.kv_heads = 1;
+  models_test::write_checkpoint(dir, spec);
+  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  if (world().size() <= 2) {
+    auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32);
+    CHECK(models::generate_greedy(*model, {1, 2, 3}, 2).new_ids.size() == 2);
+    return;
+  }
+  CHECK_THROWS_AS(models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32), ValueError);
+  CHECK_THROWS_WITH(models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32),
+                    Catch::Contains("model.layers.0.self_attn.q_proj") && Catch::Contains("2 query heads"));
+}
+
+TEST_CASE("a model needs a known architecture and a floating dtype", "[models][errors]") {
+  nn::HFConfig config = nn::parse_hf_config(models_test::config_json(TinySpec{}));
+  CHECK_THROWS_AS(models::CausalLM(config, DType::I32), DTypeError);
+  config.architecture = "MistralForCausalLM";
+  CHECK_THROWS_WITH(models::CausalLM(config, DType::F32), Catch::Contains("MistralForCausalLM"));
+}
