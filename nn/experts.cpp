@@ -3,7 +3,7 @@
 #include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
-#include <numeric>
+#include <algorithm>
 
 namespace dtensor::nn {
 
@@ -11,6 +11,80 @@ namespace {
 
 Tensor i64_tensor(const std::vector<int64_t>& values) {
   return Tensor::from_vector<int64_t>(values, {int64_t(values.size())});
+}
+
+// The experts' work is batched: every expert's tokens go through one bmm over the experts, each
+// expert's group padded to the largest group (padded rows repeat token 0; their outputs are never
+// read back). Padding costs rows of work, so it is bounded: when the padded batch would exceed
+// kMaxPaddingFactor times the routed rows (skewed routing, or a few tokens spread thin over many
+// experts), each expert with tokens gets its own unpadded product instead (a batch of one), which
+// also reads only the weights of experts that have tokens, what decoding a token wants. Uniform
+// routing of many tokens pads little (the largest group is near the mean), so prefill takes the
+// single bmm. Empty experts at either end of the routed range are never computed.
+constexpr int64_t kMaxPaddingFactor = 2;
+
+// The experts [first, first + experts), each padded to `rows` rows, starting at row `row_start`
+// of the padded layout.
+struct ExpertBatch {
+  int64_t first = 0, experts = 0, rows = 0, row_start = 0;
+};
+
+// The routed (token, slot) pairs, with each pair's row in the padded layout of the batches.
+struct ExpertGrouping {
+  std::vector<ExpertBatch> batches;
+  std::vector<int64_t> row_of_pair;  // pair p = token * k + slot -> row in the padded layout
+  int64_t rows = 0;                  // rows of the padded layout
+};
+
+std::vector<int64_t> pairs_per_expert(const std::vector<int64_t>& ids, int64_t num_experts, int64_t k) {
+  std::vector<int64_t> count(size_t(num_experts), 0);
+  for (size_t p = 0; p < ids.size(); ++p) {
+    check<ValueError>(ids[p] >= 0 && ids[p] < num_experts, "Experts",
+                      "expert_ids[{}, {}] = {} is out of range for {} experts", int64_t(p) / k, int64_t(p) % k, ids[p],
+                      num_experts);
+    ++count[size_t(ids[p])];
+  }
+  return count;
+}
+
+std::vector<ExpertBatch> plan_batches(const std::vector<int64_t>& count, int64_t pairs) {
+  const auto active = [](int64_t n) { return n > 0; };
+  const int64_t lo = int64_t(std::find_if(count.begin(), count.end(), active) - count.begin());
+  const int64_t hi = int64_t(count.rend() - std::find_if(count.rbegin(), count.rend(), active)) - 1;
+  const int64_t largest = *std::max_element(count.begin(), count.end());
+  if ((hi - lo + 1) * largest <= kMaxPaddingFactor * pairs) return {{lo, hi - lo + 1, largest, 0}};
+  std::vector<ExpertBatch> batches;
+  int64_t row = 0;
+  for (int64_t e = lo; e <= hi; ++e) {
+    if (count[size_t(e)] == 0) continue;
+    batches.push_back({e, 1, count[size_t(e)], row});
+    row += count[size_t(e)];
+  }
+  return batches;
+}
+
+// Pairs keep their (token, slot) order within an expert's group (a stable grouping).
+ExpertGrouping group_by_expert(const std::vector<int64_t>& ids, int64_t num_experts, int64_t k) {
+  const std::vector<int64_t> count = pairs_per_expert(ids, num_experts, k);
+  ExpertGrouping g;
+  g.batches = plan_batches(count, int64_t(ids.size()));
+  std::vector<int64_t> next_row(size_t(num_experts), 0);
+  for (const ExpertBatch& b : g.batches) {
+    for (int64_t e = 0; e < b.experts; ++e) next_row[size_t(b.first + e)] = b.row_start + e * b.rows;
+    g.rows = b.row_start + b.experts * b.rows;
+  }
+  g.row_of_pair.resize(ids.size());
+  for (size_t p = 0; p < ids.size(); ++p) g.row_of_pair[p] = next_row[size_t(ids[p])]++;
+  return g;
+}
+
+// down(silu(gate(x)) * up(x)) for a batch of experts: x [b, m, H], gate_up [b, 2I, H] ([gate; up]),
+// down [b, H, I] -> [b, m, H]. The weights are read in place (transposed views GEMM reads as they are).
+Tensor expert_mlp(const Tensor& x, const Tensor& gate_up, const Tensor& down) {
+  const int64_t inter = gate_up.size(1) / 2;
+  const Tensor gu = bmm(x, gate_up.transpose(1, 2));  // [b, m, 2I]: [gate | up]
+  const Tensor act = mul(silu(gu.narrow(2, 0, inter)), gu.narrow(2, inter, inter));
+  return bmm(act, down.transpose(1, 2));
 }
 
 }  // namespace
@@ -58,46 +132,24 @@ Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Te
                     "expert_ids must be i64 or i32, got {}", expert_ids.dtype());
   const int64_t k = expert_ids.size(1);
   const std::vector<int64_t> ids = expert_ids.to_vector<int64_t>();
-
-  // Group the (token, slot) pairs by expert, stable, so each expert's tokens are one contiguous
-  // run: order[j] is the pair at sorted position j, position[p] where pair p went.
-  std::vector<int64_t> count(size_t(num_experts_), 0);
-  for (size_t p = 0; p < ids.size(); ++p) {
-    check<ValueError>(ids[p] >= 0 && ids[p] < num_experts_, "Experts",
-                      "expert_ids[{}, {}] = {} is out of range for {} experts", int64_t(p) / k, int64_t(p) % k, ids[p],
-                      num_experts_);
-    ++count[size_t(ids[p])];
-  }
-  std::vector<int64_t> start(size_t(num_experts_) + 1, 0);
-  std::partial_sum(count.begin(), count.end(), start.begin() + 1);
-  std::vector<int64_t> order(ids.size()), position(ids.size()), token_of(ids.size());
-  std::vector<int64_t> next(start.begin(), start.end() - 1);
-  for (size_t p = 0; p < ids.size(); ++p) {
-    const int64_t j = next[size_t(ids[p])]++;
-    order[size_t(j)] = int64_t(p);
-    position[p] = j;
-    token_of[size_t(j)] = int64_t(p) / k;
-  }
   if (ids.empty()) return Tensor::zeros({tokens, hidden_}, hidden.dtype());
+  const ExpertGrouping g = group_by_expert(ids, num_experts_, k);
 
-  const Tensor x = index_select(hidden, 0, i64_tensor(token_of));  // [T*k, H] grouped by expert
-  const Tensor w = index_select(routing_weights.to(hidden.dtype()).reshape({-1}), 0, i64_tensor(order)).unsqueeze(1);
-  // One matmul pair per expert that received tokens: the token counts differ per expert, so a
-  // single bmm would need every group padded to the largest (up to E times the work when the
-  // routing is skewed); these products on contiguous runs do exactly the work routed.
+  // The padded layout's input rows: each pair's token at its row, token 0 on padding rows.
+  std::vector<int64_t> token_of_row(size_t(g.rows), 0);
+  for (size_t p = 0; p < ids.size(); ++p) token_of_row[size_t(g.row_of_pair[p])] = int64_t(p) / k;
+  const Tensor x = index_select(hidden, 0, i64_tensor(token_of_row));  // [rows, H]
   std::vector<Tensor> outputs;
-  for (int64_t e = 0; e < num_experts_; ++e) {
-    const int64_t n = count[size_t(e)];
-    if (n == 0) continue;
-    const Tensor xe = x.narrow(0, start[size_t(e)], n);
-    const Tensor gu = linear(xe, gate_up.select(0, e));  // [n, 2 * inter]: [gate | up]
-    const Tensor act = mul(silu(gu.narrow(1, 0, inter)), gu.narrow(1, inter, inter));
-    outputs.push_back(mul(linear(act, down.select(0, e)), w.narrow(0, start[size_t(e)], n)));
+  for (const ExpertBatch& b : g.batches) {
+    const Tensor xb = x.narrow(0, b.row_start, b.experts * b.rows).view({b.experts, b.rows, hidden_});
+    outputs.push_back(expert_mlp(xb, gate_up.narrow(0, b.first, b.experts), down.narrow(0, b.first, b.experts))
+                          .reshape({b.experts * b.rows, hidden_}));
   }
-  // Back to (token, slot) order, then the k contributions of each token summed.
-  const Tensor grouped = outputs.size() == 1 ? outputs[0] : cat(outputs, 0);
-  const Tensor per_slot = index_select(grouped, 0, i64_tensor(position));
-  return sum(per_slot.view({tokens, k, hidden_}), {1});
+  const Tensor y = outputs.size() == 1 ? outputs[0] : cat(outputs, 0);
+  // Back to (token, slot) order, weighted, then the k contributions of each token summed.
+  const Tensor per_pair = index_select(y, 0, i64_tensor(g.row_of_pair));  // [T*k, H]
+  const Tensor w = routing_weights.to(hidden.dtype()).reshape({-1, 1});
+  return sum(mul(per_pair, w).view({tokens, k, hidden_}), {1});
 }
 
 SparseMoE::SparseMoE(int64_t num_experts, int64_t top_k, int64_t hidden, int64_t intermediate, DType dtype)

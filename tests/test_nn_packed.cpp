@@ -206,6 +206,43 @@ TEST_CASE("Experts: grouped per-expert products equal the token-by-token referen
   }
 }
 
+TEST_CASE("Experts: skewed, gapped, single-expert and empty routings, whole and under moe_tp_experts", "[nn][moe]") {
+  // Each routing takes another batching: one expert for all tokens (a batch of one expert); experts
+  // 0 and 2 with 1 unused between them (one bmm, the middle expert all padding); 4 tokens to expert
+  // 0 and one to expert 2 (padding would triple the work: one product per expert instead).
+  const std::vector<std::pair<const char*, std::vector<int64_t>>> routings = {
+      {"all to expert 2", {2, 2, 2, 2, 2}},
+      {"experts 0 and 2", {0, 2, 2, 0, 0, 2, 2, 0, 0, 2}},
+      {"skewed to expert 0", {0, 0, 0, 2, 0}},
+  };
+  const DeviceMesh mesh = world_line();
+  for (int64_t inner : kIntermediate) {
+    const Weights w = moe_weights(inner);
+    const auto source = [&](const std::string& n) { return nn::tensor_source(w.at("moe.experts." + n)); };
+    nn::Experts whole(kExperts, kHidden, inner, DType::F64);
+    nn::load_unsharded(whole, source);
+    auto root = std::make_shared<nn::Module>("Root");
+    auto sharded = root->add_module("experts", std::make_shared<nn::Experts>(kExperts, kHidden, inner, DType::F64));
+    nn::apply_tp_plan(*root, nn::TpPlan{{{"experts", "moe_tp_experts"}}}, mesh,
+                      [&](const std::string& n) { return source(n.substr(std::string("experts.").size())); });
+    const Tensor x = ints({kTokens, kHidden}, 18);
+    for (const auto& [what, routing] : routings) {
+      const int64_t k = int64_t(routing.size()) / kTokens;
+      const Tensor ids = Tensor::from_vector<int64_t>(routing, {kTokens, k});
+      const Tensor weights = ints({kTokens, k}, 19, 1, 4);
+      const Tensor expected = reference_experts(x, ids, weights, w.at("moe.experts.gate_up"), w.at("moe.experts.down"));
+      INFO(what << ", inner " << inner << ", np " << mesh.size());
+      CHECK(allclose(whole.route(x, ids, weights).tensor(), expected, 1e-12, 1e-12));
+      CHECK(allclose(sharded->route(x, ids, weights).tensor(), expected, 1e-12, 1e-12));
+    }
+    // No tokens: an empty result, and the collective still runs on every rank.
+    const Tensor none = Tensor::zeros({0, kHidden}, DType::F64);
+    const Tensor no_ids = Tensor::zeros({0, kTopK}, DType::I64);
+    CHECK(whole.route(none, no_ids, Tensor::zeros({0, kTopK}, DType::F64)).shape() == Shape{0, kHidden});
+    CHECK(sharded->route(none, no_ids, Tensor::zeros({0, kTopK}, DType::F64)).shape() == Shape{0, kHidden});
+  }
+}
+
 TEST_CASE("moe_tp_experts equals the unsharded MoE block with one all_reduce", "[nn][moe]") {
   const DeviceMesh mesh = world_line();
   for (int64_t inner : kIntermediate) {
