@@ -2,6 +2,7 @@
 
 #include "nn/checkpoint.hpp"
 #include "nn/safetensors.hpp"
+#include "placements/sharding.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -151,6 +152,80 @@ class CheckpointDirectoryWriter {
   std::set<std::string> written_;
 };
 
+// Gathering to the writer ------------------------------------------------------------------------
+
+constexpr int kGatherTag = 0x5a7e;
+
+// `placements` with the mesh dims from `first` on made Replicate: the layout that holds, on the
+// ranks still gathering, once the dims from `first` on have been gathered.
+Placements replicated_from(Placements placements, int64_t first) {
+  for (size_t d = size_t(first); d < placements.size(); ++d) placements[d] = Replicate();
+  return placements;
+}
+
+// Receives a piece from rank `source` of `comm` into the view `dst` (straight into it when it is
+// contiguous, else through a buffer of the piece's size).
+void receive_piece(Communicator& comm, int source, const Tensor& dst) {
+  if (dst.is_contiguous()) {
+    comm.recv(dst, source, kGatherTag);
+    return;
+  }
+  Tensor piece = Tensor::empty(dst.shape(), dst.dtype(), dst.device());
+  comm.recv(piece, source, kGatherTag);
+  dst.copy_from(piece);
+}
+
+// Gathers mesh dim `d` (a Shard of tensor dim `dim`) to coordinate 0 of that dim: there, the
+// region this rank holds grows by every peer's piece, laid side by side along `dim`; a peer sends
+// its region and is done (returns an undefined tensor).
+Tensor gather_mesh_dim(const DTensor& t, const Placements& placements, int64_t d, const Tensor& held) {
+  const DeviceMesh& mesh = t.mesh();
+  Communicator comm = mesh.comm(d);
+  std::vector<int64_t> coordinate = mesh.coordinate();
+  if (coordinate[size_t(d)] != 0) {
+    if (held.numel() > 0) comm.send(held.contiguous(), 0, kGatherTag);
+    return {};
+  }
+  const int64_t dim = placements[size_t(d)].dim();
+  const Block target = local_block(t.shape(), mesh.shape(), coordinate, replicated_from(placements, d));
+  Tensor region = Tensor::empty(target.shape, t.dtype(), held.device());
+  for (int64_t peer = 0; peer < mesh.size(d); ++peer) {
+    coordinate[size_t(d)] = peer;
+    const Block piece = local_block(t.shape(), mesh.shape(), coordinate, replicated_from(placements, d + 1));
+    const Tensor dst = region.narrow(dim, piece.offset[size_t(dim)] - target.offset[size_t(dim)], piece.shape[size_t(dim)]);
+    if (peer == 0) dst.copy_from(held);
+    else if (dst.numel() > 0) receive_piece(comm, int(peer), dst);
+  }
+  return region;
+}
+
+// The whole tensor on the rank at mesh coordinate 0; an undefined tensor on every other rank.
+// Partial dims are reduced first (an all-reduce of the local block, which grows no rank's memory),
+// then the mesh dims are gathered from the last to the first: along each, coordinate 0 receives
+// its peers' pieces point to point and the peers drop out (a Replicate dim just drops the
+// copies). On a 1-D mesh only the writer ever holds more than its own block; on an N-D mesh a
+// rank gathering an inner dim holds its region of the outer dims' sharding, never the whole.
+Tensor gather_to_first_rank(const DTensor& t) {
+  Placements placements = normalize_placements(t.placements(), t.dim(), t.mesh().ndim(), "save_dtensors");
+  DTensor reduced = t;
+  if (std::any_of(placements.begin(), placements.end(), [](const Placement& p) { return p.is_partial(); })) {
+    for (Placement& p : placements)
+      if (p.is_partial()) p = Replicate();
+    reduced = t.redistribute(placements);
+  }
+  Tensor held = reduced.to_local();
+  const std::vector<int64_t>& coordinate = t.mesh().coordinate();
+  for (int64_t d = t.mesh().ndim() - 1; d >= 0; --d) {
+    if (placements[size_t(d)].is_shard()) {
+      held = gather_mesh_dim(reduced, placements, d, held);
+      if (!held.defined()) return held;
+    } else if (coordinate[size_t(d)] != 0) {
+      return {};  // a replica of what coordinate 0 of this dim holds
+    }
+  }
+  return held;
+}
+
 }  // namespace
 
 void write_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata) {
@@ -266,7 +341,7 @@ void save_dtensors(const std::string& dir, const NamedDTensors& tensors, uint64_
   for (size_t s = 0; s < writer.shards().size(); ++s) {
     NamedTensors shard;
     for (size_t i : writer.shards()[s]) {
-      Tensor full = tensors[i].second.full_tensor();
+      Tensor full = gather_to_first_rank(tensors[i].second);
       if (is_writer) shard.emplace_back(names[i], std::move(full));
     }
     on_writer([&] { writer.write_shard(s, shard, with_format(metadata)); });

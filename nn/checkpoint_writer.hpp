@@ -45,10 +45,12 @@ std::vector<std::vector<size_t>> plan_shards(const std::vector<uint64_t>& sizes,
 void save_checkpoint(const std::string& dir, const NamedTensors& tensors,
                      uint64_t max_shard_bytes = kDefaultMaxShardBytes, const Metadata& metadata = {});
 
-// The same for DTensors, collective over their (common) mesh: each tensor is gathered in turn
-// (full_tensor), and the rank at mesh coordinate 0 writes each shard as soon as it is complete,
-// so it holds at most one shard of full tensors. Returns on every rank once the files exist; if
-// the writing rank fails, it rethrows its error and every other rank throws a ValueError.
+// The same for DTensors, collective over their (common) mesh: each tensor in turn is gathered to
+// the rank at mesh coordinate 0 only (point to point; the other ranks never hold the full tensor,
+// only their block, or on an N-D mesh at most their region of the outer dims' sharding), which
+// writes each shard as soon as it is complete, so it holds at most one shard of full tensors.
+// Returns on every rank once the files exist; if the writing rank fails, it rethrows its error
+// and every other rank throws a ValueError.
 void save_dtensors(const std::string& dir, const NamedDTensors& tensors,
                    uint64_t max_shard_bytes = kDefaultMaxShardBytes, const Metadata& metadata = {});
 

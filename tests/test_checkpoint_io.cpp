@@ -2,6 +2,7 @@
 // index of a sharded checkpoint, progress reports, and save_dtensors of sharded DTensors.
 #include "checkpoint_test_util.hpp"
 
+#include "collectives/comm_recorder.hpp"
 #include "collectives/runtime.hpp"
 #include "nn/checkpoint.hpp"
 #include "nn/checkpoint_writer.hpp"
@@ -212,6 +213,34 @@ TEST_CASE("save_dtensors gathers sharded tensors and writes them once", "[checkp
                {"b", DTensor::distribute(b, grid, {Shard(0), Shard(0)})},
                {"c", DTensor::distribute(c, grid, {Replicate(), Partial()})}},
               40, 3);
+}
+
+TEST_CASE("save_dtensors: only the writing rank receives the tensors; others send their block", "[checkpoint][dtensor]") {
+  Communicator world = dtensor::world();
+  const fs::path dir = shared_directory(world);
+  const Tensor a = sample({7, 5}, DType::F32, 10);  // 7 rows and 5 columns: uneven over 2 ranks
+  const DeviceMesh line = DeviceMesh::from_world({world.size()});
+  const DeviceMesh column = DeviceMesh::from_world({world.size(), 1});
+  {
+    CommRecorder recorder;
+    nn::save_dtensors(dir.string(), {{"rows", DTensor::distribute(a, line, {Shard(0)})},
+                                     {"cols", DTensor::distribute(a, line, {Shard(1)})},
+                                     {"grid", DTensor::distribute(a, column, {Shard(1), Shard(0)})}});
+    // No all-gather anywhere: a non-writer never holds a full tensor, it sends its block once per
+    // tensor; the writer receives one block per peer and tensor.
+    const bool writer = world.rank() == 0;
+    INFO(recorder.summary());
+    CHECK(recorder.count(CollectiveKind::AllGather) == 0);
+    CHECK(recorder.count(CollectiveKind::Recv) == (writer ? 3 * uint64_t(world.size() - 1) : 0));
+    CHECK(recorder.count(CollectiveKind::Send) == (writer ? 0 : 3));
+  }
+  nn::Checkpoint ckpt = nn::Checkpoint::open(dir.string());
+  for (const char* name : {"rows", "cols", "grid"}) CHECK(equal(ckpt.read(name), a));
+  // A partial sum is reduced before it is gathered.
+  nn::save_dtensors(dir.string(), {{"sum", DTensor::from_local(a, column, {Partial(), Replicate()}, a.shape())}});
+  CHECK(equal(nn::Checkpoint::open(dir.string()).read("sum"), mul(a, double(world.size()))));
+  world.barrier();
+  if (world.rank() == 0) fs::remove_all(dir);
 }
 
 TEST_CASE("save_dtensors: a failing writer fails every rank", "[checkpoint][dtensor][errors]") {
