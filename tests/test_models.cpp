@@ -6,6 +6,7 @@
 // experts with an intermediate size the TP size does not divide.
 #include "test_models_util.hpp"
 
+#include "collectives/comm_recorder.hpp"
 #include "models/causal_lm.hpp"
 #include "nn/hf_config.hpp"
 #include "tensor/ops.hpp"
@@ -55,6 +56,29 @@ double smallest_top2_gap(const Tensor& logits) {
   return gap;
 }
 
+// The collectives of one prompt forward: plain TP all-reduces once per block (attention, MLP or
+// MoE) plus once for the embedding, and gathers the logits; sequence parallelism turns each dense
+// all-reduce into a reduce-scatter and gathers the sequence once before each block instead
+// (Mixtral's MoE block keeps its all-reduce), and once more before lm_head.
+void check_collectives(models::CausalLM& model, const std::string& plan, const TinySpec& spec) {
+  if (world().size() == 1) return;
+  model.reset_cache();
+  CommRecorder recorder;
+  model.forward_tokens(kPrompt);
+  const uint64_t blocks = 2 * uint64_t(spec.layers), moe = spec.mixtral() ? uint64_t(spec.layers) : 0;
+  if (plan == "auto") {
+    CHECK(recorder.count(CollectiveKind::AllReduce) == 1 + blocks);
+    CHECK(recorder.count(CollectiveKind::AllGather) == 1);
+  } else {
+    CHECK(recorder.count(CollectiveKind::AllReduce) == moe);
+    CHECK(recorder.count(CollectiveKind::ReduceScatter) == 1 + blocks - moe);
+    CHECK(recorder.count(CollectiveKind::AllGather) == 2 + blocks);  // + the final norm's rows for lm_head
+  }
+  CHECK(recorder.calls().size() == recorder.count(CollectiveKind::AllReduce) +
+                                       recorder.count(CollectiveKind::ReduceScatter) +
+                                       recorder.count(CollectiveKind::AllGather));
+}
+
 // The checkpoint of `spec` loaded unsharded and under each plan; generation compared.
 void check_sharded_against_unsharded(const TinySpec& spec) {
   SharedDir dir;
@@ -81,6 +105,7 @@ void check_sharded_against_unsharded(const TinySpec& spec) {
     CHECK(got.decode_steps == kNewTokens - 1);
     CHECK(sharded->cache_length() == int64_t(kPrompt.size()) + kNewTokens - 1);
     CHECK(max_abs_diff(sharded->forward_tokens({expected.new_ids.back()}), expected_step) <= 1e-4);
+    check_collectives(*sharded, plan_name, spec);
   }
 }
 
