@@ -203,3 +203,28 @@ TEST_CASE("LlamaRMSNorm rounds the normalised value to the input dtype before th
   const Tensor expected = mul(w.to(DType::F64), normalised.to(DType::F64)).to(DType::BF16);
   CHECK(equal(norm(x).tensor(), expected));
 }
+
+TEST_CASE("KVCache appends in place within its capacity and keeps the contents when it grows", "[models][cache]") {
+  models::KVCache cache;
+  cache.reserve(6);
+  const Tensor k = models_test::uniform({4, 2, 3}, 21, 1.0, DType::F32), v = models_test::uniform({4, 2, 3}, 22, 1.0, DType::F32);
+  auto [keys, values] = cache.append(k, v);
+  CHECK(cache.capacity() == 6);
+  const void* buffer = keys.data_ptr();
+  const Tensor step = models_test::uniform({1, 2, 3}, 23, 1.0, DType::F32);
+  for (int i = 0; i < 2; ++i) std::tie(keys, values) = cache.append(step, step);
+  CHECK(keys.data_ptr() == buffer);  // decode steps within the reserve: no reallocation
+  CHECK(cache.length() == 6);
+  std::tie(keys, values) = cache.append(step, step);  // past the reserve: doubles
+  CHECK(cache.capacity() == 12);
+  CHECK(keys.shape() == Shape{7, 2, 3});
+  CHECK(equal(keys.narrow(0, 0, 4), k));
+  CHECK(equal(values.narrow(0, 0, 4), v));
+  CHECK(equal(values.narrow(0, 6, 1), step));
+  const Tensor other_heads = models_test::uniform({1, 3, 3}, 24, 1.0, DType::F32);
+  CHECK_THROWS_AS(cache.append(other_heads, other_heads), ShapeError);
+  CHECK_THROWS_AS(cache.append(step, other_heads), ShapeError);
+  cache.clear();
+  CHECK(cache.length() == 0);
+  CHECK(cache.capacity() == 12);
+}
