@@ -2,7 +2,7 @@
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives redistribute dispatch
+BENCHES := collectives redistribute dispatch load
 
 .PHONY: all deps build demo test bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
@@ -39,6 +39,19 @@ bench-dispatch: build
 	$(MPIRUN) -np 1 $(BUILD)/bench/bench_dispatch | tee $(BUILD)/bench-dispatch-np1.txt
 	$(MPIRUN) -np 2 $(BUILD)/bench/bench_dispatch
 	@grep '^dispatch:' $(BUILD)/bench-dispatch-np1.txt
+
+# Writes (or reuses) the ~400 MB checkpoint in a process of its own, so writing never counts in
+# the loading ranks' peak memory; then loads it at TP 4 and TP 2. The last line is the worst
+# rank's rss_ratio over both runs (bench/bench_load.cpp explains the columns).
+LOAD_CKPT = $(BUILD)/bench-load-ckpt
+bench-load: build
+	$(MPIRUN) -np 1 $(BUILD)/bench/bench_load --write-only --dir $(LOAD_CKPT)
+	$(MPIRUN) -np 4 $(BUILD)/bench/bench_load --dir $(LOAD_CKPT) > $(BUILD)/bench-load-np4.txt; \
+	  status=$$?; cat $(BUILD)/bench-load-np4.txt; exit $$status
+	$(MPIRUN) -np 2 $(BUILD)/bench/bench_load --dir $(LOAD_CKPT) > $(BUILD)/bench-load-np2.txt; \
+	  status=$$?; cat $(BUILD)/bench-load-np2.txt; exit $$status
+	@awk -F'rss_ratio=' '/^load-run:/ { split($$2, v, " "); if (v[1] + 0 > w) w = v[1] + 0 } \
+	  END { printf "load: rss_ratio=%.3f\n", w }' $(BUILD)/bench-load-np4.txt $(BUILD)/bench-load-np2.txt
 
 # GPU: torch's linear timings first (skipped where torch is missing), then bench_gpu on 1 rank.
 bench-gpu: build

@@ -15,6 +15,10 @@ namespace dtensor::nn {
 
 namespace {
 
+// A box is copied out of the mapping in slabs of about this many source bytes, each slab's pages
+// released before the next: the most of the mapping a read holds resident at once.
+constexpr uint64_t kResidentSlabBytes = uint64_t(4) << 20;
+
 // A header larger than this is refused before it is parsed (the reference implementation's
 // bound is 100 MB too); real headers of 100k tensors stay far below it.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
@@ -286,12 +290,34 @@ void SafetensorsFile::read_block_into(std::string_view name, const Shape& offset
   check<DTypeError>(out.dtype() == entry.info.dtype, "read_block", "{}: destination dtype {} differs from {}",
                     what, out.dtype(), entry.info.dtype);
   check_box(entry.info.shape, offset, out.shape(), what);
-  copy_box_from_dense(state_->map + entry.begin, entry.info.shape, offset, out);
-  // Give the pages back: they stay in the page cache, but no longer count as this process's
-  // resident memory (a rank reading strided columns touches every page of the tensor).
+  const std::byte* base = state_->map + entry.begin;
+  const Shape& shape = entry.info.shape;
+  if (shape.empty() || out.numel() == 0) {
+    copy_box_from_dense(base, shape, offset, out);
+    return;
+  }
+  // Copy in slabs of whole rows of dim 0 and give each slab's pages back right after it: they
+  // stay in the page cache, but no longer count as this process's resident memory. A rank reading
+  // strided columns touches every page of the rows it spans, so without slabs a column slice of a
+  // large tensor would briefly hold the whole tensor resident.
+  const uint64_t row_bytes = (entry.end - entry.begin) / uint64_t(shape[0]);
+  const int64_t rows_per_slab = std::max<int64_t>(1, int64_t(kResidentSlabBytes / std::max<uint64_t>(row_bytes, 1)));
+  for (int64_t row = 0; row < out.size(0); row += rows_per_slab) {
+    const int64_t rows = std::min(rows_per_slab, out.size(0) - row);
+    Shape slab_offset = offset;
+    slab_offset[0] += row;
+    copy_box_from_dense(base, shape, slab_offset, out.narrow(0, row, rows));
+    const uint64_t begin = entry.begin + uint64_t(slab_offset[0]) * row_bytes;
+    release_pages(begin, begin + uint64_t(rows) * row_bytes);
+  }
+}
+
+void SafetensorsFile::release_pages(uint64_t begin, uint64_t end) const {
+  // Whole pages around [begin, end): a page shared with a neighbour is merely read again from the
+  // page cache if the neighbour is read later (the mapping is read-only, nothing is lost).
   const uint64_t page = uint64_t(::sysconf(_SC_PAGESIZE));
-  const uint64_t first = entry.begin / page * page;
-  const uint64_t last = std::min(state_->size, (entry.end + page - 1) / page * page);
+  const uint64_t first = begin / page * page;
+  const uint64_t last = std::min(state_->size, (end + page - 1) / page * page);
   if (last > first) ::madvise(const_cast<std::byte*>(state_->map) + first, last - first, MADV_DONTNEED);
 }
 

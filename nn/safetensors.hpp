@@ -13,8 +13,9 @@
 //   Tensor cols = file.read_block("lm_head.weight", {0, 512}, {4096, 512});  // only that box
 //
 // read_block copies the box straight from the mapping, one memcpy per contiguous run, and never
-// builds the full tensor; afterwards the touched pages are unmapped from this process again
-// (MADV_DONTNEED), so loading a slice of every tensor keeps resident memory near the slice size.
+// builds the full tensor; it copies slabs of rows of a few MiB and unmaps each slab's touched
+// pages from this process right after (MADV_DONTNEED), so loading a slice of every tensor keeps
+// resident memory near the slice size, even for strided columns of a large tensor.
 #pragma once
 
 #include "tensor/tensor.hpp"
@@ -68,6 +69,8 @@ class SafetensorsFile {
  private:
   struct State;
   explicit SafetensorsFile(std::shared_ptr<const State> state);
+  // Drops the mapped pages around the file bytes [begin, end) from this process (MADV_DONTNEED).
+  void release_pages(uint64_t begin, uint64_t end) const;
   std::shared_ptr<const State> state_;
 };
 

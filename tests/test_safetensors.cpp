@@ -3,8 +3,10 @@
 // error naming the file and the tensor.
 #include "checkpoint_test_util.hpp"
 
+#include "nn/checkpoint_writer.hpp"
 #include "nn/safetensors.hpp"
 #include "tensor/ops.hpp"
+#include "tensor/random.hpp"
 
 #include <numeric>
 
@@ -111,6 +113,49 @@ TEST_CASE("safetensors: boxes come straight from the file", "[checkpoint][safete
     CHECK(equal(memory.read_packed(0, 2, {0, 1, 0}, {1, 2, 4}), packed));
     CHECK_THROWS_AS(source.read_packed(0, 2, {0, 0}, {1, 4}), ShapeError);  // 3 rows do not split in 2
   }
+}
+
+namespace {
+
+// Resets this process's peak resident memory to the current value (Linux >= 4.0); false where
+// the kernel refuses.
+bool reset_peak_resident() {
+  std::ofstream clear_refs("/proc/self/clear_refs");
+  clear_refs << "5";
+  clear_refs.flush();
+  return clear_refs.good();
+}
+
+uint64_t peak_resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoull(line.substr(6)) * 1024;  // "VmHWM:  1234 kB"
+  }
+  FAIL("no VmHWM line in /proc/self/status");
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("safetensors: a column slice of a large tensor never holds the tensor resident", "[checkpoint][safetensors]") {
+  TempDir dir;
+  const std::string path = dir.file("large.safetensors");
+  const Shape shape{2000, 4096};  // 31 MiB of f32; rows of 16 KiB, so the slabs end unevenly
+  const RandomOptions values{.seed = 21};
+  nn::write_safetensors(path, {{"w", random(shape, DType::F32, values)}});
+  SafetensorsFile file = SafetensorsFile::open(path);
+  Tensor columns = Tensor::zeros({shape[0], 16}, DType::F32);  // touched before the measurement
+  if (!reset_peak_resident()) {
+    WARN("cannot reset VmHWM through /proc/self/clear_refs; the memory check is skipped");
+  } else {
+    const uint64_t before = peak_resident_bytes();
+    file.read_block_into("w", {0, 1000}, columns);
+    // Every page of the tensor is touched, but only a slab of them is mapped at a time.
+    CHECK(peak_resident_bytes() - before < (uint64_t(12) << 20));
+  }
+  file.read_block_into("w", {0, 1000}, columns);
+  CHECK(equal(columns, random_block(shape, {0, 1000}, {shape[0], 16}, DType::F32, values)));
+  CHECK(equal(file.read_block("w", {1990, 7}, {10, 3}), random_block(shape, {1990, 7}, {10, 3}, DType::F32, values)));
 }
 
 TEST_CASE("safetensors: bad reads name the file and the tensor", "[checkpoint][safetensors][errors]") {
