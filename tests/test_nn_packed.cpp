@@ -207,13 +207,14 @@ TEST_CASE("Experts: grouped per-expert products equal the token-by-token referen
 }
 
 TEST_CASE("Experts: skewed, gapped, single-expert and empty routings, whole and under moe_tp_experts", "[nn][moe]") {
-  // Each routing takes another batching: one expert for all tokens (a batch of one expert); experts
-  // 0 and 2 with 1 unused between them (one bmm, the middle expert all padding); 4 tokens to expert
-  // 0 and one to expert 2 (padding would triple the work: one product per expert instead).
+  // Each routing takes another batching: one expert for all tokens (a batch of one expert); groups
+  // of 2, 1 and 2 tokens (one bmm, expert 1 padded); experts 0 and 2 with 1 unused between them,
+  // and 3, 1, 1 tokens (padding would be 1.8x the routed rows): one product per expert instead.
   const std::vector<std::pair<const char*, std::vector<int64_t>>> routings = {
       {"all to expert 2", {2, 2, 2, 2, 2}},
+      {"padded", {0, 1, 2, 0, 2}},
       {"experts 0 and 2", {0, 2, 2, 0, 0, 2, 2, 0, 0, 2}},
-      {"skewed to expert 0", {0, 0, 0, 2, 0}},
+      {"skewed to expert 0", {0, 0, 0, 1, 2}},
   };
   const DeviceMesh mesh = world_line();
   for (int64_t inner : kIntermediate) {
