@@ -97,6 +97,37 @@ void read_architecture(const ConfigReader& reader, HFConfig& config) {
         config.architecture, fmt::join(known, ", "));
 }
 
+// Rotary parameters. transformers >= 4.57 writes {"rope_parameters": {"rope_type": "default",
+// "rope_theta": 10000.0}}; older versions a top-level "rope_theta" and "rope_scaling" (null for the
+// plain rotary embedding). Only the plain one is built, so scaled types (linear, dynamic, yarn,
+// llama3, ...) are refused rather than computed wrongly.
+void check_plain_rope(const json& params, const std::string& key, const std::string& source) {
+  const char* type_keys[] = {"rope_type", "type"};
+  for (const char* type_key : type_keys) {
+    auto it = params.find(type_key);
+    if (it == params.end() || it->is_null()) continue;
+    check(it->is_string() && *it == "default", "hf_config",
+          "{}: key \"{}.{}\" is {}: only the default rotary embedding is supported", source, key, type_key,
+          it->dump());
+  }
+}
+
+double read_rope_theta(const ConfigReader& reader) {
+  if (const json* params = reader.find("rope_parameters")) {
+    reader.expect(params->is_object(), "rope_parameters", *params, "an object");
+    check_plain_rope(*params, "rope_parameters", reader.source());
+    return ConfigReader(*params, reader.source()).number("rope_theta", 10000.0);
+  }
+  if (const json* scaling = reader.find("rope_scaling")) {
+    reader.expect(scaling->is_object(), "rope_scaling", *scaling, "an object or null");
+    check(scaling->contains("rope_type") || scaling->contains("type"), "hf_config",
+          "{}: key \"rope_scaling\" is {}: only the default rotary embedding is supported", reader.source(),
+          scaling->dump());
+    check_plain_rope(*scaling, "rope_scaling", reader.source());
+  }
+  return reader.number("rope_theta", 10000.0);
+}
+
 void check_consistency(const HFConfig& c, const std::string& source, bool head_dim_given) {
   check<ShapeError>(c.num_attention_heads % c.num_key_value_heads == 0, "hf_config",
                     "{}: num_attention_heads ({}) must be a multiple of num_key_value_heads ({})", source,
@@ -145,7 +176,7 @@ HFConfig parse_hf_config(std::string_view json_text, const std::string& source) 
   c.rms_norm_eps = reader.number("rms_norm_eps", mixtral ? 1e-5 : 1e-6);
   check(c.rms_norm_eps > 0, "hf_config", "{}: key \"rms_norm_eps\" must be positive, got {}", source,
         c.rms_norm_eps);
-  c.rope_theta = reader.number("rope_theta", 10000.0);
+  c.rope_theta = read_rope_theta(reader);
   check(c.rope_theta > 0, "hf_config", "{}: key \"rope_theta\" must be positive, got {}", source, c.rope_theta);
   c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
 

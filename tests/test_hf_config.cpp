@@ -135,6 +135,27 @@ TEST_CASE("hf_config: every error names the key", "[checkpoint][hf_config][error
   CHECK_THROWS_AS(nn::parse_hf_config("[1]"), ValueError);
 }
 
+TEST_CASE("hf_config: rotary parameters in the old and the new (rope_parameters) layout", "[checkpoint][hf_config]") {
+  // transformers >= 4.57 moves rope_theta into rope_parameters.
+  json v5 = llama_config();
+  v5.erase("rope_scaling");
+  v5["rope_parameters"] = {{"rope_theta", 500000.0}, {"rope_type", "default"}};
+  CHECK(parse(v5).rope_theta == 500000.0);
+  json plain_scaling = llama_config();
+  plain_scaling["rope_theta"] = 20000.0;
+  plain_scaling["rope_scaling"] = {{"rope_type", "default"}};
+  CHECK(parse(plain_scaling).rope_theta == 20000.0);
+
+  // Scaled rotary embeddings are not built: refused, naming the key.
+  json llama3 = v5;
+  llama3["rope_parameters"]["rope_type"] = "llama3";
+  CHECK_THAT(message_of<ValueError>([&] { parse(llama3); }), Contains("rope_parameters.rope_type") && Contains("llama3"));
+  CHECK_THAT(error_with<ValueError>(llama_config(), "rope_scaling", {{"type", "linear"}, {"factor", 2.0}}),
+             Contains("rope_scaling.type") && Contains("linear"));
+  CHECK_THAT(error_with<ValueError>(llama_config(), "rope_scaling", {{"factor", 2.0}}), Contains("rope_scaling"));
+  CHECK_THAT(error_with<ValueError>(v5, "rope_parameters", 3), Contains("rope_parameters"));
+}
+
 TEST_CASE("hf_config: loading from a directory or a file", "[checkpoint][hf_config]") {
   TempDir dir;
   write_file(dir.file("config.json"), mixtral_config().dump(2));
