@@ -179,6 +179,11 @@ HFConfig parse_hf_config(std::string_view json_text, const std::string& source) 
   c.rope_theta = read_rope_theta(reader);
   check(c.rope_theta > 0, "hf_config", "{}: key \"rope_theta\" must be positive, got {}", source, c.rope_theta);
   c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);
+  // The decoders have no biases: a checkpoint with them would load and compute without them.
+  for (const char* key : {"attention_bias", "mlp_bias"}) {
+    check(!reader.boolean(key, false), "hf_config", "{}: key \"{}\" is true: projections with biases are not supported",
+          source, key);
+  }
 
   // Newer transformers write "dtype"; older ones "torch_dtype".
   const char* dtype_key = reader.find("torch_dtype") ? "torch_dtype" : "dtype";

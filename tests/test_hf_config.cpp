@@ -113,6 +113,9 @@ TEST_CASE("hf_config: every error names the key", "[checkpoint][hf_config][error
   CHECK_THAT(error_with<ValueError>(llama, "num_hidden_layers", 32.5), Contains("num_hidden_layers"));
   CHECK_THAT(error_with<ValueError>(llama, "rope_theta", "big"), Contains("rope_theta"));
   CHECK_THAT(error_with<ValueError>(llama, "tie_word_embeddings", "yes"), Contains("tie_word_embeddings"));
+  CHECK_THAT(error_with<ValueError>(llama, "attention_bias", true), Contains("attention_bias"));
+  CHECK_THAT(error_with<ValueError>(llama, "mlp_bias", true), Contains("mlp_bias"));
+  CHECK_NOTHROW(parse([] { json c = llama_config(); c["attention_bias"] = false; c["mlp_bias"] = false; return c; }()));
   CHECK_THAT(error_with<ValueError>(llama, "num_hidden_layers", 0), Contains("num_hidden_layers") && Contains("positive"));
   CHECK_THAT(error_with<ValueError>(llama, "intermediate_size", -1), Contains("intermediate_size"));
   CHECK_THAT(error_with<ValueError>(llama, "rms_norm_eps", 0), Contains("rms_norm_eps"));
