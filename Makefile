@@ -2,9 +2,9 @@
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives redistribute dispatch load
+BENCHES := collectives redistribute dispatch load tp-forward
 
-.PHONY: all deps build demo test bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
+.PHONY: all deps build demo demo-collectives test bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
 all: build
 
@@ -17,7 +17,19 @@ $(BUILD)/build.ninja: | deps
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
-demo: build
+# A small random Llama checkpoint (written once by tools/make_checkpoint), generated from with
+# the model sharded over 4 ranks and checked against the unsharded model on rank 0.
+DEMO_MODEL = $(BUILD)/demo-model
+$(DEMO_MODEL)/config.json: | build
+	$(BUILD)/tools/make_checkpoint --out $(DEMO_MODEL) --arch llama --hidden 256 --intermediate 688 \
+	  --layers 4 --heads 8 --kv-heads 4 --vocab 2000 --seed 1
+
+demo: build $(DEMO_MODEL)/config.json
+	$(MPIRUN) -np 4 $(BUILD)/examples/generate --model $(DEMO_MODEL) --prompt-ids "1 15 29 42 7 99" \
+	  --max-new-tokens 16 --check
+
+# Every collective on both dims of a 2x2 mesh, checked.
+demo-collectives: build
 	$(MPIRUN) -np 4 $(BUILD)/examples/collectives_demo
 
 test: build
@@ -52,6 +64,21 @@ bench-load: build
 	  status=$$?; cat $(BUILD)/bench-load-np2.txt; exit $$status
 	@awk -F'rss_ratio=' '/^load-run:/ { split($$2, v, " "); if (v[1] + 0 > w) w = v[1] + 0 } \
 	  END { printf "load: rss_ratio=%.3f\n", w }' $(BUILD)/bench-load-np4.txt $(BUILD)/bench-load-np2.txt
+
+# The ~620 MB Llama of issue 7 (hidden 1024, 8 layers, 16 heads, 4 KV heads, intermediate 2816,
+# vocab 32000, f32; written once, 200 MB shards), then prefill 512 + decode 64 at np 1, 2 and 4.
+# Each run prints the table so far; the last line is the summary (bench/bench_tp_forward.cpp).
+BENCH_MODEL = $(BUILD)/bench-model
+TP_FORWARD = $(BUILD)/bench/bench_tp_forward --model $(BENCH_MODEL) --results $(BUILD)/bench-tp-forward
+$(BENCH_MODEL)/config.json: | build
+	$(BUILD)/tools/make_checkpoint --out $(BENCH_MODEL) --arch llama --hidden 1024 --intermediate 2816 \
+	  --layers 8 --heads 16 --kv-heads 4 --vocab 32000 --dtype f32 --seed 1 --max-shard-bytes 200000000
+
+bench-tp-forward: build $(BENCH_MODEL)/config.json
+	rm -rf $(BUILD)/bench-tp-forward
+	$(MPIRUN) -np 1 $(TP_FORWARD)
+	$(MPIRUN) -np 2 $(TP_FORWARD)
+	$(MPIRUN) -np 4 $(TP_FORWARD) --summary
 
 # GPU: torch's linear timings first (skipped where torch is missing), then bench_gpu on 1 rank.
 bench-gpu: build

@@ -44,6 +44,10 @@ RandomTensorSpec uniform_with_std(std::string name, Shape shape, double std) {
 RandomTensorSpec linear_weight(std::string name, int64_t out, int64_t in) {
   return uniform_with_std(std::move(name), {out, in}, 1.0 / std::sqrt(double(in)));
 }
+// Embedding and lm_head: logits of a unit-RMS hidden state get std ~4, tied or not, and a token's
+// own embedding stays a small part of the residual stream (a larger one makes tied models repeat
+// the last token).
+double output_std(const RandomCheckpointSpec& spec) { return 4.0 / std::sqrt(double(spec.hidden)); }
 RandomTensorSpec norm_weight(std::string name, int64_t size) { return {std::move(name), {size}, 0.75, 1.25}; }
 
 void add_attention(std::vector<RandomTensorSpec>& out, const std::string& prefix, const RandomCheckpointSpec& spec) {
@@ -173,7 +177,7 @@ nlohmann::json random_checkpoint_config(const RandomCheckpointSpec& spec) {
 
 std::vector<RandomTensorSpec> random_checkpoint_tensors(const RandomCheckpointSpec& spec) {
   std::vector<RandomTensorSpec> out;
-  out.push_back(uniform_with_std("model.embed_tokens.weight", {spec.vocab, spec.hidden}, 1.0));
+  out.push_back(uniform_with_std("model.embed_tokens.weight", {spec.vocab, spec.hidden}, output_std(spec)));
   for (int64_t i = 0; i < spec.layers; ++i) {
     const std::string prefix = fmt::format("model.layers.{}.", i);
     out.push_back(norm_weight(prefix + "input_layernorm.weight", spec.hidden));
@@ -184,7 +188,7 @@ std::vector<RandomTensorSpec> random_checkpoint_tensors(const RandomCheckpointSp
   }
   out.push_back(norm_weight("model.norm.weight", spec.hidden));
   if (!spec.tie_word_embeddings) {
-    out.push_back(uniform_with_std("lm_head.weight", {spec.vocab, spec.hidden}, 4.0 / std::sqrt(double(spec.hidden))));
+    out.push_back(uniform_with_std("lm_head.weight", {spec.vocab, spec.hidden}, output_std(spec)));
   }
   return out;
 }

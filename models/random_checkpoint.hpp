@@ -8,8 +8,8 @@
 //
 // The same spec always gives the same bytes: each tensor draws from Philox keyed by the seed and
 // the tensor's name. Scales keep activations O(1) and greedy choices clear of near-ties: linear
-// weights uniform with std 1/sqrt(fan_in), norm weights uniform in [0.75, 1.25], embeddings std 1,
-// lm_head std 4/sqrt(hidden) (logits of std ~4), router std 2/sqrt(hidden).
+// weights uniform with std 1/sqrt(fan_in), norm weights uniform in [0.75, 1.25], embedding and
+// lm_head std 4/sqrt(hidden) (logits of std ~4, tied or not), router std 2/sqrt(hidden).
 //
 // Tensors are generated one shard at a time and written as soon as their shard is complete, so
 // memory holds at most one shard (the whole model for max_shard_bytes = 0). Every file is written

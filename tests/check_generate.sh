@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# The generate program end to end at 2 ranks on tiny generated checkpoints: --check must pass
+# (ids_match=yes, exit 0) for a Llama with an uneven vocab and tied embeddings and for a Mixtral
+# with one KV head stored in shards + index; --dump-logits must write a .npy of [prompt, vocab];
+# a prompt id outside the vocab must end the job non-zero, naming the id.
+# Usage: check_generate.sh MPIRUN_WRAPPER MAKE_CHECKPOINT_EXE GENERATE_EXE
+set -u
+mpirun_wrapper=$1
+make_checkpoint=$2
+generate=$3
+dir=$(mktemp -d "${TMPDIR:-/tmp}/dtensor-generate-XXXXXX")
+trap 'rm -rf "$dir"' EXIT
+failures=0
+
+# name, expected exit code (0 or "nonzero"), text the output must contain, then generate's args
+run_case() {
+  local name=$1 expected_rc=$2 expected=$3 output rc verdict=ok
+  shift 3
+  output=$(timeout -k 5 120 "$mpirun_wrapper" -np 2 "$generate" "$@" 2>&1)
+  rc=$?
+  echo "--- $name: exit code $rc"
+  echo "$output" | grep -v '^\s*$' | head -12
+  if [ "$expected_rc" = 0 ] && [ "$rc" -ne 0 ]; then verdict="exit code $rc, expected 0"; fi
+  if [ "$expected_rc" = nonzero ] && [ "$rc" -eq 0 ]; then verdict="exit code 0, expected non-zero"; fi
+  if ! grep -qF -- "$expected" <<<"$output"; then verdict="output lacks: $expected"; fi
+  echo "--- $name: $verdict"
+  [ "$verdict" = ok ] || failures=$((failures + 1))
+}
+
+"$make_checkpoint" --out "$dir/llama" --arch llama --hidden 64 --intermediate 96 --layers 2 --heads 4 \
+  --kv-heads 2 --vocab 301 --tie-word-embeddings --seed 5 || exit 1
+"$make_checkpoint" --out "$dir/mixtral" --arch mixtral --hidden 64 --intermediate 48 --layers 2 --heads 4 \
+  --kv-heads 1 --vocab 200 --experts 3 --experts-per-tok 2 --seed 6 --max-shard-bytes 40000 || exit 1
+
+run_case llama 0 "check: ids_match=yes" --model "$dir/llama" --prompt-ids "3 1 4 1 5 9 2 6" \
+  --max-new-tokens 8 --check --dump-logits "$dir/llama.npy"
+run_case mixtral 0 "check: ids_match=yes" --model "$dir/mixtral" --prompt-ids "7 0 199" --max-new-tokens 6 --check
+run_case bad-prompt-id nonzero "id 301 at position 1 is outside the vocabulary [0, 301)" --model "$dir/llama" \
+  --prompt-ids "1 301"
+
+# The .npy: 128-byte header (v1.0, padded to 64) describing [8, 301] f32, then 8 * 301 floats.
+expected_bytes=$((128 + 8 * 301 * 4))
+if [ "$(stat -c %s "$dir/llama.npy" 2>/dev/null)" != "$expected_bytes" ] ||
+   ! head -c 128 "$dir/llama.npy" | grep -qF "'shape': (8, 301)"; then
+  echo "--- dump-logits: $dir/llama.npy is not an [8, 301] f32 .npy of $expected_bytes bytes"
+  failures=$((failures + 1))
+fi
+echo "generate checks: $failures failed"
+[ "$failures" -eq 0 ]
