@@ -30,8 +30,8 @@ Tensor full_vocab(const nn::Value& logits, const nn::Module& lm_head, int64_t vo
 void check_ids(const std::vector<int64_t>& ids, int64_t vocab) {
   check<ValueError>(!ids.empty(), "forward_tokens", "ids is empty: there is no token to run");
   for (size_t i = 0; i < ids.size(); ++i) {
-    check<ValueError>(ids[i] >= 0 && ids[i] < vocab, "forward_tokens", "id {} at position {} is outside the vocab [0, {})",
-                      ids[i], i, vocab);
+    check<ValueError>(ids[i] >= 0 && ids[i] < vocab, "forward_tokens",
+                      "id {} at position {} is outside the vocab [0, {})", ids[i], i, vocab);
   }
 }
 
@@ -41,7 +41,8 @@ CausalLM::CausalLM(const nn::HFConfig& config, DType dtype)
     : Module(config.architecture), config_(config), dtype_(dtype), rotary_(std::make_shared<RotaryContext>()) {
   check<DTypeError>(is_floating(dtype), "CausalLM", "the model's dtype must be floating, got {}", dtype);
   auto model = add_module("model", std::make_shared<nn::Module>(model_type_name(config)));
-  embed_tokens_ = model->add_module("embed_tokens", std::make_shared<nn::Embedding>(config.vocab_size, config.hidden_size, dtype));
+  embed_tokens_ =
+      model->add_module("embed_tokens", std::make_shared<nn::Embedding>(config.vocab_size, config.hidden_size, dtype));
   auto layers = model->add_module("layers", std::make_shared<nn::Module>("ModuleList"));
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
     layers_.push_back(layers->add_module(std::to_string(i), std::make_shared<DecoderLayer>(config, dtype, rotary_)));
@@ -100,7 +101,8 @@ nn::TpPlan auto_tp_plan(const nn::HFConfig& config) {
 nn::TpPlan sequence_parallel_tp_plan(const nn::HFConfig& config) {
   nn::TpPlan plan = auto_tp_plan(config);
   for (nn::TpRule& rule : plan.rules) {
-    if (rule.pattern == "model.embed_tokens" || rule.pattern.ends_with(".o_proj") || rule.pattern.ends_with(".down_proj"))
+    if (rule.pattern == "model.embed_tokens" || rule.pattern.ends_with(".o_proj") ||
+        rule.pattern.ends_with(".down_proj"))
       rule.strategy = "rowwise_to_sequence";
   }
   for (const char* norm : {"model.layers.*.input_layernorm", "model.layers.*.post_attention_layernorm", "model.norm"})

@@ -23,8 +23,9 @@ void KVCache::grow_to(int64_t capacity, const Tensor& like) {
 
 std::pair<Tensor, Tensor> KVCache::append(const Tensor& k, const Tensor& v) {
   const char* op = "KVCache::append";
-  check<ShapeError>(k.dim() == 3 && k.shape() == v.shape(), op, "k {} and v {} must be the same [tokens, heads, head_dim]",
-                    shape_str(k.shape()), shape_str(v.shape()));
+  check<ShapeError>(k.dim() == 3 && k.shape() == v.shape(), op,
+                    "k {} and v {} must be the same [tokens, heads, head_dim]", shape_str(k.shape()),
+                    shape_str(v.shape()));
   check<DTypeError>(k.dtype() == v.dtype(), op, "k is {}, v is {}", k.dtype(), v.dtype());
   if (keys_.defined()) {
     check<ShapeError>(k.size(1) == keys_.size(1) && k.size(2) == keys_.size(2) && k.dtype() == keys_.dtype(), op,

@@ -13,7 +13,8 @@ nn::Value add_residual(const nn::Value& residual, const nn::Value& update) {
   const DTensor& r = residual.dtensor();
   const DTensor u = update.is_distributed()
                         ? update.dtensor()
-                        : DTensor::from_local(update.tensor("residual update"), r.mesh(), Placements(size_t(r.mesh().ndim()), Replicate()), r.shape());
+                        : DTensor::from_local(update.tensor("residual update"), r.mesh(),
+                                              Placements(size_t(r.mesh().ndim()), Replicate()), r.shape());
   return add(r, u.redistribute(r.placements()));
 }
 

@@ -53,7 +53,8 @@ nn::TensorSource packed_gate_up(const nn::Checkpoint& checkpoint, const std::str
 nn::TensorSource packed_down(const nn::Checkpoint& checkpoint, const std::string& experts, const nn::HFConfig& c) {
   auto downs = expert_sources(checkpoint, experts, "w2", c.num_local_experts, {c.hidden_size, c.intermediate_size});
   auto read = [downs](const Shape& offset, const Tensor& out) {
-    for (int64_t i = 0; i < out.size(0); ++i) downs[size_t(offset[0] + i)].read_box({offset[1], offset[2]}, out.select(0, i));
+    for (int64_t i = 0; i < out.size(0); ++i)
+      downs[size_t(offset[0] + i)].read_box({offset[1], offset[2]}, out.select(0, i));
   };
   return {downs[0].dtype, {c.num_local_experts, c.hidden_size, c.intermediate_size}, read};
 }

@@ -39,8 +39,8 @@ const char* kLlamaSequenceParallelJson = R"({
 })";
 
 std::vector<std::pair<std::string, nn::TpPlan>> plans_for(const nn::HFConfig& config) {
-  nn::TpPlan sp = config.is_moe() ? models::sequence_parallel_tp_plan(config)
-                                  : nn::TpPlan::from_json(kLlamaSequenceParallelJson);
+  nn::TpPlan sp =
+      config.is_moe() ? models::sequence_parallel_tp_plan(config) : nn::TpPlan::from_json(kLlamaSequenceParallelJson);
   return {{"auto", models::auto_tp_plan(config)}, {"sequence parallel", sp}};
 }
 
@@ -207,7 +207,8 @@ TEST_CASE("LlamaRMSNorm rounds the normalised value to the input dtype before th
 TEST_CASE("KVCache appends in place within its capacity and keeps the contents when it grows", "[models][cache]") {
   models::KVCache cache;
   cache.reserve(6);
-  const Tensor k = models_test::uniform({4, 2, 3}, 21, 1.0, DType::F32), v = models_test::uniform({4, 2, 3}, 22, 1.0, DType::F32);
+  const Tensor k = models_test::uniform({4, 2, 3}, 21, 1.0, DType::F32),
+               v = models_test::uniform({4, 2, 3}, 22, 1.0, DType::F32);
   auto [keys, values] = cache.append(k, v);
   CHECK(cache.capacity() == 6);
   const void* buffer = keys.data_ptr();

@@ -51,7 +51,8 @@ TEST_CASE("a checkpoint missing a tensor names it", "[models][errors]") {
   TinySpec mixtral;
   mixtral.architecture = "MixtralForCausalLM";
   SharedDir moe;
-  write_edited(moe, mixtral, [](nn::NamedTensors& t) { drop(t, "model.layers.0.block_sparse_moe.experts.2.w3.weight"); });
+  write_edited(moe, mixtral,
+               [](nn::NamedTensors& t) { drop(t, "model.layers.0.block_sparse_moe.experts.2.w3.weight"); });
   check_load_fails<ValueError>(moe, "model.layers.0.block_sparse_moe.experts.2.w3.weight");
 
   // Untied: lm_head.weight is required.
@@ -64,7 +65,8 @@ TEST_CASE("a checkpoint tensor of the wrong shape names it", "[models][errors]")
   TinySpec spec;
   SharedDir llama;
   write_edited(llama, spec, [&](nn::NamedTensors& t) {
-    replace(t, "model.layers.0.self_attn.k_proj.weight", Tensor::zeros({spec.kv_heads * spec.dim() + 1, spec.hidden}, DType::F32));
+    replace(t, "model.layers.0.self_attn.k_proj.weight",
+            Tensor::zeros({spec.kv_heads * spec.dim() + 1, spec.hidden}, DType::F32));
   });
   check_load_fails<ShapeError>(llama, "model.layers.0.self_attn.k_proj.weight");
 
@@ -72,7 +74,8 @@ TEST_CASE("a checkpoint tensor of the wrong shape names it", "[models][errors]")
   mixtral.architecture = "MixtralForCausalLM";
   SharedDir moe;
   write_edited(moe, mixtral, [&](nn::NamedTensors& t) {
-    replace(t, "model.layers.1.block_sparse_moe.experts.3.w2.weight", Tensor::zeros({mixtral.intermediate, mixtral.hidden}, DType::F32));
+    replace(t, "model.layers.1.block_sparse_moe.experts.3.w2.weight",
+            Tensor::zeros({mixtral.intermediate, mixtral.hidden}, DType::F32));
   });
   check_load_fails<ShapeError>(moe, "model.layers.1.block_sparse_moe.experts.3.w2.weight");
 }
@@ -98,13 +101,14 @@ TEST_CASE("prompt ids outside the vocab are refused, naming the id", "[models][e
   SharedDir dir;
   TinySpec spec;
   models_test::write_checkpoint(dir, spec);
-  auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(nn::load_hf_config(dir.str())), DType::F32);
+  auto model =
+      models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(nn::load_hf_config(dir.str())), DType::F32);
   CHECK_THROWS_AS(model->forward_tokens({1, 37, 2}), ValueError);
   CHECK_THROWS_WITH(model->forward_tokens({1, 37, 2}), Catch::Contains("id 37") && Catch::Contains("[0, 37)"));
   CHECK_THROWS_WITH(model->forward_tokens({-4}), Catch::Contains("id -4"));
   CHECK_THROWS_AS(model->forward_tokens({}), ValueError);
   CHECK_THROWS_WITH(models::generate_greedy(*model, {0, 99}, 2), Catch::Contains("id 99"));
-  CHECK(model->cache_length() == 0);  // nothing ran
+  CHECK(model->cache_length() == 0);                                       // nothing ran
   CHECK(models::generate_greedy(*model, {0, 36}, 2).new_ids.size() == 2);  // the model still works
 }
 

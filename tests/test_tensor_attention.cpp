@@ -62,7 +62,8 @@ TEST_CASE("causal_attention equals masked softmax attention per head", "[tensor]
       const Tensor k = normal({c.total, c.kv_heads, c.head_dim}, 2, dtype);
       const Tensor v = normal({c.total, c.kv_heads, c.head_dim}, 3, dtype);
       const Tensor out = causal_attention(q, k, v);
-      INFO("seq " << c.seq << " total " << c.total << " heads " << c.heads << "/" << c.kv_heads << " " << dtype_name(dtype));
+      INFO("seq " << c.seq << " total " << c.total << " heads " << c.heads << "/" << c.kv_heads << " "
+                  << dtype_name(dtype));
       CHECK(out.shape() == Shape{c.seq, c.heads, c.head_dim});
       CHECK(out.dtype() == dtype);
       const double tol = dtype == DType::F64 ? 1e-12 : 2e-6;
@@ -74,7 +75,8 @@ TEST_CASE("causal_attention equals masked softmax attention per head", "[tensor]
 TEST_CASE("causal_attention with an explicit KV head per query head, strided inputs, bf16", "[tensor][attention]") {
   // 3 query heads reading KV heads 1, 1, 0 (a rank's heads of an uneven split need such maps).
   const std::vector<int64_t> map = {1, 1, 0};
-  const Tensor q = normal({4, 3, 8}, 4, DType::F64), k = normal({6, 2, 8}, 5, DType::F64), v = normal({6, 2, 8}, 6, DType::F64);
+  const Tensor q = normal({4, 3, 8}, 4, DType::F64), k = normal({6, 2, 8}, 5, DType::F64),
+               v = normal({6, 2, 8}, 6, DType::F64);
   CHECK(allclose(causal_attention(q, k, v, map), reference_attention(q, k, v, map), 1e-12, 1e-12));
 
   // Views with other strides give the same as their contiguous copies.
@@ -150,10 +152,12 @@ TEST_CASE("apply_rotary rotates each pair (i, i + D/2) by its angle", "[tensor][
   // bf16: each product and the sum rounded to bf16, as the torch ops would.
   const Tensor xb = normal({seq, heads, d}, 10, DType::BF16);
   const RotaryTables tb = rotary_tables(positions, d, 10000.0, DType::BF16);
-  const Tensor expected_b = add(mul(xb, tb.cos.unsqueeze(1)),
-                                mul(cat({neg(xb.narrow(2, d / 2, d / 2)), xb.narrow(2, 0, d / 2)}, 2), tb.sin.unsqueeze(1)));
+  const Tensor expected_b =
+      add(mul(xb, tb.cos.unsqueeze(1)),
+          mul(cat({neg(xb.narrow(2, d / 2, d / 2)), xb.narrow(2, 0, d / 2)}, 2), tb.sin.unsqueeze(1)));
   CHECK(equal(apply_rotary(xb, tb), expected_b));
-  CHECK_THROWS_AS(apply_rotary(normal({4, heads, d}, 1, DType::F32), rotary_tables(positions, d, 1e4, DType::F32)), ShapeError);
+  CHECK_THROWS_AS(apply_rotary(normal({4, heads, d}, 1, DType::F32), rotary_tables(positions, d, 1e4, DType::F32)),
+                  ShapeError);
   CHECK_THROWS_AS(apply_rotary(normal({seq, heads, d}, 1, DType::F32), rotary_tables(positions, d, 1e4, DType::F64)),
                   DTypeError);
 }
