@@ -81,6 +81,11 @@ nn::RankHeads LlamaAttention::heads_here(int64_t q_features, int64_t kv_features
 
 nn::Value LlamaAttention::forward(const nn::Value& x) {
   const Tensor input = whole(x);
+  // A plain tensor that a sequence_parallel norm took for this rank's rows comes back np times longer.
+  check<ValueError>(input.size(0) == rotary_->tables.cos.size(0), "LlamaAttention",
+                    "got {} positions for a forward of {} tokens: under sequence_parallel norms the residual stream "
+                    "must arrive split on the sequence (embed_tokens: rowwise_to_sequence)",
+                    input.size(0), rotary_->tables.cos.size(0));
   const Tensor q = whole((*q_proj_)(input)), k = whole((*k_proj_)(input)), v = whole((*v_proj_)(input));
   const nn::RankHeads mine = heads_here(q.size(-1), k.size(-1));
   const int64_t seq = input.size(0), d = heads_.head_dim;

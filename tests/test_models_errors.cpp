@@ -135,3 +135,15 @@ TEST_CASE("a model needs a known architecture and a floating dtype", "[models][e
   config.architecture = "MistralForCausalLM";
   CHECK_THROWS_WITH(models::CausalLM(config, DType::F32), Catch::Contains("MistralForCausalLM"));
 }
+
+TEST_CASE("a sequence-parallel plan whose embedding does not split the sequence is refused", "[models][errors]") {
+  if (world().size() == 1) return;  // on one rank a plain tensor is the whole sequence: nothing to refuse
+  SharedDir dir;
+  models_test::write_checkpoint(dir, TinySpec{});
+  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  nn::TpPlan plan = models::sequence_parallel_tp_plan(config);
+  for (nn::TpRule& rule : plan.rules)
+    if (rule.pattern == "model.embed_tokens") rule.strategy = "rowwise";  // plain, whole output
+  auto model = models::load_sharded(dir.str(), world_line(), plan, DType::F32);
+  CHECK_THROWS_WITH(model->forward_tokens({1, 2, 3}), Catch::Contains("rowwise_to_sequence"));
+}
