@@ -56,12 +56,19 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
   std::vector<int64_t> positions(static_cast<size_t>(tokens.numel()));
   std::iota(positions.begin(), positions.end(), cache_length_);
   rotary_->tables = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_);
-  nn::Value h = (*embed_tokens_)(tokens);
-  for (const auto& layer : layers_) h = (*layer)(h);
-  h = (*norm_)(h);
-  cache_length_ += tokens.numel();
-  // An lm_head without a strategy takes plain input; with one, its strategy gathers the sequence.
-  return (*lm_head_)(lm_head_->strategy() ? h : nn::Value(whole(h)));
+  try {
+    nn::Value h = (*embed_tokens_)(tokens);
+    for (const auto& layer : layers_) h = (*layer)(h);
+    h = (*norm_)(h);
+    // An lm_head without a strategy takes plain input; with one, its strategy gathers the sequence.
+    nn::Value logits = (*lm_head_)(lm_head_->strategy() ? h : nn::Value(whole(h)));
+    cache_length_ += tokens.numel();
+    return logits;
+  } catch (...) {
+    // The layers that ran have cached these positions: forget them, so the caches stay aligned.
+    for (const auto& layer : layers_) layer->attention().cache().truncate(cache_length_);
+    throw;
+  }
 }
 
 Tensor CausalLM::forward_tokens(const std::vector<int64_t>& ids) {

@@ -21,6 +21,12 @@ void KVCache::grow_to(int64_t capacity, const Tensor& like) {
   values_ = std::move(values);
 }
 
+void KVCache::truncate(int64_t length) {
+  check<ValueError>(length >= 0 && length <= length_, "KVCache::truncate", "length {} is outside [0, {}]", length,
+                    length_);
+  length_ = length;
+}
+
 std::pair<Tensor, Tensor> KVCache::append(const Tensor& k, const Tensor& v) {
   const char* op = "KVCache::append";
   check<ShapeError>(k.dim() == 3 && k.shape() == v.shape(), op,

@@ -25,6 +25,8 @@ class KVCache {
   int64_t capacity() const { return keys_.defined() ? keys_.size(0) : 0; }
   // Forgets the positions; the buffers stay for the next sequence.
   void clear() { length_ = 0; }
+  // Keeps only the first `length` positions (ValueError beyond the cached length).
+  void truncate(int64_t length);
 
  private:
   void grow_to(int64_t capacity, const Tensor& like);

@@ -225,6 +225,11 @@ TEST_CASE("KVCache appends in place within its capacity and keeps the contents w
   const Tensor other_heads = models_test::uniform({1, 3, 3}, 24, 1.0, DType::F32);
   CHECK_THROWS_AS(cache.append(other_heads, other_heads), ShapeError);
   CHECK_THROWS_AS(cache.append(step, other_heads), ShapeError);
+  cache.truncate(5);  // what a failed forward does: the later positions are forgotten
+  std::tie(keys, values) = cache.append(k, v);
+  CHECK(equal(keys.narrow(0, 5, 4), k));
+  CHECK(keys.size(0) == 9);
+  CHECK_THROWS_AS(cache.truncate(10), ValueError);
   cache.clear();
   CHECK(cache.length() == 0);
   CHECK(cache.capacity() == 12);
