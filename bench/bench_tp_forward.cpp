@@ -16,6 +16,11 @@
 // / (the same at np N), i.e. the whole workload's wall time; the prefill and decode speedups
 // are printed separately. With --summary the last line is
 //   tp_forward: speedup_np2=X linear_gflops_np1=X prefill_speedup_np2=X decode_speedup_np2=X speedup_np4=X
+// Generic tuning, as tensor/linalg.cpp has (GCC 12's znver3 tuning slows Eigen's GEBP by ~30%
+// here), so the raw Eigen reference row measures the same kernel code the Linear layers run.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC target("tune=generic")
+#endif
 #include "bench_tp_forward_report.hpp"
 
 #include "collectives/runtime.hpp"
