@@ -5,9 +5,11 @@
 //   scripts/mpirun.sh -np 4 build/bench/bench_tp_forward --model build/bench-model --results DIR --summary
 //
 // Each run loads the model sharded over all ranks (the auto plan), then per repeat: a prefill of
-// --prefill tokens and --decode greedy single-token steps on the KV cache. Times are the slowest
-// rank's; the median over repeats is reported. Linear GFLOP/s is nn::ScopedLinearProfile over the
-// prefills: each rank's local matmul flops / seconds, and the sum over ranks. The single-rank run
+// --prefill tokens and --decode greedy single-token steps on the KV cache. --warmup untimed
+// repeats come first. Times are the slowest rank's; the median over repeats is reported. Linear
+// GFLOP/s is nn::ScopedLinearProfile over the timed prefills: each rank's local matmul flops /
+// seconds, and the sum over ranks (np 4 oversubscribes the 2 cores: its per-rank rates include
+// time the rank waited for a core). The single-rank run
 // also times raw Eigen GEMM (x @ W^T, row-major, one process) on one prefill's Linear shapes as
 // the kernel's reference.
 //
@@ -46,7 +48,8 @@ struct Options {
   std::string results_dir;
   int64_t prefill = 512;
   int64_t decode = 64;
-  int repeats = 3;
+  int repeats = 5;
+  int warmup = 1;
   bool summary = false;
 };
 
@@ -151,7 +154,8 @@ RunResult run(Communicator& world, const Options& o) {
   result.prefill_tokens = o.prefill;
   result.decode_steps = o.decode;
   std::vector<double> prefill, decode;
-  nn::LinearStats linear;
+  nn::LinearStats linear, warmup_linear;
+  for (int r = 0; r < o.warmup; ++r) run_once(world, *model, o, warmup_linear);
   for (int r = 0; r < o.repeats; ++r) {
     const Repeat rep = run_once(world, *model, o, linear);
     prefill.push_back(rep.prefill_s);
@@ -174,6 +178,8 @@ void add_options(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--repeats", o.repeats, "repeats (the median is reported)")->check(CLI::Range(1, 100))
       ->capture_default_str();
+  app.add_option("--warmup", o.warmup, "untimed repeats first (first touch of buffers and caches)")
+      ->check(CLI::Range(0, 100))->capture_default_str();
   app.add_flag("--summary", o.summary, "end with the tp_forward: summary line (needs np1 and np2 results)");
 }
 
