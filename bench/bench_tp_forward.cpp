@@ -9,15 +9,16 @@
 // repeats come first. Times are the slowest rank's; the median over repeats is reported. Linear
 // GFLOP/s is nn::ScopedLinearProfile over the timed prefills: each rank's local matmul flops /
 // seconds, and the sum over ranks (np 4 oversubscribes the 2 cores: its per-rank rates include
-// time the rank waited for a core). The single-rank run
-// also times raw Eigen GEMM (x @ W^T, row-major, one process) on one prefill's Linear shapes as
-// the kernel's reference.
+// time the rank waited for a core). The single-rank run also times raw Eigen GEMM (x @ W^T,
+// row-major, one process, one weight per shape reused) on one prefill's Linear shapes as the
+// kernel's reference.
 //
 // Rank 0 stores its run as DIR/np<N>.json and prints the table of every run in DIR so far, with
 // speedups over np 1 (the single-process baseline). speedup = (prefill + decode seconds at np 1)
 // / (the same at np N), i.e. the whole workload's wall time; the prefill and decode speedups
 // are printed separately. With --summary the last line is
 //   tp_forward: speedup_np2=X linear_gflops_np1=X prefill_speedup_np2=X decode_speedup_np2=X speedup_np4=X
+//
 // Generic tuning, as tensor/linalg.cpp has (GCC 12's znver3 tuning slows Eigen's GEBP by ~30%
 // here), so the raw Eigen reference row measures the same kernel code the Linear layers run.
 #if defined(__GNUC__) && !defined(__clang__)
