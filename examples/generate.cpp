@@ -5,7 +5,7 @@
 //       --prompt-ids "1 15 29" --max-new-tokens 32 --dtype bf16 --dump-logits logits.npy  (one line)
 //
 // The model is loaded over a 1-D tensor-parallel mesh of all ranks with the --plan file's
-// strategies (default: the model's auto plan), then generates greedily. Rank 0 prints the
+// strategies (default `--plan auto`: the model's built-in plan), then generates greedily. Rank 0 prints the
 // generated ids and the prefill and decode tokens per second. --dump-logits writes the f32 logits
 // of every prompt position, [prompt length, vocab], as a NumPy .npy file (rank 0).
 // --check also runs the unsharded model on rank 0 and prints
@@ -39,7 +39,7 @@ constexpr const char* kOp = "generate";
 
 struct Options {
   std::string model_dir;
-  std::string plan_file;  // empty: the model's auto plan
+  std::string plan_file = "auto";  // "auto": the model's built-in plan
   std::string prompt_ids = "1 2 3 4 5 6 7 8";
   int64_t max_new_tokens = 16;
   std::string dtype_flag = "f32";
@@ -51,7 +51,8 @@ struct Options {
 
 void add_options(CLI::App& app, Options& o) {
   app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors)")->required();
-  app.add_option("--plan", o.plan_file, "JSON tp_plan {\"pattern\": \"strategy\"} (default: the auto plan)");
+  app.add_option("--plan", o.plan_file, "JSON tp_plan file {\"pattern\": \"strategy\"}, or auto (the model's own plan)")
+      ->capture_default_str();
   app.add_option("--prompt-ids", o.prompt_ids, "prompt token ids, separated by spaces")->capture_default_str();
   app.add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
@@ -102,7 +103,7 @@ void print_model(const Options& o, const nn::HFConfig& config, int ranks, double
              config.num_attention_heads, config.num_key_value_heads, config.vocab_size,
              config.is_moe() ? fmt::format(", {} experts top-{}", config.num_local_experts, config.num_experts_per_tok)
                              : "",
-             dtype_name(o.dtype), ranks, o.plan_file.empty() ? "auto" : o.plan_file, load_seconds);
+             dtype_name(o.dtype), ranks, o.plan_file, load_seconds);
 }
 
 // Decode steps are the single-token forwards after the prefill (the first new token comes from
@@ -141,7 +142,8 @@ bool share_verdict(Communicator& world, bool ok_on_root) {
 int run(Communicator& world, const Options& o) {
   const nn::HFConfig config = nn::load_hf_config(o.model_dir);
   const std::vector<int64_t> prompt = parse_prompt(o.prompt_ids, config.vocab_size);
-  const nn::TpPlan plan = o.plan_file.empty() ? models::auto_tp_plan(config) : nn::TpPlan::from_json_file(o.plan_file);
+  const nn::TpPlan plan =
+      o.plan_file == "auto" ? models::auto_tp_plan(config) : nn::TpPlan::from_json_file(o.plan_file);
   const DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
 
   const auto load_start = std::chrono::steady_clock::now();

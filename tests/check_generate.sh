@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The generate program end to end at 2 ranks on tiny generated checkpoints: --check must pass
-# (ids_match=yes, exit 0) for a Llama with an uneven vocab and tied embeddings and for a Mixtral
+# (ids_match=yes, exit 0) for a Llama with an uneven vocab and tied embeddings (under the auto plan,
+# `--plan auto` and a sequence-parallel plan file) and for a Mixtral
 # with one KV head stored in shards + index; --dump-logits must write a .npy of [prompt, vocab];
 # a prompt id outside the vocab must end the job non-zero, naming the id.
 # Usage: check_generate.sh MPIRUN_WRAPPER MAKE_CHECKPOINT_EXE GENERATE_EXE
@@ -34,6 +35,18 @@ run_case() {
 
 run_case llama 0 "check: ids_match=yes" --model "$dir/llama" --prompt-ids "3 1 4 1 5 9 2 6" \
   --max-new-tokens 8 --check --dump-logits "$dir/llama.npy"
+# The same Llama under a sequence-parallel plan file, and under --plan auto spelled out.
+cat > "$dir/sp-plan.json" <<'JSON'
+{"model.embed_tokens": "rowwise_to_sequence",
+ "model.layers.*.input_layernorm": "sequence_parallel", "model.layers.*.post_attention_layernorm": "sequence_parallel",
+ "model.layers.*.self_attn.q_proj": "colwise", "model.layers.*.self_attn.k_proj": "colwise",
+ "model.layers.*.self_attn.v_proj": "colwise", "model.layers.*.self_attn.o_proj": "rowwise_to_sequence",
+ "model.layers.*.mlp.gate_proj": "colwise", "model.layers.*.mlp.up_proj": "colwise",
+ "model.layers.*.mlp.down_proj": "rowwise_to_sequence", "model.norm": "sequence_parallel", "lm_head": "colwise_rep"}
+JSON
+run_case llama-sp-plan 0 "check: ids_match=yes" --model "$dir/llama" --plan "$dir/sp-plan.json" \
+  --prompt-ids "3 1 4 1 5 9 2 6" --max-new-tokens 8 --check
+run_case llama-plan-auto 0 "plan auto" --model "$dir/llama" --plan auto --prompt-ids "3 1 4" --max-new-tokens 2 --check
 run_case mixtral 0 "check: ids_match=yes" --model "$dir/mixtral" --prompt-ids "7 0 199" --max-new-tokens 6 --check
 run_case bad-prompt-id nonzero "id 301 at position 1 is outside the vocabulary [0, 301)" --model "$dir/llama" \
   --prompt-ids "1 301"
