@@ -22,8 +22,10 @@ std::vector<nn::TensorSource> expert_sources(const nn::Checkpoint& checkpoint, c
     nn::TensorSource s = checkpoint.source(tensor);  // ValueError naming the tensor when missing
     check<ShapeError>(s.shape == shape, "load", "checkpoint tensor '{}' has shape {}, the model expects {}", tensor,
                       shape_str(s.shape), shape_str(shape));
-    check<DTypeError>(sources.empty() || s.dtype == sources[0].dtype, "load",
-                      "checkpoint tensor '{}' is {}, expert 0's is {}", tensor, s.dtype, sources[0].dtype);
+    // Not check(): its message arguments are evaluated even when it passes, and sources[0] needs a source.
+    if (!sources.empty() && s.dtype != sources[0].dtype) {
+      fail<DTypeError>("load", "checkpoint tensor '{}' is {}, expert 0's is {}", tensor, s.dtype, sources[0].dtype);
+    }
     sources.push_back(std::move(s));
   }
   return sources;
