@@ -175,12 +175,23 @@ void check_matmul_args(const Tensor& a, const Tensor& b, const char* op) {
                     shape_str(b.shape()));
 }
 
+// A 16-bit operand widened to f32 in its own memory order. A transposed view (x @ W^T's W^T) is
+// widened as the row-major tensor it views and transposed back: converting the view itself would
+// write the copy transposed, element by element (80x slower for a [32000, 1024] lm_head), and
+// GEMM reads the transposed result in place either way.
+Tensor widened(const Tensor& t) {
+  const int64_t d = t.dim();
+  const bool transposed = t.strides()[size_t(d) - 2] == 1 && t.strides()[size_t(d) - 1] != 1;
+  if (!transposed) return t.to(DType::F32);
+  return t.transpose(d - 2, d - 1).to(DType::F32).transpose(d - 2, d - 1);
+}
+
 // The product in the compute type: f32/f64 as they are, 16-bit floats widened to f32.
 Tensor matmul_compute(const Tensor& a, const Tensor& b, const char* op) {
   switch (a.dtype()) {
     case DType::F64: return matmul_native<double>(a, b, op);
     case DType::F32: return matmul_native<float>(a, b, op);
-    default: return matmul_native<float>(a.to(DType::F32), b.to(DType::F32), op);
+    default: return matmul_native<float>(widened(a), widened(b), op);
   }
 }
 
@@ -235,11 +246,8 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                       shape_str(bias.shape()));
   }
   const Tensor x2 = x.dim() == 1 ? x.unsqueeze(0) : x;
-  // weight^T is a [in, out] view with column stride 'in': GEMM reads it as column-major. A 16-bit
-  // weight is widened first, in its own row-major order: widening the transposed view would
-  // write the copy transposed, element by element (80x slower for a [32000, 1024] lm_head).
-  const Tensor w = is_floating(weight.dtype()) && weight.element_size() == 2 ? weight.to(DType::F32) : weight;
-  Tensor out = matmul_compute(x2, w.transpose(0, 1), op);
+  // weight^T is a [in, out] view with column stride 'in': GEMM reads it as column-major.
+  Tensor out = matmul_compute(x2, weight.transpose(0, 1), op);
   if (bias.defined()) {
     if (out.dtype() == DType::F64) add_bias_rows<double>(out, bias);
     else add_bias_rows<float>(out, bias);
