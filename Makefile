@@ -80,10 +80,19 @@ bench-tp-forward: build $(BENCH_MODEL)/config.json
 	$(MPIRUN) -np 2 $(TP_FORWARD)
 	$(MPIRUN) -np 4 $(TP_FORWARD) --summary
 
-# GPU: torch's linear timings first (skipped where torch is missing), then bench_gpu on 1 rank.
-bench-gpu: build
+# GPU: torch's timings first (skipped where torch is missing), then bench_gpu on 1 rank. The
+# prefill model has TinyLlama-1.1B's shape (hidden 2048, intermediate 5632, 22 layers, 32 heads /
+# 4 KV heads, vocab 32000) with random bf16 weights, written once (2.2 GB).
+GPU_MODEL = $(BUILD)/gpu-bench-model
+$(GPU_MODEL)/config.json: | build
+	$(BUILD)/tools/make_checkpoint --out $(GPU_MODEL) --arch llama --hidden 2048 --intermediate 5632 \
+	  --layers 22 --heads 32 --kv-heads 4 --vocab 32000 --dtype bf16 --seed 1 --max-shard-bytes 1000000000
+
+bench-gpu: build $(GPU_MODEL)/config.json
 	-python3 bench/torch_linear.py $(BUILD)/torch-linear.json
-	$(MPIRUN) -np 1 $(BUILD)/bench/bench_gpu --torch-linear $(BUILD)/torch-linear.json
+	-python3 bench/torch_prefill.py $(GPU_MODEL) $(BUILD)/torch-prefill.json --tokens 512 --dtype bf16 --repeats 15
+	$(MPIRUN) -np 1 $(BUILD)/bench/bench_gpu --torch-linear $(BUILD)/torch-linear.json \
+	  --model $(GPU_MODEL) --torch-prefill $(BUILD)/torch-prefill.json --prefill-tokens 512 --dtype bf16
 
 clean:
 	rm -rf $(BUILD)

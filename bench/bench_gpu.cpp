@@ -1,13 +1,16 @@
-// GPU benchmark: NCCL all_reduce through our backend against the raw NCCL call, and our cuBLASLt
-// linear against torch.nn.functional.linear on the same GPU (bench/torch_linear.py writes the
-// torch timings as JSON; `make bench-gpu` runs both). Prints tables of medians and ends with
-//   gpu: nccl_ratio=X linear_vs_torch=X prefill_vs_torch=n/a
-// ratios = geometric mean over sizes of (reference time / our time): 1.0 is parity, higher is
-// faster than the reference. prefill_vs_torch needs the Llama model, which does not exist yet.
+// GPU benchmark: NCCL all_reduce through our backend against the raw NCCL call, our cuBLASLt
+// linear against torch.nn.functional.linear, and the prefill of a Llama checkpoint against the
+// same model in torch eager, all on the same GPU (bench/torch_linear.py and
+// bench/torch_prefill.py write the torch timings as JSON; `make bench-gpu` runs all three).
+// Prints tables of medians and ends with
+//   gpu: nccl_ratio=X linear_vs_torch=X prefill_vs_torch=X
+// nccl and linear ratios = geometric mean over sizes of (reference time / our time), the prefill
+// ratio torch's median over ours: 1.0 is parity, higher is faster than the reference.
 #include "collectives/mpi_backend.hpp"
 #include "collectives/nccl.hpp"
 #include "collectives/nccl_backend.hpp"
 #include "collectives/runtime.hpp"
+#include "models/causal_lm.hpp"
 #include "tensor/cuda/device_memory.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
@@ -169,13 +172,68 @@ double bench_linear(const std::string& torch_json, int repeats) {
   return geometric_mean(ratios);
 }
 
+// The prompt bench/torch_prefill.py runs too.
+std::vector<int64_t> prefill_ids(int64_t tokens, int64_t vocab) {
+  std::vector<int64_t> ids(size_t(tokens), 0);
+  for (int64_t i = 0; i < tokens; ++i) ids[size_t(i)] = (1 + 7 * i) % vocab;
+  return ids;
+}
+
+// The prefill of `tokens` tokens of the checkpoint in `dir`, loaded unsharded in `dtype` and moved
+// to the GPU, against torch's median from JSON ({"seconds": .., "tokens": .., "last_logits": [..]}).
+// Each sample resets the KV cache, runs forward_tokens and waits for the GPU. Returns torch's
+// time over ours, 0 when either side is missing.
+double bench_prefill(const std::string& dir, const std::string& torch_json, int64_t tokens, DType dtype, int repeats) {
+  if (dir.empty()) return 0;
+  const Device device = nccl_device();
+  auto model = models::load_unsharded(dir, dtype);
+  model->to(device);
+  const std::vector<int64_t> ids = prefill_ids(tokens, model->config().vocab_size);
+  model->reserve_cache(tokens);
+  Tensor logits;
+  auto prefill = [&] {
+    model->reset_cache();
+    logits = model->forward_tokens(ids);
+  };
+  const double ours_s = median_seconds(device.index, repeats, 1, prefill);
+  double torch_s = 0, logits_diff = -1;
+  std::ifstream file(torch_json);
+  if (!torch_json.empty() && file) {
+    const nlohmann::json torch = nlohmann::json::parse(file);
+    if (torch.at("tokens") == tokens) torch_s = torch.at("seconds");
+    const auto last = torch.at("last_logits").get<std::vector<float>>();
+    const Tensor mine = logits.select(0, tokens - 1).to(Device::cpu());
+    if (int64_t(last.size()) == mine.numel()) {
+      logits_diff = max_abs_diff(mine, Tensor::from_vector(last, {int64_t(last.size())}));
+    }
+  }
+  const nn::HFConfig& c = model->config();
+  fmt::print("\n# Llama prefill of {} tokens, {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}) on one GPU\n",
+             tokens, dtype, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads,
+             c.vocab_size);
+  fmt::print("{:>8} {:>10} {:>12} {:>10} {:>8} {:>16}\n", "tokens", "ours(ms)", "tokens/s", "torch(ms)", "ratio",
+             "max|dlogit|");
+  fmt::print("{:>8} {:>10.3f} {:>12.0f} {:>10} {:>8} {:>16}\n", tokens, ours_s * 1e3, double(tokens) / ours_s,
+             torch_s > 0 ? fmt::format("{:.3f}", torch_s * 1e3) : "n/a",
+             torch_s > 0 ? fmt::format("{:.3f}", torch_s / ours_s) : "n/a",
+             logits_diff >= 0 ? fmt::format("{:.3g}", logits_diff) : "n/a");
+  return torch_s > 0 ? torch_s / ours_s : 0;
+}
+
+std::string ratio_text(double ratio) { return ratio > 0 ? fmt::format("{:.3f}", ratio) : "n/a"; }
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"NCCL and cuBLAS through dtensor vs raw NCCL and torch"};
-  std::string torch_json;
+  std::string torch_json, model_dir, torch_prefill_json, dtype_name = "bf16";
+  int64_t prefill_tokens = 512;
   int repeats = 15;
   app.add_option("--torch-linear", torch_json, "JSON timings written by bench/torch_linear.py");
+  app.add_option("--model", model_dir, "Llama checkpoint directory for the prefill (none: prefill n/a)");
+  app.add_option("--torch-prefill", torch_prefill_json, "JSON written by bench/torch_prefill.py for --model");
+  app.add_option("--prefill-tokens", prefill_tokens, "prompt length of the prefill")->check(CLI::PositiveNumber);
+  app.add_option("--dtype", dtype_name, "model dtype for the prefill")->check(CLI::IsMember({"bf16", "f32"}));
   app.add_option("--repeats", repeats, "timed repeats per case (median reported)");
   CLI11_PARSE(app, argc, argv);
   if (cuda::device_count() == 0) {
@@ -184,13 +242,12 @@ int main(int argc, char** argv) {
   }
   return run_main(argc, argv, [&](Communicator& world) {
     const double nccl_ratio = bench_nccl(world, repeats);
-    double linear_ratio = 0;
-    if (world.rank() == 0) linear_ratio = bench_linear(torch_json, repeats);
-    if (world.rank() == 0) {
-      fmt::print("\n# prefill_vs_torch: n/a (needs the Llama model of the models issue, not built yet)\n");
-      fmt::print("gpu: nccl_ratio={:.3f} linear_vs_torch={} prefill_vs_torch=n/a\n", nccl_ratio,
-                 linear_ratio > 0 ? fmt::format("{:.3f}", linear_ratio) : "n/a");
-    }
+    if (world.rank() != 0) return 0;
+    const double linear_ratio = bench_linear(torch_json, repeats);
+    const DType dtype = dtype_name == "bf16" ? DType::BF16 : DType::F32;
+    const double prefill_ratio = bench_prefill(model_dir, torch_prefill_json, prefill_tokens, dtype, repeats);
+    fmt::print("gpu: nccl_ratio={:.3f} linear_vs_torch={} prefill_vs_torch={}\n", nccl_ratio, ratio_text(linear_ratio),
+               ratio_text(prefill_ratio));
     return 0;
   });
 }

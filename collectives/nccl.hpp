@@ -27,4 +27,9 @@ Communicator nccl_world();
 // The GPU this rank's NCCL communicators drive (made by nccl_world(), which it calls).
 Device nccl_device();
 
+// The GPU nccl_world() would give this rank (node-local rank modulo the GPUs visible), without
+// making an NCCL communicator: for ranks that share a GPU and communicate through MPI.
+// Collective over the MPI world; DeviceError when no GPU is visible.
+Device local_gpu();
+
 }  // namespace dtensor

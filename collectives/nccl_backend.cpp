@@ -379,17 +379,31 @@ std::shared_ptr<CommBackend> create_nccl_backend(std::shared_ptr<CommBackend> ho
 
 namespace dtensor {
 
+namespace {
+
+int gpu_of_rank(detail::CommBackend& host, const char* op) {
+  const int gpus = cuda::device_count();
+  check<DeviceError>(gpus > 0, op, "no CUDA device is visible on this rank");
+  return detail::node_local_rank(host) % gpus;
+}
+
+}  // namespace
+
 Communicator nccl_world() {
   detail::NcclWorld& state = detail::nccl_world_state();
   std::call_once(state.made, [&] {
     init();  // MPI, the error rank and the job-wide terminate handler
     std::shared_ptr<detail::CommBackend> host = detail::create_mpi_world(nullptr, nullptr);
-    const int gpus = cuda::device_count();
-    check<DeviceError>(gpus > 0, "nccl_world", "no CUDA device is visible on this rank");
-    state.device = detail::node_local_rank(*host) % gpus;
+    state.device = gpu_of_rank(*host, "nccl_world");
     state.world = Communicator(detail::create_nccl_backend(std::move(host), state.device));
   });
   return state.world;
+}
+
+Device local_gpu() {
+  init();
+  std::shared_ptr<detail::CommBackend> host = detail::create_mpi_world(nullptr, nullptr);
+  return Device::cuda(gpu_of_rank(*host, "local_gpu"));
 }
 
 Device nccl_device() {

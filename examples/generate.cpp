@@ -13,9 +13,14 @@
 // over the prompt logits; the exit code is 1 on every rank when the ids differ or the difference
 // exceeds the bound: 1e-4 for f32; for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
 // significant bits, and sharding changes the order of its rounded partial sums).
+// --device cuda (CUDA builds) moves each rank's shards to its GPU after loading: ranks that share
+// a GPU communicate through MPI with host staging; --check still runs the reference on the CPU.
 // Bad flags or prompt ids outside the vocabulary are errors naming the value; an error on any
 // rank ends the whole job with that rank's message.
 #include "collectives/runtime.hpp"
+#if DTENSOR_CUDA
+#include "collectives/nccl.hpp"
+#endif
 #include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
 #include "nn/hf_config.hpp"
@@ -44,6 +49,7 @@ struct Options {
   int64_t max_new_tokens = 16;
   std::string dtype_flag = "f32";
   DType dtype = DType::F32;  // from dtype_flag
+  std::string device = "cpu";  // or "cuda"
   std::string dump_logits;  // empty: none
   bool check = false;
   bool explain = false;
@@ -58,6 +64,8 @@ void add_options(CLI::App& app, Options& o) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
   app.add_option("--dtype", o.dtype_flag, "f32 | bf16 (weights and activations)")
       ->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+  app.add_option("--device", o.device, "cpu | cuda (each rank's GPU: node-local rank modulo the GPUs)")
+      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   app.add_option("--dump-logits", o.dump_logits, "write the prompt's f32 logits [prompt, vocab] to this .npy");
   app.add_flag("--check", o.check, "compare with the unsharded model on rank 0");
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
@@ -97,13 +105,13 @@ double check_bound(DType dtype, const Tensor& reference_logits) {
 }
 
 void print_model(const Options& o, const nn::HFConfig& config, int ranks, double load_seconds) {
-  fmt::print("model: {} ({}, {} layers, hidden {}, heads {}/{} kv, vocab {}{}), {}, tp over {} rank(s), plan {}, "
-             "loaded in {:.2f} s\n",
+  fmt::print("model: {} ({}, {} layers, hidden {}, heads {}/{} kv, vocab {}{}), {} on {}, tp over {} rank(s), "
+             "plan {}, loaded in {:.2f} s\n",
              o.model_dir, config.architecture, config.num_hidden_layers, config.hidden_size,
              config.num_attention_heads, config.num_key_value_heads, config.vocab_size,
              config.is_moe() ? fmt::format(", {} experts top-{}", config.num_local_experts, config.num_experts_per_tok)
                              : "",
-             dtype_name(o.dtype), ranks, o.plan_file, load_seconds);
+             dtype_name(o.dtype), o.device, ranks, o.plan_file, load_seconds);
 }
 
 // Decode steps are the single-token forwards after the prefill (the first new token comes from
@@ -115,6 +123,14 @@ void print_generation(const std::vector<int64_t>& prompt, const models::Generati
   fmt::print("prefill: {} tokens in {:.3f} s = {:.1f} tokens/s; decode: {} tokens in {:.3f} s = {:.1f} tokens/s\n",
              prompt.size(), g.prefill_seconds, per_second(double(prompt.size()), g.prefill_seconds), decoded,
              g.decode_seconds, per_second(double(decoded), g.decode_seconds));
+}
+
+Device this_rank_gpu() {
+#if DTENSOR_CUDA
+  return local_gpu();
+#else
+  fail<DeviceError>(kOp, "--device cuda: this build has no CUDA (configure with meson -Dcuda=enabled)");
+#endif
 }
 
 // Rank 0: the unsharded model on the same prompt. Returns whether it matches.
@@ -149,8 +165,10 @@ int run(Communicator& world, const Options& o) {
   const auto load_start = std::chrono::steady_clock::now();
   nn::PlanReport report;
   auto model = models::load_sharded(o.model_dir, mesh, plan, o.dtype, &report);
+  if (o.device == "cuda") model->to(this_rank_gpu());
   const double load_seconds = seconds_since(load_start);
-  const models::Generation g = models::generate_greedy(*model, prompt, o.max_new_tokens);
+  models::Generation g = models::generate_greedy(*model, prompt, o.max_new_tokens);
+  g.prompt_logits = g.prompt_logits.to(Device::cpu());
   model.reset();  // frees this rank's shards before --check loads the whole model
 
   const bool root = world.rank() == 0;

@@ -55,7 +55,7 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
   const Tensor& tokens = ids.tensor("CausalLM ids");
   std::vector<int64_t> positions(static_cast<size_t>(tokens.numel()));
   std::iota(positions.begin(), positions.end(), cache_length_);
-  rotary_->tables = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_);
+  rotary_->tables = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_, device());
   try {
     nn::Value h = (*embed_tokens_)(tokens);
     for (const auto& layer : layers_) h = (*layer)(h);
@@ -73,9 +73,11 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
 
 Tensor CausalLM::forward_tokens(const std::vector<int64_t>& ids) {
   check_ids(ids, config_.vocab_size);
-  const nn::Value logits = (*this)(Tensor::from_vector(ids, {int64_t(ids.size())}));
+  const nn::Value logits = (*this)(Tensor::from_vector(ids, {int64_t(ids.size())}).to(device()));
   return full_vocab(logits, *lm_head_, config_.vocab_size).to(DType::F32);
 }
+
+Device CausalLM::device() const { return embed_tokens_->parameter("weight").local().device(); }
 
 void CausalLM::reset_cache() {
   for (const auto& layer : layers_) layer->attention().cache().clear();

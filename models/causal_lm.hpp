@@ -12,6 +12,7 @@
 //   auto model = models::load_sharded("tiny-llama/", tp, models::auto_tp_plan(nn::load_hf_config("tiny-llama/")), DType::F32);
 //   models::Generation g = models::generate_greedy(*model, {1, 15, 7}, /*max_new_tokens=*/8);
 //   Tensor next = model->forward_tokens({g.new_ids.back()});   // continues from the cache
+//   model->to(Device::cuda(0));                                // parameters and caches move to the GPU
 #pragma once
 
 #include "models/decoder_layers.hpp"
@@ -34,10 +35,14 @@ class CausalLM : public nn::Module {
   DType dtype() const { return dtype_; }
 
   // Runs `ids` (positions cache_length() ..) through the model, appending to the KV cache.
-  // Returns logits [ids.size(), vocab] as a plain f32 tensor holding the full vocab on every rank.
+  // Returns logits [ids.size(), vocab] as a plain f32 tensor on device() holding the full vocab on
+  // every rank.
   // ValueError naming the id when one is outside [0, vocab), or when ids is empty.
   Tensor forward_tokens(const std::vector<int64_t>& ids);
 
+  // Where the parameters are (the embedding's): the CPU after loading, until to(Device) moves the
+  // model. Ids and rotary tables go there; logits come back there.
+  Device device() const;
   int64_t cache_length() const { return cache_length_; }
   void reset_cache();
   // Room for `tokens` positions in every layer's cache, so later steps append without reallocating.

@@ -12,7 +12,8 @@ void KVCache::reserve(int64_t tokens) {
 void KVCache::grow_to(int64_t capacity, const Tensor& like) {
   Shape shape = like.shape();
   shape[0] = capacity;
-  Tensor keys = Tensor::empty(shape, like.dtype()), values = Tensor::empty(shape, like.dtype());
+  Tensor keys = Tensor::empty(shape, like.dtype(), like.device());
+  Tensor values = Tensor::empty(shape, like.dtype(), like.device());
   if (length_ > 0) {
     keys.narrow(0, 0, length_).copy_from(keys_.narrow(0, 0, length_));
     values.narrow(0, 0, length_).copy_from(values_.narrow(0, 0, length_));
@@ -39,7 +40,9 @@ std::pair<Tensor, Tensor> KVCache::append(const Tensor& k, const Tensor& v) {
                       keys_.size(1), keys_.size(2), keys_.dtype());
   }
   const int64_t needed = length_ + k.size(0);
-  if (needed > capacity()) grow_to(std::max({needed, 2 * capacity(), reserved_}), k);
+  // New buffers when full, or when the model moved to another device (the cached prefix moves along).
+  if (needed > capacity() || (keys_.defined() && keys_.device() != k.device()))
+    grow_to(std::max({needed, 2 * capacity(), reserved_}), k);
   keys_.narrow(0, length_, k.size(0)).copy_from(k);
   values_.narrow(0, length_, v.size(0)).copy_from(v);
   length_ = needed;

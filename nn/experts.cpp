@@ -9,8 +9,9 @@ namespace dtensor::nn {
 
 namespace {
 
-Tensor i64_tensor(const std::vector<int64_t>& values) {
-  return Tensor::from_vector<int64_t>(values, {int64_t(values.size())});
+// Row indices for index_select on `device` (the routing is planned on the host).
+Tensor i64_tensor(const std::vector<int64_t>& values, Device device) {
+  return Tensor::from_vector<int64_t>(values, {int64_t(values.size())}).to(device);
 }
 
 // The experts' work is batched: every expert's tokens go through one bmm over the experts, each
@@ -140,13 +141,13 @@ Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Te
                     "expert_ids must be i64 or i32, got {}", expert_ids.dtype());
   const int64_t k = expert_ids.size(1);
   const std::vector<int64_t> ids = expert_ids.to_vector<int64_t>();
-  if (ids.empty()) return Tensor::zeros({tokens, hidden_}, hidden.dtype());
+  if (ids.empty()) return Tensor::zeros({tokens, hidden_}, hidden.dtype(), hidden.device());
   const ExpertGrouping g = group_by_expert(ids, num_experts_, k);
 
   // The padded layout's input rows: each pair's token at its row, token 0 on padding rows.
   std::vector<int64_t> token_of_row(size_t(g.rows), 0);
   for (size_t p = 0; p < ids.size(); ++p) token_of_row[size_t(g.row_of_pair[p])] = int64_t(p) / k;
-  const Tensor x = index_select(hidden, 0, i64_tensor(token_of_row));  // [rows, H]
+  const Tensor x = index_select(hidden, 0, i64_tensor(token_of_row, hidden.device()));  // [rows, H]
   std::vector<Tensor> outputs;
   for (const ExpertBatch& b : g.batches) {
     const Tensor xb = x.narrow(0, b.row_start, b.experts * b.rows).view({b.experts, b.rows, hidden_});
@@ -155,7 +156,7 @@ Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Te
   }
   const Tensor y = outputs.size() == 1 ? outputs[0] : cat(outputs, 0);
   // Back to (token, slot) order, weighted, then the k contributions of each token summed.
-  const Tensor per_pair = index_select(y, 0, i64_tensor(g.row_of_pair));  // [T*k, H]
+  const Tensor per_pair = index_select(y, 0, i64_tensor(g.row_of_pair, hidden.device()));  // [T*k, H]
   const Tensor w = routing_weights.to(hidden.dtype()).reshape({-1, 1});
   return sum(mul(per_pair, w).view({tokens, k, hidden_}), {1});
 }

@@ -128,10 +128,11 @@ Value Dropout::forward(const Value& x) {
     const DTensor& d = x.dtensor();
     offset = local_block(d.shape(), d.mesh().shape(), d.mesh().coordinate(), d.placements()).offset;
   }
+  // Drawn on the host, so a GPU tensor drops the same elements as its CPU copy would.
   Tensor draw = random_block(x.shape(), offset, local.shape(), DType::F64, stream);
-  Tensor keep = ge(draw, Tensor::full({}, p_, DType::F64));
-  Tensor scaled = mul(local, Tensor::full({}, 1.0 / (1.0 - p_), local.dtype()));
-  Tensor out = where(keep, scaled, Tensor::zeros({}, local.dtype()));
+  Tensor keep = ge(draw, Tensor::full({}, p_, DType::F64)).to(local.device());
+  Tensor scaled = mul(local, Tensor::full({}, 1.0 / (1.0 - p_), local.dtype(), local.device()));
+  Tensor out = where(keep, scaled, Tensor::zeros({}, local.dtype(), local.device()));
   if (!x.is_distributed()) return out;
   // Dropping is linear per element, so Partial values drop alike and stay partial.
   const DTensor& d = x.dtensor();

@@ -115,6 +115,18 @@ std::vector<std::pair<std::string, Value*>> Module::named_parameters(const std::
   return out;
 }
 
+void Module::to(Device device) {
+  for (auto& [name, value] : named_parameters()) {
+    if (!value->defined()) continue;
+    if (value->is_distributed()) {
+      const DTensor& d = value->dtensor();
+      *value = DTensor::from_local(d.to_local().to(device), d.mesh(), d.placements(), d.shape());
+    } else {
+      *value = value->tensor().to(device);
+    }
+  }
+}
+
 void Module::set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh) {
   strategy_ = std::move(strategy);
   strategy_mesh_ = std::move(mesh);

@@ -57,6 +57,9 @@ class Module {
   // Every parameter of this subtree as (dotted name, value).
   std::vector<std::pair<std::string, Value*>> named_parameters(const std::string& prefix = "");
 
+  // Moves every loaded parameter of this subtree to `device` (a DTensor keeps its mesh, placements
+  // and global shape; only this rank's block moves). Unloaded parameters stay unloaded.
+  void to(Device device);
   // Installed by apply_tp_plan; the mesh is the 1-D tensor-parallel mesh.
   void set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh);
   const Strategy* strategy() const { return strategy_.get(); }

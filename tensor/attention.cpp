@@ -9,6 +9,7 @@
 #include "tensor/kernel_util.hpp"  // first: it sets GCC 12's diagnostics before Eigen is read
 
 #include "tensor/attention.hpp"
+#include "tensor/device_dispatch.hpp"
 
 namespace dtensor {
 
@@ -114,10 +115,18 @@ Tensor attention_native(const Tensor& q, const Tensor& k, const Tensor& v, const
   return out;
 }
 
+// `t` is on `x`'s device (either one), so the kernel of that device can read both.
+void check_same_device(const Tensor& x, const Tensor& t, const char* op, const char* x_name, const char* name) {
+  detail::check_defined(t, op, name);
+  check<DeviceError>(t.device() == x.device(), op, "'{}' is on {} but '{}' is on {}", name, t.device(), x_name,
+                     x.device());
+}
+
 void check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v) {
   const char* op = "causal_attention";
+  detail::check_defined(q, op, "q");
   for (const auto& [t, name] : {std::pair{&q, "q"}, std::pair{&k, "k"}, std::pair{&v, "v"}}) {
-    detail::check_cpu(*t, op, name);
+    check_same_device(q, *t, op, "q", name);
     detail::check_floating(*t, op, name);
     detail::check_same_dtype(q, *t, op, "q", name);
     check<ShapeError>(t->dim() == 3, op, "{} must be 3-D [tokens, heads, head_dim], got shape {}", name,
@@ -151,7 +160,8 @@ std::vector<int64_t> kv_heads_of(const std::vector<int64_t>& given, int64_t head
 
 }  // namespace
 
-RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_dim, double theta, DType dtype) {
+RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_dim, double theta, DType dtype,
+                           Device device) {
   const char* op = "rotary_tables";
   check<ValueError>(head_dim > 0 && head_dim % 2 == 0, op, "head_dim must be positive and even, got {}", head_dim);
   check<ValueError>(theta > 0, op, "theta must be positive, got {}", theta);
@@ -160,14 +170,14 @@ RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_d
     check<ValueError>(positions[i] >= 0, op, "positions[{}] = {} is negative", i, positions[i]);
   }
   auto [cos, sin] = rotary_tables_f32(positions, head_dim, theta);
-  return {cos.to(dtype), sin.to(dtype)};
+  return {cos.to(dtype).to(device), sin.to(dtype).to(device)};
 }
 
 Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
   const char* op = "apply_rotary";
-  detail::check_cpu(x, op, "x");
-  detail::check_cpu(tables.cos, op, "cos");
-  detail::check_cpu(tables.sin, op, "sin");
+  detail::check_defined(x, op, "x");
+  check_same_device(x, tables.cos, op, "x", "cos");
+  check_same_device(x, tables.sin, op, "x", "sin");
   detail::check_floating(x, op, "x");
   detail::check_same_dtype(x, tables.cos, op, "x", "cos");
   detail::check_same_dtype(x, tables.sin, op, "x", "sin");
@@ -177,6 +187,8 @@ Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
                     "cos {} and sin {} must be [tokens, head_dim] = {} for x {}", shape_str(tables.cos.shape()),
                     shape_str(tables.sin.shape()), shape_str(table_shape), shape_str(x.shape()));
   check<ShapeError>(x.size(2) % 2 == 0, op, "head_dim must be even, got {}", x.size(2));
+  DTENSOR_DISPATCH_CUDA(x, apply_rotary(x, tables.cos, tables.sin));
+  detail::check_cpu(x, op, "x");
   const Tensor in = x.contiguous(), cos = tables.cos.contiguous(), sin = tables.sin.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   const int64_t seq = x.size(0), heads = x.size(1), d = x.size(2);
@@ -195,6 +207,8 @@ Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
   check_attention_args(q, k, v);
   const std::vector<int64_t> map = kv_heads_of(kv_head_of, q.size(1), k.size(1));
+  DTENSOR_DISPATCH_CUDA(q, causal_attention(q, k, v, map));
+  detail::check_cpu(q, "causal_attention", "q");
   switch (q.dtype()) {
     case DType::F64: return attention_native<double>(q.contiguous(), k.contiguous(), v.contiguous(), map);
     case DType::F32: return attention_native<float>(q.contiguous(), k.contiguous(), v.contiguous(), map);

@@ -14,7 +14,9 @@
 // Attention runs per query head with Eigen matrix products: scores = q k^T / sqrt(D), causal
 // mask (query i sits at absolute position T - S + i and sees keys 0 .. T - S + i), softmax in
 // f32 (f64 for f64 inputs), times v. 16-bit inputs are computed in f32 and rounded once on store.
-// Both are CPU only: a tensor on another device raises DeviceError naming the op.
+// On CUDA tensors both run on the device (tensor/cuda/attention.cpp): rotary in f32 from the
+// tables, attention as two batched cuBLAS products around a causal softmax in f32. Arguments
+// on different devices raise DeviceError naming them.
 #pragma once
 
 #include "tensor/tensor.hpp"
@@ -23,7 +25,8 @@
 
 namespace dtensor {
 
-// cos and sin [positions, head_dim] of the given absolute positions, in `dtype`.
+// cos and sin [positions, head_dim] of the given absolute positions, in `dtype`, on `device`
+// (computed on the CPU, then copied).
 struct RotaryTables {
   Tensor cos;
   Tensor sin;
@@ -31,7 +34,8 @@ struct RotaryTables {
 
 // ValueError for an odd or non-positive head_dim, a non-positive theta or a negative position;
 // DTypeError for a non-floating dtype.
-RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_dim, double theta, DType dtype);
+RotaryTables rotary_tables(const std::vector<int64_t>& positions, int64_t head_dim, double theta, DType dtype,
+                           Device device = Device::cpu());
 
 // x [S, H, D] rotated by the tables of its S positions (same dtype as x, ShapeError / DTypeError
 // otherwise). Returns a new contiguous tensor.

@@ -1,4 +1,4 @@
-// Whole-tensor comparisons: allclose, equal, max_abs_diff.
+// Whole-tensor comparisons: allclose, equal, max_abs_diff (on the host, for tensors on any device).
 #include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
@@ -26,15 +26,22 @@ bool for_each_pair(const Tensor& a, const Tensor& b, Visit visit) {
   return completed;
 }
 
-void check_cpu_pair(const Tensor& a, const Tensor& b, const char* op) {
-  detail::check_cpu(a, op, "a");
-  detail::check_cpu(b, op, "b");
+// The comparisons read both tensors on the host; a tensor on a GPU is copied there first (they
+// are checks, not kernels: one copy each is fine).
+std::pair<Tensor, Tensor> on_host(const Tensor& a, const Tensor& b, const char* op) {
+  detail::check_defined(a, op, "a");
+  detail::check_defined(b, op, "b");
+  try {
+    return {a.to(Device::cpu()), b.to(Device::cpu())};
+  } catch (const DeviceError& e) {  // no such GPU, or a build without CUDA
+    fail<DeviceError>(op, "cannot copy {} and {} to the host: {}", a.device(), b.device(), e.what());
+  }
 }
 
 }  // namespace
 
-bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
-  check_cpu_pair(a, b, "allclose");
+bool allclose(const Tensor& a_in, const Tensor& b_in, double rtol, double atol) {
+  const auto [a, b] = on_host(a_in, b_in, "allclose");
   if (a.shape() != b.shape()) return false;
   return for_each_pair(a, b, [&](double x, double y) {
     // An infinity is close only to itself (the tolerance would be infinite too).
@@ -43,8 +50,8 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   });
 }
 
-bool equal(const Tensor& a, const Tensor& b) {
-  check_cpu_pair(a, b, "equal");
+bool equal(const Tensor& a_in, const Tensor& b_in) {
+  const auto [a, b] = on_host(a_in, b_in, "equal");
   if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
   // Compared in the dtype itself: i64 values above 2^53 would collide as doubles.
   return visit_dtype(a.dtype(), [&]<typename T>() {
@@ -62,9 +69,9 @@ bool equal(const Tensor& a, const Tensor& b) {
   });
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
+double max_abs_diff(const Tensor& a_in, const Tensor& b_in) {
   const char* op = "max_abs_diff";
-  check_cpu_pair(a, b, op);
+  const auto [a, b] = on_host(a_in, b_in, op);
   check<ShapeError>(a.shape() == b.shape(), op, "a and b must have the same shape, got {} and {}",
                     shape_str(a.shape()), shape_str(b.shape()));
   double largest = 0.0;

@@ -62,7 +62,7 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim = false);
 
 // The k largest entries along dim, largest first, and their i64 indices (torch.topk with
 // largest=True, sorted=True): equal values keep the lower index first, NaN ranks above numbers.
-// CPU only; ValueError unless 0 <= k <= size of dim.
+// ValueError unless 0 <= k <= size of dim (and k <= 16 on CUDA tensors).
 std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim = -1);
 
 Tensor softmax(const Tensor& a, int64_t dim);
@@ -86,6 +86,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 // Where mask (u8, broadcast to a) is non-zero, value; elsewhere a.
 Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
 
+// Comparisons, computed on the host (tensors on a GPU are copied there; the two may be on
+// different devices).
 // Same shape and |a - b| <= atol + rtol * |b| everywhere (NaNs never close). Dtypes may differ.
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
 // Same shape, dtype and exactly equal values.

@@ -1,7 +1,8 @@
-// topk on the CPU: the k largest entries along a dim, largest first, as torch.topk(largest=True,
+// topk: the k largest entries along a dim, largest first, as torch.topk(largest=True,
 // sorted=True). Equal values keep index order (the lower index first) and NaN counts as larger
 // than every number, so the result is deterministic: routing in a mixture of experts picks the
-// same experts on every rank and in every run.
+// same experts on every rank and in every run. CUDA tensors go to cuda::topk (k <= 16).
+#include "tensor/device_dispatch.hpp"
 #include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
@@ -22,7 +23,7 @@ bool ranks_before(C a, int64_t i, C b, int64_t j) {
 }  // namespace
 
 std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim) {
-  detail::check_cpu(values, "topk", "values");
+  detail::check_defined(values, "topk", "values");
   if (values.dim() == 0) {  // torch treats a scalar as one element along dim 0 / -1
     detail::normalize_dim_or_scalar(dim, 0, "topk");
     auto [v, i] = topk(values.reshape({1}), k, 0);
@@ -31,6 +32,8 @@ std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim) {
   dim = normalize_dim(dim, values.dim(), "topk");
   const int64_t n = values.size(dim);
   check<ValueError>(k >= 0 && k <= n, "topk", "k = {} is out of range for dim {} of size {}", k, dim, n);
+  DTENSOR_DISPATCH_CUDA(values, topk(values, k, dim));
+  detail::check_cpu(values, "topk", "values");
 
   // Work on rows along the last dim, then move the dim back.
   const Tensor rows = values.transpose(dim, -1).contiguous();

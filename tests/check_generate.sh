@@ -3,7 +3,8 @@
 # (ids_match=yes, exit 0) for a Llama with an uneven vocab and tied embeddings (under the auto plan,
 # `--plan auto` and a sequence-parallel plan file) and for a Mixtral
 # with one KV head stored in shards + index; --dump-logits must write a .npy of [prompt, vocab];
-# a prompt id outside the vocab must end the job non-zero, naming the id.
+# a prompt id outside the vocab must end the job non-zero, naming the id; --device cuda must pass
+# --check on a GPU and fail naming the missing GPU elsewhere.
 # Usage: check_generate.sh MPIRUN_WRAPPER MAKE_CHECKPOINT_EXE GENERATE_EXE
 set -u
 mpirun_wrapper=$1
@@ -48,6 +49,14 @@ run_case llama-sp-plan 0 "check: ids_match=yes" --model "$dir/llama" --plan "$di
   --prompt-ids "3 1 4 1 5 9 2 6" --max-new-tokens 8 --check
 run_case llama-plan-auto 0 "plan auto" --model "$dir/llama" --plan auto --prompt-ids "3 1 4" --max-new-tokens 2 --check
 run_case mixtral 0 "check: ids_match=yes" --model "$dir/mixtral" --prompt-ids "7 0 199" --max-new-tokens 6 --check
+# --device cuda: on a GPU the sharded model runs there and must pass --check; without one the
+# job must fail saying so (no GPU visible, or a build without CUDA).
+if nvidia-smi -L >/dev/null 2>&1; then
+  run_case llama-cuda 0 "check: ids_match=yes" --model "$dir/llama" --device cuda --prompt-ids "3 1 4 1 5 9 2 6" \
+    --max-new-tokens 8 --check
+else
+  run_case no-gpu nonzero "no CUDA" --model "$dir/llama" --device cuda --prompt-ids "3 1 4"
+fi
 run_case bad-prompt-id nonzero "id 301 at position 1 is outside the vocabulary [0, 301)" --model "$dir/llama" \
   --prompt-ids "1 301"
 

@@ -1,6 +1,8 @@
-// The ops of tensor/ops.hpp on a CUDA device against the CPU kernels on the same inputs.
+// The ops of tensor/ops.hpp and tensor/attention.hpp on a CUDA device against the CPU kernels on
+// the same inputs.
 #include "gpu_test_util.hpp"
 
+#include "tensor/attention.hpp"
 #include "tensor/cuda/cuda_ops.hpp"
 
 const std::vector<DType> kFloats = {DType::F32, DType::F64, DType::BF16, DType::F16};
@@ -109,6 +111,35 @@ TEST_CASE("matmul, bmm and linear through cuBLAS") {
   }
 }
 
+TEST_CASE("matmul reads transposed, narrowed and broadcast operands as the CPU does") {
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    INFO(dtype_name(dtype));
+    const double atol = dtype == DType::BF16 ? 0.5 : 1e-3;
+    // The experts' product: x [E, m, H] @ W[E, I, H].transpose(1, 2), read in place.
+    const Tensor x = random_input({3, 5, 64}, dtype, 66), w = random_input({3, 40, 64}, dtype, 67);
+    require_matches(bmm(x.to(kGpu), w.to(kGpu).transpose(1, 2)), bmm(x, w.transpose(1, 2)), rtol_for(dtype), atol);
+    // A transposed left operand, and both transposed.
+    const Tensor at = random_input({3, 64, 5}, dtype, 68);
+    require_matches(bmm(at.to(kGpu).transpose(1, 2), w.to(kGpu).transpose(1, 2)),
+                    bmm(at.transpose(1, 2), w.transpose(1, 2)), rtol_for(dtype), atol);
+    // Narrowed columns (padded rows), a narrowed batch range, and one row.
+    const Tensor wide = random_input({3, 64, 50}, dtype, 69);
+    require_matches(bmm(x.to(kGpu), wide.to(kGpu).narrow(2, 10, 17)), bmm(x, wide.narrow(2, 10, 17)), rtol_for(dtype),
+                    atol);
+    require_matches(bmm(x.to(kGpu).narrow(0, 1, 2), w.to(kGpu).narrow(0, 1, 2).transpose(1, 2)),
+                    bmm(x.narrow(0, 1, 2), w.narrow(0, 1, 2).transpose(1, 2)), rtol_for(dtype), atol);
+    require_matches(matmul(x.to(kGpu).narrow(1, 2, 1), w.to(kGpu).transpose(1, 2)),
+                    matmul(x.narrow(1, 2, 1), w.transpose(1, 2)), rtol_for(dtype), atol);
+    // A 3-D left operand that is not contiguous against a shared 2-D right one, and an
+    // expanded batch (stride 0), which is copied.
+    require_matches(matmul(at.to(kGpu).transpose(1, 2), w.to(kGpu).select(0, 0).transpose(0, 1)),
+                    matmul(at.transpose(1, 2), w.select(0, 0).transpose(0, 1)), rtol_for(dtype), atol);
+    const Tensor one = random_input({1, 64, 7}, dtype, 70);
+    require_matches(bmm(x.to(kGpu), one.to(kGpu).expand({3, 64, 7})), bmm(x, one.expand({3, 64, 7})), rtol_for(dtype),
+                    atol);
+  }
+}
+
 TEST_CASE("f32 GEMM is exact f32 unless TF32 is allowed") {
   REQUIRE_FALSE(cuda::allow_tf32());
   // 1 + 2^-20 is not representable in TF32 (10 mantissa bits): an exact f32 product keeps it.
@@ -204,4 +235,71 @@ TEST_CASE("top-k routing over the last dim") {
     }
   }
   REQUIRE_THROWS_AS(cuda::topk(probs.to(kGpu), 17), ValueError);
+}
+
+TEST_CASE("apply_rotary and causal_attention on CUDA tensors match the CPU kernels") {
+  struct Case {
+    int64_t seq, past, heads, kv_heads, head_dim;
+    std::vector<int64_t> kv_head_of;  // empty: grouped-query default
+  };
+  // Prefill (past 0), a decode step, uneven grouped-query maps, a rank's slice of the heads
+  // starting mid-group, and a prefill long enough for several query blocks of the scores.
+  const std::vector<Case> cases = {
+      {7, 0, 4, 2, 8, {}},       {1, 9, 6, 2, 16, {}},   {5, 3, 3, 3, 8, {}},
+      {6, 2, 3, 2, 8, {0, 1, 1}}, {4, 0, 2, 1, 64, {}},  {2048, 0, 32, 8, 8, {}},
+  };
+  for (DType dtype : {DType::F32, DType::BF16, DType::F64}) {
+    uint64_t seed = 300;
+    for (const Case& c : cases) {
+      if (dtype != DType::F32 && c.seq > 64) continue;  // the long case once is enough
+      INFO("dtype " << dtype_name(dtype) << " seq " << c.seq << " past " << c.past << " heads " << c.heads << "/" << c.kv_heads
+                    << " head_dim " << c.head_dim);
+      const int64_t total = c.past + c.seq;
+      const Tensor q = random_input({c.seq, c.heads, c.head_dim}, dtype, seed++);
+      const Tensor k = random_input({total, c.kv_heads, c.head_dim}, dtype, seed++);
+      const Tensor v = random_input({total, c.kv_heads, c.head_dim}, dtype, seed++);
+      std::vector<int64_t> positions(size_t(c.seq));
+      for (int64_t i = 0; i < c.seq; ++i) positions[size_t(i)] = c.past + i;
+      const RotaryTables cpu_tables = rotary_tables(positions, c.head_dim, 10000.0, dtype);
+      const RotaryTables gpu_tables = rotary_tables(positions, c.head_dim, 10000.0, dtype, kGpu);
+      REQUIRE(gpu_tables.cos.device() == kGpu);
+      const double tol = dtype == DType::BF16 ? 3e-2 : 1e-4;
+      require_matches(apply_rotary(q.to(kGpu), gpu_tables), apply_rotary(q, cpu_tables), tol, tol);
+      // A cached prefix: k and v as the first `total` rows of a longer buffer, as the KV cache hands them out.
+      Tensor k_buffer = Tensor::zeros({total + 5, c.kv_heads, c.head_dim}, dtype, kGpu);
+      Tensor v_buffer = Tensor::zeros({total + 5, c.kv_heads, c.head_dim}, dtype, kGpu);
+      k_buffer.narrow(0, 0, total).copy_from(k);
+      v_buffer.narrow(0, 0, total).copy_from(v);
+      require_matches(causal_attention(q.to(kGpu), k_buffer.narrow(0, 0, total), v_buffer.narrow(0, 0, total),
+                                       c.kv_head_of),
+                      causal_attention(q, k, v, c.kv_head_of), tol, tol);
+    }
+  }
+}
+
+TEST_CASE("causal_attention on CUDA refuses mixed devices and bad head maps") {
+  const Tensor q = random_input({3, 2, 8}, DType::F32, 400), k = random_input({3, 2, 8}, DType::F32, 401);
+  CHECK_THROWS_AS(causal_attention(q.to(kGpu), k, k.to(kGpu)), DeviceError);
+  CHECK_THROWS_AS(causal_attention(q.to(kGpu), k.to(kGpu), k.to(kGpu), {0, 2}), ValueError);
+  const RotaryTables cpu_tables = rotary_tables({0, 1, 2}, 8, 10000.0, DType::F32);
+  CHECK_THROWS_AS(apply_rotary(q.to(kGpu), cpu_tables), DeviceError);
+}
+
+TEST_CASE("topk along any dim on CUDA matches the CPU") {
+  const Tensor x = random_input({6, 9, 5}, DType::F32, 410);
+  for (int64_t dim : {0, 1, 2, -1}) {
+    auto [cv, ci] = topk(x, 3, dim);
+    auto [gv, gi] = topk(x.to(kGpu), 3, dim);
+    require_matches(gv, cv, 0, 0);
+    CHECK(equal(gi.to(Device::cpu()), ci));
+  }
+}
+
+TEST_CASE("comparisons take tensors on the GPU (copied to the host)") {
+  const Tensor a = random_input({4, 5}, DType::F32, 420);
+  const Tensor b = add(a, Tensor::full({}, 0.25, DType::F32));
+  CHECK(equal(a.to(kGpu), a));
+  CHECK(allclose(b.to(kGpu), b.to(kGpu)));
+  CHECK_FALSE(allclose(a.to(kGpu), b, 0, 0.1));
+  CHECK(max_abs_diff(a.to(kGpu), b.to(kGpu)) == Approx(0.25));
 }

@@ -79,7 +79,8 @@ Tensor masked_lookup(const Tensor& weight_block, const std::vector<int64_t>& ids
   const int64_t rows = weight_block.shape()[0];
   Shape out_shape = ids_shape;
   out_shape.push_back(weight_block.shape()[1]);
-  if (rows == 0) return Tensor::zeros(out_shape, weight_block.dtype());
+  const Device device = weight_block.device();
+  if (rows == 0) return Tensor::zeros(out_shape, weight_block.dtype(), device);
   std::vector<int64_t> shifted(ids.size());
   std::vector<uint8_t> outside(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
@@ -87,10 +88,10 @@ Tensor masked_lookup(const Tensor& weight_block, const std::vector<int64_t>& ids
     shifted[i] = mine ? ids[i] - offset : 0;  // any valid row; zeroed below
     outside[i] = mine ? 0 : 1;
   }
-  Tensor found = embedding(weight_block, Tensor::from_vector(shifted, ids_shape));
+  Tensor found = embedding(weight_block, Tensor::from_vector(shifted, ids_shape).to(device));
   Shape mask_shape = ids_shape;
   mask_shape.push_back(1);
-  return masked_fill(found, Tensor::from_vector(outside, mask_shape), 0.0);
+  return masked_fill(found, Tensor::from_vector(outside, mask_shape).to(device), 0.0);
 }
 
 }  // namespace

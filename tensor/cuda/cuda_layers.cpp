@@ -179,4 +179,11 @@ std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k) {
   return {values, indices};
 }
 
+std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k, int64_t dim) {
+  dim = normalize_dim(dim, a.dim(), "topk");
+  if (dim == a.dim() - 1) return topk(a, k);
+  auto [values, indices] = topk(a.transpose(dim, -1), k);
+  return {values.transpose(dim, -1).contiguous(), indices.transpose(dim, -1).contiguous()};
+}
+
 }  // namespace dtensor::cuda

@@ -1,5 +1,5 @@
 // The ops of tensor/ops.hpp for tensors on a CUDA device, plus the GPU-side pieces of the
-// models' layers (rotary embedding, top-k routing). The public ops reach these through the
+// models' layers (rotary embedding, grouped-query causal attention, top-k routing). The public ops reach these through the
 // dispatch line at the top of each op (tensor/device_dispatch.hpp); calling them directly is
 // fine too. Every argument must be on the same CUDA device (DeviceError naming it otherwise);
 // dtype and shape rules are those of the CPU ops. Results are queued on the device's current
@@ -47,8 +47,16 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // in f32. For i < h = head_dim/2: y_i = x_i cos_i - x_{i+h} sin_i, y_{i+h} = x_{i+h} cos_i + x_i sin_i.
 Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
+// The device side of tensor/attention.hpp (tensor/cuda/attention.cpp); the functions there check
+// shapes, dtypes and kv_head_of, then call these. apply_rotary takes the [S, head_dim] tables
+// rotary_tables makes (any floating dtype); causal_attention needs kv_head_of given in full.
+Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin);
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of);
+
 // The k largest entries of each row (last dim), descending, ties to the lower index, as
 // torch.topk(sorted=True): {values (a's dtype), indices (i64)}, both [..., k]. k <= 16.
 std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k);
+// The same along any dim (the public topk's CUDA side).
+std::pair<Tensor, Tensor> topk(const Tensor& a, int64_t k, int64_t dim);
 
 }  // namespace dtensor::cuda

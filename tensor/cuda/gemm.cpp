@@ -5,6 +5,7 @@
 // C^T = B^T A^T, and a row-major [r, c] matrix is a column-major [c, r] one, so no data moves.
 // f32 computes in exact f32 unless set_allow_tf32(true); bf16/f16 run on tensor cores with f32
 // accumulation; f64 in f64.
+#include "tensor/cuda/blas.hpp"
 #include "tensor/cuda/cuda_check.hpp"
 #include "tensor/cuda/cuda_ops.hpp"
 #include "tensor/cuda/device_memory.hpp"
@@ -23,22 +24,6 @@ namespace dtensor::cuda {
 namespace {
 
 std::atomic<bool> tf32_allowed{false};
-
-cudaDataType_t cuda_type(DType dtype) {
-  switch (dtype) {
-    case DType::F32: return CUDA_R_32F;
-    case DType::F64: return CUDA_R_64F;
-    case DType::BF16: return CUDA_R_16BF;
-    case DType::F16: return CUDA_R_16F;
-    default: fail<DTypeError>("gemm", "no GEMM for dtype {}", dtype);
-  }
-}
-
-cublasComputeType_t compute_type(DType dtype) {
-  if (dtype == DType::F64) return CUBLAS_COMPUTE_64F;
-  if (dtype == DType::F32 && tf32_allowed.load()) return CUBLAS_COMPUTE_32F_FAST_TF32;
-  return CUBLAS_COMPUTE_32F;
-}
 
 // One cuBLAS and one cuBLASLt handle per device, made on first use, plus the Lt workspace.
 struct Handles {
@@ -72,14 +57,38 @@ void check_gemm_args(const Tensor& a, const Tensor& b, const char* op, const cha
   detail::check_floating(a, op, name_a);
 }
 
-// Row-major out[batch][m, n] = a[batch][m, k] @ b[batch][k, n]; a batch stride of 0 reuses one
-// matrix for every batch. Operands contiguous within each matrix.
-void gemm_rows(const Tensor& a, int64_t a_batch_stride, const Tensor& b, int64_t b_batch_stride, const Tensor& out,
-               int64_t batch, int64_t m, int64_t n, int64_t k) {
+using blas::compute_type;
+using blas::cuda_type;
+
+// A GEMM operand as cuBLAS reads it in place: per batch, a row-major matrix with row stride ld
+// (rows may be padded: a narrowed view), or the transpose of one (memory holds the matrix's
+// columns as rows, e.g. W.transpose(1, 2) of packed expert weights). Other views are copied.
+struct GemmOperand {
+  Tensor data;
+  bool transposed = false;
+  int64_t ld = 0;            // elements between consecutive rows of the matrix as stored
+  int64_t batch_stride = 0;  // elements between batches; 0 reuses one matrix for every batch
+};
+
+GemmOperand gemm_operand(const Tensor& x) {
+  const int64_t d = x.dim(), rows = x.size(d - 2), cols = x.size(d - 1);
+  const int64_t row_stride = x.strides()[size_t(d - 2)], col_stride = x.strides()[size_t(d - 1)];
+  const int64_t batch_stride = d == 3 && x.size(0) > 1 ? x.strides()[0] : 0;
+  if (rows > 0 && cols > 0 && (d == 2 || x.size(0) == 1 || batch_stride > 0)) {
+    if (col_stride == 1 && (rows == 1 || row_stride >= cols)) return {x, false, rows == 1 ? cols : row_stride, batch_stride};
+    if (row_stride == 1 && (cols == 1 || col_stride >= rows)) return {x, true, cols == 1 ? rows : col_stride, batch_stride};
+  }
+  const Tensor c = x.contiguous();
+  return {c, false, cols, d == 3 ? rows * cols : 0};
+}
+
+// Row-major out[batch][m, n] = a[batch][m, k] @ b[batch][k, n] (out contiguous). cuBLAS is
+// column-major, so this runs out^T = b^T a^T: a row-major operand is its own transpose there.
+void gemm_rows(const GemmOperand& a, const GemmOperand& b, const Tensor& out, int64_t batch, int64_t m, int64_t n,
+               int64_t k) {
   const int device = out.device().index;
   DeviceGuard guard(device);
-  Handles& h = handles(device);
-  cublas_check(cublasSetStream(h.blas, current_stream(device)), "cublasSetStream");
+  cublasHandle_t handle = blas::handle_on_current_stream(device);
   const cudaDataType_t type = cuda_type(out.dtype());
   const double one_d = 1.0, zero_d = 0.0;
   const float one_f = 1.0f, zero_f = 0.0f;
@@ -88,15 +97,44 @@ void gemm_rows(const Tensor& a, int64_t a_batch_stride, const Tensor& b, int64_t
     out.fill(0.0);
     return;
   }
-  cublas_check(cublasGemmStridedBatchedEx(h.blas, CUBLAS_OP_N, CUBLAS_OP_N, int(n), int(m), int(k),
-                                          f64 ? static_cast<const void*>(&one_d) : &one_f, b.data_ptr(), type, int(n),
-                                          b_batch_stride, a.data_ptr(), type, int(k), a_batch_stride,
-                                          f64 ? static_cast<const void*>(&zero_d) : &zero_f, out.data_ptr(), type,
-                                          int(n), m * n, int(batch), compute_type(out.dtype()), CUBLAS_GEMM_DEFAULT),
+  const cublasOperation_t op_a = a.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_b = b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublas_check(cublasGemmStridedBatchedEx(handle, op_b, op_a, int(n), int(m), int(k),
+                                          f64 ? static_cast<const void*>(&one_d) : &one_f, b.data.data_ptr(), type,
+                                          int(b.ld), b.batch_stride, a.data.data_ptr(), type, int(a.ld),
+                                          a.batch_stride, f64 ? static_cast<const void*>(&zero_d) : &zero_f,
+                                          out.data_ptr(), type, int(n), m * n, int(batch), compute_type(out.dtype()),
+                                          CUBLAS_GEMM_DEFAULT),
                "cublasGemmStridedBatchedEx");
 }
 
 }  // namespace
+
+namespace blas {
+
+cudaDataType_t cuda_type(DType dtype) {
+  switch (dtype) {
+    case DType::F32: return CUDA_R_32F;
+    case DType::F64: return CUDA_R_64F;
+    case DType::BF16: return CUDA_R_16BF;
+    case DType::F16: return CUDA_R_16F;
+    default: fail<DTypeError>("gemm", "no GEMM for dtype {}", dtype);
+  }
+}
+
+cublasComputeType_t compute_type(DType dtype) {
+  if (dtype == DType::F64) return CUBLAS_COMPUTE_64F;
+  if (dtype == DType::F32 && tf32_allowed.load()) return CUBLAS_COMPUTE_32F_FAST_TF32;
+  return CUBLAS_COMPUTE_32F;
+}
+
+cublasHandle_t handle_on_current_stream(int device) {
+  Handles& h = handles(device);
+  cublas_check(cublasSetStream(h.blas, current_stream(device)), "cublasSetStream");
+  return h.blas;
+}
+
+}  // namespace blas
 
 void set_allow_tf32(bool allow) { tf32_allowed.store(allow); }
 bool allow_tf32() { return tf32_allowed.load(); }
@@ -113,20 +151,18 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   const int64_t b_batch = b_in.dim() == 3 ? b_in.shape()[0] : 1;
   check<ShapeError>(a_in.dim() < 3 || b_in.dim() < 3 || a_batch == b_batch, op,
                     "batch sizes differ: shapes {} and {}", shape_str(a_in.shape()), shape_str(b_in.shape()));
-  const Tensor a = a_in.contiguous();
-  const Tensor b = b_in.contiguous();
-  const int64_t m = a.shape()[size_t(a.dim()) - 2];
-  const int64_t k = a.shape().back();
-  const int64_t n = b.shape().back();
+  const int64_t m = a_in.shape()[size_t(a_in.dim()) - 2];
+  const int64_t k = a_in.shape().back();
+  const int64_t n = b_in.shape().back();
   const int64_t batch = std::max(a_batch, b_batch);
-  Shape shape = a.dim() == 3 || b.dim() == 3 ? Shape{batch, m, n} : Shape{m, n};
-  Tensor out = Tensor::empty(shape, a.dtype(), a.device());
+  Shape shape = a_in.dim() == 3 || b_in.dim() == 3 ? Shape{batch, m, n} : Shape{m, n};
+  Tensor out = Tensor::empty(shape, a_in.dtype(), a_in.device());
   if (out.numel() == 0) return out;
-  if (b.dim() == 2) {
+  if (b_in.dim() == 2 && a_in.dim() == 3 && a_in.is_contiguous()) {
     // [batch, m, k] @ [k, n] is one [batch * m, k] @ [k, n] GEMM.
-    gemm_rows(a, 0, b, 0, out, 1, batch * m, n, k);
+    gemm_rows(gemm_operand(a_in.view({batch * m, k})), gemm_operand(b_in), out, 1, batch * m, n, k);
   } else {
-    gemm_rows(a, a.dim() == 3 ? m * k : 0, b, k * n, out, batch, m, n, k);
+    gemm_rows(gemm_operand(a_in), gemm_operand(b_in), out, batch, m, n, k);
   }
   return out;
 }

@@ -56,6 +56,12 @@ void argmax_rows(const void* in, int64_t* out, ElemType type, int64_t rows, int6
 // Floating types only.
 void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log,
                   cudaStream_t stream);
+// Causal attention probabilities: scores [rows, cols] are f32 (f64 when `type` is F64), already
+// scaled; row r is query r % queries of its head and sees columns [0, first_visible + r % queries).
+// out [rows, cols] in `type` gets the softmax over the visible columns and 0 after them; it may
+// be `scores` itself when `type` is the scores' type.
+void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t queries,
+                         int64_t first_visible, cudaStream_t stream);
 // out = in / sqrt(mean(in^2) + eps) * weight; weight [cols] or null.
 void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols,
                    double eps, cudaStream_t stream);
@@ -78,5 +84,24 @@ void gather_rows(const void* table, ElemType type, int64_t vocab, int64_t width,
 // [rows, head_dim / 2] f32; out[.., i] = x_i cos - x_{i+h} sin, out[.., i+h] = x_{i+h} cos + x_i sin.
 void rotary(const void* x, const float* cos, const float* sin, void* out, ElemType type, int64_t rows,
             int64_t heads, int64_t head_dim, cudaStream_t stream);
+
+// Attention ----------------------------------------------------------------------------------
+// Operands of one batched GEMM over query heads h < count (count <= kMaxBatchedHeads): operand
+// A of head h is a + kv_head[h] * a_stride (its KV head), B is b + h * b_stride and the result
+// c + h * c_stride (strides in bytes).
+inline constexpr int kMaxBatchedHeads = 256;
+struct HeadBatch {
+  const char* a = nullptr;
+  int64_t a_stride = 0;
+  const char* b = nullptr;
+  int64_t b_stride = 0;
+  char* c = nullptr;
+  int64_t c_stride = 0;
+  int count = 0;
+  int kv_head[kMaxBatchedHeads] = {};
+};
+// Writes 3 * count pointers into `out` (device memory): the A pointers, then the B pointers, then
+// the results'.
+void head_pointers(const HeadBatch& batch, void* out, cudaStream_t stream);
 
 }  // namespace dtensor::cuda::kernels

@@ -1,5 +1,6 @@
-// Kernels over the rows of a contiguous [rows, cols] matrix: reductions, argmax, softmax,
-// rms_norm, layer_norm (one thread block per row), and top-k (one thread per row, k small).
+// Kernels over the rows of a contiguous [rows, cols] matrix: reductions, argmax, softmax, the
+// causal softmax of attention, rms_norm, layer_norm (one thread block per row), and top-k (one
+// thread per row, k small).
 // Accumulation is in float for f32 and the 16-bit floats, double for f64, int64 for integers.
 #include "tensor/cuda/kernel_common.cuh"
 
@@ -186,6 +187,26 @@ __global__ void layer_norm_rows_kernel(const T* in, const T* weight, const T* bi
   }
 }
 
+// Attention probabilities from scaled scores S (f32, or f64 for f64 outputs): row r is query
+// r % queries of its head and sees its first first_visible + r % queries columns; the softmax
+// runs over those and the columns after them become 0. `out` may alias `scores` when T is S
+// (each thread rewrites only the entries it read).
+template <typename S, typename T>
+__global__ void causal_softmax_kernel(const S* scores, T* out, int64_t cols, int64_t queries, int64_t first_visible) {
+  const int64_t row = blockIdx.x;
+  const S* src = scores + row * cols;
+  T* dst = out + row * cols;
+  const int64_t seen = first_visible + row % queries;
+  const int64_t visible = seen < cols ? seen : cols;
+  const S max = row_fold(src, visible, MaxOp{}, lowest<S>());
+  S sum = 0;
+  for (int64_t c = threadIdx.x; c < visible; c += blockDim.x) sum += exp(src[c] - max);
+  sum = block_reduce(sum, SumOp{}, S(0));
+  for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+    dst[c] = convert_to<T>(c < visible ? exp(src[c] - max) / sum : S(0));
+  }
+}
+
 // One thread per row keeps the k best (value, index) pairs sorted, best first.
 template <typename T>
 __global__ void topk_rows_kernel(const T* in, T* values, int64_t* indices, int64_t rows, int64_t cols, int k) {
@@ -268,6 +289,17 @@ void layer_norm_rows(const void* in, const void* weight, const void* bias, void*
     layer_norm_rows_kernel<<<unsigned(rows), row_threads(cols), 0, stream>>>(
         static_cast<const T*>(in), static_cast<const T*>(weight), static_cast<const T*>(bias), static_cast<T*>(out),
         cols, eps);
+  });
+}
+
+void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t queries,
+                         int64_t first_visible, cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return;
+  visit_floating(type, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    causal_softmax_kernel<<<unsigned(rows), row_threads(cols), 0, stream>>>(
+        static_cast<const S*>(scores), static_cast<T*>(out), cols, queries, first_visible);
   });
 }
 
