@@ -205,14 +205,22 @@ TEST_CASE("rotary embedding (rotate-half)") {
     c.data<float>()[i] = std::cos(angle.data<float>()[i]);
     s.data<float>()[i] = std::sin(angle.data<float>()[i]);
   }
-  // Reference: [x1, x2] -> [x1 c - x2 s, x2 c + x1 s] with c, s broadcast over heads.
-  Tensor x1 = x.narrow(2, 0, half), x2 = x.narrow(2, half, half);
+  // Reference: [x1, x2] -> [x1 c - x2 s, x2 c + x1 s] with c, s broadcast over heads, each product
+  // rounded to x's dtype before the sum (as torch's three ops): f32 products and sums are exact
+  // IEEE operations on both sides, and so are the bf16 roundings.
   Tensor cb = c.unsqueeze(1), sb = s.unsqueeze(1);
-  Tensor expected = cat({sub(mul(x1, cb), mul(x2, sb)), add(mul(x2, cb), mul(x1, sb))}, 2);
-  require_matches(cuda::rotary_embedding(x.to(kGpu), c.to(kGpu), s.to(kGpu)), expected, 1e-5, 1e-5);
-  Tensor xb = x.to(DType::BF16);
-  Tensor expected_bf16 = cat({sub(mul(x1, cb), mul(x2, sb)), add(mul(x2, cb), mul(x1, sb))}, 2).to(DType::BF16);
-  require_matches(cuda::rotary_embedding(xb.to(kGpu), c.to(kGpu), s.to(kGpu)), expected_bf16, 2e-2, 2e-2);
+  auto reference = [&](const Tensor& in) {
+    const Tensor x1 = in.narrow(2, 0, half).to(DType::F32), x2 = in.narrow(2, half, half).to(DType::F32);
+    auto product = [&](const Tensor& a, const Tensor& b) { return mul(a, b).to(in.dtype()).to(DType::F32); };
+    return cat({sub(product(x1, cb), product(x2, sb)), add(product(x2, cb), product(x1, sb))}, 2).to(in.dtype());
+  };
+  require_matches(cuda::rotary_embedding(x.to(kGpu), c.to(kGpu), s.to(kGpu)), reference(x), 1e-6, 1e-6);
+  const Tensor xb = x.to(DType::BF16);
+  require_matches(cuda::rotary_embedding(xb.to(kGpu), c.to(kGpu), s.to(kGpu)), reference(xb), 0, 0);
+  // f64 x takes f64 tables and stays in f64.
+  const Tensor xd = x.to(DType::F64);
+  require_matches(cuda::rotary_embedding(xd.to(kGpu), c.to(DType::F64).to(kGpu), s.to(DType::F64).to(kGpu)),
+                  reference(xd), 1e-12, 1e-12);
 }
 
 TEST_CASE("top-k routing over the last dim") {
@@ -243,10 +251,11 @@ TEST_CASE("apply_rotary and causal_attention on CUDA tensors match the CPU kerne
     std::vector<int64_t> kv_head_of;  // empty: grouped-query default
   };
   // Prefill (past 0), a decode step, uneven grouped-query maps, a rank's slice of the heads
-  // starting mid-group, and a prefill long enough for several query blocks of the scores.
+  // starting mid-group, head_dims whose heads are not 16-byte aligned (one GEMM per head instead
+  // of a pointer-batched one), and a prefill long enough for several query blocks of the scores.
   const std::vector<Case> cases = {
-      {7, 0, 4, 2, 8, {}},       {1, 9, 6, 2, 16, {}},   {5, 3, 3, 3, 8, {}},
-      {6, 2, 3, 2, 8, {0, 1, 1}}, {4, 0, 2, 1, 64, {}},  {2048, 0, 32, 8, 8, {}},
+      {7, 0, 4, 2, 8, {}},        {1, 9, 6, 2, 16, {}}, {5, 3, 3, 3, 8, {}},   {6, 2, 3, 2, 8, {0, 1, 1}},
+      {4, 0, 2, 1, 64, {}},       {5, 3, 4, 2, 4, {}},  {3, 12, 4, 2, 6, {}},  {2048, 0, 32, 8, 8, {}},
   };
   for (DType dtype : {DType::F32, DType::BF16, DType::F64}) {
     uint64_t seed = 300;
@@ -263,8 +272,12 @@ TEST_CASE("apply_rotary and causal_attention on CUDA tensors match the CPU kerne
       const RotaryTables cpu_tables = rotary_tables(positions, c.head_dim, 10000.0, dtype);
       const RotaryTables gpu_tables = rotary_tables(positions, c.head_dim, 10000.0, dtype, kGpu);
       REQUIRE(gpu_tables.cos.device() == kGpu);
+      // Rotary rounds like the CPU kernel: exact in bf16, f32 / f64 up to the CPU's own contraction.
+      const double rotary_tol = dtype == DType::BF16 ? 0 : dtype == DType::F32 ? 1e-6 : 1e-12;
+      require_matches(apply_rotary(q.to(kGpu), gpu_tables), apply_rotary(q, cpu_tables), rotary_tol, rotary_tol);
+      // bf16 attention rounds the probabilities to bf16 before the product with v (as transformers'
+      // eager attention); the CPU keeps them in f32.
       const double tol = dtype == DType::BF16 ? 3e-2 : 1e-4;
-      require_matches(apply_rotary(q.to(kGpu), gpu_tables), apply_rotary(q, cpu_tables), tol, tol);
       // A cached prefix: k and v as the first `total` rows of a longer buffer, as the KV cache hands them out.
       Tensor k_buffer = Tensor::zeros({total + 5, c.kv_heads, c.head_dim}, dtype, kGpu);
       Tensor v_buffer = Tensor::zeros({total + 5, c.kv_heads, c.head_dim}, dtype, kGpu);

@@ -2,7 +2,8 @@
 // tensor/attention.hpp, whose functions check shapes, dtypes and the head map, then call these.
 //
 // Attention runs over blocks of queries; for each block three launches (plus one that writes
-// the GEMMs' pointer arrays):
+// the GEMMs' pointer arrays; heads whose matrices cannot all be 16-byte aligned, as for a
+// 16-bit head_dim not a multiple of 8, run as one GEMM each instead):
 //   scores[h] = q_h k_kv(h)^T / sqrt(D)   batched cuBLAS GEMM over the query heads, f32 out
 //   probs = causal softmax(scores)         one kernel, f32 math; f32 in place, else q's dtype
 //   out_h = probs[h] v_kv(h)               batched GEMM writing straight into out [S, H, D]
@@ -40,9 +41,18 @@ struct HeadGemm {
   double alpha = 1.0;
 };
 
+// Batched GEMMs through pointer arrays want every matrix 16-byte aligned (cuBLAS cannot inspect
+// device-side pointers); that holds when each array's base and per-head step are multiples of 16
+// bytes, as for head_dim % 8 == 0 in 16-bit. Otherwise the heads run as separate GEMMs.
+bool batch_aligned(const kernels::HeadBatch& b) {
+  const auto bits = reinterpret_cast<uintptr_t>(b.a) | reinterpret_cast<uintptr_t>(b.b) |
+                    reinterpret_cast<uintptr_t>(b.c) | uintptr_t(b.a_stride) | uintptr_t(b.b_stride) |
+                    uintptr_t(b.c_stride);
+  return bits % 16 == 0;
+}
+
 void run_head_gemm(const HeadGemm& g, const std::vector<int64_t>& kv_head_of, int64_t first, int64_t count) {
   const int device = g.c->device().index;
-  const cudaStream_t stream = current_stream(device);
   const int64_t a_elem = dtype_size(g.a->dtype()), b_elem = dtype_size(g.b->dtype());
   const int64_t c_elem = dtype_size(g.c->dtype());
   kernels::HeadBatch batch;
@@ -54,22 +64,33 @@ void run_head_gemm(const HeadGemm& g, const std::vector<int64_t>& kv_head_of, in
   batch.c_stride = g.c_head_elems * c_elem;
   batch.count = int(count);
   for (int64_t h = 0; h < count; ++h) batch.kv_head[h] = int(kv_head_of[size_t(first + h)]);
-  // The pointer arrays live in a stream-ordered block of the caching allocator, like any operand.
-  Tensor pointers = Tensor::empty({3 * count}, DType::I64, g.c->device());
-  void** table = static_cast<void**>(pointers.data_ptr());
-  kernels::head_pointers(batch, table, stream);
-  check_launch("causal_attention");
 
   const DType math = g.c->dtype() == DType::F64 ? DType::F64 : g.a->dtype();
   const double zero_d = 0.0;
   const float alpha_f = float(g.alpha), zero_f = 0.0f;
   const bool f64 = math == DType::F64;
-  cublas_check(cublasGemmBatchedEx(blas::handle_on_current_stream(device), g.transa, CUBLAS_OP_N, int(g.m), int(g.n),
-                                   int(g.k), f64 ? static_cast<const void*>(&g.alpha) : &alpha_f, table,
-                                   blas::cuda_type(g.a->dtype()), int(g.lda), table + count,
-                                   blas::cuda_type(g.b->dtype()), int(g.ldb),
-                                   f64 ? static_cast<const void*>(&zero_d) : &zero_f,
-                                   table + 2 * count, blas::cuda_type(g.c->dtype()),
+  const void* alpha = f64 ? static_cast<const void*>(&g.alpha) : &alpha_f;
+  const void* beta = f64 ? static_cast<const void*>(&zero_d) : &zero_f;
+  const cudaDataType_t a_type = blas::cuda_type(g.a->dtype()), b_type = blas::cuda_type(g.b->dtype());
+  const cudaDataType_t c_type = blas::cuda_type(g.c->dtype());
+  cublasHandle_t handle = blas::handle_on_current_stream(device);
+  if (!batch_aligned(batch)) {
+    for (int64_t h = 0; h < count; ++h) {
+      cublas_check(cublasGemmEx(handle, g.transa, CUBLAS_OP_N, int(g.m), int(g.n), int(g.k), alpha,
+                                batch.a + batch.kv_head[h] * batch.a_stride, a_type, int(g.lda),
+                                batch.b + h * batch.b_stride, b_type, int(g.ldb), beta, batch.c + h * batch.c_stride,
+                                c_type, int(g.ldc), blas::compute_type(math), CUBLAS_GEMM_DEFAULT),
+                   "cublasGemmEx");
+    }
+    return;
+  }
+  // The pointer arrays live in a stream-ordered block of the caching allocator, like any operand.
+  Tensor pointers = Tensor::empty({3 * count}, DType::I64, g.c->device());
+  void** table = static_cast<void**>(pointers.data_ptr());
+  kernels::head_pointers(batch, table, current_stream(device));
+  check_launch("causal_attention");
+  cublas_check(cublasGemmBatchedEx(handle, g.transa, CUBLAS_OP_N, int(g.m), int(g.n), int(g.k), alpha, table, a_type,
+                                   int(g.lda), table + count, b_type, int(g.ldb), beta, table + 2 * count, c_type,
                                    int(g.ldc), int(count), blas::compute_type(math), CUBLAS_GEMM_DEFAULT),
                "cublasGemmBatchedEx");
 }
@@ -90,9 +111,11 @@ void check_on_one_gpu(const Tensor& q, const Tensor& t, const char* op, const ch
 }  // namespace
 
 Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) {
-  // rotary_tables repeats the angles (emb = cat(freqs, freqs)); the kernel reads one half in f32.
+  // rotary_tables repeats the angles (emb = cat(freqs, freqs)); the kernel reads one half, in x's
+  // compute type (the values are the tables' own, already rounded to x's dtype).
   const int64_t half = x.shape().back() / 2;
-  return rotary_embedding(x, cos.narrow(1, 0, half).to(DType::F32), sin.narrow(1, 0, half).to(DType::F32));
+  const DType compute = x.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  return rotary_embedding(x, cos.narrow(1, 0, half).to(compute), sin.narrow(1, 0, half).to(compute));
 }
 
 Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
@@ -115,8 +138,10 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
   const int64_t block = std::clamp<int64_t>(kScoreBudget / (heads * total), 1, seq);
   for (int64_t begin = 0; begin < seq; begin += block) {
     const int64_t rows = std::min(block, seq - begin), keys = past + begin + rows;
-    // [heads, rows, keys]: row-major per head, i.e. column-major [keys, rows] with ld keys.
-    Tensor scores = Tensor::empty({heads, rows, keys}, score_dtype, q.device());
+    // [heads, rows, ld]: row-major per head, i.e. column-major [keys, rows] with ld >= keys, the
+    // rows padded to 8 elements so that every head's matrix starts 16-byte aligned.
+    const int64_t ld = (keys + 7) / 8 * 8;
+    Tensor scores = Tensor::empty({heads, rows, ld}, score_dtype, q.device());
     Tensor probs = dtype == score_dtype ? scores : Tensor::empty(scores.shape(), dtype, q.device());
 
     // scores_h^T [keys, rows] = k_kv [keys, D] (column-major [D, keys], read transposed) x q_h^T [D, rows].
@@ -125,19 +150,19 @@ Tensor causal_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_
     qk.m = keys, qk.n = rows, qk.k = d;
     qk.a = &k, qk.lda = kv_heads * d, qk.a_head_elems = d;
     qk.b = &q, qk.ldb = heads * d, qk.b_head_elems = d, qk.b_offset_elems = begin * heads * d;
-    qk.c = &scores, qk.ldc = keys, qk.c_head_elems = rows * keys;
+    qk.c = &scores, qk.ldc = ld, qk.c_head_elems = rows * ld;
     qk.alpha = 1.0 / std::sqrt(double(d));
     run_heads(qk, kv_head_of);
 
-    kernels::causal_softmax_rows(scores.data_ptr(), probs.data_ptr(), elem_type(dtype), heads * rows, keys, rows,
+    kernels::causal_softmax_rows(scores.data_ptr(), probs.data_ptr(), elem_type(dtype), heads * rows, keys, ld, rows,
                                  past + begin + 1, current_stream(device));
     check_launch(op);
 
-    // out_h^T [D, rows] = v_kv^T [D, keys] (column-major, ld kv_heads * D) x probs_h^T [keys, rows].
+    // out_h^T [D, rows] = v_kv^T [D, keys] (column-major, ld kv_heads * D) x probs_h^T [keys, rows] (ld ld).
     HeadGemm pv;
     pv.m = d, pv.n = rows, pv.k = keys;
     pv.a = &v, pv.lda = kv_heads * d, pv.a_head_elems = d;
-    pv.b = &probs, pv.ldb = keys, pv.b_head_elems = rows * keys;
+    pv.b = &probs, pv.ldb = ld, pv.b_head_elems = rows * ld;
     pv.c = &out, pv.ldc = heads * d, pv.c_head_elems = d, pv.c_offset_elems = begin * heads * d;
     run_heads(pv, kv_head_of);
   }

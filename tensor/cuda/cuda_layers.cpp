@@ -136,8 +136,9 @@ Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   check_on(cos, x.device(), op, "cos");
   check_on(sin, x.device(), op, "sin");
   detail::check_floating(x, op, "x");
-  detail::check_dtype_is(cos, DType::F32, op, "cos");
-  detail::check_dtype_is(sin, DType::F32, op, "sin");
+  const DType table_dtype = x.dtype() == DType::F64 ? DType::F64 : DType::F32;  // x's compute type
+  detail::check_dtype_is(cos, table_dtype, op, "cos");
+  detail::check_dtype_is(sin, table_dtype, op, "sin");
   check<ShapeError>(x.dim() >= 2 && x.shape().back() % 2 == 0, op,
                     "x must be [..., heads, head_dim] with an even head_dim, got shape {}", shape_str(x.shape()));
   const int64_t head_dim = x.shape().back();
@@ -153,8 +154,8 @@ Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin) {
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
   if (out.numel() == 0) return out;
   DeviceGuard guard(x.device().index);
-  kernels::rotary(in.data_ptr(), static_cast<const float*>(c.data_ptr()), static_cast<const float*>(s.data_ptr()),
-                  out.data_ptr(), elem_type(x.dtype()), tokens, heads, head_dim, current_stream(x.device().index));
+  kernels::rotary(in.data_ptr(), c.data_ptr(), s.data_ptr(), out.data_ptr(), elem_type(x.dtype()), tokens, heads,
+                  head_dim, current_stream(x.device().index));
   check_launch(op);
   return out;
 }

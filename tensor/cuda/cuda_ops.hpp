@@ -1,9 +1,10 @@
 // The ops of tensor/ops.hpp for tensors on a CUDA device, plus the GPU-side pieces of the
-// models' layers (rotary embedding, grouped-query causal attention, top-k routing). The public ops reach these through the
-// dispatch line at the top of each op (tensor/device_dispatch.hpp); calling them directly is
-// fine too. Every argument must be on the same CUDA device (DeviceError naming it otherwise);
-// dtype and shape rules are those of the CPU ops. Results are queued on the device's current
-// stream (tensor/cuda/device_memory.hpp), so they are ready for any later work queued there.
+// models' layers (rotary embedding, grouped-query causal attention, top-k routing). The public
+// ops reach these through the dispatch line at the top of each op (tensor/device_dispatch.hpp);
+// calling them directly is fine too. Every argument must be on the same CUDA device
+// (DeviceError naming it otherwise); dtype and shape rules are those of the CPU ops. Results are
+// queued on the device's current stream (tensor/cuda/device_memory.hpp), so they are ready for
+// any later work queued there.
 #pragma once
 
 #include "tensor/cuda/launch.hpp"
@@ -44,7 +45,8 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 
 // Rotary position embedding, rotate-half form (Llama): x [tokens, heads, head_dim] (or any
 // [..., heads, head_dim] whose leading dims flatten to tokens), cos and sin [tokens, head_dim/2]
-// in f32. For i < h = head_dim/2: y_i = x_i cos_i - x_{i+h} sin_i, y_{i+h} = x_{i+h} cos_i + x_i sin_i.
+// in f32 (f64 for f64 x). For i < h = head_dim/2: y_i = x_i cos_i - x_{i+h} sin_i,
+// y_{i+h} = x_{i+h} cos_i + x_i sin_i, each product rounded to x's dtype before the sum (as torch).
 Tensor rotary_embedding(const Tensor& x, const Tensor& cos, const Tensor& sin);
 
 // The device side of tensor/attention.hpp (tensor/cuda/attention.cpp); the functions there check

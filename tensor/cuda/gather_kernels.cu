@@ -21,22 +21,36 @@ __global__ void gather_rows_kernel(const T* table, int64_t vocab, int64_t width,
   }
 }
 
+// Each product is rounded to T before the sum, as x * cos + rotate_half(x) * sin rounds in three
+// torch ops (and the CPU kernel); __fmul_rn / __dmul_rn keep the compiler from fusing a product
+// into the sum, so f32 and f64 match the CPU too.
+template <typename C>
+__device__ __forceinline__ C product(C a, C b) {
+  if constexpr (std::is_same_v<C, double>) return __dmul_rn(a, b);
+  else return __fmul_rn(a, b);
+}
+
 template <typename T>
-__global__ void rotary_kernel(const T* x, const float* cos, const float* sin, T* out, int64_t rows, int64_t heads,
-                              int64_t head_dim) {
+__global__ void rotary_kernel(const T* x, const compute_t<T>* cos, const compute_t<T>* sin, T* out, int64_t rows,
+                              int64_t heads, int64_t head_dim) {
+  using C = compute_t<T>;
   const int64_t half = head_dim / 2;
+  auto rounded = [](C a, C b) {
+    const T r = to_storage<T>(product(a, b));
+    return load(&r);
+  };
   DTENSOR_GRID_STRIDE(i, rows * heads * half) {
     const int64_t j = i % half;
     const int64_t row_head = i / half;
     const int64_t row = row_head / heads;
     const T* src = x + row_head * head_dim;
     T* dst = out + row_head * head_dim;
-    const float c = cos[row * half + j];
-    const float s = sin[row * half + j];
-    const float x1 = float(load(src + j));
-    const float x2 = float(load(src + j + half));
-    dst[j] = convert_to<T>(x1 * c - x2 * s);
-    dst[j + half] = convert_to<T>(x2 * c + x1 * s);
+    const C c = cos[row * half + j];
+    const C s = sin[row * half + j];
+    const C x1 = load(src + j);
+    const C x2 = load(src + j + half);
+    dst[j] = to_storage<T>(rounded(x1, c) - rounded(x2, s));
+    dst[j + half] = to_storage<T>(rounded(x2, c) + rounded(x1, s));
   }
 }
 
@@ -60,14 +74,16 @@ void gather_rows(const void* table, ElemType type, int64_t vocab, int64_t width,
   });
 }
 
-void rotary(const void* x, const float* cos, const float* sin, void* out, ElemType type, int64_t rows, int64_t heads,
+void rotary(const void* x, const void* cos, const void* sin, void* out, ElemType type, int64_t rows, int64_t heads,
             int64_t head_dim, cudaStream_t stream) {
   const int64_t n = rows * heads * (head_dim / 2);
   if (n == 0) return;
   visit_floating(type, [&](auto tag) {
     using T = typename decltype(tag)::type;
-    rotary_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), cos, sin, static_cast<T*>(out), rows,
-                                                        heads, head_dim);
+    using C = compute_t<T>;
+    rotary_kernel<<<grid_for(n), kThreads, 0, stream>>>(static_cast<const T*>(x), static_cast<const C*>(cos),
+                                                        static_cast<const C*>(sin), static_cast<T*>(out), rows, heads,
+                                                        head_dim);
   });
 }
 

@@ -56,12 +56,12 @@ void argmax_rows(const void* in, int64_t* out, ElemType type, int64_t rows, int6
 // Floating types only.
 void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log,
                   cudaStream_t stream);
-// Causal attention probabilities: scores [rows, cols] are f32 (f64 when `type` is F64), already
-// scaled; row r is query r % queries of its head and sees columns [0, first_visible + r % queries).
-// out [rows, cols] in `type` gets the softmax over the visible columns and 0 after them; it may
-// be `scores` itself when `type` is the scores' type.
-void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t queries,
-                         int64_t first_visible, cudaStream_t stream);
+// Causal attention probabilities: scores [rows, cols] with rows ld >= cols apart are f32 (f64
+// when `type` is F64), already scaled; row r is query r % queries of its head and sees columns
+// [0, first_visible + r % queries). out (same layout) in `type` gets the softmax over the visible
+// columns and 0 after them; it may be `scores` itself when `type` is the scores' type.
+void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t ld,
+                         int64_t queries, int64_t first_visible, cudaStream_t stream);
 // out = in / sqrt(mean(in^2) + eps) * weight; weight [cols] or null.
 void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols,
                    double eps, cudaStream_t stream);
@@ -81,8 +81,9 @@ void topk_rows(const void* in, void* values, int64_t* indices, ElemType type, in
 void gather_rows(const void* table, ElemType type, int64_t vocab, int64_t width, const void* ids, ElemType id_type,
                  int64_t n_ids, void* out, int64_t* bad_id, cudaStream_t stream);
 // Rotary embedding (rotate-half form, as Llama): x [rows, heads, head_dim] contiguous, cos/sin
-// [rows, head_dim / 2] f32; out[.., i] = x_i cos - x_{i+h} sin, out[.., i+h] = x_{i+h} cos + x_i sin.
-void rotary(const void* x, const float* cos, const float* sin, void* out, ElemType type, int64_t rows,
+// [rows, head_dim / 2] in x's compute type (f32; f64 for f64 x); out[.., i] = x_i cos - x_{i+h} sin,
+// out[.., i+h] = x_{i+h} cos + x_i sin, each product rounded to x's type before the sum.
+void rotary(const void* x, const void* cos, const void* sin, void* out, ElemType type, int64_t rows,
             int64_t heads, int64_t head_dim, cudaStream_t stream);
 
 // Attention ----------------------------------------------------------------------------------

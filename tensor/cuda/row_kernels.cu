@@ -187,15 +187,16 @@ __global__ void layer_norm_rows_kernel(const T* in, const T* weight, const T* bi
   }
 }
 
-// Attention probabilities from scaled scores S (f32, or f64 for f64 outputs): row r is query
-// r % queries of its head and sees its first first_visible + r % queries columns; the softmax
-// runs over those and the columns after them become 0. `out` may alias `scores` when T is S
-// (each thread rewrites only the entries it read).
+// Attention probabilities from scaled scores S (f32, or f64 for f64 outputs), rows `ld` apart:
+// row r is query r % queries of its head and sees its first first_visible + r % queries columns;
+// the softmax runs over those and the columns after them (up to cols) become 0. `out` may alias
+// `scores` when T is S (each thread rewrites only the entries it read).
 template <typename S, typename T>
-__global__ void causal_softmax_kernel(const S* scores, T* out, int64_t cols, int64_t queries, int64_t first_visible) {
+__global__ void causal_softmax_kernel(const S* scores, T* out, int64_t cols, int64_t ld, int64_t queries,
+                                      int64_t first_visible) {
   const int64_t row = blockIdx.x;
-  const S* src = scores + row * cols;
-  T* dst = out + row * cols;
+  const S* src = scores + row * ld;
+  T* dst = out + row * ld;
   const int64_t seen = first_visible + row % queries;
   const int64_t visible = seen < cols ? seen : cols;
   const S max = row_fold(src, visible, MaxOp{}, lowest<S>());
@@ -292,14 +293,14 @@ void layer_norm_rows(const void* in, const void* weight, const void* bias, void*
   });
 }
 
-void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t queries,
-                         int64_t first_visible, cudaStream_t stream) {
+void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t ld,
+                         int64_t queries, int64_t first_visible, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   visit_floating(type, [&](auto tag) {
     using T = typename decltype(tag)::type;
     using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
     causal_softmax_kernel<<<unsigned(rows), row_threads(cols), 0, stream>>>(
-        static_cast<const S*>(scores), static_cast<T*>(out), cols, queries, first_visible);
+        static_cast<const S*>(scores), static_cast<T*>(out), cols, ld, queries, first_visible);
   });
 }
 
