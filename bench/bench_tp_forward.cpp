@@ -31,6 +31,7 @@
 #include "models/causal_lm.hpp"
 #include "nn/linear_profile.hpp"
 #include "tensor/ops.hpp"
+#include "tools/parse_on_every_rank.hpp"
 
 #include <CLI/CLI.hpp>
 #include <Eigen/Dense>
@@ -191,11 +192,7 @@ int main(int argc, char** argv) {
     CLI::App app{"Tensor-parallel prefill and decode throughput of a Llama checkpoint (mpirun -np N)."};
     Options options;
     add_options(app, options);
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      return world.rank() == 0 ? app.exit(e) : e.get_exit_code();
-    }
+    if (auto code = tools::parse_on_every_rank(app, argc, argv, world)) return *code;
     const RunResult result = run(world, options);
     if (world.rank() != 0) return 0;
     save_result(options.results_dir, result);

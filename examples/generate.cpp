@@ -27,6 +27,7 @@
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
 #include "tools/npy.hpp"
+#include "tools/parse_on_every_rank.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -193,12 +194,7 @@ int main(int argc, char** argv) {
     CLI::App app{"Greedy generation with a checkpoint sharded over every rank (mpirun -np N)."};
     Options options;
     add_options(app, options);
-    try {
-      app.parse(argc, argv);
-    } catch (const CLI::ParseError& e) {
-      // Every rank parses the same arguments; one help or error message is enough.
-      return world.rank() == 0 ? app.exit(e) : e.get_exit_code();
-    }
+    if (auto code = tools::parse_on_every_rank(app, argc, argv, world)) return *code;
     options.dtype = dtype_from_name(options.dtype_flag);
     return run(world, options);
   });
