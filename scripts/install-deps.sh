@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   g++ make meson ninja-build pkg-config
   openmpi-bin libopenmpi-dev
-  libeigen3-dev catch2 libbenchmark-dev
+  libeigen3-dev libdnnl-dev catch2 libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
 )
 

@@ -1,20 +1,16 @@
 // Matrix products: matmul (with broadcast batch dims), bmm, linear.
 //
-// Every product ends in Eigen's GEMM on Maps of the operands' memory. A 2-D operand whose
-// rows or columns are contiguous maps directly, as a row-major or a column-major matrix with
-// an outer stride; so x @ W^T reads W in place as a column-major matrix instead of copying the
-// transpose. Only layouts GEMM cannot read (both strides > 1, or a stride-0 broadcast) are
-// copied. 16-bit floats are widened to f32, multiplied and rounded once at the end.
+// f32, bf16 and f16 products run in oneDNN (tensor/cpu/onednn_gemm.hpp), which picks the host's
+// best kernels at run time and accumulates in f32, rounding once into the operands' dtype. Where
+// the host has no oneDNN kernel for a 16-bit type (f16 without AVX512-FP16), the operands are
+// widened to f32 and the f32 product is rounded once: the same numerics. f64 products, and the
+// rare product oneDNN cannot take (more than 12 dims), run in Eigen's GEMM on Maps of the operands.
 //
-// This file is compiled with GCC's generic tuning: -march=native on this AMD EPYC (Zen 4) makes
-// GCC 12 tune for znver3, which schedules Eigen's f32 GEBP micro-kernel about 30% slower on one
-// core ([512, 1024] @ [1024, 2816]^T: ~66 GFLOP/s against ~95 GFLOP/s generic-tuned; the same
-// instructions are available either way). The pragma comes before every include so that all the
-// Eigen code instantiated here gets it; other files keep the project's tuning.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC target("tune=generic")
-#endif
+// Either way a 2-D operand whose rows or columns are contiguous is read in place, as a row-major
+// or a column-major matrix with a leading dimension; so x @ W^T reads W where it is. Only
+// layouts GEMM cannot read (both strides > 1, or a stride-0 broadcast) are copied.
 #include "tensor/kernel_util.hpp"
+#include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
 
@@ -120,20 +116,23 @@ Shape batch_strides(const Tensor& t, const Shape& batch) {
   return strides;
 }
 
-// Batched product on float/double tensors of rank >= 2 with broadcast batch dims.
-template <typename C>
-Tensor matmul_native(const Tensor& a_in, const Tensor& b_in, const char* op) {
-  const Tensor a = gemm_readable(a_in);
-  const Tensor b = gemm_readable(b_in);
-  const MatrixDims da = matrix_dims(a);
-  const MatrixDims db = matrix_dims(b);
+// The broadcast shape of a @ b: [batch..., m, n].
+Shape product_shape(const Tensor& a, const Tensor& b, const char* op) {
   const Shape batch_a(a.shape().begin(), a.shape().end() - 2);
   const Shape batch_b(b.shape().begin(), b.shape().end() - 2);
-  Shape out_shape = detail::broadcast_shapes(batch_a, batch_b, op);
-  const Shape batch = out_shape;
-  out_shape.push_back(da.rows);
-  out_shape.push_back(db.cols);
-  Tensor out = Tensor::empty(out_shape, dtype_of<C>);
+  Shape shape = detail::broadcast_shapes(batch_a, batch_b, op);
+  shape.push_back(a.shape()[size_t(a.dim()) - 2]);
+  shape.push_back(b.shape().back());
+  return shape;
+}
+
+// Batched Eigen product on float/double tensors of rank >= 2 with broadcast batch dims, into out
+// (contiguous, of the broadcast shape).
+template <typename C>
+void matmul_eigen(const Tensor& a, const Tensor& b, Tensor& out) {
+  const MatrixDims da = matrix_dims(a);
+  const MatrixDims db = matrix_dims(b);
+  const Shape batch(out.shape().begin(), out.shape().end() - 2);
   const int64_t m = da.rows, k = da.cols, n = db.cols;
 
   const MatrixLayout lb = *gemm_layout(db.rows, db.cols, db.row_stride, db.col_stride);
@@ -143,7 +142,7 @@ Tensor matmul_native(const Tensor& a_in, const Tensor& b_in, const char* op) {
     const auto la = row_stride ? gemm_layout(rows, k, *row_stride, da.col_stride) : std::nullopt;
     if (la && la->row_major) {
       gemm(detail::cdata<C>(a), *la, detail::cdata<C>(b), lb, detail::mdata<C>(out), rows, k, n);
-      return out;
+      return;
     }
   }
   const MatrixLayout la = *gemm_layout(m, k, da.row_stride, da.col_stride);
@@ -158,7 +157,6 @@ Tensor matmul_native(const Tensor& a_in, const Tensor& b_in, const char* op) {
            detail::mdata<C>(out) + offsets[0] + i * strides[0], m, k, n);
     }
   });
-  return out;
 }
 
 void check_matmul_args(const Tensor& a, const Tensor& b, const char* op) {
@@ -186,15 +184,6 @@ Tensor widened(const Tensor& t) {
   return t.transpose(d - 2, d - 1).to(DType::F32).transpose(d - 2, d - 1);
 }
 
-// The product in the compute type: f32/f64 as they are, 16-bit floats widened to f32.
-Tensor matmul_compute(const Tensor& a, const Tensor& b, const char* op) {
-  switch (a.dtype()) {
-    case DType::F64: return matmul_native<double>(a, b, op);
-    case DType::F32: return matmul_native<float>(a, b, op);
-    default: return matmul_native<float>(widened(a), widened(b), op);
-  }
-}
-
 // out[rows, n] += bias[n] broadcast over rows, in out's (compute) dtype.
 template <typename C>
 void add_bias_rows(Tensor& out, const Tensor& bias) {
@@ -208,12 +197,42 @@ void add_bias_rows(Tensor& out, const Tensor& bias) {
   OutMap<C>(detail::mdata<C>(out), rows, n).rowwise() += bias_row;
 }
 
+void add_bias(Tensor& out, const Tensor& bias) {
+  if (!bias.defined()) return;
+  if (out.dtype() == DType::F64) add_bias_rows<double>(out, bias);
+  else add_bias_rows<float>(out, bias);
+}
+
+// a @ b (+ bias) in a's dtype: oneDNN for f32 and 16-bit floats, f32 from widened operands
+// where the host lacks a 16-bit kernel, Eigen for f64 (and what oneDNN cannot take).
+Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, const char* op) {
+  const Tensor a = gemm_readable(a_in), b = gemm_readable(b_in);
+  Tensor out = Tensor::empty(product_shape(a, b, op), a.dtype());
+  if (out.numel() == 0) return out;
+  if (a.shape().back() == 0) {  // an empty sum is zero
+    out = Tensor::zeros(out.shape(), dtype_size(a.dtype()) < 4 ? DType::F32 : a.dtype());
+    add_bias(out, bias);
+    return out.to(a.dtype());
+  }
+  if (a.dtype() != DType::F64) {
+    if (cpu::onednn_matmul(a, b, bias, out)) return out;
+    if (dtype_size(a.dtype()) < 4) {
+      const Tensor bias32 = bias.defined() ? bias.to(DType::F32) : bias;
+      return matmul_compute(widened(a), widened(b), bias32, op).to(a.dtype());
+    }
+  }
+  if (a.dtype() == DType::F64) matmul_eigen<double>(a, b, out);
+  else matmul_eigen<float>(a, b, out);
+  add_bias(out, bias);
+  return out;
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
   DTENSOR_DISPATCH_CUDA(a, matmul(a, b));
   check_matmul_args(a, b, "matmul");
-  return matmul_compute(a, b, "matmul").to(a.dtype());
+  return matmul_compute(a, b, Tensor(), "matmul");
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
@@ -223,7 +242,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   check<ShapeError>(a.dim() == 3 && b.dim() == 3 && a.shape()[0] == b.shape()[0], op,
                     "a and b must be 3-D with equal batch size, got shapes {} and {}",
                     shape_str(a.shape()), shape_str(b.shape()));
-  return matmul_compute(a, b, op).to(a.dtype());
+  return matmul_compute(a, b, Tensor(), op);
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
@@ -247,12 +266,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
   const Tensor x2 = x.dim() == 1 ? x.unsqueeze(0) : x;
   // weight^T is a [in, out] view with column stride 'in': GEMM reads it as column-major.
-  Tensor out = matmul_compute(x2, weight.transpose(0, 1), op);
-  if (bias.defined()) {
-    if (out.dtype() == DType::F64) add_bias_rows<double>(out, bias);
-    else add_bias_rows<float>(out, bias);
-  }
-  out = out.to(x.dtype());
+  const Tensor out = matmul_compute(x2, weight.transpose(0, 1), bias, op);
   return x.dim() == 1 ? out.squeeze(0) : out;
 }
 

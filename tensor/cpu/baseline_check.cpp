@@ -1,0 +1,22 @@
+// Refuses to start on a CPU without the instruction set the library was compiled for (meson's
+// cpu_baseline, DTENSOR_CPU_BASELINE here), with a message instead of SIGILL in the middle of a
+// kernel. This file alone is compiled for plain x86-64 (tensor/meson.build) and runs as a
+// constructor of high priority, before the library's other static initialisers.
+#if defined(__x86_64__) && defined(DTENSOR_CPU_BASELINE)
+#include <cstdio>
+#include <cstdlib>
+
+namespace {
+
+__attribute__((constructor(101))) void refuse_hosts_below_baseline() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports(DTENSOR_CPU_BASELINE)) return;
+  std::fprintf(stderr,
+               "dtensor: this CPU lacks the %s instruction set the library was built for; rebuild with "
+               "`meson setup build -Dcpu_baseline=x86-64-v2` (or x86-64) to run here\n",
+               DTENSOR_CPU_BASELINE);
+  std::exit(1);
+}
+
+}  // namespace
+#endif
