@@ -47,6 +47,48 @@ TEST_CASE("linear with and without bias equals the full computation", "[ops][mat
   }
 }
 
+// |got - want| <= tol * sum |a||b| element by element: got is in a 16-bit or f32 dtype, want and
+// the scale in f64. Partial sums rounded on each rank and again when reduced stay within it.
+void check_within_scale(const Tensor& got, const Tensor& want, const Tensor& scale, double tol) {
+  REQUIRE(got.shape() == want.shape());
+  const std::vector<double> g = got.to(DType::F64).contiguous().to_vector<double>();
+  const std::vector<double> w = want.contiguous().to_vector<double>(), s = scale.contiguous().to_vector<double>();
+  int bad = 0;
+  for (size_t i = 0; i < g.size(); ++i) bad += std::abs(g[i] - w[i]) > tol * s[i] + 1e-12;
+  CHECK(bad == 0);
+}
+
+TEST_CASE("matmul, bmm and linear in f32, bf16 and f16 on odd shapes equal the f64 product", "[ops][matmul][dtypes]") {
+  std::mt19937 rng(11);
+  // 1 x K, K not a multiple of 16, uneven shards everywhere.
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{1, 37}, {37, 5}}, {{7, 37}, {37, 9}}, {{3, 5, 19}, {3, 19, 6}}};
+  const std::vector<std::pair<DType, double>> dtypes = {{DType::F32, 1e-5}, {DType::BF16, 2.5e-2}, {DType::F16, 4e-3}};
+  for (const DeviceMesh& mesh : op_meshes()) {
+    for (const auto& [dt, tol] : dtypes) {
+      for (const auto& [sa, sb] : shapes) {
+        // Values m/8 are exact in every dtype; the reference multiplies the same values in f64.
+        const Tensor a = mul(integer_valued(sa, DType::F64, 1, -16, 17), 0.125).to(dt);
+        const Tensor b = mul(integer_valued(sb, DType::F64, 2, -16, 17), 0.125).to(dt);
+        const Tensor a64 = a.to(DType::F64), b64 = b.to(DType::F64);
+        const Tensor want = matmul(a64, b64), scale = matmul(abs(a64), abs(b64));
+        const Tensor wt = b.transpose(-1, -2).contiguous();  // linear's [out, in] weight
+        for (int draw = 0; draw < 6; ++draw) {
+          INFO(dtype_name(dt) << " " << shape_str(sa) << " x " << shape_str(sb) << " mesh " << mesh.to_string());
+          const Placements pa = random_placements(rng, mesh, int64_t(sa.size()), true);
+          const Placements pb = random_placements(rng, mesh, int64_t(sb.size()), true);
+          const DTensor x = DTensor::distribute(a, mesh, pa), y = DTensor::distribute(b, mesh, pb);
+          check_within_scale(matmul(x, y).full_tensor(), want, scale, tol);
+          if (sa.size() == 3) check_within_scale(bmm(x, y).full_tensor(), want, scale, tol);
+          if (sb.size() == 2) {
+            const DTensor w = DTensor::distribute(wt, mesh, random_placements(rng, mesh, 2, true));
+            check_within_scale(linear(x, w).full_tensor(), want, scale, tol);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("matmul output placements follow the rule table without communication", "[ops][matmul][rules]") {
   DeviceMesh mesh = op_meshes()[0];
   Tensor a = integer_valued({8, 6}, DType::F64, 1), b = integer_valued({6, 4}, DType::F64, 2);

@@ -117,6 +117,7 @@ class PrimitiveCache {
       ages_.pop_back();
     }
     ages_.push_front(key);
+    ++created;
     Entry entry = create(p);
     entry.age = ages_.begin();
     return entries_.emplace(std::move(key), std::move(entry)).first->second;
@@ -135,6 +136,7 @@ class PrimitiveCache {
   }
 
   std::mutex mutex;
+  int64_t created = 0;
 
  private:
   static memory::desc desc(const Layout& l, memory::data_type type) { return memory::desc(l.dims, type, l.strides); }
@@ -182,6 +184,12 @@ std::string onednn_matmul_impl(const Tensor& a, const Tensor& b, const Tensor& o
   PrimitiveCache& c = cache();
   std::lock_guard lock(c.mutex);
   return c.lookup(*p).impl;
+}
+
+int64_t onednn_primitives_created() {
+  PrimitiveCache& c = cache();
+  std::lock_guard lock(c.mutex);
+  return c.created;
 }
 
 }  // namespace dtensor::cpu

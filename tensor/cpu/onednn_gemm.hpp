@@ -24,4 +24,7 @@ bool onednn_matmul(const Tensor& a, const Tensor& b, const Tensor& bias, const T
 // "none" where onednn_matmul would return false.
 std::string onednn_matmul_impl(const Tensor& a, const Tensor& b, const Tensor& out);
 
+// How many primitives have been created so far (cache misses), for tests of the cache.
+int64_t onednn_primitives_created();
+
 }  // namespace dtensor::cpu
