@@ -1,14 +1,8 @@
 // Rotary embedding and grouped-query causal attention (declared in tensor/attention.hpp).
-//
-// Compiled with GCC's generic tuning, before any include so that the Eigen products instantiated
-// here get it: -march=native tunes GCC 12 for znver3 on this Zen 4 machine, which schedules
-// Eigen's f32 GEMM kernel slower (512 queries x 16 heads x 64 dims: 12.5 ms -> 8.2 ms generic).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC target("tune=generic")
-#endif
 #include "tensor/kernel_util.hpp"  // first: it sets GCC 12's diagnostics before Eigen is read
 
 #include "tensor/attention.hpp"
+#include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/device_dispatch.hpp"
 
 namespace dtensor {
@@ -56,6 +50,65 @@ void rotate_row(const T* x, const T* cos, const T* sin, T* out, int64_t d) {
 
 // Attention ---------------------------------------------------------------------------------------
 
+// Query rows per block: a block only multiplies the keys its last row can see, which skips
+// about half the work of a long prefill, while the products stay large enough for a GEMM.
+constexpr int64_t kQueryBlock = 64;
+
+// Softmax of each row of scores [rows, keys] (f32, contiguous), times `scale` first, over its
+// first `visible(r)` entries; the rest become 0.
+template <typename C, typename Visible>
+void causal_softmax(C* scores, int64_t rows, int64_t keys, C scale, Visible visible) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t n = visible(r);
+    Eigen::Map<Eigen::Array<C, 1, Eigen::Dynamic>> row(scores + r * keys, n);
+    row *= scale;
+    row = (row - row.maxCoeff()).exp();
+    row /= row.sum();
+    std::fill(scores + r * keys + n, scores + (r + 1) * keys, C(0));
+  }
+}
+
+// dst = a @ b through oneDNN; the dtypes were checked by onednn_attends.
+void product(const Tensor& a, const Tensor& b, const Tensor& dst) {
+  check<DTypeError>(cpu::onednn_matmul(a, b, Tensor(), dst), "causal_attention",
+                    "oneDNN has no {} x {} -> {} product on this host", a.dtype(), b.dtype(), dst.dtype());
+}
+
+// [tokens, heads, dim] with unit stride along dim, as GEMM reads each head's rows.
+Tensor rows_readable(const Tensor& t) { return t.strides()[2] == 1 ? t : t.contiguous(); }
+
+// Attention through oneDNN's products on views of q, k, v (any float dtype oneDNN multiplies):
+// per query head and block of queries, scores = q k^T in f32, the causal softmax in f32, the
+// probabilities rounded to the inputs' dtype (as torch's bf16 attention rounds them), times v
+// straight into the head's columns of out.
+Tensor attention_onednn(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
+  const int64_t seq = q.size(0), heads = q.size(1), d = q.size(2), total = k.size(0), past = total - seq;
+  Tensor out = Tensor::empty(q.shape(), q.dtype());
+  const float scale = 1.0f / std::sqrt(float(d));
+  const bool rounded = q.dtype() != DType::F32;
+  for (int64_t begin = 0; begin < seq; begin += kQueryBlock) {
+    const int64_t rows = std::min(kQueryBlock, seq - begin), keys = past + begin + rows;
+    const Tensor scores = Tensor::empty({rows, keys}, DType::F32);
+    for (int64_t h = 0; h < heads; ++h) {
+      const int64_t kv = kv_head_of[size_t(h)];
+      const Tensor q_block = q.select(1, h).narrow(0, begin, rows);
+      const Tensor k_head = k.select(1, kv).narrow(0, 0, keys), v_head = v.select(1, kv).narrow(0, 0, keys);
+      product(q_block, k_head.transpose(0, 1), scores);
+      causal_softmax<float>(mdata<float>(scores), rows, keys, scale, [&](int64_t r) { return past + begin + r + 1; });
+      const Tensor probs = rounded ? scores.to(q.dtype()) : scores;
+      product(probs, v_head, out.select(1, h).narrow(0, begin, rows));
+    }
+  }
+  return out;
+}
+
+// Whether oneDNN multiplies `dtype` into f32 scores and into `dtype` outputs on this host.
+bool onednn_attends(DType dtype) {
+  const Tensor a = Tensor::empty({1, 2}, dtype), b = Tensor::empty({2, 1}, dtype);
+  return cpu::onednn_matmul_impl(a, b, Tensor::empty({1, 1}, DType::F32)) != "none" &&
+         cpu::onednn_matmul_impl(a, b, Tensor::empty({1, 1}, dtype)) != "none";
+}
+
 template <typename C>
 using RowMatrix = Eigen::Matrix<C, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 template <typename C>
@@ -63,54 +116,34 @@ using HeadMap = Eigen::Map<const RowMatrix<C>, 0, Eigen::OuterStride<>>;
 template <typename C>
 using OutHeadMap = Eigen::Map<RowMatrix<C>, 0, Eigen::OuterStride<>>;
 
-// Query rows per block: a block only multiplies the keys its last row can see, which skips
-// about half the work of a long prefill, while the products stay large enough for Eigen's GEMM.
-constexpr int64_t kQueryBlock = 64;
-
-// Softmax of each row of scores over its first `visible(r)` entries; the rest become 0.
-template <typename C, typename Visible>
-void causal_softmax(RowMatrix<C>& scores, Visible visible) {
-  for (int64_t r = 0; r < scores.rows(); ++r) {
-    const int64_t n = visible(r);
-    auto row = scores.row(r).head(n).array();
-    const C max = row.maxCoeff();
-    row = (row - max).exp();
-    row /= row.sum();
-    scores.row(r).tail(scores.cols() - n).setZero();
-  }
-}
-
-// One query head over the keys and values of its KV head (row-major views with the given row
-// strides), written into out.
-template <typename C>
-void attend_head(const HeadMap<C>& q, const HeadMap<C>& k, const HeadMap<C>& v, OutHeadMap<C>& out, C scale,
-                 RowMatrix<C>& scores) {
+// f64 attention with Eigen's products: one query head over the keys and values of its KV head
+// (row-major views with the given row strides), written into out.
+void attend_head_f64(const HeadMap<double>& q, const HeadMap<double>& k, const HeadMap<double>& v,
+                     OutHeadMap<double>& out, RowMatrix<double>& scores) {
   const int64_t seq = q.rows(), past = k.rows() - seq;
+  const double scale = 1.0 / std::sqrt(double(q.cols()));
   for (int64_t begin = 0; begin < seq; begin += kQueryBlock) {
-    const int64_t rows = std::min(kQueryBlock, seq - begin);
-    const int64_t keys = past + begin + rows;  // what the block's last query sees
+    const int64_t rows = std::min(kQueryBlock, seq - begin), keys = past + begin + rows;
     scores.resize(rows, keys);
-    scores.noalias() = (scale * q.middleRows(begin, rows)) * k.topRows(keys).transpose();
-    causal_softmax<C>(scores, [&](int64_t r) { return past + begin + r + 1; });
+    scores.noalias() = q.middleRows(begin, rows) * k.topRows(keys).transpose();
+    causal_softmax<double>(scores.data(), rows, keys, scale, [&](int64_t r) { return past + begin + r + 1; });
     out.middleRows(begin, rows).noalias() = scores * v.topRows(keys);
   }
 }
 
-// q, k, v contiguous in compute type C; returns [S, Hq, D] in C.
-template <typename C>
-Tensor attention_native(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
+// q, k, v contiguous f64; returns [S, Hq, D].
+Tensor attention_f64(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
   const int64_t seq = q.size(0), heads = q.size(1), d = q.size(2);
   const int64_t total = k.size(0), kv_heads = k.size(1);
-  Tensor out = Tensor::empty(q.shape(), dtype_of<C>);
-  const C scale = C(1) / std::sqrt(C(d));
-  RowMatrix<C> scores;
+  Tensor out = Tensor::empty(q.shape(), DType::F64);
+  RowMatrix<double> scores;
   for (int64_t h = 0; h < heads; ++h) {
     const int64_t kv = kv_head_of[size_t(h)];
-    const HeadMap<C> qh(cdata<C>(q) + h * d, seq, d, Eigen::OuterStride<>(heads * d));
-    const HeadMap<C> kh(cdata<C>(k) + kv * d, total, d, Eigen::OuterStride<>(kv_heads * d));
-    const HeadMap<C> vh(cdata<C>(v) + kv * d, total, d, Eigen::OuterStride<>(kv_heads * d));
-    OutHeadMap<C> oh(mdata<C>(out) + h * d, seq, d, Eigen::OuterStride<>(heads * d));
-    attend_head<C>(qh, kh, vh, oh, scale, scores);
+    const HeadMap<double> qh(cdata<double>(q) + h * d, seq, d, Eigen::OuterStride<>(heads * d));
+    const HeadMap<double> kh(cdata<double>(k) + kv * d, total, d, Eigen::OuterStride<>(kv_heads * d));
+    const HeadMap<double> vh(cdata<double>(v) + kv * d, total, d, Eigen::OuterStride<>(kv_heads * d));
+    OutHeadMap<double> oh(mdata<double>(out) + h * d, seq, d, Eigen::OuterStride<>(heads * d));
+    attend_head_f64(qh, kh, vh, oh, scores);
   }
   return out;
 }
@@ -209,14 +242,10 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   const std::vector<int64_t> map = kv_heads_of(kv_head_of, q.size(1), k.size(1));
   DTENSOR_DISPATCH_CUDA(q, causal_attention(q, k, v, map));
   detail::check_cpu(q, "causal_attention", "q");
-  switch (q.dtype()) {
-    case DType::F64: return attention_native<double>(q.contiguous(), k.contiguous(), v.contiguous(), map);
-    case DType::F32: return attention_native<float>(q.contiguous(), k.contiguous(), v.contiguous(), map);
-    default:
-      return attention_native<float>(q.to(DType::F32).contiguous(), k.to(DType::F32).contiguous(),
-                                     v.to(DType::F32).contiguous(), map)
-          .to(q.dtype());
-  }
+  if (q.dtype() == DType::F64) return attention_f64(q.contiguous(), k.contiguous(), v.contiguous(), map);
+  if (onednn_attends(q.dtype())) return attention_onednn(rows_readable(q), rows_readable(k), rows_readable(v), map);
+  // A 16-bit dtype oneDNN cannot multiply on this host: in f32 from the same values, rounded once.
+  return attention_onednn(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32), map).to(q.dtype());
 }
 
 }  // namespace dtensor

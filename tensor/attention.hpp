@@ -1,4 +1,4 @@
-// CPU kernels of decoder attention (Eigen): rotary position embedding in Hugging Face's
+// CPU kernels of decoder attention: rotary position embedding in Hugging Face's
 // convention and grouped-query causal attention over one sequence.
 //
 //   RotaryTables rope = rotary_tables({past, past + 1, ...}, head_dim, /*theta=*/10000.0, DType::F32);
@@ -11,9 +11,12 @@
 // rotate_half(x) = cat(-x[D/2:], x[:D/2]), each product and the sum rounded to x's dtype as the
 // torch ops do.
 //
-// Attention runs per query head with Eigen matrix products: scores = q k^T / sqrt(D), causal
-// mask (query i sits at absolute position T - S + i and sees keys 0 .. T - S + i), softmax in
-// f32 (f64 for f64 inputs), times v. 16-bit inputs are computed in f32 and rounded once on store.
+// Attention runs per query head and block of 64 queries: scores = q k^T in f32 (oneDNN's GEMM
+// on views of q and k, read in place), scaled by 1 / sqrt(D), causal mask (query i sits at
+// absolute position T - S + i and sees keys 0 .. T - S + i), softmax in f32, the probabilities
+// rounded to the inputs' dtype (as torch's bf16 / f16 attention rounds them), times v (oneDNN,
+// written straight into the output's head). f64 runs in f64 with Eigen's products. A 16-bit
+// dtype the host has no oneDNN kernel for is computed in f32 from the same values, rounded once.
 // On CUDA tensors both run on the device (tensor/cuda/attention.cpp): rotary in f32 from the
 // tables, attention as two batched cuBLAS products around a causal softmax in f32. Arguments
 // on different devices raise DeviceError naming them.

@@ -56,7 +56,7 @@ TEST_CASE("causal_attention equals masked softmax attention per head", "[tensor]
   // Prefill, prefill after a cached prefix, decode, blocks of queries beyond one (64 rows), MHA.
   const std::vector<AttentionCase> cases = {
       {5, 5, 4, 2, 8}, {3, 10, 4, 2, 8}, {1, 7, 6, 3, 4}, {130, 150, 2, 1, 16}, {70, 70, 3, 3, 6}};
-  for (DType dtype : {DType::F64, DType::F32}) {
+  for (DType dtype : {DType::F64, DType::F32, DType::BF16, DType::F16}) {
     for (const AttentionCase& c : cases) {
       const Tensor q = normal({c.seq, c.heads, c.head_dim}, 1, dtype);
       const Tensor k = normal({c.total, c.kv_heads, c.head_dim}, 2, dtype);
@@ -66,8 +66,12 @@ TEST_CASE("causal_attention equals masked softmax attention per head", "[tensor]
                   << dtype_name(dtype));
       CHECK(out.shape() == Shape{c.seq, c.heads, c.head_dim});
       CHECK(out.dtype() == dtype);
-      const double tol = dtype == DType::F64 ? 1e-12 : 2e-6;
-      CHECK(allclose(out, reference_attention(q, k, v, grouped(c.heads, c.kv_heads)), tol, tol));
+      // 16-bit: the f64 attention of the same rounded values, within the probabilities' and the
+      // output's rounding (2^-8 relative for bf16, 2^-11 for f16).
+      const double tol = dtype == DType::F64 ? 1e-12 : dtype == DType::F32 ? 2e-6 : dtype == DType::BF16 ? 2e-2 : 3e-3;
+      const Tensor want = reference_attention(q.to(DType::F64), k.to(DType::F64), v.to(DType::F64),
+                                              grouped(c.heads, c.kv_heads));
+      CHECK(allclose(out.to(DType::F64), want, tol, tol));
     }
   }
 }
