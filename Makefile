@@ -66,16 +66,21 @@ bench-load: build
 	  END { printf "load: rss_ratio=%.3f\n", w }' $(BUILD)/bench-load-np4.txt $(BUILD)/bench-load-np2.txt
 
 # The ~620 MB Llama of issue 7 (hidden 1024, 8 layers, 16 heads, 4 KV heads, intermediate 2816,
-# vocab 32000, f32; written once, 200 MB shards), then prefill 512 + decode 64 at np 1, 2 and 4.
-# Each run prints the table so far; the last line is the summary (bench/bench_tp_forward.cpp).
+# vocab 32000, f32; written once, 200 MB shards), in f32 and bf16: transformers + torch first on 1
+# thread and on every core (skipped where torch does not import), then prefill 512 + decode 64 at
+# np 1 on one thread, np 1 on every core, np 2 and np 4. Each run prints the table so far; the last
+# line is the summary (bench/bench_tp_forward.cpp).
 BENCH_MODEL = $(BUILD)/bench-model
 TP_FORWARD = $(BUILD)/bench/bench_tp_forward --model $(BENCH_MODEL) --results $(BUILD)/bench-tp-forward
+CORES := $(shell nproc)
 $(BENCH_MODEL)/config.json: | build
 	$(BUILD)/tools/make_checkpoint --out $(BENCH_MODEL) --arch llama --hidden 1024 --intermediate 2816 \
 	  --layers 8 --heads 16 --kv-heads 4 --vocab 32000 --dtype f32 --seed 1 --max-shard-bytes 200000000
 
 bench-tp-forward: build $(BENCH_MODEL)/config.json
 	rm -rf $(BUILD)/bench-tp-forward
+	-python3 bench/torch_tp_forward.py $(BENCH_MODEL) $(BUILD)/bench-tp-forward/torch.json --threads 1,$(CORES)
+	DTENSOR_NUM_THREADS=1 $(MPIRUN) -np 1 $(TP_FORWARD)
 	$(MPIRUN) -np 1 $(TP_FORWARD)
 	$(MPIRUN) -np 2 $(TP_FORWARD)
 	$(MPIRUN) -np 4 $(TP_FORWARD) --summary

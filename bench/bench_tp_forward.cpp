@@ -1,40 +1,36 @@
-// `make bench-tp-forward`: tensor-parallel prefill and decode of a Llama checkpoint.
+// `make bench-tp-forward`: tensor-parallel prefill and decode of a Llama checkpoint, f32 and bf16.
 //
-//   scripts/mpirun.sh -np 1 build/bench/bench_tp_forward --model build/bench-model --results DIR
+//   DTENSOR_NUM_THREADS=1 scripts/mpirun.sh -np 1 build/bench/bench_tp_forward --model build/bench-model --results DIR
 //   scripts/mpirun.sh -np 2 build/bench/bench_tp_forward --model build/bench-model --results DIR
 //   scripts/mpirun.sh -np 4 build/bench/bench_tp_forward --model build/bench-model --results DIR --summary
 //
-// Each run loads the model sharded over all ranks (the auto plan), then per repeat: a prefill of
-// --prefill tokens and --decode greedy single-token steps on the KV cache. --warmup untimed
-// repeats come first. Times are the slowest rank's; the median over repeats is reported. Linear
-// GFLOP/s is nn::ScopedLinearProfile over the timed prefills: each rank's local matmul flops /
-// seconds, and the sum over ranks (np 4 oversubscribes the 2 cores: its per-rank rates include
-// time the rank waited for a core). The single-rank run also times raw Eigen GEMM (x @ W^T,
-// row-major, one process, one weight per shape reused) on one prefill's Linear shapes as the
-// kernel's reference.
+// Each run loads the model sharded over all ranks (the auto plan) once per dtype of --dtypes
+// (bf16: the f32 checkpoint rounded at load, weights and activations bf16 throughout), then per
+// repeat: a prefill of --prefill tokens and --decode greedy single-token steps on the KV cache.
+// --warmup untimed repeats come first. Times are the slowest rank's; the median over repeats is
+// reported. Linear GFLOP/s is nn::ScopedLinearProfile over the timed prefills: each rank's local
+// matmul flops / seconds, and the sum over ranks. Ranks use tensor/cpu/threads.hpp's kernel
+// threads (one core each by default; DTENSOR_NUM_THREADS sets it).
 //
-// Rank 0 stores its run as DIR/np<N>.json and prints the table of every run in DIR so far, with
-// speedups over np 1 (the single-process baseline). speedup = (prefill + decode seconds at np 1)
-// / (the same at np N), i.e. the whole workload's wall time; the prefill and decode speedups
-// are printed separately. With --summary the last line is
-//   tp_forward: speedup_np2=X linear_gflops_np1=X prefill_speedup_np2=X decode_speedup_np2=X speedup_np4=X
-//
-// Generic tuning, as tensor/linalg.cpp has (GCC 12's znver3 tuning slows Eigen's GEBP by ~30%
-// here), so the raw Eigen reference row measures the same kernel code the Linear layers run.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC target("tune=generic")
-#endif
+// The single-rank single-thread run also measures the yardsticks (bench_tp_forward_reference.hpp):
+// oneDNN's matmul called directly on one prefill's Linear shapes, and one core reading a decode
+// step's weight bytes. Rank 0 stores its run as DIR/np<N>-t<T>-<dtype>.json and prints the table
+// of every run in DIR so far beside transformers + torch (DIR/torch.json from
+// bench/torch_tp_forward.py), and with --summary the tp_forward: line (bench_tp_forward_report.hpp).
+#include "bench_tp_forward_reference.hpp"
 #include "bench_tp_forward_report.hpp"
 
 #include "collectives/runtime.hpp"
 #include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
 #include "nn/linear_profile.hpp"
+#include "tensor/cpu/host_cpu.hpp"
+#include "tensor/cpu/onednn_gemm.hpp"
+#include "tensor/cpu/threads.hpp"
 #include "tensor/ops.hpp"
 #include "tools/parse_on_every_rank.hpp"
 
 #include <CLI/CLI.hpp>
-#include <Eigen/Dense>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -52,6 +48,7 @@ struct Options {
   int64_t decode = 64;
   int repeats = 5;
   int warmup = 1;
+  std::vector<std::string> dtypes = {"f32", "bf16"};
   bool summary = false;
 };
 
@@ -71,6 +68,8 @@ std::vector<int64_t> prompt_ids(int64_t length, int64_t vocab) {
   for (int64_t i = 0; i < length; ++i) ids[size_t(i)] = (i * 7919 + 13) % vocab;
   return ids;
 }
+
+DType parse_dtype(const std::string& name) { return name == "bf16" ? DType::BF16 : DType::F32; }
 
 int64_t greedy_id(const Tensor& logits) { return argmax(logits.select(0, logits.size(0) - 1), 0).item<int64_t>(); }
 
@@ -118,40 +117,37 @@ std::vector<LinearRate> gather_linear(Communicator& world, const nn::LinearStats
   return rates;
 }
 
-// One prefill's Linear products [m, in] @ [out, in]^T: per layer q, k, v, o, gate, up, down, then lm_head.
-struct GemmShape {
-  int64_t out, in, count;
-};
-std::vector<GemmShape> prefill_gemms(const nn::HFConfig& c) {
-  const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
-  const int64_t layers = c.num_hidden_layers, h = c.hidden_size, i = c.intermediate_size;
-  return {{q, h, layers}, {kv, h, 2 * layers}, {h, q, layers}, {i, h, 2 * layers}, {h, i, layers}, {c.vocab_size, h, 1}};
-}
-
-// Raw Eigen GEMM over one prefill's Linear shapes (one weight per shape, reused): GFLOP/s.
-double eigen_reference_gflops(const nn::HFConfig& config, int64_t m) {
-  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  double flops = 0, seconds = 0;
-  for (const GemmShape& s : prefill_gemms(config)) {
-    const RowMajor x = RowMajor::Random(m, s.in), w = RowMajor::Random(s.out, s.in);
-    RowMajor y(m, s.out);
-    for (int64_t k = 0; k < s.count; ++k) {
-      const double start = now_seconds();
-      y.noalias() = x * w.transpose();
-      seconds += now_seconds() - start;
-      flops += 2.0 * double(m) * double(s.in) * double(s.out);
-    }
+// The oneDNN implementations a Linear of the model runs on, prefill and decode, e.g.
+// "brg:avx512_core_bf16 / brg:avx512_core_bf16".
+std::string linear_impls(const nn::HFConfig& c, int64_t prefill, DType dtype) {
+  const Tensor w = Tensor::empty({c.intermediate_size, c.hidden_size}, dtype);
+  std::string impls;
+  for (int64_t m : {prefill, int64_t(1)}) {
+    const Tensor x = Tensor::empty({m, c.hidden_size}, dtype), y = Tensor::empty({m, c.intermediate_size}, dtype);
+    impls += (impls.empty() ? "" : " / ") + cpu::onednn_matmul_impl(x, w.transpose(0, 1), y);
   }
-  return flops / seconds / 1e9;
+  return impls;
 }
 
-RunResult run(Communicator& world, const Options& o) {
+void print_host(const nn::HFConfig& config, const Options& o, int np) {
+  fmt::print("host: {}; ISA: {}; oneDNN dispatches to {}; {} rank(s) x {} kernel thread(s)\n", cpu::host_cpu_model(),
+             cpu::host_isa(), cpu::onednn_isa(), np, cpu::kernel_threads());
+  for (const std::string& name : o.dtypes) {
+    fmt::print("oneDNN Linear kernels {} (prefill / decode): {}\n", name,
+               linear_impls(config, o.prefill, parse_dtype(name)));
+  }
+}
+
+RunResult run(Communicator& world, const Options& o, const std::string& dtype_name) {
   const DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
   const nn::HFConfig config = nn::load_hf_config(o.model_dir);
+  const DType dtype = parse_dtype(dtype_name);
   double start = now_seconds();
-  auto model = models::load_sharded(o.model_dir, mesh, models::auto_tp_plan(config), DType::F32);
+  auto model = models::load_sharded(o.model_dir, mesh, models::auto_tp_plan(config), dtype);
   RunResult result;
+  result.dtype = dtype_name;
   result.np = world.size();
+  result.threads = cpu::kernel_threads();
   result.load_s = slowest(world, now_seconds() - start);
   result.prefill_tokens = o.prefill;
   result.decode_steps = o.decode;
@@ -167,7 +163,11 @@ RunResult run(Communicator& world, const Options& o) {
   result.decode_s = median(decode);
   result.linear = gather_linear(world, linear);
   model.reset();
-  if (world.size() == 1) result.eigen_gflops = eigen_reference_gflops(config, o.prefill);
+  if (world.size() == 1 && result.threads == 1) {
+    result.onednn_gflops = onednn_linear_gflops(config, o.prefill, dtype);
+    result.decode_weight_bytes = decode_weight_bytes(config, dtype);
+    result.read_gbps = single_core_read_gbps(result.decode_weight_bytes);
+  }
   return result;
 }
 
@@ -182,7 +182,9 @@ void add_options(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed repeats first (first touch of buffers and caches)")
       ->check(CLI::Range(0, 100))->capture_default_str();
-  app.add_flag("--summary", o.summary, "end with the tp_forward: summary line (needs np1 and np2 results)");
+  app.add_option("--dtypes", o.dtypes, "model dtypes, each run in turn")->check(CLI::IsMember({"f32", "bf16"}))
+      ->delimiter(',')->capture_default_str();
+  app.add_flag("--summary", o.summary, "end with the tp_forward: summary line (needs the f32 np 1 and np 2 results)");
 }
 
 }  // namespace
@@ -193,12 +195,15 @@ int main(int argc, char** argv) {
     Options options;
     add_options(app, options);
     if (auto code = tools::parse_on_every_rank(app, argc, argv, world)) return *code;
-    const RunResult result = run(world, options);
+    if (world.rank() == 0) print_host(nn::load_hf_config(options.model_dir), options, world.size());
+    for (const std::string& dtype : options.dtypes) {
+      const RunResult result = run(world, options, dtype);
+      if (world.rank() == 0) save_result(options.results_dir, result);
+    }
     if (world.rank() != 0) return 0;
-    save_result(options.results_dir, result);
-    const std::vector<RunResult> series = load_results(options.results_dir);
-    print_table(series);
-    if (options.summary) print_summary(series);
+    const std::vector<TorchRun> torch = load_torch(options.results_dir);
+    print_table(load_results(options.results_dir), torch);
+    if (options.summary) print_summary(load_results(options.results_dir), torch);
     return 0;
   });
 }

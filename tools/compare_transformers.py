@@ -12,6 +12,18 @@ its logits with the .npy that `generate --dump-logits` wrote, and greedy-decodes
 
 Prints `transformers: max_abs_diff=X ids=... ids_match=yes|no|-`; exits 1 when the difference
 exceeds --tolerance (default 1e-4) or the ids differ. Needs `pip install torch transformers numpy`.
+
+bf16 check: with --bf16-logits OURS_BF16.npy (the [prompt, vocab] f32 .npy of a bf16 run of
+generate), bf16 logits cannot match f32 to 1e-4, so they are judged against transformers' own bf16
+error instead. The model is loaded a second time with dtype=torch.bfloat16 (same eager attention)
+and this prints
+
+  bf16: ours_vs_f32=X torch_bf16_vs_f32=Y ratio=X/Y
+
+with X = max |ours bf16 - transformers f32| and Y = max |transformers bf16 - transformers f32| over
+all prompt logits. Acceptance rule: ratio <= 1.5, i.e. our bf16 error is at most 1.5 times
+transformers' own bf16 error on the same prompt; exit 1 otherwise. With --bf16-logits, --logits
+(the f32 comparison) is optional; without it, max_abs_diff prints as "-" and is not checked.
 """
 import argparse
 import json
@@ -22,26 +34,34 @@ import numpy as np
 import torch
 import transformers
 
+BF16_MAX_RATIO = 1.5  # accepted (our bf16 error) / (transformers' bf16 error), both against transformers f32
+
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, help="checkpoint directory (config.json + safetensors)")
-    p.add_argument("--logits", required=True, help=".npy from generate --dump-logits: [prompt, vocab] f32")
+    p.add_argument("--logits", help=".npy from generate --dump-logits: [prompt, vocab] f32 "
+                   "(required unless --bf16-logits is given)")
     p.add_argument("--prompt-ids", required=True, help='the prompt given to generate, e.g. "1 2 3"')
     p.add_argument("--max-new-tokens", type=int, default=8, help="greedy tokens to decode")
     p.add_argument("--ids", default="", help="generate's ids to compare with (optional)")
     p.add_argument("--tolerance", type=float, default=1e-4, help="largest accepted |logit difference|")
-    return p.parse_args()
+    p.add_argument("--bf16-logits", help=".npy of our bf16 run's logits ([prompt, vocab] f32): checked "
+                   f"against transformers' own bf16 error (ratio <= {BF16_MAX_RATIO})")
+    args = p.parse_args()
+    if not args.logits and not args.bf16_logits:
+        p.error("--logits is required unless --bf16-logits is given")
+    return args
 
 
-def load_model(directory):
+def load_model(directory, dtype=torch.float32):
     with open(os.path.join(directory, "config.json")) as f:
         architecture = json.load(f)["architectures"][0]
     model_class = getattr(transformers, architecture)
     try:  # transformers >= 4.56 names it dtype; older ones torch_dtype
-        model = model_class.from_pretrained(directory, dtype=torch.float32, attn_implementation="eager")
+        model = model_class.from_pretrained(directory, dtype=dtype, attn_implementation="eager")
     except TypeError:
-        model = model_class.from_pretrained(directory, torch_dtype=torch.float32, attn_implementation="eager")
+        model = model_class.from_pretrained(directory, torch_dtype=dtype, attn_implementation="eager")
     return model.eval()
 
 
@@ -55,25 +75,58 @@ def greedy(model, prompt, new_tokens):
     return ids[len(prompt):]
 
 
+@torch.no_grad()
+def prompt_logits(model, prompt):
+    """[prompt, vocab] float32 numpy logits of one forward over the prompt."""
+    return model(input_ids=torch.tensor([prompt])).logits[0].float().numpy()
+
+
+def max_abs_diff_to(path, reference):
+    """max |npy at path - reference|, or None (after printing why) when the shapes differ."""
+    ours = np.load(path)
+    if ours.shape != reference.shape:
+        print(f"transformers: shape mismatch: ours {ours.shape}, transformers {reference.shape}")
+        return None
+    return float(np.max(np.abs(ours.astype(np.float32) - reference)))
+
+
+def check_bf16(args, prompt, reference):
+    """The bf16 line; True when our bf16 error is within BF16_MAX_RATIO of transformers' own."""
+    ours_error = max_abs_diff_to(args.bf16_logits, reference)
+    if ours_error is None:
+        return False
+    torch_error = float(np.max(np.abs(prompt_logits(load_model(args.model, torch.bfloat16), prompt) - reference)))
+    if torch_error > 0:
+        ratio = ours_error / torch_error
+    else:
+        ratio = 1.0 if ours_error == 0 else float("inf")
+    print(f"bf16: ours_vs_f32={ours_error:.3g} torch_bf16_vs_f32={torch_error:.3g} ratio={ratio:.3g}")
+    return ratio <= BF16_MAX_RATIO
+
+
 def main():
     args = parse_args()
     prompt = [int(x) for x in args.prompt_ids.split()]
     model = load_model(args.model)
-    with torch.no_grad():
-        reference = model(input_ids=torch.tensor([prompt])).logits[0].float().numpy()
-    ours = np.load(args.logits)
-    if ours.shape != reference.shape:
-        print(f"transformers: shape mismatch: ours {ours.shape}, transformers {reference.shape}")
-        return 1
-    diff = float(np.max(np.abs(ours - reference)))
+    reference = prompt_logits(model, prompt)
+    diff = None
+    if args.logits:
+        diff = max_abs_diff_to(args.logits, reference)
+        if diff is None:
+            return 1
     ids = greedy(model, prompt, args.max_new_tokens)
     ids_match = "-"
     if args.ids:
         ids_match = "yes" if [int(x) for x in args.ids.split()] == ids else "no"
     print(f"transformers {transformers.__version__}, torch {torch.__version__}: {type(model).__name__}, "
           f"logits {list(reference.shape)}, max |logit| {float(np.max(np.abs(reference))):.3g}")
-    print(f"transformers: max_abs_diff={diff:.3g} ids={' '.join(map(str, ids))} ids_match={ids_match}")
-    return 0 if diff <= args.tolerance and ids_match != "no" else 1
+    diff_text = "-" if diff is None else f"{diff:.3g}"
+    print(f"transformers: max_abs_diff={diff_text} ids={' '.join(map(str, ids))} ids_match={ids_match}")
+    ok = (diff is None or diff <= args.tolerance) and ids_match != "no"
+    if args.bf16_logits:
+        del model  # the bf16 copy is loaded next
+        ok = check_bf16(args, prompt, reference) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
