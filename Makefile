@@ -78,7 +78,7 @@ $(BENCH_MODEL)/config.json: | build
 	  --layers 8 --heads 16 --kv-heads 4 --vocab 32000 --dtype f32 --seed 1 --max-shard-bytes 200000000
 
 bench-tp-forward: build $(BENCH_MODEL)/config.json
-	rm -rf $(BUILD)/bench-tp-forward
+	rm -rf $(BUILD)/bench-tp-forward && mkdir -p $(BUILD)/bench-tp-forward
 	-python3 bench/torch_tp_forward.py $(BENCH_MODEL) $(BUILD)/bench-tp-forward/torch.json --threads 1,$(CORES)
 	DTENSOR_NUM_THREADS=1 $(MPIRUN) -np 1 $(TP_FORWARD)
 	$(MPIRUN) -np 1 $(TP_FORWARD)

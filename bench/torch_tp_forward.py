@@ -25,6 +25,7 @@ reads that as "peer not available").
 import argparse
 import inspect
 import json
+import os
 import statistics
 import sys
 import time
@@ -114,6 +115,7 @@ def main():
                       f"({run['prefill_tokens_per_s']:.1f} tok/s), decode {args.decode} steps {decode_s:.3f} s "
                       f"({run['decode_tokens_per_s']:.1f} tok/s)", flush=True)
             del model
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     return 0

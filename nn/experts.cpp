@@ -157,8 +157,11 @@ Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Te
   const Tensor y = outputs.size() == 1 ? outputs[0] : cat(outputs, 0);
   // Back to (token, slot) order, weighted, then the k contributions of each token summed.
   const Tensor per_pair = index_select(y, 0, i64_tensor(g.row_of_pair, hidden.device()));  // [T*k, H]
-  const Tensor w = routing_weights.to(hidden.dtype()).reshape({-1, 1});
-  return sum(mul(per_pair, w).view({tokens, k, hidden_}), {1});
+  // Weighted and summed in f32 (f64 for f64), rounded once: transformers multiplies the 16-bit expert
+  // output by the f32 routing weight too, and rounding the weight first doubles the error.
+  const DType accumulate = hidden.dtype() == DType::F64 ? DType::F64 : DType::F32;
+  const Tensor w = routing_weights.to(accumulate).reshape({-1, 1});
+  return sum(mul(per_pair.to(accumulate), w).view({tokens, k, hidden_}), {1}).to(hidden.dtype());
 }
 
 SparseMoE::SparseMoE(int64_t num_experts, int64_t top_k, int64_t hidden, int64_t intermediate, DType dtype)
@@ -178,7 +181,7 @@ Value SparseMoE::forward(const Value& x) {
   const DType routing_dtype = logits.dtype() == DType::F64 ? DType::F64 : DType::F32;
   auto [weights, ids] = topk(softmax(logits.to(routing_dtype), -1), top_k_, -1);
   weights = div(weights, sum(weights, {-1}, /*keepdim=*/true));
-  const Value out = experts_->route(tokens, ids, weights.to(input.dtype()));
+  const Value out = experts_->route(tokens, ids, weights);
   return out.tensor("SparseMoE output").reshape(input.shape());
 }
 
