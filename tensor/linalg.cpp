@@ -223,7 +223,7 @@ Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias
     return out.to(a.dtype());
   }
   if (a.dtype() != DType::F64 && !eigen_streams_faster(a, out)) {
-    if (cpu::onednn_matmul(a, b, bias, out)) return out;
+    if (cpu::onednn_matmul(a, b, bias.defined() ? bias.contiguous() : bias, out)) return out;
     if (dtype_size(a.dtype()) < 4) {
       const Tensor bias32 = bias.defined() ? bias.to(DType::F32) : bias;
       return matmul_compute(widened(a), widened(b), bias32, op).to(a.dtype());

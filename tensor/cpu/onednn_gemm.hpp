@@ -14,7 +14,7 @@ namespace dtensor::cpu {
 
 // out[batch..., m, n] = a[batch..., m, k] @ b[batch..., k, n] (+ bias[n]), where a and b have
 // rank >= 2, batch dims broadcast (size 1 or stride 0 in one operand) and out has the broadcast
-// shape and any strides. a and b share a dtype (f32, bf16 or f16); out and bias are f32 or a's
+// shape and any strides. a and b share a dtype (f32, bf16 or f16); out and bias (contiguous) are f32 or a's
 // dtype. Returns false, without touching out, when oneDNN has no kernel for these dtypes on this
 // host (f16 without AVX512-FP16 / AMX-FP16) or for this rank (more than 12 dims); the caller then
 // falls back. Every dim of out must be non-empty and k > 0.
