@@ -2,6 +2,7 @@
 #include "tensor/kernel_util.hpp"  // first: it sets GCC 12's diagnostics before Eigen is read
 
 #include "tensor/attention.hpp"
+#include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/device_dispatch.hpp"
 
@@ -68,9 +69,10 @@ void causal_softmax(C* scores, int64_t rows, int64_t keys, C scale, Visible visi
   }
 }
 
-// dst = a @ b through oneDNN; the dtypes were checked by onednn_attends.
+// dst = a @ b: a decode step's scores in the matrix-vector kernel, the rest through oneDNN (the
+// dtypes were checked by onednn_attends).
 void product(const Tensor& a, const Tensor& b, const Tensor& dst) {
-  check<DTypeError>(cpu::onednn_matmul(a, b, Tensor(), dst), "causal_attention",
+  check<DTypeError>(cpu::gemv(a, b, Tensor(), dst) || cpu::onednn_matmul(a, b, Tensor(), dst), "causal_attention",
                     "oneDNN has no {} x {} -> {} product on this host", a.dtype(), b.dtype(), dst.dtype());
 }
 

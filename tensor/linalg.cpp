@@ -4,13 +4,15 @@
 // best kernels at run time and accumulates in f32, rounding once into the operands' dtype. Where
 // the host has no oneDNN kernel for a 16-bit type (f16 without AVX512-FP16), the operands are
 // widened to f32 and the f32 product is rounded once: the same numerics. f64 products, and the
-// rare product oneDNN cannot take (more than 12 dims), run in Eigen's GEMM on Maps of the operands,
-// and so do f32 matrix-vector products, which Eigen streams from memory faster.
+// rare product oneDNN cannot take (more than 12 dims), run in Eigen's GEMM on Maps of the operands.
+// One row times a transposed weight (every decode step's Linear) runs in our matrix-vector kernel
+// (tensor/cpu/gemv.hpp), which streams the weights at the speed a core reads memory.
 //
 // Either way a 2-D operand whose rows or columns are contiguous is read in place, as a row-major
 // or a column-major matrix with a leading dimension; so x @ W^T reads W where it is. Only
 // layouts GEMM cannot read (both strides > 1, or a stride-0 broadcast) are copied.
 #include "tensor/kernel_util.hpp"
+#include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
@@ -204,15 +206,9 @@ void add_bias(Tensor& out, const Tensor& bias) {
   else add_bias_rows<float>(out, bias);
 }
 
-// An f32 matrix-vector product (one row, as every decode step's Linear is) is bound by reading the
-// matrix from memory: Eigen's GEMV streams it about twice as fast as oneDNN's matmul on one row
-// (bench-tp-forward's decode_bw_fraction shows it). Same numerics: f32 accumulation.
-bool eigen_streams_faster(const Tensor& a, const Tensor& out) {
-  return a.dtype() == DType::F32 && out.dim() == 2 && out.size(0) == 1;
-}
-
-// a @ b (+ bias) in a's dtype: oneDNN for f32 and 16-bit floats, f32 from widened operands
-// where the host lacks a 16-bit kernel, Eigen for f64 (and what oneDNN cannot take).
+// a @ b (+ bias) in a's dtype: our matrix-vector kernel for one row times a transposed weight,
+// oneDNN for the other f32 and 16-bit products, f32 from widened operands where the host lacks a
+// 16-bit kernel, Eigen for f64 (and what oneDNN cannot take).
 Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, const char* op) {
   const Tensor a = gemm_readable(a_in), b = gemm_readable(b_in);
   Tensor out = Tensor::empty(product_shape(a, b, op), a.dtype());
@@ -222,8 +218,9 @@ Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias
     add_bias(out, bias);
     return out.to(a.dtype());
   }
-  if (a.dtype() != DType::F64 && !eigen_streams_faster(a, out)) {
-    if (cpu::onednn_matmul(a, b, bias.defined() ? bias.contiguous() : bias, out)) return out;
+  if (a.dtype() != DType::F64) {
+    const Tensor dense_bias = bias.defined() ? bias.contiguous() : bias;
+    if (cpu::gemv(a, b, dense_bias, out) || cpu::onednn_matmul(a, b, dense_bias, out)) return out;
     if (dtype_size(a.dtype()) < 4) {
       const Tensor bias32 = bias.defined() ? bias.to(DType::F32) : bias;
       return matmul_compute(widened(a), widened(b), bias32, op).to(a.dtype());

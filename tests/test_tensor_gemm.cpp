@@ -3,6 +3,7 @@
 // and batch-narrowed views, broadcast batches; the 16-bit fallback; the primitive cache.
 #include "tensor_ops_reference.hpp"
 
+#include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 
 namespace {
@@ -135,4 +136,39 @@ TEST_CASE("GEMM family: mixed dtypes are refused naming the op and both dtypes")
   expect_error<DTypeError>([&] { matmul(a, b); }, {"[matmul]", "bf16", "f16"});
   expect_error<DTypeError>([&] { linear(a, b.transpose(0, 1)); }, {"[linear]", "bf16", "f16"});
   expect_error<DTypeError>([&] { bmm(a.unsqueeze(0), b.to(DType::F32).unsqueeze(0)); }, {"[bmm]", "bf16", "f32"});
+}
+
+TEST_CASE("GEMM family: the matrix-vector kernel of decode steps, with tails, a bias and strided outputs") {
+  // K = 1000 runs the 32-wide steps then one 8-wide step; K = 37 leaves 5 for the scalar tail.
+  for (DType dt : {DType::F32, DType::BF16, DType::F16}) {
+    for (int64_t k : {1000, 37, 5}) {
+      INFO(dtype_name(dt) << " k=" << k);
+      const int64_t n = 70;
+      const Tensor x = make({1, k}, dt, Layout::Narrowed, 15);
+      const Tensor w = filled({n, k + 3}, dt, 16, Values::Any).narrow(1, 0, k);  // rows k + 3 apart
+      const Tensor bias = make({n}, dt, Layout::Contiguous, 17);
+      const Reference plain = naive(as_3d(x), as_3d(w.transpose(0, 1)));
+      Reference biased = plain;
+      const std::vector<double> vb = read(bias);
+      for (size_t i = 0; i < biased.values.size(); ++i) {
+        biased.values[i] += vb[i];
+        biased.scale[i] += std::abs(vb[i]);
+      }
+#if defined(__x86_64__)
+      // Every x86-64 host this library runs on has AVX2 / FMA / F16C (the baseline), so the kernel runs.
+      const Tensor wide = Tensor::empty({1, 2 * n}, dt);
+      REQUIRE(cpu::gemv(x, w.transpose(0, 1), bias, wide.slice(1, 0, 2 * n, 2)));
+      check_close(wide.slice(1, 0, 2 * n, 2), {1, n}, biased.values, gemm_tol(dt, k), biased.scale);
+      const Tensor scores = Tensor::empty({1, n}, DType::F32);  // 16-bit operands into f32
+      REQUIRE(cpu::gemv(x, w.transpose(0, 1), Tensor(), scores));
+      check_close(scores, {1, n}, plain.values, gemm_tol(DType::F32, k), plain.scale);
+#endif
+      check_close(linear(x, w, bias), {1, n}, biased.values, gemm_tol(dt, k), biased.scale);
+      check_close(linear(x.squeeze(0), w), {n}, plain.values, gemm_tol(dt, k), plain.scale);
+    }
+  }
+  // Products the kernel does not take are left to GEMM.
+  const Tensor x = make({2, 8}, DType::F32, Layout::Contiguous), w = make({8, 4}, DType::F32, Layout::Contiguous);
+  CHECK_FALSE(cpu::gemv(x, w, Tensor(), Tensor::empty({2, 4}, DType::F32)));        // two rows
+  CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1), w, Tensor(), Tensor::empty({1, 4}, DType::F32)));  // b rows not unit-stride
 }
