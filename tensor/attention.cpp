@@ -69,8 +69,8 @@ void causal_softmax(C* scores, int64_t rows, int64_t keys, C scale, Visible visi
   }
 }
 
-// dst = a @ b: a decode step's scores in the matrix-vector kernel, the rest through oneDNN (the
-// dtypes were checked by onednn_attends).
+// dst = a @ b: a decode step's products in the matrix-vector kernel (no primitive per new key
+// count), the rest through oneDNN (the dtypes were checked by onednn_attends).
 void product(const Tensor& a, const Tensor& b, const Tensor& dst) {
   check<DTypeError>(cpu::gemv(a, b, Tensor(), dst) || cpu::onednn_matmul(a, b, Tensor(), dst), "causal_attention",
                     "oneDNN has no {} x {} -> {} product on this host", a.dtype(), b.dtype(), dst.dtype());

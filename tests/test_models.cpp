@@ -9,6 +9,7 @@
 #include "collectives/comm_recorder.hpp"
 #include "models/causal_lm.hpp"
 #include "nn/hf_config.hpp"
+#include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/ops.hpp"
 
 using namespace dtensor;
@@ -162,6 +163,25 @@ TEST_CASE("the KV cache: incremental logits equal a full recompute", "[models][c
   // generate_greedy resets the cache first: the same ids twice.
   CHECK(models::generate_greedy(*model, {4, 2}, 3).new_ids == models::generate_greedy(*model, {4, 2}, 3).new_ids);
 }
+
+#if defined(__x86_64__)
+TEST_CASE("decode steps create no GEMM primitive once the first one ran, in f32 and bf16", "[models][cache]") {
+  SharedDir dir;
+  TinySpec spec;
+  spec.seed = 7;
+  models_test::write_checkpoint(dir, spec);
+  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    INFO(dtype_name(dtype));
+    auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), dtype);
+    model->forward_tokens(kPrompt);
+    model->forward_tokens({3});
+    const int64_t created = cpu::onednn_primitives_created();
+    for (int64_t id : {5, 8, 13, 21}) model->forward_tokens({id});  // one more key each step
+    CHECK(cpu::onednn_primitives_created() == created);
+  }
+}
+#endif
 
 TEST_CASE("bf16: models in bf16 follow the f32 model; bf16 checkpoints load as f32", "[models][bf16]") {
   SharedDir dir;

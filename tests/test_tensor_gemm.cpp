@@ -162,6 +162,12 @@ TEST_CASE("GEMM family: the matrix-vector kernel of decode steps, with tails, a 
       const Tensor scores = Tensor::empty({1, n}, DType::F32);  // 16-bit operands into f32
       REQUIRE(cpu::gemv(x, w.transpose(0, 1), Tensor(), scores));
       check_close(scores, {1, n}, plain.values, gemm_tol(DType::F32, k), plain.scale);
+      // The same product with b row-major (a KV head [T, D] times probabilities): rows scaled and summed.
+      const Tensor b_rows = filled({k, n + 5}, dt, 18, Values::Any).narrow(1, 0, n);
+      const Reference summed = naive(as_3d(x), as_3d(b_rows));
+      const Tensor out_rows = Tensor::empty({1, n}, dt);
+      REQUIRE(cpu::gemv(x, b_rows, Tensor(), out_rows));
+      check_close(out_rows, {1, n}, summed.values, gemm_tol(dt, k), summed.scale);
 #endif
       check_close(linear(x, w, bias), {1, n}, biased.values, gemm_tol(dt, k), biased.scale);
       check_close(linear(x.squeeze(0), w), {n}, plain.values, gemm_tol(dt, k), plain.scale);
@@ -169,6 +175,8 @@ TEST_CASE("GEMM family: the matrix-vector kernel of decode steps, with tails, a 
   }
   // Products the kernel does not take are left to GEMM.
   const Tensor x = make({2, 8}, DType::F32, Layout::Contiguous), w = make({8, 4}, DType::F32, Layout::Contiguous);
-  CHECK_FALSE(cpu::gemv(x, w, Tensor(), Tensor::empty({2, 4}, DType::F32)));        // two rows
-  CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1), w, Tensor(), Tensor::empty({1, 4}, DType::F32)));  // b rows not unit-stride
+  CHECK_FALSE(cpu::gemv(x, w, Tensor(), Tensor::empty({2, 4}, DType::F32)));  // two rows
+  const Tensor every_other = make({8, 8}, DType::F32, Layout::Contiguous).slice(1, 0, 8, 2);  // strides (8, 2)
+  CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1), every_other, Tensor(), Tensor::empty({1, 4}, DType::F32)));
+  CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1).to(DType::F64), w.to(DType::F64), Tensor(), Tensor::empty({1, 4}, DType::F64)));
 }

@@ -7,6 +7,7 @@
 #include <immintrin.h>
 #endif
 
+#include <algorithm>
 #include <vector>
 
 namespace dtensor::cpu {
@@ -66,6 +67,32 @@ DTENSOR_GEMV_TARGET void gemv_rows(const float* x, const W* w, int64_t ld, int64
   }
 }
 
+// out[c] = sum_r x[r] * w[r, c] over w's rows (unit column stride, rows ld apart): each row is
+// read once, scaled and added to f32 accumulators of the columns, 8 at a time.
+template <typename W, typename O>
+DTENSOR_GEMV_TARGET void axpy_rows(const float* x, const W* w, int64_t ld, int64_t k, const O* bias, O* out,
+                                   int64_t out_stride, int64_t n) {
+  constexpr int64_t kBlock = 256;  // columns per thread's block: 1 KiB of accumulators
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+  const bool parallel = n * k >= (int64_t(1) << 16);
+#pragma omp parallel for schedule(static) num_threads(kernel_threads()) if (parallel)
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t begin = block * kBlock, width = std::min(kBlock, n - begin);
+    alignas(32) float acc[kBlock] = {};
+    for (int64_t r = 0; r < k; ++r) {
+      const W* row = w + r * ld + begin;
+      const __m256 scale = _mm256_set1_ps(x[r]);
+      int64_t c = 0;
+      for (; c + 8 <= width; c += 8) _mm256_store_ps(acc + c, _mm256_fmadd_ps(load8(row + c), scale, _mm256_load_ps(acc + c)));
+      for (; c < width; ++c) acc[c] += x[r] * float(row[c]);
+    }
+    for (int64_t c = 0; c < width; ++c) {
+      const int64_t col = begin + c;
+      out[col * out_stride] = O(bias ? acc[c] + float(bias[col]) : acc[c]);
+    }
+  }
+}
+
 bool host_has_kernel() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
@@ -95,16 +122,22 @@ bool gemv(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& ou
   const bool shapes = a.dim() == 2 && b.dim() == 2 && out.dim() == 2 && a.size(0) == 1 && out.size(0) == 1;
   if (!supported || !shapes || a.dtype() != b.dtype() || !is_float_dtype(a.dtype())) return false;
   const int64_t k = b.size(0), n = b.size(1);
-  if (k == 0 || n == 0 || (k > 1 && b.strides()[0] != 1)) return false;
+  // b's rows (a transposed weight: dot products) or b's columns (axpy) must be unit-stride.
+  const bool dots = k == 1 || b.strides()[0] == 1, axpys = n == 1 || b.strides()[1] == 1;
+  if (k == 0 || n == 0 || !(dots || axpys)) return false;
   if (out.dtype() != DType::F32 && out.dtype() != a.dtype()) return false;
   if (bias.defined() && (bias.dtype() != out.dtype() || bias.dim() != 1 || bias.strides()[0] != 1)) return false;
   const std::vector<float> x = widened_row(a);
-  const int64_t ld = n > 1 ? b.strides()[1] : k;
   const int64_t out_stride = out.strides()[1];
   const auto run = [&]<typename W, typename O>() {
-    gemv_rows<W, O>(x.data(), static_cast<const W*>(b.data_ptr()), ld, k,
-                    bias.defined() ? static_cast<const O*>(bias.data_ptr()) : nullptr,
-                    static_cast<O*>(out.data_ptr()), out_stride, n);
+    const W* w = static_cast<const W*>(b.data_ptr());
+    const O* bias_data = bias.defined() ? static_cast<const O*>(bias.data_ptr()) : nullptr;
+    O* out_data = static_cast<O*>(out.data_ptr());
+    if (dots) {
+      gemv_rows<W, O>(x.data(), w, n > 1 ? b.strides()[1] : k, k, bias_data, out_data, out_stride, n);
+    } else {
+      axpy_rows<W, O>(x.data(), w, k > 1 ? b.strides()[0] : n, k, bias_data, out_data, out_stride, n);
+    }
   };
   const bool f32_out = out.dtype() == DType::F32;
   switch (a.dtype()) {
