@@ -14,6 +14,7 @@
 #include "tensor/kernel_util.hpp"
 #include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
+#include "tensor/cpu/threads.hpp"
 #include "tensor/device_dispatch.hpp"
 #include "tensor/ops.hpp"
 
@@ -210,6 +211,7 @@ void add_bias(Tensor& out, const Tensor& bias) {
 // oneDNN for the other f32 and 16-bit products, f32 from widened operands where the host lacks a
 // 16-bit kernel, Eigen for f64 (and what oneDNN cannot take).
 Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, const char* op) {
+  cpu::kernel_threads();  // sets OpenMP's thread count before any kernel (Eigen's f64 GEMM too) reads it
   const Tensor a = gemm_readable(a_in), b = gemm_readable(b_in);
   Tensor out = Tensor::empty(product_shape(a, b, op), a.dtype());
   if (out.numel() == 0) return out;
