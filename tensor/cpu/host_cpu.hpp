@@ -9,8 +9,8 @@ namespace dtensor::cpu {
 // /proc/cpuinfo's "model name" ("AMD EPYC 9R14", ...), or "unknown".
 std::string host_cpu_model();
 
-// The vector extensions the host has among those our kernels care about, e.g.
-// "avx2 fma avx512f avx512bw avx512_bf16 avx512_fp16 amx_bf16".
+// The vector extensions the host has among those our kernels care about, as /proc/cpuinfo names
+// them, e.g. "avx2 fma f16c avx512f avx512bw avx512_vnni avx512_bf16 amx_tile amx_bf16".
 std::string host_isa();
 
 // The instruction set oneDNN dispatches to on this host, e.g. "avx512_core_bf16".
