@@ -24,6 +24,7 @@
 #include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
 #include "nn/linear_profile.hpp"
+#include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/host_cpu.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/cpu/threads.hpp"
@@ -117,24 +118,24 @@ std::vector<LinearRate> gather_linear(Communicator& world, const nn::LinearStats
   return rates;
 }
 
-// The oneDNN implementations a Linear of the model runs on, prefill and decode, e.g.
-// "brg:avx512_core_bf16 / brg:avx512_core_bf16".
-std::string linear_impls(const nn::HFConfig& c, int64_t prefill, DType dtype) {
+// The kernels a Linear of the model runs on: oneDNN's implementation for the prefill's rows
+// ("brg:avx512_core_bf16", ...), and for a decode step's single row, the matrix-vector kernel
+// (tensor/cpu/gemv.hpp) where it takes the product.
+std::string linear_kernels(const nn::HFConfig& c, int64_t prefill, DType dtype) {
   const Tensor w = Tensor::empty({c.intermediate_size, c.hidden_size}, dtype);
-  std::string impls;
-  for (int64_t m : {prefill, int64_t(1)}) {
-    const Tensor x = Tensor::empty({m, c.hidden_size}, dtype), y = Tensor::empty({m, c.intermediate_size}, dtype);
-    impls += (impls.empty() ? "" : " / ") + cpu::onednn_matmul_impl(x, w.transpose(0, 1), y);
-  }
-  return impls;
+  const Tensor x = Tensor::empty({prefill, c.hidden_size}, dtype);
+  const Tensor y = Tensor::empty({prefill, c.intermediate_size}, dtype);
+  const Tensor x1 = Tensor::empty({1, c.hidden_size}, dtype), y1 = Tensor::empty({1, c.intermediate_size}, dtype);
+  const bool gemv = cpu::gemv(x1, w.transpose(0, 1), Tensor(), y1);
+  return fmt::format("prefill oneDNN {}, decode {}", cpu::onednn_matmul_impl(x, w.transpose(0, 1), y),
+                     gemv ? "dtensor matrix-vector kernel (AVX2)" : cpu::onednn_matmul_impl(x1, w.transpose(0, 1), y1));
 }
 
 void print_host(const nn::HFConfig& config, const Options& o, int np) {
   fmt::print("host: {}; ISA: {}; oneDNN dispatches to {}; {} rank(s) x {} kernel thread(s)\n", cpu::host_cpu_model(),
              cpu::host_isa(), cpu::onednn_isa(), np, cpu::kernel_threads());
   for (const std::string& name : o.dtypes) {
-    fmt::print("oneDNN Linear kernels {} (prefill / decode): {}\n", name,
-               linear_impls(config, o.prefill, parse_dtype(name)));
+    fmt::print("Linear kernels {}: {}\n", name, linear_kernels(config, o.prefill, parse_dtype(name)));
   }
 }
 

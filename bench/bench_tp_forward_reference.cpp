@@ -25,7 +25,8 @@ struct GemmShape {
 std::vector<GemmShape> linear_shapes(const dtensor::nn::HFConfig& c) {
   const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
   const int64_t layers = c.num_hidden_layers, h = c.hidden_size, i = c.intermediate_size;
-  return {{q, h, layers}, {kv, h, 2 * layers}, {h, q, layers}, {i, h, 2 * layers}, {h, i, layers}, {c.vocab_size, h, 1}};
+  return {{q, h, layers},     {kv, h, 2 * layers}, {h, q, layers},
+          {i, h, 2 * layers}, {h, i, layers},      {c.vocab_size, h, 1}};
 }
 
 }  // namespace

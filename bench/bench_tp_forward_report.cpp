@@ -79,7 +79,8 @@ void print_dtype_table(const std::vector<RunResult>& series, const std::vector<T
                        const std::string& dtype) {
   const RunResult* base = find_run(series, dtype, 1, 1);
   fmt::print("{}:\n{:>10} {:>7} {:>12} {:>11} {:>10} {:>9} {:>9} {:>9} {:>10} {:>20}\n", dtype, "ranks x thr", "load_s",
-             "prefill_t/s", "decode_t/s", "prefill_x", "decode_x", "speedup", "vs_torch", "lin_GF/s", "lin_GF/s_per_rank");
+             "prefill_t/s", "decode_t/s", "prefill_x", "decode_x", "speedup", "vs_torch", "lin_GF/s",
+             "lin_GF/s_per_rank");
   for (const RunResult& r : series) {
     if (r.dtype != dtype) continue;
     const auto x = [&](double b, double v) { return base ? fmt::format("{:.2f}", ratio(b, v)) : "-"; };
@@ -172,12 +173,14 @@ void print_summary(const std::vector<RunResult>& series, const std::vector<Torch
     bw = std::min(*bw, decode_bw_fraction(*bf1));
   }
   const auto f32_1 = find_torch(torch, "f32", 1), bf16_1 = find_torch(torch, "bf16", 1);
-  fmt::print("tp_forward: speedup_np2={:.2f} linear_gflops_np1={:.1f} prefill_speedup_np2={:.2f} decode_speedup_np2={:.2f} "
+  fmt::print("tp_forward: speedup_np2={:.2f} linear_gflops_np1={:.1f} prefill_speedup_np2={:.2f} "
+             "decode_speedup_np2={:.2f} "
              "speedup_np4={} prefill_vs_torch_f32={} decode_vs_torch_f32={} prefill_vs_torch_bf16={} "
              "decode_vs_torch_bf16={} prefill_np2_vs_torch_2threads={} linear_vs_onednn={} decode_bw_fraction={} "
              "bf16_prefill_vs_f32={} bf16_decode_vs_f32={}\n",
              ratio(np1->total_s(), np2->total_s()), np1->linear_gflops_sum(), ratio(np1->prefill_s, np2->prefill_s),
-             ratio(np1->decode_s, np2->decode_s), np4 ? fmt::format("{:.2f}", ratio(np1->total_s(), np4->total_s())) : "-",
+             ratio(np1->decode_s, np2->decode_s),
+             np4 ? fmt::format("{:.2f}", ratio(np1->total_s(), np4->total_s())) : "-",
              or_na(vs_torch(np1, f32_1, true)), or_na(vs_torch(np1, f32_1, false)), or_na(vs_torch(bf1, bf16_1, true)),
              or_na(vs_torch(bf1, bf16_1, false)), or_na(vs_torch(np2, find_torch(torch, "f32", 2), true)),
              or_na(linear), or_na(bw),

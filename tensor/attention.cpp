@@ -79,11 +79,11 @@ void product(const Tensor& a, const Tensor& b, const Tensor& dst) {
 // [tokens, heads, dim] with unit stride along dim, as GEMM reads each head's rows.
 Tensor rows_readable(const Tensor& t) { return t.strides()[2] == 1 ? t : t.contiguous(); }
 
-// Attention through oneDNN's products on views of q, k, v (any float dtype oneDNN multiplies):
+// Attention through GEMM products on views of q, k, v (any float dtype oneDNN multiplies):
 // per query head and block of queries, scores = q k^T in f32, the causal softmax in f32, the
 // probabilities rounded to the inputs' dtype (as torch's bf16 attention rounds them), times v
 // straight into the head's columns of out.
-Tensor attention_onednn(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
+Tensor attention_products(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
   const int64_t seq = q.size(0), heads = q.size(1), d = q.size(2), total = k.size(0), past = total - seq;
   Tensor out = Tensor::empty(q.shape(), q.dtype());
   const float scale = 1.0f / std::sqrt(float(d));
@@ -245,9 +245,9 @@ Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const
   DTENSOR_DISPATCH_CUDA(q, causal_attention(q, k, v, map));
   detail::check_cpu(q, "causal_attention", "q");
   if (q.dtype() == DType::F64) return attention_f64(q.contiguous(), k.contiguous(), v.contiguous(), map);
-  if (onednn_attends(q.dtype())) return attention_onednn(rows_readable(q), rows_readable(k), rows_readable(v), map);
+  if (onednn_attends(q.dtype())) return attention_products(rows_readable(q), rows_readable(k), rows_readable(v), map);
   // A 16-bit dtype oneDNN cannot multiply on this host: in f32 from the same values, rounded once.
-  return attention_onednn(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32), map).to(q.dtype());
+  return attention_products(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32), map).to(q.dtype());
 }
 
 }  // namespace dtensor

@@ -61,7 +61,8 @@ void check_within_scale(const Tensor& got, const Tensor& want, const Tensor& sca
 TEST_CASE("matmul, bmm and linear in f32, bf16 and f16 on odd shapes equal the f64 product", "[ops][matmul][dtypes]") {
   std::mt19937 rng(11);
   // 1 x K, K not a multiple of 16, uneven shards everywhere.
-  const std::vector<std::pair<Shape, Shape>> shapes = {{{1, 37}, {37, 5}}, {{7, 37}, {37, 9}}, {{3, 5, 19}, {3, 19, 6}}};
+  const std::vector<std::pair<Shape, Shape>> shapes = {
+      {{1, 37}, {37, 5}}, {{7, 37}, {37, 9}}, {{3, 5, 19}, {3, 19, 6}}};
   const std::vector<std::pair<DType, double>> dtypes = {{DType::F32, 1e-5}, {DType::BF16, 2.5e-2}, {DType::F16, 4e-3}};
   for (const DeviceMesh& mesh : op_meshes()) {
     for (const auto& [dt, tol] : dtypes) {

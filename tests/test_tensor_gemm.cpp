@@ -50,7 +50,8 @@ Tensor as_3d(const Tensor& t) { return t.dim() == 2 ? t.unsqueeze(0) : t; }
 }  // namespace
 
 TEST_CASE("GEMM family: odd shapes and views in every float dtype against the f64 product") {
-  const std::vector<std::array<int64_t, 3>> sizes = {{1, 1000, 33}, {1, 37, 1}, {17, 37, 29}, {64, 129, 70}, {3, 16, 5}};
+  const std::vector<std::array<int64_t, 3>> sizes = {
+      {1, 1000, 33}, {1, 37, 1}, {17, 37, 29}, {64, 129, 70}, {3, 16, 5}};
   const Layout layouts[] = {Layout::Contiguous, Layout::Transposed, Layout::Narrowed};
   for (DType dt : kFloatDTypes) {
     for (const auto& [m, k, n] : sizes) {
@@ -110,7 +111,8 @@ TEST_CASE("GEMM family: linear with bias rounds once, and an empty inner dim giv
 }
 
 TEST_CASE("GEMM family: oneDNN serves f32; a 16-bit type without a host kernel is the f32 product rounded once") {
-  const Tensor a = make({5, 40}, DType::F32, Layout::Contiguous, 10), b = make({40, 6}, DType::F32, Layout::Transposed, 11);
+  const Tensor a = make({5, 40}, DType::F32, Layout::Contiguous, 10);
+  const Tensor b = make({40, 6}, DType::F32, Layout::Transposed, 11);
   const Tensor out = Tensor::empty({5, 6}, DType::F32);
   CHECK(cpu::onednn_matmul_impl(a, b, out) != "none");
   for (DType dt : {DType::BF16, DType::F16}) {
@@ -122,7 +124,8 @@ TEST_CASE("GEMM family: oneDNN serves f32; a 16-bit type without a host kernel i
 }
 
 TEST_CASE("GEMM family: primitives are created once per shape and reused") {
-  const Tensor x = make({1, 96}, DType::F32, Layout::Contiguous, 12), w = make({48, 96}, DType::F32, Layout::Contiguous, 13);
+  const Tensor x = make({1, 96}, DType::F32, Layout::Contiguous, 12);
+  const Tensor w = make({48, 96}, DType::F32, Layout::Contiguous, 13);
   linear(x, w);
   const int64_t created = cpu::onednn_primitives_created();
   for (int step = 0; step < 5; ++step) linear(x, w);
@@ -178,5 +181,6 @@ TEST_CASE("GEMM family: the matrix-vector kernel of decode steps, with tails, a 
   CHECK_FALSE(cpu::gemv(x, w, Tensor(), Tensor::empty({2, 4}, DType::F32)));  // two rows
   const Tensor every_other = make({8, 8}, DType::F32, Layout::Contiguous).slice(1, 0, 8, 2);  // strides (8, 2)
   CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1), every_other, Tensor(), Tensor::empty({1, 4}, DType::F32)));
-  CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1).to(DType::F64), w.to(DType::F64), Tensor(), Tensor::empty({1, 4}, DType::F64)));
+  const Tensor x64 = x.narrow(0, 0, 1).to(DType::F64);
+  CHECK_FALSE(cpu::gemv(x64, w.to(DType::F64), Tensor(), Tensor::empty({1, 4}, DType::F64)));
 }

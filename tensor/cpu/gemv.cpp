@@ -8,6 +8,7 @@
 #endif
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 namespace dtensor::cpu {
@@ -83,7 +84,9 @@ DTENSOR_GEMV_TARGET void axpy_rows(const float* x, const W* w, int64_t ld, int64
       const W* row = w + r * ld + begin;
       const __m256 scale = _mm256_set1_ps(x[r]);
       int64_t c = 0;
-      for (; c + 8 <= width; c += 8) _mm256_store_ps(acc + c, _mm256_fmadd_ps(load8(row + c), scale, _mm256_load_ps(acc + c)));
+      for (; c + 8 <= width; c += 8) {
+        _mm256_store_ps(acc + c, _mm256_fmadd_ps(load8(row + c), scale, _mm256_load_ps(acc + c)));
+      }
       for (; c < width; ++c) acc[c] += x[r] * float(row[c]);
     }
     for (int64_t c = 0; c < width; ++c) {
@@ -142,7 +145,9 @@ bool gemv(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& ou
   const bool f32_out = out.dtype() == DType::F32;
   switch (a.dtype()) {
     case DType::F32: run.template operator()<float, float>(); break;
-    case DType::BF16: f32_out ? run.template operator()<BFloat16, float>() : run.template operator()<BFloat16, BFloat16>(); break;
+    case DType::BF16:
+      f32_out ? run.template operator()<BFloat16, float>() : run.template operator()<BFloat16, BFloat16>();
+      break;
     default: f32_out ? run.template operator()<Half, float>() : run.template operator()<Half, Half>(); break;
   }
   return true;
