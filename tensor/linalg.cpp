@@ -5,8 +5,8 @@
 // the host has no oneDNN kernel for a 16-bit type (f16 without AVX512-FP16), the operands are
 // widened to f32 and the f32 product is rounded once: the same numerics. f64 products, and the
 // rare product oneDNN cannot take (more than 12 dims), run in Eigen's GEMM on Maps of the operands.
-// One row times a transposed weight (every decode step's Linear) runs in our matrix-vector kernel
-// (tensor/cpu/gemv.hpp), which streams the weights at the speed a core reads memory.
+// One row times a matrix (every decode step's Linear and experts) runs in our matrix-vector
+// kernel (tensor/cpu/gemv.hpp), which streams the weights at the speed a core reads memory.
 //
 // Either way a 2-D operand whose rows or columns are contiguous is read in place, as a row-major
 // or a column-major matrix with a leading dimension; so x @ W^T reads W where it is. Only
@@ -207,7 +207,20 @@ void add_bias(Tensor& out, const Tensor& bias) {
   else add_bias_rows<float>(out, bias);
 }
 
-// a @ b (+ bias) in a's dtype: our matrix-vector kernel for one row times a transposed weight,
+// One row times a matrix, or a batch of them (bmm with one token per expert, as a decode step routes
+// them): the matrix-vector kernel per batch. False, with nothing written, where the kernel does not
+// take the product; its conditions are the same for every batch.
+bool batched_gemv(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) {
+  if (a.dim() == 2 || b.dim() == 2) return a.dim() == 2 && b.dim() == 2 && cpu::gemv(a, b, bias, out);
+  if (a.dim() != 3 || b.dim() != 3 || out.size(1) != 1) return false;
+  for (int64_t i = 0; i < out.size(0); ++i) {
+    const Tensor ai = a.select(0, a.size(0) == 1 ? 0 : i), bi = b.select(0, b.size(0) == 1 ? 0 : i);
+    if (!cpu::gemv(ai, bi, bias, out.select(0, i))) return false;
+  }
+  return true;
+}
+
+// a @ b (+ bias) in a's dtype: our matrix-vector kernel for (batches of) one row times a matrix,
 // oneDNN for the other f32 and 16-bit products, f32 from widened operands where the host lacks a
 // 16-bit kernel, Eigen for f64 (and what oneDNN cannot take).
 Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias, const char* op) {
@@ -222,7 +235,7 @@ Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias
   }
   if (a.dtype() != DType::F64) {
     const Tensor dense_bias = bias.defined() ? bias.contiguous() : bias;
-    if (cpu::gemv(a, b, dense_bias, out) || cpu::onednn_matmul(a, b, dense_bias, out)) return out;
+    if (batched_gemv(a, b, dense_bias, out) || cpu::onednn_matmul(a, b, dense_bias, out)) return out;
     if (dtype_size(a.dtype()) < 4) {
       const Tensor bias32 = bias.defined() ? bias.to(DType::F32) : bias;
       return matmul_compute(widened(a), widened(b), bias32, op).to(a.dtype());

@@ -78,6 +78,11 @@ TEST_CASE("GEMM family: the experts' bmm on batch-narrowed transposed weights, b
     const Tensor w = filled({6, 29, 37}, dt, 4, Values::Any).narrow(0, 1, 4).transpose(1, 2);
     const Reference want = naive(x, w.contiguous());
     check_close(bmm(x, w), {4, 8, 29}, want.values, gemm_tol(dt, 37), want.scale);
+    // One token per expert, as a decode step routes them: the matrix-vector kernel per expert.
+    const Tensor x1 = x.narrow(1, 2, 1);
+    const Reference want1 = naive(x1, w.contiguous());
+    check_close(bmm(x1, w), {4, 1, 29}, want1.values, gemm_tol(dt, 37), want1.scale);
+    check_close(bmm(x1, w.contiguous()), {4, 1, 29}, want1.values, gemm_tol(dt, 37), want1.scale);
     // [2, 1, 5, 7] @ [1, 3, 7, 4] -> [2, 3, 5, 4]: each (i, j) pairs a[i, 0] with b[0, j].
     const Tensor a = make({2, 1, 5, 7}, dt, Layout::Contiguous, 5), b = make({1, 3, 7, 4}, dt, Layout::Transposed, 6);
     const Tensor got = matmul(a, b);
