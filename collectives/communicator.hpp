@@ -1,7 +1,7 @@
 // Communicator: a group of ranks and the collectives between them.
 //
 // A small value handle (copies share one group and one set of counters) over a backend that
-// lives in its own file (MPI now, NCCL later). Buffers are contiguous Tensors; counts are in
+// lives in its own file (collectives/mpi_backend.cpp, collectives/nccl_backend.cpp). Buffers are contiguous Tensors; counts are in
 // elements. Input and output dtypes must match. Every call is counted (calls and bytes, by
 // kind) so tests and `explain` can see what ran. A group of size one never communicates.
 //

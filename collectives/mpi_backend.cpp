@@ -13,31 +13,20 @@ namespace dtensor::detail {
 
 namespace {
 
-// Why the constants of mpi_backend.hpp are what they are. Medians on this 2-core machine, f32,
-// 2 ranks unless noted, ours vs the raw Open MPI 4.1 call on the same buffers:
-// - reduce_scatter: MPI_Reduce_scatter_block is never faster than the pipeline (direct exchange
-//   of each block + our reduction): 16 KiB 14.0 vs 8.0 us, 64 KiB 34.7 vs 11.8 us, 1 MiB 1029 vs
-//   116 us, 64 MiB 55-65 vs 12-15 ms; 4 ranks: 64 B 19.4 vs 15.4 us, 1 MiB 2489 vs 380 us. So the
-//   pipeline always runs. (At rank counts far above 4, MPI's log-depth algorithms could win for
-//   tiny messages again; re-measure before adding a threshold back.)
-// - all_reduce: MPI_Allreduce has the lower latency (64 B 1.8 vs 2.9 us) and keeps up while its
-//   buffers fit in the 32 MiB L3 (4 MiB 0.60 vs 0.65 ms, 8 MiB 2.6 vs 2.4 ms); past that it
-//   collapses (16 MiB 5.2 vs 4.6 ms, 32 MiB 20.7 vs 10.4 ms, 64 MiB 31-41 vs 12-20 ms).
-// - chunk: 512 KiB and 1 MiB per peer tie; 2 MiB made all_reduce 64 MiB 15-20% slower (19.1 vs
-//   16.4 ms): two slots of scratch no longer fit the 2 MiB L2.
-// - streaming stores: reduce_scatter 64 MiB 14.7 vs 17.6 ms, 16 MiB 2.9 vs 3.3 ms. Not for
-//   all_reduce (17.4 vs 14.6 ms): the peer reads each reduced chunk right away, from cache.
-// - transport: vader's single-copy CMA works in this container and is kept (the default); with
-//   btl_vader_single_copy_mechanism=none, all_to_all of 64 MiB took 41.7 instead of 13.4 ms.
-// - the limit: moving 32 MiB per rank through CMA alone (the exchange, no reduction) takes
-//   7.5-8.6 ms and the reduction 2.5-3 ms, so a 64 MiB all_reduce (exchange, reduce, gather)
-//   cannot get far below ~13 ms here; tensors backed by 2 MiB pages (madvise MADV_HUGEPAGE) cut
-//   the CMA part by about 30%.
-// - collectives into views (strided blocks, e.g. a matrix's column blocks): the flat collective
-//   plus a pack or unpack costs two full copies where MPI's collective costs one (S1->R of
-//   64 MiB on 2 ranks: 20.6 ms against 8.1 ms for the flat all_gather), so on one node they move
-//   with process_vm_readv/writev straight between the views (mpi_single_copy.hpp). MPI_Alltoallw
-//   with derived datatypes was 5.6x slower than the flat call here.
+// Why the constants of mpi_backend.hpp are what they are (`make bench-collectives` and
+// `make bench-redistribute` show each against the raw Open MPI call):
+// - reduce_scatter always runs the pipeline (direct exchange of each block + our reduction):
+//   MPI_Reduce_scatter_block was never faster at 2 and 4 ranks, from 64 B to 64 MiB.
+// - all_reduce uses MPI_Allreduce below 16 MiB (lower latency; keeps up while its buffers fit in
+//   the last-level cache) and the pipeline above, where MPI's algorithm falls behind.
+// - chunks of 1 MiB per peer: two slots of scratch stay within a 2 MiB L2.
+// - streaming stores for reduce_scatter's output, not for all_reduce's, whose peer reads each
+//   reduced chunk right away from cache.
+// - Open MPI's single-copy CMA transport stays on (its default); large host buffers are advised
+//   onto 2 MiB pages, which cuts the cost of the copies.
+// - collectives into views (strided blocks) move with process_vm_readv/writev straight between
+//   the views on one node (mpi_single_copy.hpp): a flat collective plus pack / unpack costs two
+//   full copies, and MPI_Alltoallw with derived datatypes was slower still.
 
 // Owns MPI's lifetime when this code started it: the last backend to go finalizes.
 class MpiSession {

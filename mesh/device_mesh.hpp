@@ -64,7 +64,8 @@ class DeviceMesh {
   // parent (a new communicator is split for the merged dim); the other dims keep theirs.
   DeviceMesh flatten(const std::vector<std::string>& names, const std::string& new_name) const;
 
-  // CPU today; with CUDA the node-local rank picks the GPU.
+  // Always the CPU: a mesh holds ranks, not devices. CUDA programs place their tensors with
+  // local_gpu() (collectives/nccl.hpp: the node-local rank modulo the visible GPUs).
   Device device() const;
 
   // The same ranks in the same shape (a copy of this handle, or a mesh built alike).
