@@ -1,4 +1,4 @@
-// Which attention heads a tensor-parallel rank holds (DESIGN.md section 2: "Attention projections
+// Which attention heads a tensor-parallel rank holds (docs/design.md section 5: "Attention projections
 // are sharded in whole heads").
 //
 // An attention block has `num_heads` query heads and `num_kv_heads` key/value heads of

@@ -1,4 +1,4 @@
-// The built-in strategies of DESIGN.md section 2, for Linear (weight [out, in], bias [out]),
+// The built-in strategies of docs/design.md section 5, for Linear (weight [out, in], bias [out]),
 // Embedding (weight [vocab, hidden]) and modules with replicated parameters.
 //
 //   colwise       weight rows / bias split; input made Replicate; output stays split on the last

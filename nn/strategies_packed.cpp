@@ -1,4 +1,4 @@
-// Strategies for packed weights and for mixture-of-experts layers (DESIGN.md section 2), the
+// Strategies for packed weights and for mixture-of-experts layers (docs/design.md section 5), the
 // Hugging Face names:
 //
 //   packed_colwise        a Linear whose weight [P*n, in] packs P matrices along its rows (gate_up =

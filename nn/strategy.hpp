@@ -5,7 +5,7 @@
 //     (never the whole tensor unless the part is the whole);
 // (b) prepare_input: turn the module's input into the layout its forward expects;
 // (c) prepare_output: turn the forward's result into the layout the next module expects.
-// Built-in strategies (nn/strategies.cpp) follow the table of DESIGN.md section 2; users add
+// Built-in strategies (nn/strategies.cpp) follow the table of docs/design.md section 5; users add
 // their own under a new name:
 //
 //   StrategyRegistry::global().add("my_colwise", std::make_shared<MyColwise>());

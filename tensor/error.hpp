@@ -1,4 +1,4 @@
-// One exception hierarchy for every layer (DESIGN.md section 4).
+// One exception hierarchy for every layer (docs/design.md section 9).
 //
 // Messages start with the operation in brackets and end with the rank that raised them:
 //   "[narrow] start + length (7) exceeds size 5 of dim 1 [rank 2]"

@@ -1,5 +1,5 @@
 // DTensor's public calls on a 1-D world mesh (np 1..4): distribute, async redistribute, the
-// scoped recorder, explain / visualize, and the bad-input cases of DESIGN.md section 4.
+// scoped recorder, explain / visualize, and the bad-input cases of docs/design.md section 9.
 #include <catch2/catch.hpp>
 
 #include "collectives/comm_recorder.hpp"

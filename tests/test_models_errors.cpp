@@ -1,4 +1,4 @@
-// Bad input to the models (DESIGN.md section 4): typed errors naming the offending tensor, module,
+// Bad input to the models (docs/design.md section 9): typed errors naming the offending tensor, module,
 // key or id, raised alike on every rank (no rank left waiting).
 #include "test_models_util.hpp"
 

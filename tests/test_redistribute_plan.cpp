@@ -1,4 +1,4 @@
-// The planner alone (no ranks): which steps it picks for the cases DESIGN.md names, and that
+// The planner alone (no ranks): which steps it picks for the cases docs/design.md section 3 names, and that
 // every plan over a sweep of meshes and placements is a legal path that ends at the target.
 #include <catch2/catch.hpp>
 
