@@ -17,8 +17,8 @@ using dnnl::memory;
 
 // oneDNN's limit on the rank of a matmul operand.
 constexpr size_t kMaxDims = 12;
-// Primitives kept; the least recently used beyond this are dropped (decode attention adds one
-// shape per generated token).
+// Primitives kept; the least recently used beyond this are dropped (attention adds a shape per
+// block of queries and key count, so long prompts of many lengths would grow the cache forever).
 constexpr size_t kCacheCapacity = 1024;
 
 std::optional<memory::data_type> onednn_type(DType dtype) {
