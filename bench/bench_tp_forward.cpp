@@ -203,8 +203,9 @@ int main(int argc, char** argv) {
     }
     if (world.rank() != 0) return 0;
     const std::vector<TorchRun> torch = load_torch(options.results_dir);
-    print_table(load_results(options.results_dir), torch);
-    if (options.summary) print_summary(load_results(options.results_dir), torch);
+    const std::vector<RunResult> series = load_results(options.results_dir);
+    print_table(series, torch);
+    if (options.summary) print_summary(series, torch);
     return 0;
   });
 }

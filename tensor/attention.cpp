@@ -105,10 +105,16 @@ Tensor attention_products(const Tensor& q, const Tensor& k, const Tensor& v, con
 }
 
 // Whether oneDNN multiplies `dtype` into f32 scores and into `dtype` outputs on this host.
-bool onednn_attends(DType dtype) {
+bool probe_onednn(DType dtype) {
   const Tensor a = Tensor::empty({1, 2}, dtype), b = Tensor::empty({2, 1}, dtype);
   return cpu::onednn_matmul_impl(a, b, Tensor::empty({1, 1}, DType::F32)) != "none" &&
          cpu::onednn_matmul_impl(a, b, Tensor::empty({1, 1}, dtype)) != "none";
+}
+
+// The probe's answer per 16-bit / f32 dtype, asked once per process (every layer calls attention).
+bool onednn_attends(DType dtype) {
+  static const bool f32 = probe_onednn(DType::F32), bf16 = probe_onednn(DType::BF16), f16 = probe_onednn(DType::F16);
+  return dtype == DType::F32 ? f32 : dtype == DType::BF16 ? bf16 : f16;
 }
 
 template <typename C>

@@ -211,8 +211,8 @@ void add_bias(Tensor& out, const Tensor& bias) {
 // them): the matrix-vector kernel per batch. False, with nothing written, where the kernel does not
 // take the product; its conditions are the same for every batch.
 bool batched_gemv(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) {
-  if (a.dim() == 2 || b.dim() == 2) return a.dim() == 2 && b.dim() == 2 && cpu::gemv(a, b, bias, out);
-  if (a.dim() != 3 || b.dim() != 3 || out.size(1) != 1) return false;
+  if (out.dim() == 2) return cpu::gemv(a, b, bias, out);
+  if (out.dim() != 3 || a.dim() != 3 || b.dim() != 3 || out.size(1) != 1) return false;
   for (int64_t i = 0; i < out.size(0); ++i) {
     const Tensor ai = a.select(0, a.size(0) == 1 ? 0 : i), bi = b.select(0, b.size(0) == 1 ? 0 : i);
     if (!cpu::gemv(ai, bi, bias, out.select(0, i))) return false;

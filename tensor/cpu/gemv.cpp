@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <type_traits>
-#include <vector>
 
 namespace dtensor::cpu {
 
@@ -102,44 +101,31 @@ bool host_has_kernel() {
 }
 #endif
 
-bool is_float_dtype(DType d) { return d == DType::F32 || d == DType::BF16 || d == DType::F16; }
-
-// a [1, K] as a contiguous f32 vector.
-std::vector<float> widened_row(const Tensor& a) {
-  const int64_t k = a.size(1), step = a.strides()[1];
-  std::vector<float> x(static_cast<size_t>(k));
-  visit_dtype(a.dtype(), [&]<typename T>() {
-    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, BFloat16> || std::is_same_v<T, Half>) {
-      const T* p = static_cast<const T*>(a.data_ptr());
-      for (int64_t i = 0; i < k; ++i) x[size_t(i)] = float(p[i * step]);
-    }
-  });
-  return x;
-}
-
 }  // namespace
 
 bool gemv(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) {
 #if defined(__x86_64__)
   static const bool supported = host_has_kernel();
   const bool shapes = a.dim() == 2 && b.dim() == 2 && out.dim() == 2 && a.size(0) == 1 && out.size(0) == 1;
-  if (!supported || !shapes || a.dtype() != b.dtype() || !is_float_dtype(a.dtype())) return false;
+  if (!supported || !shapes || a.dtype() != b.dtype() || !is_floating(a.dtype()) || a.dtype() == DType::F64) {
+    return false;
+  }
   const int64_t k = b.size(0), n = b.size(1);
   // b's rows (a transposed weight: dot products) or b's columns (axpy) must be unit-stride.
   const bool dots = k == 1 || b.strides()[0] == 1, axpys = n == 1 || b.strides()[1] == 1;
   if (k == 0 || n == 0 || !(dots || axpys)) return false;
   if (out.dtype() != DType::F32 && out.dtype() != a.dtype()) return false;
   if (bias.defined() && (bias.dtype() != out.dtype() || bias.dim() != 1 || bias.strides()[0] != 1)) return false;
-  const std::vector<float> x = widened_row(a);
+  const Tensor x = a.to(DType::F32).contiguous();  // no copy for a contiguous f32 row
   const int64_t out_stride = out.strides()[1];
   const auto run = [&]<typename W, typename O>() {
     const W* w = static_cast<const W*>(b.data_ptr());
     const O* bias_data = bias.defined() ? static_cast<const O*>(bias.data_ptr()) : nullptr;
     O* out_data = static_cast<O*>(out.data_ptr());
     if (dots) {
-      gemv_rows<W, O>(x.data(), w, n > 1 ? b.strides()[1] : k, k, bias_data, out_data, out_stride, n);
+      gemv_rows<W, O>(x.data<float>(), w, n > 1 ? b.strides()[1] : k, k, bias_data, out_data, out_stride, n);
     } else {
-      axpy_rows<W, O>(x.data(), w, k > 1 ? b.strides()[0] : n, k, bias_data, out_data, out_stride, n);
+      axpy_rows<W, O>(x.data<float>(), w, k > 1 ? b.strides()[0] : n, k, bias_data, out_data, out_stride, n);
     }
   };
   const bool f32_out = out.dtype() == DType::F32;
