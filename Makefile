@@ -4,7 +4,7 @@ BUILD ?= build
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward
 
-.PHONY: all deps build demo demo-collectives test bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
+.PHONY: all deps build demo demo-collectives test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
 all: build
 
@@ -34,6 +34,14 @@ demo-collectives: build
 
 test: build
 	scripts/run-tests.sh $(BUILD)
+
+# The C++ sources in .clang-format's style: `format` rewrites them, `format-check` (run by CI)
+# lists the files that differ and fails.
+format: deps
+	git ls-files '*.cpp' '*.hpp' '*.cu' '*.cuh' | xargs clang-format -i
+
+format-check: deps
+	scripts/format-check.sh
 
 bench: $(addprefix bench-,$(BENCHES))
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  g++ make meson ninja-build pkg-config
+  g++ make meson ninja-build pkg-config clang-format
   openmpi-bin libopenmpi-dev
   libeigen3-dev libdnnl-dev catch2 libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev

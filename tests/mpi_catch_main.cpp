@@ -1,13 +1,62 @@
 // Catch2 main for tests launched with mpirun: every rank runs the whole session, the failure
 // counts are summed over ranks, and every rank exits with the same code. Rank 0 prints its
 // report; other ranks print theirs (prefixed with the rank) only when they failed.
+//
+// Skips (tests/skip.hpp): rank 0 prints one "SKIP:" line per test case that skipped all or part
+// of itself, and a run in which every test case skipped exits 77 (meson's SKIP).
 #define CATCH_CONFIG_RUNNER
 #include <catch2/catch.hpp>
 
 #include "collectives/runtime.hpp"
+#include "tests/skip.hpp"
 
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
+
+namespace {
+
+struct SkipLog {
+  std::map<std::string, std::set<std::string>> reasons;  // test case -> why it skipped
+  std::set<std::string> whole;                           // test cases that checked nothing
+  int test_cases = 0;
+};
+
+SkipLog& skip_log() {
+  static SkipLog log;
+  return log;
+}
+
+// Counts the test cases that ran, and those that skipped before any assertion.
+struct SkipListener : Catch::TestEventListenerBase {
+  using TestEventListenerBase::TestEventListenerBase;
+  void testCaseEnded(const Catch::TestCaseStats& stats) override {
+    SkipLog& log = skip_log();
+    ++log.test_cases;
+    const std::string& name = stats.testInfo.name;
+    if (log.reasons.count(name) && stats.totals.assertions.total() == 0) log.whole.insert(name);
+  }
+};
+
+void print_skips(std::ostream& out) {
+  const SkipLog& log = skip_log();
+  for (const auto& [name, reasons] : log.reasons) {
+    out << "SKIP: " << name << (log.whole.count(name) ? "" : " (in part)") << ":";
+    for (const std::string& reason : reasons) out << " " << reason << ";";
+    out << "\n";
+  }
+}
+
+}  // namespace
+
+CATCH_REGISTER_LISTENER(SkipListener)
+
+namespace dtensor::testing {
+void record_skip(const std::string& reason) {
+  skip_log().reasons[Catch::getResultCapture().getCurrentTestName()].insert(reason);
+}
+}  // namespace dtensor::testing
 
 int main(int argc, char** argv) {
   dtensor::Communicator world = dtensor::init(&argc, &argv);
@@ -31,5 +80,10 @@ int main(int argc, char** argv) {
   if (rank == 0 && failed_everywhere != failed) {
     std::cout << "failures on other ranks: " << failed_everywhere - failed << "\n";
   }
-  return failed_everywhere == 0 ? 0 : 1;
+  if (failed_everywhere != 0) return 1;
+  if (rank == 0) print_skips(std::cout);
+  // Skips depend on the world size only, so every rank reaches the same answer.
+  const SkipLog& log = skip_log();
+  const bool all_skipped = log.test_cases > 0 && int(log.whole.size()) == log.test_cases;
+  return all_skipped ? 77 : 0;
 }

@@ -9,6 +9,7 @@
 
 #include "collectives/runtime.hpp"
 #include "mesh/device_mesh.hpp"
+#include "tests/skip.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -168,18 +169,12 @@ TEST_CASE("every 1-D, 2-D and 3-D factorisation of the world", "[mesh]") {
 
 TEST_CASE("2-D meshes 2x2, 1x4 and 4x1", "[mesh]") {
   const Shape shape = GENERATE(Shape{2, 2}, Shape{1, 4}, Shape{4, 1});
-  if (world_size() != 4) {
-    SUCCEED("skipped: " << shape_str(shape) << " needs 4 ranks");
-    return;
-  }
+  if (world_size() != 4) SKIP_TEST(shape_str(shape) << " needs 4 ranks");
   check_mesh(DeviceMesh::from_world(shape, {"dp", "tp"}), iota_ranks(4), shape, {"dp", "tp"});
 }
 
 TEST_CASE("3-D mesh 2x1x2", "[mesh]") {
-  if (world_size() != 4) {
-    SUCCEED("skipped: 2x1x2 needs 4 ranks");
-    return;
-  }
+  if (world_size() != 4) SKIP_TEST("2x1x2 needs 4 ranks");
   check_mesh(DeviceMesh::from_world({2, 1, 2}, {"dp", "pp", "tp"}), iota_ranks(4), {2, 1, 2}, {"dp", "pp", "tp"});
 }
 
@@ -285,66 +280,64 @@ TEST_CASE("flatten merges adjacent dims into one communicator", "[mesh]") {
   }
 }
 
-TEST_CASE("meshes over part of the world: members communicate, others are not members", "[mesh]") {
+// Meshes over part of the world: members communicate, others are not members. One test case
+// each, so a case that needs more ranks skips alone (a return inside a SECTION would also
+// hide the SECTIONs after it from Catch).
+TEST_CASE("meshes over part of the world: from_range over all ranks but the first", "[mesh]") {
   const int n = world_size();
+  if (n < 2) SKIP_TEST("from_range over all ranks but the first needs 2 ranks");
+  DeviceMesh mesh = DeviceMesh::from_range(world(), 1, {n - 1}, {"x"});
+  check_mesh(mesh, iota_ranks(n - 1, 1), {n - 1}, {"x"});
+  CHECK(mesh.is_member() == (world_rank() != 0));
+}
 
-  SECTION("from_range over all ranks but the first") {
-    if (n < 2) return;
-    DeviceMesh mesh = DeviceMesh::from_range(world(), 1, {n - 1}, {"x"});
-    check_mesh(mesh, iota_ranks(n - 1, 1), {n - 1}, {"x"});
-    CHECK(mesh.is_member() == (world_rank() != 0));
+TEST_CASE("meshes over part of the world: from_ranks over the odd ranks, listed in reverse", "[mesh]") {
+  const int n = world_size();
+  std::vector<int> odd;
+  for (int r = n - 1; r >= 0; --r) {
+    if (r % 2 == 1) odd.push_back(r);
   }
+  if (odd.empty()) SKIP_TEST("from_ranks over the odd ranks needs 2 ranks");
+  const int64_t count = int64_t(odd.size());
+  DeviceMesh mesh = DeviceMesh::from_ranks(world(), odd, {count}, {"x"});
+  check_mesh(mesh, odd, {count}, {"x"});
+  CHECK(mesh.is_member() == (world_rank() % 2 == 1));
+  if (!mesh.is_member()) {
+    CHECK_THROWS_AS(mesh.local_rank("x"), MeshError);
+    CHECK(mesh["x"].is_member() == false);
+    CHECK(mesh["x"].coordinate().empty());
+  }
+  // Flattening is collective over the parent: non-members take part and stay non-members.
+  DeviceMesh grid = DeviceMesh::from_ranks(world(), odd, {1, count}, {"a", "b"});
+  check_mesh(grid.flatten({"a", "b"}, "ab"), odd, {count}, {"ab"});
+}
 
-  SECTION("from_ranks over the odd ranks, listed in reverse") {
-    std::vector<int> odd;
-    for (int r = n - 1; r >= 0; --r) {
-      if (r % 2 == 1) odd.push_back(r);
-    }
-    if (odd.empty()) return;
-    const int64_t count = int64_t(odd.size());
-    DeviceMesh mesh = DeviceMesh::from_ranks(world(), odd, {count}, {"x"});
-    check_mesh(mesh, odd, {count}, {"x"});
-    CHECK(mesh.is_member() == (world_rank() % 2 == 1));
-    if (!mesh.is_member()) {
-      CHECK_THROWS_AS(mesh.local_rank("x"), MeshError);
-      CHECK(mesh["x"].is_member() == false);
-      CHECK(mesh["x"].coordinate().empty());
-    }
-    // Flattening is collective over the parent: non-members take part and stay non-members.
-    DeviceMesh grid = DeviceMesh::from_ranks(world(), odd, {1, count}, {"a", "b"});
-    check_mesh(grid.flatten({"a", "b"}, "ab"), odd, {count}, {"ab"});
-  }
+TEST_CASE("meshes over part of the world: from_ranks 2x2 in reverse order, with a non-member flatten", "[mesh]") {
+  const int n = world_size();
+  if (n != 4) SKIP_TEST("from_ranks 2x2 needs 4 ranks");
+  const std::vector<int> reversed{3, 2, 1, 0};
+  DeviceMesh mesh = DeviceMesh::from_ranks(world(), reversed, {2, 2}, {"dp", "tp"});
+  check_mesh(mesh, reversed, {2, 2}, {"dp", "tp"});
+  check_mesh(mesh.flatten({"dp", "tp"}, "all"), reversed, {4}, {"all"});
+}
 
-  SECTION("from_ranks 2x2 in reverse order, with a non-member flatten") {
-    if (n != 4) {
-      SUCCEED("skipped: needs 4 ranks");
-      return;
-    }
-    const std::vector<int> reversed{3, 2, 1, 0};
-    DeviceMesh mesh = DeviceMesh::from_ranks(world(), reversed, {2, 2}, {"dp", "tp"});
-    check_mesh(mesh, reversed, {2, 2}, {"dp", "tp"});
-    check_mesh(mesh.flatten({"dp", "tp"}, "all"), reversed, {4}, {"all"});
-  }
+TEST_CASE("meshes over part of the world: 2-D mesh over {1, 3}, members and non-members flattening", "[mesh]") {
+  const int n = world_size();
+  if (n != 4) SKIP_TEST("a mesh over ranks {1, 3} of 4 needs 4 ranks");
+  DeviceMesh mesh = DeviceMesh::from_ranks(world(), {1, 3}, {1, 2}, {"dp", "tp"});
+  check_mesh(mesh, {1, 3}, {1, 2}, {"dp", "tp"});
+  check_mesh(mesh.flatten({"dp", "tp"}, "all"), {1, 3}, {2}, {"all"});
+}
 
-  SECTION("2-D mesh over {1, 3} with members and non-members flattening together") {
-    if (n != 4) {
-      SUCCEED("skipped: needs 4 ranks");
-      return;
-    }
-    DeviceMesh mesh = DeviceMesh::from_ranks(world(), {1, 3}, {1, 2}, {"dp", "tp"});
-    check_mesh(mesh, {1, 3}, {1, 2}, {"dp", "tp"});
-    check_mesh(mesh.flatten({"dp", "tp"}, "all"), {1, 3}, {2}, {"all"});
-  }
-
-  SECTION("ranks() are ranks of the parent communicator") {
-    Communicator half = world().split(world_rank() % 2, world_rank());
-    DeviceMesh mesh = DeviceMesh::from_range(half, 0, {half.size()}, {"x"});
-    std::vector<int64_t> same_parity;
-    for (int r = world_rank() % 2; r < n; r += 2) same_parity.push_back(r);
-    CHECK(mesh.ranks() == iota_ranks(half.size()));
-    CHECK(mesh.coordinate() == std::vector<int64_t>{half.rank()});
-    CHECK(gather_over(mesh.comm("x"), world_rank()) == same_parity);
-  }
+TEST_CASE("meshes over part of the world: ranks() are ranks of the parent communicator", "[mesh]") {
+  const int n = world_size();
+  Communicator half = world().split(world_rank() % 2, world_rank());
+  DeviceMesh mesh = DeviceMesh::from_range(half, 0, {half.size()}, {"x"});
+  std::vector<int64_t> same_parity;
+  for (int r = world_rank() % 2; r < n; r += 2) same_parity.push_back(r);
+  CHECK(mesh.ranks() == iota_ranks(half.size()));
+  CHECK(mesh.coordinate() == std::vector<int64_t>{half.rank()});
+  CHECK(gather_over(mesh.comm("x"), world_rank()) == same_parity);
 }
 
 TEST_CASE("bad input raises MeshError naming the value, on every rank", "[mesh][errors]") {

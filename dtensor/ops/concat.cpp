@@ -24,7 +24,7 @@ using detail::OpDecision;
 // The rules of an op whose inputs keep their shards on every dim but `skip` (the input dim the
 // op works along; -1 for none): input dim e becomes output dim e + shift when e >= from.
 std::vector<DimRule> keep_shard_rules(size_t inputs, int64_t ndim, int64_t skip, int64_t from, int64_t shift) {
-  std::vector<DimRule> rules = {detail::all_replicate(inputs)};
+  std::vector<DimRule> rules;
   for (int64_t e = 0; e < ndim; ++e) {
     if (e != skip) rules.push_back({std::vector<Placement>(inputs, Shard(e)), Shard(e >= from ? e + shift : e)});
   }

@@ -141,23 +141,23 @@ OpDecision choose(const char* op, std::span<const DTensor* const> inputs, const 
   std::vector<ArgInfo> args;
   for (const DTensor* t : inputs) args.push_back({t->shape(), t->placements(), t->dtype()});
   Shape output_shape = rules.output_shape(args);
-  std::vector<DimRule> candidates = rules.dim_rules(args, output_shape);
+  // All-Replicate first: ties go to the rule listed first (see dispatch.hpp).
+  std::vector<DimRule> candidates = {all_replicate(inputs.size())};
+  for (DimRule& rule : rules.dim_rules(args, output_shape)) candidates.push_back(std::move(rule));
   const Shape& mesh_shape = inputs[0]->mesh().shape();
 
   std::optional<OpDecision> best;
   double best_cost = 0;
   std::vector<size_t> choice(mesh_shape.size(), 0);
-  if (!candidates.empty()) {
-    do {
-      OpDecision rule = combine(candidates, choice, inputs.size(), output_shape);
-      if (!rules.accept(args, rule, mesh_shape)) continue;
-      double cost = redistribute_cost(inputs, rule);
-      if (!best || cost < best_cost) {
-        best = std::move(rule);
-        best_cost = cost;
-      }
-    } while (next_choice(choice, candidates.size()));
-  }
+  do {
+    OpDecision rule = combine(candidates, choice, inputs.size(), output_shape);
+    if (!rules.accept(args, rule, mesh_shape)) continue;
+    double cost = redistribute_cost(inputs, rule);
+    if (!best || cost < best_cost) {
+      best = std::move(rule);
+      best_cost = cost;
+    }
+  } while (next_choice(choice, candidates.size()));
   check<ValueError>(best.has_value(), op, "no sharding rule applies to inputs with placements {} on mesh {}",
                     placements_of(inputs), shape_str(mesh_shape));
   return std::move(*best);

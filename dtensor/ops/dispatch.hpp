@@ -44,8 +44,9 @@ class OpRules {
   virtual ~OpRules() = default;
   // Validates the inputs (typed errors naming the op) and returns the output's global shape.
   virtual Shape output_shape(std::span<const ArgInfo> args) const = 0;
-  // The rules for one mesh dim; every mesh dim uses the same list. A list that holds the
-  // all-Replicate rule (when the op has one) always leaves a way to run.
+  // The sharding and partial rules for one mesh dim; every mesh dim uses the same list. The
+  // dispatcher adds the all-Replicate rule in front of it for every op (running the local op on
+  // whole inputs gives the whole output), so an op never lists it and always has a way to run.
   virtual std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape& output_shape) const = 0;
   // Rejects a whole-mesh combination the per-dim rules cannot see (e.g. a reshape that needs
   // even shards). Runs after the dims were combined.
@@ -87,7 +88,7 @@ DTensor run_op(const char* op, OpParams params, std::initializer_list<const DTen
 
 // Rule helpers shared by several op files --------------------------------------------------------
 
-// Every input Replicate, the output Replicate.
+// Every input Replicate, the output Replicate: the rule every op has (see OpRules::dim_rules).
 DimRule all_replicate(size_t inputs);
 // Partial(sum) and Partial(avg) are the reductions a linear function of its input preserves.
 bool is_linear_partial(const Placement& p);

@@ -91,8 +91,7 @@ class ElementwiseRules : public detail::OpRules {
   }
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape& out) const override {
-    std::vector<DimRule> rules = {detail::all_replicate(args.size())};
-    for (DimRule& r : shard_rules(args, out)) rules.push_back(std::move(r));
+    std::vector<DimRule> rules = shard_rules(args, out);
     for (DimRule& r : partial_rules(mode_, args.size())) rules.push_back(std::move(r));
     return rules;
   }
@@ -112,7 +111,7 @@ class PointwiseRules : public detail::OpRules {
   Shape output_shape(std::span<const ArgInfo> args) const override { return args[0].shape; }
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape& out) const override {
-    std::vector<DimRule> rules = {detail::all_replicate(1)};
+    std::vector<DimRule> rules;
     for (size_t d = 0; d < out.size(); ++d) rules.push_back({{Shard(int64_t(d))}, Shard(int64_t(d))});
     for (const Placement& p : args[0].placements) {
       if (!p.is_partial() || partial_ == nullptr) continue;

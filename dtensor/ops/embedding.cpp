@@ -43,9 +43,7 @@ class EmbeddingRules : public detail::OpRules {
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape&) const override {
     const int64_t ids_ndim = int64_t(args[1].shape.size());
-    std::vector<DimRule> rules = {detail::all_replicate(2),
-                                  {{Shard(1), Replicate()}, Shard(ids_ndim)},
-                                  {{Shard(0), Replicate()}, Partial()}};
+    std::vector<DimRule> rules = {{{Shard(1), Replicate()}, Shard(ids_ndim)}, {{Shard(0), Replicate()}, Partial()}};
     for (int64_t d = 0; d < ids_ndim; ++d) rules.push_back({{Replicate(), Shard(d)}, Shard(d)});
     for (const Placement& p : args[0].placements) {
       if (detail::is_linear_partial(p)) rules.push_back({{p, Replicate()}, p});

@@ -58,8 +58,7 @@ class MatmulRules : public detail::OpRules {
     const Shape& a = args[0].shape;
     const Shape& b = args[1].shape;
     const int64_t o = ndim(out);
-    std::vector<DimRule> rules = {detail::all_replicate(2),
-                                  {{Shard(ndim(a) - 2), Replicate()}, Shard(o - 2)},
+    std::vector<DimRule> rules = {{{Shard(ndim(a) - 2), Replicate()}, Shard(o - 2)},
                                   {{Replicate(), Shard(ndim(b) - 1)}, Shard(o - 1)},
                                   {{Shard(ndim(a) - 1), Shard(ndim(b) - 2)}, Partial()}};
     for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
@@ -107,7 +106,7 @@ class LinearRules : public detail::OpRules {
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape& out) const override {
     const int64_t last = ndim(out) - 1;
-    std::vector<DimRule> rules = {detail::all_replicate(args.size())};
+    std::vector<DimRule> rules;
     for (int64_t d = 0; d < last; ++d) rules.push_back(with_bias({Shard(d), Replicate()}, Replicate(), Shard(d)));
     rules.push_back(with_bias({Replicate(), Shard(0)}, Shard(0), Shard(last)));       // colwise
     rules.push_back(with_bias({Shard(last), Shard(1)}, Partial(), Partial()));         // rowwise

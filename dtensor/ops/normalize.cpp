@@ -23,7 +23,7 @@ using detail::OpDecision;
 // Rules that keep every dim of input 0 but `whole` split alike in the output, the other inputs
 // Replicate.
 std::vector<DimRule> rows_rules(size_t n_inputs, int64_t ndim, int64_t whole) {
-  std::vector<DimRule> rules = {detail::all_replicate(n_inputs)};
+  std::vector<DimRule> rules;
   for (int64_t d = 0; d < ndim; ++d) {
     if (d == whole) continue;
     DimRule rule = detail::all_replicate(n_inputs);

@@ -109,7 +109,7 @@ class ReduceRules : public detail::OpRules {
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape&) const override {
     const Shape& shape = args[0].shape;
     const std::vector<bool> reduced = detail::reduced_dim_mask(dims_, int64_t(shape.size()), op_);
-    std::vector<DimRule> rules = {detail::all_replicate(1)};
+    std::vector<DimRule> rules;
     for (size_t d = 0; d < shape.size(); ++d) {
       rules.push_back({{Shard(int64_t(d))}, reduced[d] ? partial_of(kind_) : Shard(output_dim(reduced, d, keepdim_))});
     }
@@ -214,7 +214,7 @@ class ArgmaxRules : public detail::OpRules {
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape&) const override {
     const Shape& shape = args[0].shape;
-    std::vector<DimRule> rules = {detail::all_replicate(1)};
+    std::vector<DimRule> rules;
     if (shape.empty()) return rules;
     const int64_t reduced = normalize_dim(dim_, int64_t(shape.size()), "argmax");
     for (int64_t d = 0; d < int64_t(shape.size()); ++d) {

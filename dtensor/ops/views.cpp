@@ -39,7 +39,7 @@ class PermuteRules : public detail::OpRules {
   }
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo>, const Shape&) const override {
-    std::vector<DimRule> rules = {detail::all_replicate(1)};
+    std::vector<DimRule> rules;
     for (size_t i = 0; i < perm_.size(); ++i) rules.push_back({{Shard(perm_[i])}, Shard(int64_t(i))});
     add_linear_partial_rules(rules);
     return rules;
@@ -87,7 +87,7 @@ class NarrowRules : public detail::OpRules {
   }
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape&) const override {
-    std::vector<DimRule> rules = {detail::all_replicate(1)};
+    std::vector<DimRule> rules;
     for (int64_t e = 0; e < int64_t(args[0].shape.size()); ++e) {
       if (e != dim_) rules.push_back({{Shard(e)}, Shard(e)});
     }
@@ -147,7 +147,7 @@ class ReshapeRules : public detail::OpRules {
   Shape output_shape(std::span<const ArgInfo>) const override { return target_; }
 
   std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape& out) const override {
-    std::vector<DimRule> rules = {detail::all_replicate(1)};
+    std::vector<DimRule> rules;
     // An empty tensor has nothing to move; it keeps the all-Replicate and Partial rules only.
     if (shape_numel(out) > 0) {
       for (const DimGroup& g : reshape_groups(args[0].shape, out)) {
