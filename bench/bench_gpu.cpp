@@ -207,7 +207,7 @@ double bench_prefill(const std::string& dir, const std::string& torch_json, int6
       logits_diff = max_abs_diff(mine, Tensor::from_vector(last, {int64_t(last.size())}));
     }
   }
-  const nn::HFConfig& c = model->config();
+  const models::HFConfig& c = model->config();
   fmt::print("\n# Llama prefill of {} tokens, {} ({} layers, hidden {}, {} heads / {} KV heads, vocab {}) on one GPU\n",
              tokens, dtype, c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads,
              c.vocab_size);

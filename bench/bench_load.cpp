@@ -20,8 +20,8 @@
 // A run ends with `load-run: tp=N rss_ratio=X ...` (its worst rank); the Makefile runs TP 4 and
 // then TP 2 and prints the last line `load: rss_ratio=X`, the worst over both runs.
 #include "collectives/runtime.hpp"
-#include "nn/checkpoint.hpp"
-#include "nn/checkpoint_writer.hpp"
+#include "io/checkpoint.hpp"
+#include "io/checkpoint_writer.hpp"
 #include "nn/layers.hpp"
 #include "nn/tp_plan.hpp"
 #include "placements/sharding.hpp"
@@ -78,7 +78,7 @@ uint64_t seed_of(size_t index) { return 1000 + index; }
 // Whether `dir` holds exactly this model's checkpoint (headers validated by open()).
 bool checkpoint_matches(const std::string& dir, const ModelSpec& spec) {
   try {
-    const nn::Checkpoint ckpt = nn::Checkpoint::open(dir);
+    const io::Checkpoint ckpt = io::Checkpoint::open(dir);
     const auto shapes = parameter_shapes(spec);
     if (ckpt.names().size() != shapes.size() || ckpt.files().size() < 2) return false;
     for (const auto& [name, shape] : shapes) {
@@ -98,12 +98,12 @@ void write_checkpoint(const std::string& dir, const ModelSpec& spec) {
     return;
   }
   const auto shapes = parameter_shapes(spec);
-  nn::NamedTensors tensors;
+  io::NamedTensors tensors;
   for (size_t i = 0; i < shapes.size(); ++i) {
     tensors.emplace_back(shapes[i].first, random(shapes[i].second, DType::F32, {.seed = seed_of(i), .a = -1, .b = 1}));
   }
-  nn::save_checkpoint(dir, tensors, kMaxShardBytes, {{kSpecKey, spec.str()}});
-  fmt::print("bench_load: wrote {} ({}, {} files)\n", dir, spec.str(), nn::Checkpoint::open(dir).files().size());
+  io::save_checkpoint(dir, tensors, kMaxShardBytes, {{kSpecKey, spec.str()}});
+  fmt::print("bench_load: wrote {} ({}, {} files)\n", dir, spec.str(), io::Checkpoint::open(dir).files().size());
 }
 
 // The module tree the checkpoint names: containers are plain modules.
@@ -154,7 +154,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 
 // Reads this rank's 1/tp of every file (the same number of bytes a rank loads) with pread into
 // one fresh buffer; returns the seconds it took.
-double raw_read_seconds(const nn::Checkpoint& ckpt, int rank, int tp) {
+double raw_read_seconds(const io::Checkpoint& ckpt, int rank, int tp) {
   std::vector<std::pair<fs::path, std::pair<uint64_t, uint64_t>>> ranges;  // file, [begin, end)
   uint64_t total = 0;
   for (const std::string& name : ckpt.files()) {
@@ -209,7 +209,7 @@ RankResult load_and_measure(Communicator& world, const std::string& dir, const M
   r.base_mib = vm_hwm_mib();
   world.barrier();
   const auto start = std::chrono::steady_clock::now();
-  const nn::Checkpoint ckpt = nn::Checkpoint::open(dir, {.progress = nn::stderr_progress(world.rank())});
+  const io::Checkpoint ckpt = io::Checkpoint::open(dir, {.progress = io::stderr_progress(world.rank())});
   auto root = build_model(spec);
   nn::apply_tp_plan(*root, tp_plan(), mesh, [&](const std::string& name) { return ckpt.source(name); });
   r.load_s = seconds_since(start);
@@ -222,7 +222,7 @@ RankResult load_and_measure(Communicator& world, const std::string& dir, const M
 }
 
 uint64_t checkpoint_bytes(const std::string& dir) {
-  const nn::Checkpoint ckpt = nn::Checkpoint::open(dir);
+  const io::Checkpoint ckpt = io::Checkpoint::open(dir);
   uint64_t total = 0;
   for (const std::string& name : ckpt.names()) total += uint64_t(shape_numel(ckpt.info(name).shape)) * 4;
   return total;

@@ -121,7 +121,7 @@ std::vector<LinearRate> gather_linear(Communicator& world, const nn::LinearStats
 // The kernels a Linear of the model runs on: oneDNN's implementation for the prefill's rows
 // ("brg:avx512_core_bf16", ...), and for a decode step's single row, the matrix-vector kernel
 // (tensor/cpu/gemv.hpp) where it takes the product.
-std::string linear_kernels(const nn::HFConfig& c, int64_t prefill, DType dtype) {
+std::string linear_kernels(const models::HFConfig& c, int64_t prefill, DType dtype) {
   const Tensor w = Tensor::empty({c.intermediate_size, c.hidden_size}, dtype);
   const Tensor x = Tensor::empty({prefill, c.hidden_size}, dtype);
   const Tensor y = Tensor::empty({prefill, c.intermediate_size}, dtype);
@@ -131,7 +131,7 @@ std::string linear_kernels(const nn::HFConfig& c, int64_t prefill, DType dtype) 
                      gemv ? "dtensor matrix-vector kernel (AVX2)" : cpu::onednn_matmul_impl(x1, w.transpose(0, 1), y1));
 }
 
-void print_host(const nn::HFConfig& config, const Options& o, int np) {
+void print_host(const models::HFConfig& config, const Options& o, int np) {
   fmt::print("host: {}; ISA: {}; oneDNN dispatches to {}; {} rank(s) x {} kernel thread(s)\n", cpu::host_cpu_model(),
              cpu::host_isa(), cpu::onednn_isa(), np, cpu::kernel_threads());
   for (const std::string& name : o.dtypes) {
@@ -141,7 +141,7 @@ void print_host(const nn::HFConfig& config, const Options& o, int np) {
 
 RunResult run(Communicator& world, const Options& o, const std::string& dtype_name) {
   const DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
-  const nn::HFConfig config = nn::load_hf_config(o.model_dir);
+  const models::HFConfig config = models::load_hf_config(o.model_dir);
   const DType dtype = parse_dtype(dtype_name);
   double start = now_seconds();
   auto model = models::load_sharded(o.model_dir, mesh, models::auto_tp_plan(config), dtype);
@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
     Options options;
     add_options(app, options);
     if (auto code = tools::parse_on_every_rank(app, argc, argv, world)) return *code;
-    if (world.rank() == 0) print_host(nn::load_hf_config(options.model_dir), options, world.size());
+    if (world.rank() == 0) print_host(models::load_hf_config(options.model_dir), options, world.size());
     for (const std::string& dtype : options.dtypes) {
       const RunResult result = run(world, options, dtype);
       if (world.rank() == 0) save_result(options.results_dir, result);

@@ -22,7 +22,7 @@ struct GemmShape {
 };
 
 // One prefill's Linear products [m, in] @ [out, in]^T: per layer q, k, v, o, gate, up, down, then lm_head.
-std::vector<GemmShape> linear_shapes(const dtensor::nn::HFConfig& c) {
+std::vector<GemmShape> linear_shapes(const dtensor::models::HFConfig& c) {
   const int64_t q = c.num_attention_heads * c.head_dim, kv = c.num_key_value_heads * c.head_dim;
   const int64_t layers = c.num_hidden_layers, h = c.hidden_size, i = c.intermediate_size;
   return {{q, h, layers},     {kv, h, 2 * layers}, {h, q, layers},
@@ -31,13 +31,13 @@ std::vector<GemmShape> linear_shapes(const dtensor::nn::HFConfig& c) {
 
 }  // namespace
 
-double decode_weight_bytes(const dtensor::nn::HFConfig& config, dtensor::DType dtype) {
+double decode_weight_bytes(const dtensor::models::HFConfig& config, dtensor::DType dtype) {
   double elements = 0;
   for (const GemmShape& s : linear_shapes(config)) elements += double(s.out) * double(s.in) * double(s.count);
   return elements * double(dtensor::dtype_size(dtype));
 }
 
-double onednn_linear_gflops(const dtensor::nn::HFConfig& config, int64_t m, dtensor::DType dtype) {
+double onednn_linear_gflops(const dtensor::models::HFConfig& config, int64_t m, dtensor::DType dtype) {
   using dnnl::memory;
   const memory::data_type type = dtype == dtensor::DType::BF16 ? memory::data_type::bf16 : memory::data_type::f32;
   dnnl::engine engine(dnnl::engine::kind::cpu, 0);

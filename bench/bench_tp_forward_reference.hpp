@@ -3,7 +3,7 @@
 // bytes.
 #pragma once
 
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 #include "tensor/dtype.hpp"
 
 #include <cstdint>
@@ -12,11 +12,11 @@ namespace tp_forward_bench {
 
 // The weight bytes one decoded token reads: every Linear of every layer and the lm_head (the
 // embedding reads one row), in `dtype`.
-double decode_weight_bytes(const dtensor::nn::HFConfig& config, dtensor::DType dtype);
+double decode_weight_bytes(const dtensor::models::HFConfig& config, dtensor::DType dtype);
 
 // GFLOP/s of oneDNN's matmul primitive called directly (created once per shape, outside the
 // timing) on x [m, in] @ W[out, in]^T for one prefill's Linear shapes, in `dtype` (f32 or bf16).
-double onednn_linear_gflops(const dtensor::nn::HFConfig& config, int64_t m, dtensor::DType dtype);
+double onednn_linear_gflops(const dtensor::models::HFConfig& config, int64_t m, dtensor::DType dtype);
 
 // GB/s of one thread summing a buffer of `bytes` (median of 5 passes): the speed at which a core
 // can read weights from memory.

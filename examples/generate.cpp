@@ -21,12 +21,12 @@
 #if DTENSOR_CUDA
 #include "collectives/nccl.hpp"
 #endif
+#include "io/npy.hpp"
 #include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
-#include "tools/npy.hpp"
 #include "tools/parse_on_every_rank.hpp"
 
 #include <CLI/CLI.hpp>
@@ -105,7 +105,7 @@ double check_bound(DType dtype, const Tensor& reference_logits) {
   return 0.05 * std::max(1.0, amax(abs(reference_logits)).item<double>());
 }
 
-void print_model(const Options& o, const nn::HFConfig& config, int ranks, double load_seconds) {
+void print_model(const Options& o, const models::HFConfig& config, int ranks, double load_seconds) {
   fmt::print("model: {} ({}, {} layers, hidden {}, heads {}/{} kv, vocab {}{}), {} on {}, tp over {} rank(s), "
              "plan {}, loaded in {:.2f} s\n",
              o.model_dir, config.architecture, config.num_hidden_layers, config.hidden_size,
@@ -157,7 +157,7 @@ bool share_verdict(Communicator& world, bool ok_on_root) {
 }
 
 int run(Communicator& world, const Options& o) {
-  const nn::HFConfig config = nn::load_hf_config(o.model_dir);
+  const models::HFConfig config = models::load_hf_config(o.model_dir);
   const std::vector<int64_t> prompt = parse_prompt(o.prompt_ids, config.vocab_size);
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(config) : nn::TpPlan::from_json_file(o.plan_file);
@@ -179,7 +179,7 @@ int run(Communicator& world, const Options& o) {
     print_generation(prompt, g);
   }
   if (root && !o.dump_logits.empty()) {
-    tools::write_npy(o.dump_logits, g.prompt_logits);
+    io::write_npy(o.dump_logits, g.prompt_logits);
     fmt::print("logits: wrote {} [{}, {}] f32\n", o.dump_logits, g.prompt_logits.size(0), g.prompt_logits.size(1));
   }
   if (!o.check) return 0;

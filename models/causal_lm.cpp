@@ -10,7 +10,7 @@ namespace dtensor::models {
 
 namespace {
 
-const char* model_type_name(const nn::HFConfig& config) {
+const char* model_type_name(const HFConfig& config) {
   if (config.architecture == "LlamaForCausalLM") return "LlamaModel";
   if (config.architecture == "MixtralForCausalLM") return "MixtralModel";
   fail<ValueError>("CausalLM", "architecture '{}' is not LlamaForCausalLM or MixtralForCausalLM", config.architecture);
@@ -37,7 +37,7 @@ void check_ids(const std::vector<int64_t>& ids, int64_t vocab) {
 
 }  // namespace
 
-CausalLM::CausalLM(const nn::HFConfig& config, DType dtype)
+CausalLM::CausalLM(const HFConfig& config, DType dtype)
     : Module(config.architecture), config_(config), dtype_(dtype), rotary_(std::make_shared<RotaryContext>()) {
   check<DTypeError>(is_floating(dtype), "CausalLM", "the model's dtype must be floating, got {}", dtype);
   auto model = add_module("model", std::make_shared<nn::Module>(model_type_name(config)));
@@ -88,7 +88,7 @@ void CausalLM::reserve_cache(int64_t tokens) {
   for (const auto& layer : layers_) layer->attention().cache().reserve(tokens);
 }
 
-nn::TpPlan auto_tp_plan(const nn::HFConfig& config) {
+nn::TpPlan auto_tp_plan(const HFConfig& config) {
   nn::TpPlan plan{{
       {"model.embed_tokens", "rowwise"},
       {"model.layers.*.self_attn.q_proj", "colwise"},
@@ -107,7 +107,7 @@ nn::TpPlan auto_tp_plan(const nn::HFConfig& config) {
   return plan;
 }
 
-nn::TpPlan sequence_parallel_tp_plan(const nn::HFConfig& config) {
+nn::TpPlan sequence_parallel_tp_plan(const HFConfig& config) {
   nn::TpPlan plan = auto_tp_plan(config);
   for (nn::TpRule& rule : plan.rules) {
     if (rule.pattern == "model.embed_tokens" || rule.pattern.ends_with(".o_proj") ||

@@ -9,14 +9,15 @@
 // Numerics follow transformers' LlamaForCausalLM / MixtralForCausalLM: see models/decoder_layers.hpp.
 //
 //   DeviceMesh tp = DeviceMesh::from_world({world().size()});
-//   auto model = models::load_sharded("tiny-llama/", tp, models::auto_tp_plan(nn::load_hf_config("tiny-llama/")), DType::F32);
+//   auto model = models::load_sharded("tiny-llama/", tp,
+//                                     models::auto_tp_plan(models::load_hf_config("tiny-llama/")), DType::F32);
 //   models::Generation g = models::generate_greedy(*model, {1, 15, 7}, /*max_new_tokens=*/8);
 //   Tensor next = model->forward_tokens({g.new_ids.back()});   // continues from the cache
 //   model->to(Device::cuda(0));                                // parameters and caches move to the GPU
 #pragma once
 
+#include "io/checkpoint.hpp"
 #include "models/decoder_layers.hpp"
-#include "nn/checkpoint.hpp"
 #include "nn/tp_plan.hpp"
 
 #include <memory>
@@ -29,9 +30,9 @@ class CausalLM : public nn::Module {
  public:
   // Llama or Mixtral by config.architecture (ValueError naming it otherwise). Parameters are
   // declared in `dtype` and stay undefined until loaded.
-  CausalLM(const nn::HFConfig& config, DType dtype);
+  CausalLM(const HFConfig& config, DType dtype);
 
-  const nn::HFConfig& config() const { return config_; }
+  const HFConfig& config() const { return config_; }
   DType dtype() const { return dtype_; }
 
   // Runs `ids` (positions cache_length() ..) through the model, appending to the KV cache.
@@ -53,7 +54,7 @@ class CausalLM : public nn::Module {
   nn::Value forward(const nn::Value& ids) override;
 
  private:
-  nn::HFConfig config_;
+  HFConfig config_;
   DType dtype_;
   std::shared_ptr<RotaryContext> rotary_;
   std::shared_ptr<nn::Embedding> embed_tokens_;
@@ -67,7 +68,7 @@ class CausalLM : public nn::Module {
 // gate/up colwise and down rowwise, Mixtral experts moe_tp_experts (router replicated), the
 // embedding vocab-parallel (rowwise), lm_head colwise_rep (full-vocab logits on every rank).
 // One all-reduce per attention block and per MLP / MoE block, plus the embedding's.
-nn::TpPlan auto_tp_plan(const nn::HFConfig& config);
+nn::TpPlan auto_tp_plan(const HFConfig& config);
 
 // The auto plan with sequence parallelism: the residual stream stays split on the sequence dim,
 // norms run on their rows (sequence_parallel), each block gathers the sequence once and o_proj /
@@ -75,14 +76,14 @@ nn::TpPlan auto_tp_plan(const nn::HFConfig& config);
 // MoE block all-reduces and keeps this rank's rows. As JSON:
 //   {"model.embed_tokens": "rowwise_to_sequence", "model.layers.*.input_layernorm": "sequence_parallel",
 //    "model.layers.*.self_attn.o_proj": "rowwise_to_sequence", "model.norm": "sequence_parallel", ...}
-nn::TpPlan sequence_parallel_tp_plan(const nn::HFConfig& config);
+nn::TpPlan sequence_parallel_tp_plan(const HFConfig& config);
 
 // The checkpoint's tensors under the model's parameter names: lm_head.weight is
 // model.embed_tokens.weight with tie_word_embeddings; Mixtral's experts.gate_up [E, 2I, H] and
 // experts.down [E, H, I] read each requested box from the per-expert experts.{e}.w1 / w3 / w2,
 // never the whole packed tensor. A missing tensor is a ValueError, a per-expert tensor of the
 // wrong shape a ShapeError, each naming the checkpoint tensor.
-nn::SourceLookup checkpoint_sources(const nn::Checkpoint& checkpoint, const nn::HFConfig& config);
+nn::SourceLookup checkpoint_sources(const io::Checkpoint& checkpoint, const HFConfig& config);
 
 // Loads config.json + safetensors from `dir`: sharded over the 1-D `tp_mesh` under `plan`, or
 // unsharded. Checkpoint tensors of another dtype are converted to `dtype`. Errors name the

@@ -49,7 +49,7 @@ nn::Value LlamaRMSNorm::forward(const nn::Value& x) {
 
 // LlamaAttention ----------------------------------------------------------------------------------
 
-LlamaAttention::LlamaAttention(const nn::HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary)
+LlamaAttention::LlamaAttention(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary)
     : Module("LlamaAttention"),
       heads_{config.num_attention_heads, config.num_key_value_heads, config.head_dim},
       rotary_(std::move(rotary)) {
@@ -119,7 +119,7 @@ nn::Value LlamaMLP::forward(const nn::Value& x) {
 
 // DecoderLayer ------------------------------------------------------------------------------------
 
-DecoderLayer::DecoderLayer(const nn::HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary)
+DecoderLayer::DecoderLayer(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary)
     : Module("DecoderLayer") {
   const int64_t hidden = config.hidden_size;
   input_layernorm_ = add_module("input_layernorm", std::make_shared<LlamaRMSNorm>(hidden, config.rms_norm_eps, dtype));

@@ -12,9 +12,9 @@
 // KV cache holds this rank's KV heads.
 #pragma once
 
+#include "models/hf_config.hpp"
 #include "models/kv_cache.hpp"
 #include "nn/experts.hpp"
-#include "nn/hf_config.hpp"
 #include "nn/layers.hpp"
 #include "tensor/attention.hpp"
 
@@ -43,7 +43,7 @@ class LlamaRMSNorm : public nn::Module {
 // rank's heads and the cached keys and values. Input: the whole sequence [S, hidden], plain.
 class LlamaAttention : public nn::Module {
  public:
-  LlamaAttention(const nn::HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary);
+  LlamaAttention(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary);
   KVCache& cache() { return cache_; }
 
  protected:
@@ -74,7 +74,7 @@ class LlamaMLP : public nn::Module {
 // x + attn(norm(x)), then + ffn(norm(.)); the ffn is "mlp" (Llama) or "block_sparse_moe" (Mixtral).
 class DecoderLayer : public nn::Module {
  public:
-  DecoderLayer(const nn::HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary);
+  DecoderLayer(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary);
   LlamaAttention& attention() { return *self_attn_; }
 
  protected:

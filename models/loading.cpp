@@ -1,7 +1,7 @@
 // Checkpoint sources under the model's parameter names, and loading a model directory.
 #include "models/causal_lm.hpp"
 
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 
 #include <algorithm>
 
@@ -14,12 +14,12 @@ constexpr std::string_view kDownSuffix = ".block_sparse_moe.experts.down";
 
 // The checkpoint tensors `<experts>.{e}.<name>.weight` of every expert, checked against `shape`
 // and against one another's dtype.
-std::vector<nn::TensorSource> expert_sources(const nn::Checkpoint& checkpoint, const std::string& experts,
+std::vector<io::TensorSource> expert_sources(const io::Checkpoint& checkpoint, const std::string& experts,
                                              const std::string& name, int64_t count, const Shape& shape) {
-  std::vector<nn::TensorSource> sources;
+  std::vector<io::TensorSource> sources;
   for (int64_t e = 0; e < count; ++e) {
     const std::string tensor = fmt::format("{}.{}.{}.weight", experts, e, name);
-    nn::TensorSource s = checkpoint.source(tensor);  // ValueError naming the tensor when missing
+    io::TensorSource s = checkpoint.source(tensor);  // ValueError naming the tensor when missing
     check<ShapeError>(s.shape == shape, "load", "checkpoint tensor '{}' has shape {}, the model expects {}", tensor,
                       shape_str(s.shape), shape_str(shape));
     // Not check(): its message arguments are evaluated even when it passes, and sources[0] needs a source.
@@ -33,7 +33,7 @@ std::vector<nn::TensorSource> expert_sources(const nn::Checkpoint& checkpoint, c
 
 // gate_up [E, 2I, H]: rows [0, I) of expert e are w1 (gate), rows [I, 2I) are w3 (up). A box is
 // read per expert from the part(s) its rows fall in.
-nn::TensorSource packed_gate_up(const nn::Checkpoint& checkpoint, const std::string& experts, const nn::HFConfig& c) {
+io::TensorSource packed_gate_up(const io::Checkpoint& checkpoint, const std::string& experts, const HFConfig& c) {
   const int64_t inter = c.intermediate_size;
   const Shape part = {inter, c.hidden_size};
   auto gates = expert_sources(checkpoint, experts, "w1", c.num_local_experts, part);
@@ -52,7 +52,7 @@ nn::TensorSource packed_gate_up(const nn::Checkpoint& checkpoint, const std::str
 }
 
 // down [E, H, I]: expert e's w2 [H, I].
-nn::TensorSource packed_down(const nn::Checkpoint& checkpoint, const std::string& experts, const nn::HFConfig& c) {
+io::TensorSource packed_down(const io::Checkpoint& checkpoint, const std::string& experts, const HFConfig& c) {
   auto downs = expert_sources(checkpoint, experts, "w2", c.num_local_experts, {c.hidden_size, c.intermediate_size});
   auto read = [downs](const Shape& offset, const Tensor& out) {
     for (int64_t i = 0; i < out.size(0); ++i)
@@ -70,8 +70,8 @@ std::optional<std::string> strip_suffix(const std::string& name, std::string_vie
 
 }  // namespace
 
-nn::SourceLookup checkpoint_sources(const nn::Checkpoint& checkpoint, const nn::HFConfig& config) {
-  return [checkpoint, config](const std::string& name) -> nn::TensorSource {
+nn::SourceLookup checkpoint_sources(const io::Checkpoint& checkpoint, const HFConfig& config) {
+  return [checkpoint, config](const std::string& name) -> io::TensorSource {
     // transformers ties lm_head to the embedding whether or not the file also has lm_head.weight.
     if (name == "lm_head.weight" && config.tie_word_embeddings) return checkpoint.source("model.embed_tokens.weight");
     if (config.is_moe()) {
@@ -84,18 +84,18 @@ nn::SourceLookup checkpoint_sources(const nn::Checkpoint& checkpoint, const nn::
 
 std::shared_ptr<CausalLM> load_sharded(const std::string& dir, const DeviceMesh& tp_mesh, const nn::TpPlan& plan,
                                        DType dtype, nn::PlanReport* report) {
-  const nn::HFConfig config = nn::load_hf_config(dir);
+  const HFConfig config = load_hf_config(dir);
   auto model = std::make_shared<CausalLM>(config, dtype);
-  const nn::Checkpoint checkpoint = nn::Checkpoint::open(dir);
+  const io::Checkpoint checkpoint = io::Checkpoint::open(dir);
   nn::PlanReport applied = nn::apply_tp_plan(*model, plan, tp_mesh, checkpoint_sources(checkpoint, config));
   if (report != nullptr) *report = std::move(applied);
   return model;
 }
 
 std::shared_ptr<CausalLM> load_unsharded(const std::string& dir, DType dtype) {
-  const nn::HFConfig config = nn::load_hf_config(dir);
+  const HFConfig config = load_hf_config(dir);
   auto model = std::make_shared<CausalLM>(config, dtype);
-  nn::load_unsharded(*model, checkpoint_sources(nn::Checkpoint::open(dir), config));
+  nn::load_unsharded(*model, checkpoint_sources(io::Checkpoint::open(dir), config));
   return model;
 }
 

@@ -69,7 +69,7 @@ HeadRange rank_head_features(const Module& m, bool rowwise, const DeviceMesh& me
 }
 
 // This rank's heads of `source` along `dim` (0: rows, 1: columns), one box read, a plain tensor.
-Tensor read_rank_heads(const Module& m, const TensorSource& source, int64_t dim, const DeviceMesh& mesh) {
+Tensor read_rank_heads(const Module& m, const io::TensorSource& source, int64_t dim, const DeviceMesh& mesh) {
   HeadRange features = rank_head_features(m, dim == 1, mesh);
   Shape offset(source.shape.size(), 0), sizes = source.shape;
   offset[size_t(dim)] = features.begin;
@@ -98,7 +98,7 @@ class Colwise : public Strategy {
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
     if (!gather_output_) check_head_plan(m, name, mesh, /*rowwise=*/false);
   }
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     if (head_granular(m, mesh)) return read_rank_heads(m, source, 0, mesh);
     // Linear weight rows and bias, or the hidden columns of an embedding table.
@@ -130,7 +130,7 @@ class Rowwise : public Strategy {
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
     if (!replicated_input_) check_head_plan(m, name, mesh, /*rowwise=*/true);
   }
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     if (head_granular(m, mesh)) return param == "bias" ? read_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
     if (param == "bias") return read_sharded(source, mesh, {Replicate()});
@@ -170,7 +170,8 @@ class Rowwise : public Strategy {
 
 class Replicated : public Strategy {
  public:
-  Value partition(const Module&, const std::string&, const TensorSource& source, const DeviceMesh& mesh) const override {
+  Value partition(const Module&, const std::string&, const io::TensorSource& source,
+                  const DeviceMesh& mesh) const override {
     return read_sharded(source, mesh, {Replicate()});
   }
   Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
@@ -186,7 +187,7 @@ class LocalColwise : public Strategy {
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
     check_head_plan(m, name, mesh, /*rowwise=*/false);
   }
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     if (heads_uneven(m, /*rowwise=*/false, mesh)) return read_rank_heads(m, source, 0, mesh);
     return read_local_block(source, mesh, {param == "bias" || !is_embedding(m) ? Shard(0) : Shard(1)});
@@ -198,7 +199,7 @@ class LocalRowwise : public Strategy {
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
     check_head_plan(m, name, mesh, /*rowwise=*/true);
   }
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     // The partial sums of all ranks add up to the output: only the first rank adds the bias.
     if (param == "bias") return read_on_first_rank(source, mesh);
@@ -209,7 +210,7 @@ class LocalRowwise : public Strategy {
 
 class Local : public Strategy {
  public:
-  Value partition(const Module&, const std::string&, const TensorSource& source, const DeviceMesh&) const override {
+  Value partition(const Module&, const std::string&, const io::TensorSource& source, const DeviceMesh&) const override {
     return source.read_all();
   }
 };

@@ -40,7 +40,7 @@ void require_module(const Module& m, const char* type, const char* strategy, con
 
 // This rank's torch.chunk slice of every one of `parts` equal parts along `dim`, concatenated in
 // part order: one box read per part, never the full tensor.
-Tensor read_packed_shard(const TensorSource& source, int64_t dim, int64_t parts, const DeviceMesh& mesh,
+Tensor read_packed_shard(const io::TensorSource& source, int64_t dim, int64_t parts, const DeviceMesh& mesh,
                          const std::string& param, const char* strategy) {
   dim = normalize_dim(dim, int64_t(source.shape.size()), strategy);
   check<ShapeError>(source.shape[size_t(dim)] % parts == 0, strategy,
@@ -55,7 +55,7 @@ Tensor read_packed_shard(const TensorSource& source, int64_t dim, int64_t parts,
 
 class PackedColwise : public Strategy {
  public:
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     require_module(m, "Linear", "packed_colwise", param);
     return read_packed_shard(source, 0, kGateUpParts, mesh, param, "packed_colwise");  // weight rows, bias
@@ -67,7 +67,7 @@ class PackedRowwise : public Strategy {
  public:
   explicit PackedRowwise(bool hooks) : hooks_(hooks) {}
 
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     const char* name = hooks_ ? "packed_rowwise" : "local_packed_rowwise";
     require_module(m, "Linear", name, param);
@@ -84,7 +84,7 @@ class PackedRowwise : public Strategy {
                         "a DTensor input must be Replicate (a Shard cannot hold the packed layout), got {}",
                         placements_str(d.placements()));
       const int64_t last = d.dim() - 1;
-      return read_packed_shard(tensor_source(d.to_local()), last, kGateUpParts, mesh, "input", "packed_rowwise");
+      return read_packed_shard(io::tensor_source(d.to_local()), last, kGateUpParts, mesh, "input", "packed_rowwise");
     }
     const int64_t local_in = m.parameter("weight").shape()[1];
     check<ShapeError>(x.shape().back() == local_in, "packed_rowwise",
@@ -102,7 +102,7 @@ class PackedRowwise : public Strategy {
 
 class MoeTpExperts : public Strategy {
  public:
-  Value partition(const Module& m, const std::string& param, const TensorSource& source,
+  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
     require_module(m, "Experts", "moe_tp_experts", param);
     if (param == "gate_up") return read_packed_shard(source, 1, kGateUpParts, mesh, param, "moe_tp_experts");

@@ -25,7 +25,7 @@ std::vector<std::string> StrategyRegistry::names() const {
   return out;
 }
 
-Tensor read_local_block(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements) {
+Tensor read_local_block(const io::TensorSource& source, const DeviceMesh& mesh, const Placements& placements) {
   Placements normalized = normalize_placements(placements, int64_t(source.shape.size()), mesh.ndim(), "partition");
   Block block = local_block(source.shape, mesh.shape(), mesh.coordinate(), normalized);
   Tensor local = source.read(block.offset, block.shape);
@@ -34,11 +34,11 @@ Tensor read_local_block(const TensorSource& source, const DeviceMesh& mesh, cons
   return local;
 }
 
-DTensor read_sharded(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements) {
+DTensor read_sharded(const io::TensorSource& source, const DeviceMesh& mesh, const Placements& placements) {
   return DTensor::from_local(read_local_block(source, mesh, placements), mesh, placements, source.shape);
 }
 
-Tensor read_on_first_rank(const TensorSource& source, const DeviceMesh& mesh) {
+Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh) {
   return mesh.coordinate()[0] == 0 ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
 }
 

@@ -12,8 +12,8 @@
 //   plan.rules.push_back({"layers.*.mlp.up_proj", "my_colwise"});
 #pragma once
 
+#include "io/tensor_source.hpp"
 #include "nn/module.hpp"
-#include "nn/safetensors.hpp"  // TensorSource
 
 #include <functional>
 #include <map>
@@ -24,7 +24,7 @@ class Strategy {
  public:
   virtual ~Strategy() = default;
   // This rank's value of `module`'s parameter `param` (full shape source.shape) on `mesh`.
-  virtual Value partition(const Module& module, const std::string& param, const TensorSource& source,
+  virtual Value partition(const Module& module, const std::string& param, const io::TensorSource& source,
                           const DeviceMesh& mesh) const = 0;
   // Refuses a plan this strategy cannot carry out on `module` (named `name`, its dotted path) on
   // `mesh` with a typed error naming the module; apply_tp_plan asks every strategy of a plan
@@ -57,12 +57,12 @@ class StrategyRegistry {
 // Partition helpers for strategies -------------------------------------------------------------
 
 // The DTensor holding this rank's block of the source under `placements` (one box read).
-DTensor read_sharded(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
+DTensor read_sharded(const io::TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
 // This rank's block under `placements` as a plain tensor (for the local_* strategies).
-Tensor read_local_block(const TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
+Tensor read_local_block(const io::TensorSource& source, const DeviceMesh& mesh, const Placements& placements);
 // The whole tensor on the mesh's first rank, zeros elsewhere: a bias added to partial sums, so
 // that it is added once.
-Tensor read_on_first_rank(const TensorSource& source, const DeviceMesh& mesh);
+Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh);
 
 // Layout helpers for hooks ----------------------------------------------------------------------
 

@@ -26,8 +26,9 @@ const TpRule* rule_for(const TpPlan& plan, const std::string& name) {
 }
 
 // The source of `name` checked against the declared shape, converting to the declared dtype.
-TensorSource checked_source(const SourceLookup& source_of, const std::string& name, const Shape& shape, DType dtype) {
-  TensorSource source = source_of(name);
+io::TensorSource checked_source(const SourceLookup& source_of, const std::string& name, const Shape& shape,
+                                DType dtype) {
+  io::TensorSource source = source_of(name);
   check<ShapeError>(source.shape == shape, "load", "parameter '{}' has shape {} in the checkpoint, the model expects {}",
                     name, shape_str(source.shape), shape_str(shape));
   if (source.dtype == dtype) return source;
@@ -93,7 +94,8 @@ PlanReport apply_tp_plan(Module& root, const TpPlan& plan, const DeviceMesh& mes
     }
     for (const std::string& param : module->parameter_names()) {
       const std::string full = name.empty() ? param : name + "." + param;
-      TensorSource source = checked_source(source_of, full, module->parameter_shape(param), module->parameter_dtype(param));
+      io::TensorSource source =
+          checked_source(source_of, full, module->parameter_shape(param), module->parameter_dtype(param));
       if (rule) {
         module->parameter(param) = module->strategy()->partition(*module, param, source, tp);
         report.explain += fmt::format("  {}: {}\n", param, module->parameter(param).describe());

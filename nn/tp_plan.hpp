@@ -43,7 +43,7 @@ struct PlanReport {
 };
 
 // Looks up the full tensor of a dotted parameter name ("layers.0.mlp.up_proj.weight").
-using SourceLookup = std::function<TensorSource(const std::string& parameter)>;
+using SourceLookup = std::function<io::TensorSource(const std::string& parameter)>;
 
 // Installs the plan's strategies on `root`'s modules and loads every parameter through its
 // module's strategy (whole and plain where no rule covers it). `mesh` is the tensor-parallel mesh:

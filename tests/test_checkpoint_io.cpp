@@ -4,8 +4,8 @@
 
 #include "collectives/comm_recorder.hpp"
 #include "collectives/runtime.hpp"
-#include "nn/checkpoint.hpp"
-#include "nn/checkpoint_writer.hpp"
+#include "io/checkpoint.hpp"
+#include "io/checkpoint_writer.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
 
@@ -21,7 +21,7 @@ Tensor sample(const Shape& shape, DType dtype, uint64_t seed) {
   return random(shape, DType::F64, {.seed = seed, .a = -4, .b = 4}).to(dtype);
 }
 
-nn::NamedTensors some_tensors() {
+io::NamedTensors some_tensors() {
   return {{"embed.weight", sample({6, 4}, DType::F32, 1)},
           {"layers.0.norm", sample({4}, DType::BF16, 2)},
           {"layers.0.ids", Tensor::from_vector<int64_t>({3, -1, int64_t(1) << 50}, {3})},
@@ -41,12 +41,12 @@ bool no_temporaries(const fs::path& dir) {
 TEST_CASE("write_safetensors writes a file the reader and a hand parse agree on", "[checkpoint][writer]") {
   TempDir dir;
   const std::string path = dir.file("out.safetensors");
-  const nn::NamedTensors tensors = some_tensors();
-  nn::write_safetensors(path, tensors, {{"format", "pt"}});
+  const io::NamedTensors tensors = some_tensors();
+  io::write_safetensors(path, tensors, {{"format", "pt"}});
   CHECK(no_temporaries(dir.path()));
 
-  nn::SafetensorsFile file = nn::SafetensorsFile::open(path);
-  CHECK(file.metadata() == nn::Metadata{{"format", "pt"}});
+  io::SafetensorsFile file = io::SafetensorsFile::open(path);
+  CHECK(file.metadata() == io::Metadata{{"format", "pt"}});
   for (const auto& [name, tensor] : tensors) CHECK(equal(file.read(name), tensor));
   // Largest elements first, stable: every tensor starts aligned to its element size.
   CHECK(file.names() == std::vector<std::string>{"layers.0.ids", "layers.1.proj", "embed.weight", "layers.0.norm",
@@ -73,19 +73,19 @@ TEST_CASE("write_safetensors writes a file the reader and a hand parse agree on"
   CHECK(bytes.size() == 8 + header_bytes + total);
 
   // Writing again replaces the file whole.
-  nn::write_safetensors(path, {{"only", Tensor::arange({2}, DType::I32)}});
-  CHECK(nn::SafetensorsFile::open(path).names() == std::vector<std::string>{"only"});
+  io::write_safetensors(path, {{"only", Tensor::arange({2}, DType::I32)}});
+  CHECK(io::SafetensorsFile::open(path).names() == std::vector<std::string>{"only"});
 }
 
 TEST_CASE("write_safetensors refuses bad names and unwritable paths", "[checkpoint][writer][errors]") {
   TempDir dir;
   const Tensor t = Tensor::zeros({2}, DType::F32);
-  CHECK_THAT(message_of<ValueError>([&] { nn::write_safetensors(dir.file("a"), {{"w", t}, {"w", t}}); }),
+  CHECK_THAT(message_of<ValueError>([&] { io::write_safetensors(dir.file("a"), {{"w", t}, {"w", t}}); }),
              Contains("'w'") && Contains("twice"));
-  CHECK_THROWS_AS(nn::write_safetensors(dir.file("a"), {{"__metadata__", t}}), ValueError);
-  CHECK_THROWS_AS(nn::write_safetensors(dir.file("a"), {{"", t}}), ValueError);
+  CHECK_THROWS_AS(io::write_safetensors(dir.file("a"), {{"__metadata__", t}}), ValueError);
+  CHECK_THROWS_AS(io::write_safetensors(dir.file("a"), {{"", t}}), ValueError);
   const std::string unreachable = dir.file("missing-dir/x.safetensors");
-  CHECK_THAT(message_of<ValueError>([&] { nn::write_safetensors(unreachable, {{"w", t}}); }),
+  CHECK_THAT(message_of<ValueError>([&] { io::write_safetensors(unreachable, {{"w", t}}); }),
              Contains("missing-dir/x.safetensors"));
   CHECK(no_temporaries(dir.path()));
   CHECK(fs::is_empty(dir.path()));
@@ -93,18 +93,18 @@ TEST_CASE("write_safetensors refuses bad names and unwritable paths", "[checkpoi
 
 TEST_CASE("plan_shards fills shards in order up to the bound", "[checkpoint][writer]") {
   using Plan = std::vector<std::vector<size_t>>;
-  CHECK(nn::plan_shards({4, 4, 4, 10, 1}, 8) == Plan{{0, 1}, {2}, {3}, {4}});
-  CHECK(nn::plan_shards({1, 2, 3}, 100) == Plan{{0, 1, 2}});
-  CHECK(nn::plan_shards({}, 100) == Plan{{}});
-  CHECK_THROWS_AS(nn::plan_shards({1}, 0), ValueError);
-  CHECK(nn::shard_file_name(1, 3) == "model-00002-of-00003.safetensors");
-  CHECK(nn::shard_file_name(0, 1) == "model.safetensors");
+  CHECK(io::plan_shards({4, 4, 4, 10, 1}, 8) == Plan{{0, 1}, {2}, {3}, {4}});
+  CHECK(io::plan_shards({1, 2, 3}, 100) == Plan{{0, 1, 2}});
+  CHECK(io::plan_shards({}, 100) == Plan{{}});
+  CHECK_THROWS_AS(io::plan_shards({1}, 0), ValueError);
+  CHECK(io::shard_file_name(1, 3) == "model-00002-of-00003.safetensors");
+  CHECK(io::shard_file_name(0, 1) == "model.safetensors");
 }
 
 TEST_CASE("a sharded checkpoint round-trips through its index", "[checkpoint][writer]") {
   TempDir dir;
-  const nn::NamedTensors tensors = some_tensors();  // 96, 8, 24, 96, 40 bytes
-  nn::save_checkpoint(dir.path().string(), tensors, 100);
+  const io::NamedTensors tensors = some_tensors();  // 96, 8, 24, 96, 40 bytes
+  io::save_checkpoint(dir.path().string(), tensors, 100);
   for (const char* name : {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
                            "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors",
                            "model.safetensors.index.json"}) {
@@ -117,12 +117,12 @@ TEST_CASE("a sharded checkpoint round-trips through its index", "[checkpoint][wr
   CHECK(index["weight_map"]["layers.0.ids"] == "model-00002-of-00004.safetensors");
   CHECK(index["weight_map"]["head"] == "model-00004-of-00004.safetensors");
 
-  std::vector<nn::LoadProgress> reports;
-  nn::Checkpoint ckpt = nn::Checkpoint::open(dir.path().string(),
-                                             {.progress = [&](const nn::LoadProgress& p) { reports.push_back(p); }});
+  std::vector<io::LoadProgress> reports;
+  io::Checkpoint ckpt = io::Checkpoint::open(dir.path().string(),
+                                             {.progress = [&](const io::LoadProgress& p) { reports.push_back(p); }});
   CHECK(ckpt.files().size() == 4);
   CHECK(ckpt.names().size() == tensors.size());
-  CHECK(nn::SafetensorsFile::open(dir.file("model-00001-of-00004.safetensors")).metadata().at("format") == "pt");
+  CHECK(io::SafetensorsFile::open(dir.file("model-00001-of-00004.safetensors")).metadata().at("format") == "pt");
   for (const auto& [name, tensor] : tensors) {
     CHECK(ckpt.info(name).shape == tensor.shape());
     CHECK(equal(ckpt.read(name), tensor));
@@ -138,9 +138,9 @@ TEST_CASE("a sharded checkpoint round-trips through its index", "[checkpoint][wr
              Contains("layers.9.proj") && Contains(dir.path().string()));
 
   // Saving again into one file removes the index and the old shards.
-  nn::save_checkpoint(dir.path().string(), tensors);
+  io::save_checkpoint(dir.path().string(), tensors);
   CHECK(std::distance(fs::directory_iterator(dir.path()), fs::directory_iterator()) == 1);
-  nn::Checkpoint single = nn::Checkpoint::open(dir.path().string());
+  io::Checkpoint single = io::Checkpoint::open(dir.path().string());
   CHECK(single.files() == std::vector<std::string>{"model.safetensors"});
   CHECK(equal(single.read("layers.1.proj"), tensors[3].second));
 }
@@ -148,30 +148,30 @@ TEST_CASE("a sharded checkpoint round-trips through its index", "[checkpoint][wr
 TEST_CASE("broken checkpoint directories are typed errors naming them", "[checkpoint][errors]") {
   TempDir dir;
   const std::string where = dir.path().string();
-  CHECK_THAT(message_of<ValueError>([&] { nn::Checkpoint::open(where); }), Contains(where));
+  CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains(where));
 
-  nn::write_safetensors(dir.file("part.safetensors"), {{"a", Tensor::zeros({2}, DType::F32)}});
+  io::write_safetensors(dir.file("part.safetensors"), {{"a", Tensor::zeros({2}, DType::F32)}});
   const std::string index = dir.file("model.safetensors.index.json");
   write_file(index, R"({"weight_map": {"a": "part.safetensors", "b": "part.safetensors"}})");
-  CHECK_THAT(message_of<ValueError>([&] { nn::Checkpoint::open(where); }), Contains("'b'") && Contains("part"));
+  CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains("'b'") && Contains("part"));
   write_file(index, R"({"weight_map": {"a": "../part.safetensors"}})");
-  CHECK_THROWS_AS(nn::Checkpoint::open(where), ValueError);
+  CHECK_THROWS_AS(io::Checkpoint::open(where), ValueError);
   write_file(index, R"({"weight_map": {"a": "absent.safetensors"}})");
-  CHECK_THAT(message_of<ValueError>([&] { nn::Checkpoint::open(where); }), Contains("absent.safetensors"));
+  CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains("absent.safetensors"));
   write_file(index, R"({"weight_map": )");
-  CHECK_THAT(message_of<ValueError>([&] { nn::Checkpoint::open(where); }), Contains("index.json"));
+  CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains("index.json"));
   write_file(index, R"({"weight_map": {"a": "part.safetensors"}})");
-  CHECK(nn::Checkpoint::open(where).names() == std::vector<std::string>{"a"});
+  CHECK(io::Checkpoint::open(where).names() == std::vector<std::string>{"a"});
   // A single file may be opened directly.
-  CHECK(nn::Checkpoint::open(dir.file("part.safetensors")).contains("a"));
+  CHECK(io::Checkpoint::open(dir.file("part.safetensors")).contains("a"));
 }
 
 TEST_CASE("progress lines: only rank 0 prints; sizes read like humans write them", "[checkpoint]") {
-  CHECK_FALSE(nn::stderr_progress(1));
-  CHECK(nn::stderr_progress(0));
-  CHECK(nn::format_bytes(17) == "17 B");
-  CHECK(nn::format_bytes(1536) == "1.5 KiB");
-  CHECK(nn::format_bytes(uint64_t(1288490189)) == "1.2 GiB");
+  CHECK_FALSE(io::stderr_progress(1));
+  CHECK(io::stderr_progress(0));
+  CHECK(io::format_bytes(17) == "17 B");
+  CHECK(io::format_bytes(1536) == "1.5 KiB");
+  CHECK(io::format_bytes(uint64_t(1288490189)) == "1.2 GiB");
 }
 
 namespace {
@@ -191,10 +191,10 @@ TEST_CASE("save_dtensors gathers sharded tensors and writes them once", "[checkp
   const Tensor a = sample({5, 3}, DType::F32, 7);  // uneven over 2 ranks
   const Tensor b = sample({3, 5}, DType::BF16, 8);
   const Tensor c = sample({4}, DType::F64, 9);
-  const auto check_saved = [&](const nn::NamedDTensors& tensors, uint64_t max_shard_bytes, size_t files) {
-    nn::save_dtensors(dir.string(), tensors, max_shard_bytes);
+  const auto check_saved = [&](const io::NamedDTensors& tensors, uint64_t max_shard_bytes, size_t files) {
+    io::save_dtensors(dir.string(), tensors, max_shard_bytes);
     // Every rank returns after the files exist.
-    nn::Checkpoint ckpt = nn::Checkpoint::open(dir.string());
+    io::Checkpoint ckpt = io::Checkpoint::open(dir.string());
     CHECK(ckpt.files().size() == files);
     CHECK(equal(ckpt.read("a"), a));
     CHECK(equal(ckpt.read("b"), b));
@@ -207,7 +207,7 @@ TEST_CASE("save_dtensors gathers sharded tensors and writes them once", "[checkp
   check_saved({{"a", DTensor::distribute(a, line, {Shard(0)})},
                {"b", DTensor::distribute(b, line, {Shard(1)})},
                {"c", DTensor::distribute(c, line, {Replicate()})}},
-              nn::kDefaultMaxShardBytes, 1);
+              io::kDefaultMaxShardBytes, 1);
   DeviceMesh grid = DeviceMesh::from_world({1, world.size()});
   check_saved({{"a", DTensor::distribute(a, grid, {Replicate(), Shard(1)})},
                {"b", DTensor::distribute(b, grid, {Shard(0), Shard(0)})},
@@ -223,7 +223,7 @@ TEST_CASE("save_dtensors: only the writing rank receives the tensors; others sen
   const DeviceMesh column = DeviceMesh::from_world({world.size(), 1});
   {
     CommRecorder recorder;
-    nn::save_dtensors(dir.string(), {{"rows", DTensor::distribute(a, line, {Shard(0)})},
+    io::save_dtensors(dir.string(), {{"rows", DTensor::distribute(a, line, {Shard(0)})},
                                      {"cols", DTensor::distribute(a, line, {Shard(1)})},
                                      {"grid", DTensor::distribute(a, column, {Shard(1), Shard(0)})}});
     // No all-gather anywhere: a non-writer never holds a full tensor, it sends its block once per
@@ -234,11 +234,11 @@ TEST_CASE("save_dtensors: only the writing rank receives the tensors; others sen
     CHECK(recorder.count(CollectiveKind::Recv) == (writer ? 3 * uint64_t(world.size() - 1) : 0));
     CHECK(recorder.count(CollectiveKind::Send) == (writer ? 0 : 3));
   }
-  nn::Checkpoint ckpt = nn::Checkpoint::open(dir.string());
+  io::Checkpoint ckpt = io::Checkpoint::open(dir.string());
   for (const char* name : {"rows", "cols", "grid"}) CHECK(equal(ckpt.read(name), a));
   // A partial sum is reduced before it is gathered.
-  nn::save_dtensors(dir.string(), {{"sum", DTensor::from_local(a, column, {Partial(), Replicate()}, a.shape())}});
-  CHECK(equal(nn::Checkpoint::open(dir.string()).read("sum"), mul(a, double(world.size()))));
+  io::save_dtensors(dir.string(), {{"sum", DTensor::from_local(a, column, {Partial(), Replicate()}, a.shape())}});
+  CHECK(equal(io::Checkpoint::open(dir.string()).read("sum"), mul(a, double(world.size()))));
   world.barrier();
   if (world.rank() == 0) fs::remove_all(dir);
 }
@@ -250,6 +250,6 @@ TEST_CASE("save_dtensors: a failing writer fails every rank", "[checkpoint][dten
   TempDir dir;
   write_file(dir.file("blocker"), "x");
   const std::string target = dir.file("blocker") + "/ckpt";
-  CHECK_THAT(message_of<ValueError>([&] { nn::save_dtensors(target, {{"t", t}}); }), Contains("ckpt"));
-  CHECK_THROWS_AS(nn::save_dtensors(target, {}), ValueError);
+  CHECK_THAT(message_of<ValueError>([&] { io::save_dtensors(target, {{"t", t}}); }), Contains("ckpt"));
+  CHECK_THROWS_AS(io::save_dtensors(target, {}), ValueError);
 }

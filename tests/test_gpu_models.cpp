@@ -7,7 +7,7 @@
 #include "test_models_util.hpp"
 
 #include "models/causal_lm.hpp"
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 #include "nn/layers.hpp"
 
 using models_test::SharedDir;
@@ -30,7 +30,7 @@ std::shared_ptr<models::CausalLM> load_on_gpu(const std::string& dir, const nn::
 void check_against_cpu(const TinySpec& spec) {
   SharedDir dir;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   auto reference = models::load_unsharded(dir.str(), DType::F32);
   const models::Generation expected = models::generate_greedy(*reference, kPrompt, kNewTokens);
   const std::vector<std::pair<const char*, nn::TpPlan>> plans = {
@@ -71,7 +71,7 @@ TEST_CASE("Mixtral top-2 of 4 experts on the GPU") {
 TEST_CASE("a model moved to the GPU mid-sequence continues from its KV cache") {
   SharedDir dir;
   models_test::write_checkpoint(dir, TinySpec{});
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   auto cpu_model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32);
   auto moved = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32);
   cpu_model->forward_tokens(kPrompt);
@@ -89,7 +89,7 @@ TEST_CASE("bf16 Llama on the GPU stays close to the f32 CPU model") {
   TinySpec spec;
   spec.dtype = DType::BF16;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   auto reference = models::load_unsharded(dir.str(), DType::F32);
   const Tensor expected = reference->forward_tokens(kPrompt);
   auto model = load_on_gpu(dir.str(), models::auto_tp_plan(config), DType::BF16);

@@ -2,7 +2,7 @@
 // case naming the key.
 #include "checkpoint_test_util.hpp"
 
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -36,7 +36,7 @@ json mixtral_config() {
     "transformers_version": "4.36.0.dev0", "use_cache": true, "vocab_size": 32000})");
 }
 
-nn::HFConfig parse(const json& config) { return nn::parse_hf_config(config.dump(), "test/config.json"); }
+models::HFConfig parse(const json& config) { return models::parse_hf_config(config.dump(), "test/config.json"); }
 
 template <typename E>
 std::string error_with(json config, const char* key, const json& value) {
@@ -52,7 +52,7 @@ const json kRemove = json(json::value_t::discarded);
 }  // namespace
 
 TEST_CASE("hf_config: Llama and Mixtral configs as published", "[checkpoint][hf_config]") {
-  nn::HFConfig llama = parse(llama_config());
+  models::HFConfig llama = parse(llama_config());
   CHECK(llama.architecture == "LlamaForCausalLM");
   CHECK(llama.hidden_size == 4096);
   CHECK(llama.intermediate_size == 11008);
@@ -66,7 +66,7 @@ TEST_CASE("hf_config: Llama and Mixtral configs as published", "[checkpoint][hf_
   CHECK(llama.dtype == DType::F16);
   CHECK_FALSE(llama.is_moe());
 
-  nn::HFConfig mixtral = parse(mixtral_config());
+  models::HFConfig mixtral = parse(mixtral_config());
   CHECK(mixtral.model_type == "mixtral");
   CHECK(mixtral.num_key_value_heads == 8);
   CHECK(mixtral.rope_theta == 1e6);
@@ -80,7 +80,7 @@ TEST_CASE("hf_config: defaults of the optional keys", "[checkpoint][hf_config]")
   json minimal = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
                   {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", 100},
                   {"head_dim", nullptr}};
-  nn::HFConfig c = parse(minimal);
+  models::HFConfig c = parse(minimal);
   CHECK(c.num_key_value_heads == 4);
   CHECK(c.head_dim == 16);
   CHECK(c.rope_theta == 10000.0);
@@ -133,9 +133,9 @@ TEST_CASE("hf_config: every error names the key", "[checkpoint][hf_config][error
              Contains("num_experts_per_tok") && Contains("num_local_experts"));
   CHECK_THAT(error_with<ValueError>(mixtral, "num_local_experts", 0), Contains("num_local_experts"));
 
-  CHECK_THAT(message_of<ValueError>([] { nn::parse_hf_config("{\"hidden_size\": ", "bad/config.json"); }),
+  CHECK_THAT(message_of<ValueError>([] { models::parse_hf_config("{\"hidden_size\": ", "bad/config.json"); }),
              Contains("bad/config.json") && Contains("JSON"));
-  CHECK_THROWS_AS(nn::parse_hf_config("[1]"), ValueError);
+  CHECK_THROWS_AS(models::parse_hf_config("[1]"), ValueError);
 }
 
 TEST_CASE("hf_config: rotary parameters in the old and the new (rope_parameters) layout", "[checkpoint][hf_config]") {
@@ -162,8 +162,8 @@ TEST_CASE("hf_config: rotary parameters in the old and the new (rope_parameters)
 TEST_CASE("hf_config: loading from a directory or a file", "[checkpoint][hf_config]") {
   TempDir dir;
   write_file(dir.file("config.json"), mixtral_config().dump(2));
-  CHECK(nn::load_hf_config(dir.path().string()).num_local_experts == 8);
-  CHECK(nn::load_hf_config(dir.file("config.json")).hidden_size == 4096);
-  CHECK_THAT(message_of<ValueError>([&] { nn::load_hf_config(dir.file("nothing.json")); }),
+  CHECK(models::load_hf_config(dir.path().string()).num_local_experts == 8);
+  CHECK(models::load_hf_config(dir.file("config.json")).hidden_size == 4096);
+  CHECK_THAT(message_of<ValueError>([&] { models::load_hf_config(dir.file("nothing.json")); }),
              Contains("nothing.json"));
 }

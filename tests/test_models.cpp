@@ -8,7 +8,7 @@
 
 #include "collectives/comm_recorder.hpp"
 #include "models/causal_lm.hpp"
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/ops.hpp"
 
@@ -39,7 +39,7 @@ const char* kLlamaSequenceParallelJson = R"({
   "lm_head": "colwise_rep"
 })";
 
-std::vector<std::pair<std::string, nn::TpPlan>> plans_for(const nn::HFConfig& config) {
+std::vector<std::pair<std::string, nn::TpPlan>> plans_for(const models::HFConfig& config) {
   nn::TpPlan sp =
       config.is_moe() ? models::sequence_parallel_tp_plan(config) : nn::TpPlan::from_json(kLlamaSequenceParallelJson);
   return {{"auto", models::auto_tp_plan(config)}, {"sequence parallel", sp}};
@@ -84,7 +84,7 @@ void check_collectives(models::CausalLM& model, const std::string& plan, const T
 void check_sharded_against_unsharded(const TinySpec& spec) {
   SharedDir dir;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   auto reference = models::load_unsharded(dir.str(), DType::F32);
   const models::Generation expected = models::generate_greedy(*reference, kPrompt, kNewTokens);
   REQUIRE(expected.prompt_logits.shape() == Shape{int64_t(kPrompt.size()), spec.vocab});
@@ -148,7 +148,7 @@ TEST_CASE("the KV cache: incremental logits equal a full recompute", "[models][c
   spec.architecture = "MixtralForCausalLM";
   spec.seed = 5;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32);
   const std::vector<int64_t> tokens = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
   const Tensor full = model->forward_tokens(tokens);
@@ -170,7 +170,7 @@ TEST_CASE("decode steps create no GEMM primitive once the first one ran, in f32 
   TinySpec spec;
   spec.seed = 7;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   for (DType dtype : {DType::F32, DType::BF16}) {
     INFO(dtype_name(dtype));
     auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), dtype);
@@ -188,7 +188,7 @@ TEST_CASE("bf16: models in bf16 follow the f32 model; bf16 checkpoints load as f
   TinySpec spec;
   spec.seed = 6;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   const Tensor f32 = models::load_unsharded(dir.str(), DType::F32)->forward_tokens(kPrompt);
   for (const auto& [plan_name, plan] : plans_for(config)) {
     INFO("plan " << plan_name);

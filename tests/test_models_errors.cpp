@@ -3,7 +3,7 @@
 #include "test_models_util.hpp"
 
 #include "models/causal_lm.hpp"
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 
 using namespace dtensor;
 using models_test::SharedDir;
@@ -14,19 +14,19 @@ namespace {
 DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 // The checkpoint of `spec` with `edit` applied to its tensors.
-void write_edited(const SharedDir& dir, const TinySpec& spec, const std::function<void(nn::NamedTensors&)>& edit) {
-  nn::NamedTensors tensors = models_test::tiny_weights(spec);
+void write_edited(const SharedDir& dir, const TinySpec& spec, const std::function<void(io::NamedTensors&)>& edit) {
+  io::NamedTensors tensors = models_test::tiny_weights(spec);
   edit(tensors);
   models_test::write_checkpoint(dir, models_test::config_json(spec), tensors);
 }
 
-void drop(nn::NamedTensors& tensors, const std::string& name) {
+void drop(io::NamedTensors& tensors, const std::string& name) {
   auto it = std::find_if(tensors.begin(), tensors.end(), [&](const auto& t) { return t.first == name; });
   REQUIRE(it != tensors.end());
   tensors.erase(it);
 }
 
-void replace(nn::NamedTensors& tensors, const std::string& name, const Tensor& value) {
+void replace(io::NamedTensors& tensors, const std::string& name, const Tensor& value) {
   for (auto& [n, t] : tensors)
     if (n == name) t = value;
 }
@@ -34,7 +34,7 @@ void replace(nn::NamedTensors& tensors, const std::string& name, const Tensor& v
 // Loading `dir` sharded under the auto plan and unsharded both throw E mentioning `needle`.
 template <typename E>
 void check_load_fails(const SharedDir& dir, const std::string& needle) {
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   CHECK_THROWS_AS(models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32), E);
   CHECK_THROWS_WITH(models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32),
                     Catch::Contains(needle));
@@ -45,26 +45,26 @@ void check_load_fails(const SharedDir& dir, const std::string& needle) {
 
 TEST_CASE("a checkpoint missing a tensor names it", "[models][errors]") {
   SharedDir llama;
-  write_edited(llama, TinySpec{}, [](nn::NamedTensors& t) { drop(t, "model.layers.1.mlp.up_proj.weight"); });
+  write_edited(llama, TinySpec{}, [](io::NamedTensors& t) { drop(t, "model.layers.1.mlp.up_proj.weight"); });
   check_load_fails<ValueError>(llama, "model.layers.1.mlp.up_proj.weight");
 
   TinySpec mixtral;
   mixtral.architecture = "MixtralForCausalLM";
   SharedDir moe;
   write_edited(moe, mixtral,
-               [](nn::NamedTensors& t) { drop(t, "model.layers.0.block_sparse_moe.experts.2.w3.weight"); });
+               [](io::NamedTensors& t) { drop(t, "model.layers.0.block_sparse_moe.experts.2.w3.weight"); });
   check_load_fails<ValueError>(moe, "model.layers.0.block_sparse_moe.experts.2.w3.weight");
 
   // Untied: lm_head.weight is required.
   SharedDir untied;
-  write_edited(untied, TinySpec{}, [](nn::NamedTensors& t) { drop(t, "lm_head.weight"); });
+  write_edited(untied, TinySpec{}, [](io::NamedTensors& t) { drop(t, "lm_head.weight"); });
   check_load_fails<ValueError>(untied, "lm_head.weight");
 }
 
 TEST_CASE("a checkpoint tensor of the wrong shape names it", "[models][errors]") {
   TinySpec spec;
   SharedDir llama;
-  write_edited(llama, spec, [&](nn::NamedTensors& t) {
+  write_edited(llama, spec, [&](io::NamedTensors& t) {
     replace(t, "model.layers.0.self_attn.k_proj.weight",
             Tensor::zeros({spec.kv_heads * spec.dim() + 1, spec.hidden}, DType::F32));
   });
@@ -73,7 +73,7 @@ TEST_CASE("a checkpoint tensor of the wrong shape names it", "[models][errors]")
   TinySpec mixtral;
   mixtral.architecture = "MixtralForCausalLM";
   SharedDir moe;
-  write_edited(moe, mixtral, [&](nn::NamedTensors& t) {
+  write_edited(moe, mixtral, [&](io::NamedTensors& t) {
     replace(t, "model.layers.1.block_sparse_moe.experts.3.w2.weight",
             Tensor::zeros({mixtral.intermediate, mixtral.hidden}, DType::F32));
   });
@@ -101,8 +101,8 @@ TEST_CASE("prompt ids outside the vocab are refused, naming the id", "[models][e
   SharedDir dir;
   TinySpec spec;
   models_test::write_checkpoint(dir, spec);
-  auto model =
-      models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(nn::load_hf_config(dir.str())), DType::F32);
+  auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(models::load_hf_config(dir.str())),
+                                    DType::F32);
   CHECK_THROWS_AS(model->forward_tokens({1, 37, 2}), ValueError);
   CHECK_THROWS_WITH(model->forward_tokens({1, 37, 2}), Catch::Contains("id 37") && Catch::Contains("[0, 37)"));
   CHECK_THROWS_WITH(model->forward_tokens({-4}), Catch::Contains("id -4"));
@@ -118,7 +118,7 @@ TEST_CASE("more TP ranks than attention heads are refused, naming the module", "
   spec.heads = 2;
   spec.kv_heads = 1;
   models_test::write_checkpoint(dir, spec);
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   if (world().size() <= 2) {
     auto model = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32);
     CHECK(models::generate_greedy(*model, {1, 2, 3}, 2).new_ids.size() == 2);
@@ -130,7 +130,7 @@ TEST_CASE("more TP ranks than attention heads are refused, naming the module", "
 }
 
 TEST_CASE("a model needs a known architecture and a floating dtype", "[models][errors]") {
-  nn::HFConfig config = nn::parse_hf_config(models_test::config_json(TinySpec{}));
+  models::HFConfig config = models::parse_hf_config(models_test::config_json(TinySpec{}));
   CHECK_THROWS_AS(models::CausalLM(config, DType::I32), DTypeError);
   config.architecture = "MistralForCausalLM";
   CHECK_THROWS_WITH(models::CausalLM(config, DType::F32), Catch::Contains("MistralForCausalLM"));
@@ -140,7 +140,7 @@ TEST_CASE("a sequence-parallel plan whose embedding does not split the sequence 
   if (world().size() == 1) return;  // on one rank a plain tensor is the whole sequence: nothing to refuse
   SharedDir dir;
   models_test::write_checkpoint(dir, TinySpec{});
-  const nn::HFConfig config = nn::load_hf_config(dir.str());
+  const models::HFConfig config = models::load_hf_config(dir.str());
   nn::TpPlan plan = models::sequence_parallel_tp_plan(config);
   for (nn::TpRule& rule : plan.rules)
     if (rule.pattern == "model.embed_tokens") rule.strategy = "rowwise";  // plain, whole output

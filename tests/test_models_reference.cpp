@@ -21,7 +21,7 @@ namespace {
 
 using Weights = std::map<std::string, Tensor>;
 
-Weights as_f64(const nn::NamedTensors& tensors) {
+Weights as_f64(const io::NamedTensors& tensors) {
   Weights out;
   for (const auto& [name, t] : tensors) out[name] = t.to(DType::F64);
   return out;
@@ -127,11 +127,12 @@ TEST_CASE("Llama and Mixtral logits follow transformers' forward", "[models][ref
   for (const TinySpec& spec : {llama, tied, mixtral}) {
     INFO(spec.architecture << " tie " << spec.tie);
     SharedDir dir;
-    const nn::NamedTensors tensors = models_test::tiny_weights(spec);
+    const io::NamedTensors tensors = models_test::tiny_weights(spec);
     models_test::write_checkpoint(dir, models_test::config_json(spec), tensors);
     const Tensor expected = reference_logits(spec, as_f64(tensors), ids);
     const Tensor got =
-        models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(nn::load_hf_config(dir.str())), DType::F32)
+        models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(models::load_hf_config(dir.str())),
+                             DType::F32)
             ->forward_tokens(ids);
     CHECK(max_abs_diff(got.to(DType::F64), expected) <= 1e-4);
   }
@@ -162,8 +163,8 @@ TEST_CASE("ScopedLinearProfile counts 2 M N K of every Linear of this rank", "[m
   // Sharded under the auto plan, the ranks' local products add up to the whole (heads and
   // intermediate split without replication at 4 heads / 2 KV heads on np 1 and 2).
   if (world().size() <= 2) {
-    auto sharded =
-        models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(nn::load_hf_config(dir.str())), DType::F32);
+    auto sharded = models::load_sharded(dir.str(), world_line(),
+                                        models::auto_tp_plan(models::load_hf_config(dir.str())), DType::F32);
     nn::ScopedLinearProfile local;
     sharded->forward_tokens({1, 2, 3, 4, 5});
     Tensor flops = Tensor::full({1}, local.stats().flops, DType::F64);

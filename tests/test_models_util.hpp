@@ -11,7 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include "collectives/runtime.hpp"
-#include "nn/checkpoint_writer.hpp"
+#include "io/checkpoint_writer.hpp"
 #include "tensor/random.hpp"
 
 #include <unistd.h>
@@ -60,8 +60,8 @@ inline Tensor uniform(const Shape& shape, uint64_t seed, double std, DType dtype
 }
 
 // Every tensor of the checkpoint under its Hugging Face name.
-inline nn::NamedTensors tiny_weights(const TinySpec& s) {
-  nn::NamedTensors out;
+inline io::NamedTensors tiny_weights(const TinySpec& s) {
+  io::NamedTensors out;
   uint64_t seed = s.seed * 1000;
   auto add = [&](const std::string& name, const Shape& shape, double std, double centre = 0) {
     out.emplace_back(name, uniform(shape, seed++, std, s.dtype, centre));
@@ -124,9 +124,9 @@ class SharedDir {
 };
 
 // Rank 0 writes config.json (as given) and the tensors; every rank returns once they exist.
-inline void write_checkpoint(const SharedDir& dir, const std::string& config, const nn::NamedTensors& tensors) {
+inline void write_checkpoint(const SharedDir& dir, const std::string& config, const io::NamedTensors& tensors) {
   if (world().rank() == 0) {
-    nn::save_checkpoint(dir.str(), tensors);
+    io::save_checkpoint(dir.str(), tensors);
     std::ofstream(dir.str() + "/config.json") << config;
   }
   world().barrier();

@@ -101,7 +101,7 @@ struct Model {
         weights[path + "." + param] = ints(module->parameter_shape(param), seed++);
   }
   nn::SourceLookup sources() const {
-    return [this](const std::string& name) { return nn::tensor_source(weights.at(name)); };
+    return [this](const std::string& name) { return io::tensor_source(weights.at(name)); };
   }
 };
 
@@ -278,7 +278,7 @@ TEST_CASE("head-granular projections accept replicated DTensor inputs", "[nn][he
                                      {"o.weight", ints({kHidden, 12}, 23)}, {"o.bias", ints({kHidden}, 24)}};
   const DeviceMesh mesh = world_line();
   nn::apply_tp_plan(*root, nn::TpPlan{{{"q", "colwise"}, {"o", "rowwise"}}}, mesh,
-                    [&](const std::string& n) { return nn::tensor_source(w.at(n)); });
+                    [&](const std::string& n) { return io::tensor_source(w.at(n)); });
   const nn::RankHeads mine = nn::rank_heads(heads, mesh.size(), tp_rank());
   Tensor x = ints({3, kHidden}, 25), h = ints({3, 12}, 26);
   Tensor q_out = (*q)(DTensor::from_local(x, mesh, {Replicate()})).tensor();

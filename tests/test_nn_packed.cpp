@@ -29,7 +29,7 @@ DeviceMesh world_line() { return DeviceMesh::from_world({dtensor::world().size()
 
 using Weights = std::map<std::string, Tensor>;
 nn::SourceLookup lookup(const Weights& w) {
-  return [&w](const std::string& name) { return nn::tensor_source(w.at(name)); };
+  return [&w](const std::string& name) { return io::tensor_source(w.at(name)); };
 }
 
 // Intermediate sizes: divisible by 1, 2 and 4; by none of 2..4; smaller than the mesh at np 4.
@@ -195,7 +195,7 @@ TEST_CASE("Experts: grouped per-expert products equal the token-by-token referen
   for (int64_t inner : kIntermediate) {
     const Weights w = moe_weights(inner);
     nn::Experts experts(kExperts, kHidden, inner, DType::F64);
-    nn::load_unsharded(experts, [&](const std::string& n) { return nn::tensor_source(w.at("moe.experts." + n)); });
+    nn::load_unsharded(experts, [&](const std::string& n) { return io::tensor_source(w.at("moe.experts." + n)); });
     const Tensor x = ints({kTokens, kHidden}, 14);
     // Expert 2 gets no token; expert 0 most; integer routing weights.
     const Tensor ids = Tensor::from_vector<int64_t>({0, 1, 1, 0, 0, 1, 1, 0, 0, 1}, {kTokens, kTopK});
@@ -219,7 +219,7 @@ TEST_CASE("Experts: skewed, gapped, single-expert and empty routings, whole and 
   const DeviceMesh mesh = world_line();
   for (int64_t inner : kIntermediate) {
     const Weights w = moe_weights(inner);
-    const auto source = [&](const std::string& n) { return nn::tensor_source(w.at("moe.experts." + n)); };
+    const auto source = [&](const std::string& n) { return io::tensor_source(w.at("moe.experts." + n)); };
     nn::Experts whole(kExperts, kHidden, inner, DType::F64);
     nn::load_unsharded(whole, source);
     auto root = std::make_shared<nn::Module>("Root");

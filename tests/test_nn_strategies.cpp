@@ -55,7 +55,7 @@ struct Model {
                {"mlp.down.bias", ints({hidden}, 4)}};
   }
   nn::SourceLookup sources() const {
-    return [this](const std::string& name) { return nn::tensor_source(weights.at(name)); };
+    return [this](const std::string& name) { return io::tensor_source(weights.at(name)); };
   }
 };
 
@@ -100,7 +100,7 @@ TEST_CASE("colwise_rep, rowwise_rep and replicate give the full Linear output", 
       auto fc = root->add_module("fc", std::make_shared<nn::Linear>(in, out, true, DType::F64));
       std::map<std::string, Tensor> w = {{"fc.weight", ints({out, in}, 5)}, {"fc.bias", ints({out}, 6)}};
       nn::apply_tp_plan(*root, nn::TpPlan{{{"fc", strategy}}}, world_line(),
-                        [&](const std::string& n) { return nn::tensor_source(w.at(n)); });
+                        [&](const std::string& n) { return io::tensor_source(w.at(n)); });
       Tensor x = ints({3, in}, 7);
       INFO(strategy << " in " << in << " out " << out);
       CHECK(equal((*fc)(x).tensor(), linear(x, w["fc.weight"], w["fc.bias"])));
@@ -164,7 +164,7 @@ TEST_CASE("plans: patterns, report, user strategies and bad input", "[nn][plan]"
 
   // A user strategy under a new name: the weight replicated, the output doubled.
   struct Doubling : nn::Strategy {
-    Value partition(const nn::Module&, const std::string&, const nn::TensorSource& source,
+    Value partition(const nn::Module&, const std::string&, const io::TensorSource& source,
                     const DeviceMesh& mesh) const override {
       return nn::read_sharded(source, mesh, {Replicate()});
     }
@@ -217,7 +217,7 @@ TEST_CASE("sequence parallel: one all_gather in, one reduce_scatter out", "[nn][
                                          {"mlp.up.bias", ints({inner}, 2)},
                                          {"mlp.down.weight", ints({hidden, inner}, 3)},
                                          {"mlp.down.bias", ints({hidden}, 4)}};
-      auto lookup = [&](const std::string& n) { return nn::tensor_source(w.at(n)); };
+      auto lookup = [&](const std::string& n) { return io::tensor_source(w.at(n)); };
       auto plain_block = make();
       nn::load_unsharded(*plain_block, lookup);
       Tensor x = ints({seq, hidden}, 10);
@@ -247,7 +247,7 @@ TEST_CASE("vocab-parallel embedding under rowwise is exact for uneven vocab", "[
     auto embed = root->add_module("embed", std::make_shared<nn::Embedding>(vocab, 5, DType::F64));
     Tensor table = ints({vocab, 5}, 12);
     nn::apply_tp_plan(*root, nn::TpPlan{{{"embed", "rowwise"}}}, world_line(),
-                      [&](const std::string&) { return nn::tensor_source(table); });
+                      [&](const std::string&) { return io::tensor_source(table); });
     CHECK(embed->parameter("weight").dtensor().placements() == Placements{Shard(0)});
     Tensor ids = random({2, 6}, DType::I64, {.seed = 4, .a = 0, .b = double(vocab)});
     CHECK(equal((*embed)(ids).tensor(), embedding(table, ids)));

@@ -3,11 +3,11 @@
 // index, determinism, scales, bad specs) and the .npy writer of generate --dump-logits.
 #include "checkpoint_test_util.hpp"
 
-#include "models/random_checkpoint.hpp"
-#include "nn/checkpoint.hpp"
-#include "nn/hf_config.hpp"
+#include "io/checkpoint.hpp"
+#include "io/npy.hpp"
+#include "models/hf_config.hpp"
 #include "tensor/ops.hpp"
-#include "tools/npy.hpp"
+#include "tools/random_checkpoint.hpp"
 
 #include <cmath>
 
@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-models::RandomCheckpointSpec tiny_mixtral() {
-  models::RandomCheckpointSpec spec;
+tools::RandomCheckpointSpec tiny_mixtral() {
+  tools::RandomCheckpointSpec spec;
   spec.architecture = "MixtralForCausalLM";
   spec.hidden = 32;
   spec.intermediate = 48;
@@ -36,10 +36,10 @@ models::RandomCheckpointSpec tiny_mixtral() {
 }
 
 // Every tensor the spec lists is in the checkpoint with its shape and the spec's dtype, and no other.
-void check_tensors(const nn::Checkpoint& ckpt, const models::RandomCheckpointSpec& spec) {
-  const auto tensors = models::random_checkpoint_tensors(spec);
+void check_tensors(const io::Checkpoint& ckpt, const tools::RandomCheckpointSpec& spec) {
+  const auto tensors = tools::random_checkpoint_tensors(spec);
   CHECK(ckpt.names().size() == tensors.size());
-  for (const models::RandomTensorSpec& t : tensors) {
+  for (const tools::RandomTensorSpec& t : tensors) {
     INFO(t.name);
     REQUIRE(ckpt.contains(t.name));
     CHECK(ckpt.info(t.name).shape == t.shape);
@@ -57,12 +57,12 @@ double standard_deviation(const Tensor& t) {
 
 TEST_CASE("a random Llama checkpoint in one file parses with its spec's config", "[programs][generator]") {
   TempDir dir;
-  models::RandomCheckpointSpec spec;
+  tools::RandomCheckpointSpec spec;
   spec.tie_word_embeddings = true;
   spec.rope_theta = 5e5;
-  models::write_random_checkpoint(dir.path().string(), spec);
+  tools::write_random_checkpoint(dir.path().string(), spec);
 
-  const nn::HFConfig config = nn::load_hf_config(dir.path().string());
+  const models::HFConfig config = models::load_hf_config(dir.path().string());
   CHECK(config.architecture == "LlamaForCausalLM");
   CHECK(config.hidden_size == spec.hidden);
   CHECK(config.intermediate_size == spec.intermediate);
@@ -77,9 +77,9 @@ TEST_CASE("a random Llama checkpoint in one file parses with its spec's config",
   CHECK(config.dtype == DType::F32);
   CHECK_FALSE(config.is_moe());
 
-  const nn::Checkpoint ckpt = nn::Checkpoint::open(dir.path().string());
-  CHECK(ckpt.files() == std::vector<std::string>{nn::kSingleFileName});
-  CHECK_FALSE(fs::exists(dir.path() / nn::kIndexFileName));
+  const io::Checkpoint ckpt = io::Checkpoint::open(dir.path().string());
+  CHECK(ckpt.files() == std::vector<std::string>{io::kSingleFileName});
+  CHECK_FALSE(fs::exists(dir.path() / io::kIndexFileName));
   CHECK_FALSE(ckpt.contains("lm_head.weight"));
   CHECK(ckpt.contains("model.layers.1.mlp.down_proj.weight"));
   check_tensors(ckpt, spec);
@@ -87,19 +87,19 @@ TEST_CASE("a random Llama checkpoint in one file parses with its spec's config",
 
 TEST_CASE("a random Mixtral checkpoint in bf16 shards has an index and every expert", "[programs][generator]") {
   TempDir dir;
-  const models::RandomCheckpointSpec spec = tiny_mixtral();
-  models::write_random_checkpoint(dir.path().string(), spec);
+  const tools::RandomCheckpointSpec spec = tiny_mixtral();
+  tools::write_random_checkpoint(dir.path().string(), spec);
 
-  const nn::HFConfig config = nn::load_hf_config(dir.path().string());
+  const models::HFConfig config = models::load_hf_config(dir.path().string());
   CHECK(config.architecture == "MixtralForCausalLM");
   CHECK(config.num_local_experts == 3);
   CHECK(config.num_experts_per_tok == 2);
   CHECK(config.head_dim == 16);
   CHECK(config.dtype == DType::BF16);
 
-  const nn::Checkpoint ckpt = nn::Checkpoint::open(dir.path().string());
+  const io::Checkpoint ckpt = io::Checkpoint::open(dir.path().string());
   CHECK(ckpt.files().size() > 1);
-  CHECK(fs::exists(dir.path() / nn::kIndexFileName));
+  CHECK(fs::exists(dir.path() / io::kIndexFileName));
   CHECK(ckpt.info("model.layers.0.block_sparse_moe.gate.weight").shape == Shape{3, 32});
   CHECK(ckpt.info("model.layers.1.block_sparse_moe.experts.2.w2.weight").shape == Shape{32, 48});
   CHECK(ckpt.info("model.layers.0.self_attn.q_proj.weight").shape == Shape{64, 32});
@@ -110,11 +110,11 @@ TEST_CASE("a random Mixtral checkpoint in bf16 shards has an index and every exp
 
 TEST_CASE("rewriting a directory replaces the earlier checkpoint's files", "[programs][generator]") {
   TempDir dir;
-  models::RandomCheckpointSpec spec = tiny_mixtral();
-  models::write_random_checkpoint(dir.path().string(), spec);
+  tools::RandomCheckpointSpec spec = tiny_mixtral();
+  tools::write_random_checkpoint(dir.path().string(), spec);
   spec.max_shard_bytes = 0;
-  models::write_random_checkpoint(dir.path().string(), spec);
-  CHECK(nn::Checkpoint::open(dir.path().string()).files() == std::vector<std::string>{nn::kSingleFileName});
+  tools::write_random_checkpoint(dir.path().string(), spec);
+  CHECK(io::Checkpoint::open(dir.path().string()).files() == std::vector<std::string>{io::kSingleFileName});
   size_t entries = 0;
   for ([[maybe_unused]] const auto& entry : fs::directory_iterator(dir.path())) ++entries;
   CHECK(entries == 2);  // config.json and model.safetensors
@@ -122,18 +122,18 @@ TEST_CASE("rewriting a directory replaces the earlier checkpoint's files", "[pro
 
 TEST_CASE("random checkpoints are deterministic in the seed and scaled by fan-in", "[programs][generator]") {
   TempDir a, b, c;
-  models::RandomCheckpointSpec spec;
+  tools::RandomCheckpointSpec spec;
   spec.hidden = 128;
   spec.intermediate = 256;
   spec.seed = 3;
-  models::write_random_checkpoint(a.path().string(), spec);
-  models::write_random_checkpoint(b.path().string(), spec);
+  tools::write_random_checkpoint(a.path().string(), spec);
+  tools::write_random_checkpoint(b.path().string(), spec);
   spec.seed = 4;
-  models::write_random_checkpoint(c.path().string(), spec);
-  CHECK(read_file(a.file(nn::kSingleFileName)) == read_file(b.file(nn::kSingleFileName)));
-  CHECK(read_file(a.file(nn::kSingleFileName)) != read_file(c.file(nn::kSingleFileName)));
+  tools::write_random_checkpoint(c.path().string(), spec);
+  CHECK(read_file(a.file(io::kSingleFileName)) == read_file(b.file(io::kSingleFileName)));
+  CHECK(read_file(a.file(io::kSingleFileName)) != read_file(c.file(io::kSingleFileName)));
 
-  const nn::Checkpoint ckpt = nn::Checkpoint::open(a.path().string());
+  const io::Checkpoint ckpt = io::Checkpoint::open(a.path().string());
   const Tensor down = ckpt.read("model.layers.0.mlp.down_proj.weight");  // fan-in 256
   CHECK(standard_deviation(down) == Approx(1.0 / 16).epsilon(0.05));
   const Tensor norm = ckpt.read("model.layers.0.input_layernorm.weight");
@@ -146,26 +146,26 @@ TEST_CASE("random checkpoints are deterministic in the seed and scaled by fan-in
 TEST_CASE("bad random checkpoint specs are refused before anything is written", "[programs][generator]") {
   TempDir dir;
   const std::string out = (dir.path() / "model").string();
-  models::RandomCheckpointSpec spec;
+  tools::RandomCheckpointSpec spec;
   spec.kv_heads = 3;  // 4 heads
-  CHECK_THROWS_AS(models::write_random_checkpoint(out, spec), ShapeError);
+  CHECK_THROWS_AS(tools::write_random_checkpoint(out, spec), ShapeError);
   spec = {};
   spec.architecture = "GPT2LMHeadModel";
-  CHECK_THROWS_WITH(models::write_random_checkpoint(out, spec), Catch::Contains("GPT2LMHeadModel"));
+  CHECK_THROWS_WITH(tools::write_random_checkpoint(out, spec), Catch::Contains("GPT2LMHeadModel"));
   spec = {};
   spec.dtype = DType::F16;
-  CHECK_THROWS_AS(models::write_random_checkpoint(out, spec), ValueError);
+  CHECK_THROWS_AS(tools::write_random_checkpoint(out, spec), ValueError);
   spec = {};
   spec.architecture = "MixtralForCausalLM";
   spec.experts_per_tok = 5;  // 4 experts
-  CHECK_THROWS(models::write_random_checkpoint(out, spec));
+  CHECK_THROWS(tools::write_random_checkpoint(out, spec));
   CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("npy files have a v1.0 header padded to 64 bytes and f32 data in C order", "[programs][npy]") {
   TempDir dir;
   const Tensor logits = Tensor::from_vector<double>({1.5, -2, 3, 4.25, 5, -6}, {2, 3});
-  tools::write_npy(dir.file("a.npy"), logits);
+  io::write_npy(dir.file("a.npy"), logits);
   const std::string bytes = read_file(dir.file("a.npy"));
 
   REQUIRE(bytes.size() > 10);
@@ -182,7 +182,7 @@ TEST_CASE("npy files have a v1.0 header padded to 64 bytes and f32 data in C ord
   std::memcpy(data.data(), bytes.data() + 10 + header_length, 6 * sizeof(float));
   CHECK(data == std::vector<float>{1.5f, -2, 3, 4.25f, 5, -6});
 
-  CHECK(tools::npy_header({7}).find("'shape': (7,)") != std::string::npos);
-  CHECK_THROWS_AS(tools::write_npy(dir.file("b.npy"), Tensor::zeros({2}, DType::I64)), DTypeError);
-  CHECK_THROWS_AS(tools::write_npy((dir.path() / "missing" / "c.npy").string(), logits), ValueError);
+  CHECK(io::npy_header({7}).find("'shape': (7,)") != std::string::npos);
+  CHECK_THROWS_AS(io::write_npy(dir.file("b.npy"), Tensor::zeros({2}, DType::I64)), DTypeError);
+  CHECK_THROWS_AS(io::write_npy((dir.path() / "missing" / "c.npy").string(), logits), ValueError);
 }

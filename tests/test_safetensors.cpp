@@ -3,8 +3,8 @@
 // error naming the file and the tensor.
 #include "checkpoint_test_util.hpp"
 
-#include "nn/checkpoint_writer.hpp"
-#include "nn/safetensors.hpp"
+#include "io/checkpoint_writer.hpp"
+#include "io/safetensors.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
 
@@ -12,7 +12,7 @@
 
 using namespace dtensor;
 using namespace checkpoint_test;
-using nn::SafetensorsFile;
+using io::SafetensorsFile;
 using Catch::Contains;
 
 namespace {
@@ -100,16 +100,16 @@ TEST_CASE("safetensors: boxes come straight from the file", "[checkpoint][safete
     CHECK(equal(out, f32({0, 2, 3, 0, 0, 0, 6, 7, 0, 0, 0, 10, 11, 0, 0}, {3, 5})));
   }
   SECTION("packed parts through a TensorSource") {
-    nn::TensorSource source = nn::tensor_source(file, "rows");
+    io::TensorSource source = io::tensor_source(file, "rows");
     CHECK(source.shape == Shape{3, 4});
     // rows packs [a; b] along dim 1 as two [3, 2] halves: column 1 of each half is cols 1 and 3.
     CHECK(equal(source.read_packed(1, 2, {0, 1}, {3, 1}), f32({1, 3, 5, 7, 9, 11}, {3, 2})));
-    nn::TensorSource cube = nn::tensor_source(file, "cube");
+    io::TensorSource cube = io::tensor_source(file, "cube");
     // cube packs [gate; up] along dim 0; the rank's rows 1..2 (of 3) of each part.
     Tensor packed = cube.read_packed(0, 2, {0, 1, 0}, {1, 2, 4});
     CHECK(equal(packed, Tensor::from_vector(iota_f64(24), {2, 3, 4}).narrow(1, 1, 2).contiguous()));
     // The same box from an in-memory source.
-    nn::TensorSource memory = nn::tensor_source(Tensor::from_vector(iota_f64(24), {2, 3, 4}));
+    io::TensorSource memory = io::tensor_source(Tensor::from_vector(iota_f64(24), {2, 3, 4}));
     CHECK(equal(memory.read_packed(0, 2, {0, 1, 0}, {1, 2, 4}), packed));
     CHECK_THROWS_AS(source.read_packed(0, 2, {0, 0}, {1, 4}), ShapeError);  // 3 rows do not split in 2
   }
@@ -142,7 +142,7 @@ TEST_CASE("safetensors: a column slice of a large tensor never holds the tensor 
   const std::string path = dir.file("large.safetensors");
   const Shape shape{2000, 4096};  // 31 MiB of f32; rows of 16 KiB, so the slabs end unevenly
   const RandomOptions values{.seed = 21};
-  nn::write_safetensors(path, {{"w", random(shape, DType::F32, values)}});
+  io::write_safetensors(path, {{"w", random(shape, DType::F32, values)}});
   SafetensorsFile file = SafetensorsFile::open(path);
   Tensor columns = Tensor::zeros({shape[0], 16}, DType::F32);  // touched before the measurement
   if (!reset_peak_resident()) {

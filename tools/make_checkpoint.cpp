@@ -8,9 +8,9 @@
 //
 // Prints one line: the directory, architecture, parameter count, bytes, files and seconds.
 // Exit code 1 with the error's message for a spec that does not fit together.
-#include "models/random_checkpoint.hpp"
-#include "nn/checkpoint.hpp"
+#include "io/checkpoint.hpp"
 #include "tensor/error.hpp"
+#include "tools/random_checkpoint.hpp"
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -34,7 +34,7 @@ struct TextFlags {
   std::string dtype = "f32";
 };
 
-void add_size_options(CLI::App& app, models::RandomCheckpointSpec& spec) {
+void add_size_options(CLI::App& app, tools::RandomCheckpointSpec& spec) {
   const auto positive = CLI::PositiveNumber;
   app.add_option("--hidden", spec.hidden, "hidden_size")->check(positive)->capture_default_str();
   app.add_option("--intermediate", spec.intermediate, "intermediate_size (per expert for Mixtral)")
@@ -52,7 +52,7 @@ void add_size_options(CLI::App& app, models::RandomCheckpointSpec& spec) {
       ->check(positive)->capture_default_str();
 }
 
-void add_options(CLI::App& app, models::RandomCheckpointSpec& spec, TextFlags& text, std::string& out) {
+void add_options(CLI::App& app, tools::RandomCheckpointSpec& spec, TextFlags& text, std::string& out) {
   app.add_option("--out", out, "checkpoint directory (created; earlier checkpoint files replaced)")->required();
   app.add_option("--arch", text.arch, "llama | mixtral (or the HF class name)")
       ->check(CLI::IsMember({"llama", "mixtral", "LlamaForCausalLM", "MixtralForCausalLM"}))->capture_default_str();
@@ -67,9 +67,9 @@ void add_options(CLI::App& app, models::RandomCheckpointSpec& spec, TextFlags& t
       ->check(CLI::NonNegativeNumber)->capture_default_str();
 }
 
-int64_t parameter_count(const models::RandomCheckpointSpec& spec) {
+int64_t parameter_count(const tools::RandomCheckpointSpec& spec) {
   int64_t count = 0;
-  for (const models::RandomTensorSpec& t : models::random_checkpoint_tensors(spec)) count += shape_numel(t.shape);
+  for (const tools::RandomTensorSpec& t : tools::random_checkpoint_tensors(spec)) count += shape_numel(t.shape);
   return count;
 }
 
@@ -77,7 +77,7 @@ int64_t parameter_count(const models::RandomCheckpointSpec& spec) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Writes a seeded random Llama / Mixtral checkpoint in Hugging Face layout."};
-  models::RandomCheckpointSpec spec;
+  tools::RandomCheckpointSpec spec;
   TextFlags text;
   std::string out;
   add_options(app, spec, text, out);
@@ -86,12 +86,12 @@ int main(int argc, char** argv) {
   spec.dtype = dtype_from_name(text.dtype);
   try {
     const auto start = std::chrono::steady_clock::now();
-    models::write_random_checkpoint(out, spec);
+    tools::write_random_checkpoint(out, spec);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const int64_t params = parameter_count(spec);
-    const size_t files = nn::Checkpoint::open(out).files().size();
+    const size_t files = io::Checkpoint::open(out).files().size();
     fmt::print("wrote {}: {}, {:.2f} M parameters, {} ({}), {} file(s), {:.1f} s\n", out, spec.architecture,
-               double(params) / 1e6, nn::format_bytes(uint64_t(params) * dtype_size(spec.dtype)),
+               double(params) / 1e6, io::format_bytes(uint64_t(params) * dtype_size(spec.dtype)),
                dtype_name(spec.dtype), files, seconds);
   } catch (const Error& e) {
     fmt::print(stderr, "make_checkpoint: error: {}\n", e.what());

@@ -1,4 +1,4 @@
-#include "nn/checkpoint.hpp"
+#include "io/checkpoint.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -8,7 +8,7 @@
 #include <fstream>
 #include <set>
 
-namespace dtensor::nn {
+namespace dtensor::io {
 
 namespace fs = std::filesystem;
 
@@ -192,4 +192,4 @@ TensorSource Checkpoint::source(const std::string& name) const {
   return source;
 }
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::io

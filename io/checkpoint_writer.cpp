@@ -1,7 +1,7 @@
-#include "nn/checkpoint_writer.hpp"
+#include "io/checkpoint_writer.hpp"
 
-#include "nn/checkpoint.hpp"
-#include "nn/safetensors.hpp"
+#include "io/checkpoint.hpp"
+#include "io/safetensors.hpp"
 #include "placements/sharding.hpp"
 
 #include <nlohmann/json.hpp>
@@ -17,7 +17,7 @@
 #include <regex>
 #include <set>
 
-namespace dtensor::nn {
+namespace dtensor::io {
 
 namespace fs = std::filesystem;
 
@@ -357,4 +357,4 @@ void save_dtensors(const std::string& dir, const NamedDTensors& tensors, uint64_
         dir, mesh.ranks().front());
 }
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::io

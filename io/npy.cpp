@@ -1,4 +1,4 @@
-#include "tools/npy.hpp"
+#include "io/npy.hpp"
 
 #include "tensor/error.hpp"
 
@@ -7,7 +7,7 @@
 
 #include <fstream>
 
-namespace dtensor::tools {
+namespace dtensor::io {
 
 namespace {
 
@@ -44,4 +44,4 @@ void write_npy(const std::string& path, const Tensor& tensor) {
   check(bool(file), "write_npy", "{}: cannot write the file", path);
 }
 
-}  // namespace dtensor::tools
+}  // namespace dtensor::io

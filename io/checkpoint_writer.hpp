@@ -16,7 +16,7 @@
 #include <utility>
 #include <vector>
 
-namespace dtensor::nn {
+namespace dtensor::io {
 
 using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
 using NamedDTensors = std::vector<std::pair<std::string, DTensor>>;
@@ -54,4 +54,4 @@ void save_checkpoint(const std::string& dir, const NamedTensors& tensors,
 void save_dtensors(const std::string& dir, const NamedDTensors& tensors,
                    uint64_t max_shard_bytes = kDefaultMaxShardBytes, const Metadata& metadata = {});
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::io

@@ -1,8 +1,8 @@
-#include "models/random_checkpoint.hpp"
+#include "tools/random_checkpoint.hpp"
 
-#include "nn/checkpoint.hpp"
-#include "nn/checkpoint_writer.hpp"
-#include "nn/hf_config.hpp"
+#include "io/checkpoint.hpp"
+#include "io/checkpoint_writer.hpp"
+#include "models/hf_config.hpp"
 #include "tensor/error.hpp"
 #include "tensor/random.hpp"
 
@@ -14,7 +14,7 @@
 #include <regex>
 #include <set>
 
-namespace dtensor::models {
+namespace dtensor::tools {
 
 namespace fs = std::filesystem;
 
@@ -81,7 +81,7 @@ void check_spec(const RandomCheckpointSpec& spec) {
   check(spec.max_shard_bytes >= 0, kOp, "max_shard_bytes must be >= 0, got {}", spec.max_shard_bytes);
   check(spec.head_dim >= 0, kOp, "head_dim must be >= 0 (0 = hidden / heads), got {}", spec.head_dim);
   // The remaining checks are config.json's: the same ones our loader applies.
-  nn::parse_hf_config(random_checkpoint_config(spec).dump(), "random checkpoint spec");
+  models::parse_hf_config(random_checkpoint_config(spec).dump(), "random checkpoint spec");
 }
 
 // Writes text to path through a temporary file renamed over it.
@@ -100,7 +100,7 @@ void write_text_atomically(const fs::path& path, const std::string& text) {
 
 bool is_checkpoint_file(const std::string& name) {
   static const std::regex shard(R"(model-\d{5}-of-\d{5}\.safetensors)");
-  return name == nn::kSingleFileName || name == nn::kIndexFileName || std::regex_match(name, shard);
+  return name == io::kSingleFileName || name == io::kIndexFileName || std::regex_match(name, shard);
 }
 
 void remove_stale_files(const fs::path& dir, const std::set<std::string>& written) {
@@ -119,7 +119,7 @@ std::vector<std::vector<size_t>> shard_plan(const std::vector<RandomTensorSpec>&
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
     return {all};
   }
-  return nn::plan_shards(sizes, uint64_t(spec.max_shard_bytes));
+  return io::plan_shards(sizes, uint64_t(spec.max_shard_bytes));
 }
 
 void write_index(const fs::path& dir, const std::vector<RandomTensorSpec>& tensors,
@@ -129,12 +129,12 @@ void write_index(const fs::path& dir, const std::vector<RandomTensorSpec>& tenso
   index["weight_map"] = nlohmann::json::object();
   for (size_t s = 0; s < shards.size(); ++s) {
     for (size_t i : shards[s]) {
-      index["weight_map"][tensors[i].name] = nn::shard_file_name(s, shards.size());
+      index["weight_map"][tensors[i].name] = io::shard_file_name(s, shards.size());
       total += uint64_t(shape_numel(tensors[i].shape)) * dtype_size(spec.dtype);
     }
   }
   index["metadata"] = {{"total_size", total}};
-  write_text_atomically(dir / nn::kIndexFileName, index.dump(2) + "\n");
+  write_text_atomically(dir / io::kIndexFileName, index.dump(2) + "\n");
 }
 
 }  // namespace
@@ -211,18 +211,18 @@ void write_random_checkpoint(const std::string& dir, const RandomCheckpointSpec&
   const std::vector<std::vector<size_t>> shards = shard_plan(tensors, spec);
   std::set<std::string> written;
   for (size_t s = 0; s < shards.size(); ++s) {
-    nn::NamedTensors shard;
+    io::NamedTensors shard;
     for (size_t i : shards[s]) shard.emplace_back(tensors[i].name, random_checkpoint_tensor(tensors[i], spec));
-    const std::string name = nn::shard_file_name(s, shards.size());
-    nn::write_safetensors((path / name).string(), shard, {{"format", "pt"}});
+    const std::string name = io::shard_file_name(s, shards.size());
+    io::write_safetensors((path / name).string(), shard, {{"format", "pt"}});
     written.insert(name);
   }
   if (shards.size() > 1) {
     write_index(path, tensors, shards, spec);
-    written.insert(nn::kIndexFileName);
+    written.insert(io::kIndexFileName);
   }
   remove_stale_files(path, written);
   write_text_atomically(path / "config.json", random_checkpoint_config(spec).dump(2) + "\n");
 }
 
-}  // namespace dtensor::models
+}  // namespace dtensor::tools

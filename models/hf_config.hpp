@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-namespace dtensor::nn {
+namespace dtensor::models {
 
 struct HFConfig {
   std::string architecture;  // the first (and used) entry of "architectures"
@@ -53,4 +53,4 @@ HFConfig parse_hf_config(std::string_view json_text, const std::string& source =
 // Reads `path`, or `path`/config.json when `path` is a directory.
 HFConfig load_hf_config(const std::string& path);
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::models

@@ -18,16 +18,16 @@
 // resident memory near the slice size, even for strided columns of a large tensor.
 #pragma once
 
+#include "io/tensor_source.hpp"
 #include "tensor/tensor.hpp"
 
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
-namespace dtensor::nn {
+namespace dtensor::io {
 
 struct TensorInfo {
   DType dtype = DType::F32;
@@ -74,25 +74,7 @@ class SafetensorsFile {
   std::shared_ptr<const State> state_;
 };
 
-// A tensor that can be read box by box without materialising it: what a parallel strategy gets
-// to produce its rank's local part (reading only that part). Built over a checkpoint file, or
-// over an in-memory tensor (tests, freshly initialised weights).
-struct TensorSource {
-  DType dtype = DType::F32;
-  Shape shape;
-  // Fills `out` (a CPU view of dtype `dtype`) with the box starting at `offset`.
-  std::function<void(const Shape& offset, const Tensor& out)> read_box;
-
-  // A new contiguous tensor holding the box [offset, offset + sizes).
-  Tensor read(const Shape& offset, const Shape& sizes) const;
-  Tensor read_all() const;
-  // For a weight that packs `parts` equal matrices along `dim` (gate_up = [gate; up]): the box
-  // (offset, sizes) taken inside every part, concatenated along `dim` in part order, so a rank
-  // sharding the packed dim gets [gate_r; up_r]. One box read per part; no full tensor.
-  Tensor read_packed(int64_t dim, int64_t parts, const Shape& offset, const Shape& sizes) const;
-};
-
+// A box reader of the tensor `name` of `file` (ValueError naming both if it is not there).
 TensorSource tensor_source(const SafetensorsFile& file, const std::string& name);
-TensorSource tensor_source(const Tensor& full);
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::io

@@ -9,7 +9,7 @@
 // weight is read. Reads are single-threaded; progress is reported after each read.
 #pragma once
 
-#include "nn/safetensors.hpp"
+#include "io/safetensors.hpp"
 
 #include <chrono>
 #include <functional>
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-namespace dtensor::nn {
+namespace dtensor::io {
 
 inline constexpr const char* kSingleFileName = "model.safetensors";
 inline constexpr const char* kIndexFileName = "model.safetensors.index.json";
@@ -77,4 +77,4 @@ class Checkpoint {
   std::shared_ptr<Progress> progress_;
 };
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::io

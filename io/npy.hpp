@@ -12,7 +12,7 @@
 
 #include <string>
 
-namespace dtensor::tools {
+namespace dtensor::io {
 
 // The header (magic through the padding newline) of an f32 array of this shape.
 std::string npy_header(const Shape& shape);
@@ -21,4 +21,4 @@ std::string npy_header(const Shape& shape);
 // when it cannot be written; DTypeError for a non-floating tensor.
 void write_npy(const std::string& path, const Tensor& tensor);
 
-}  // namespace dtensor::tools
+}  // namespace dtensor::io

@@ -1,5 +1,6 @@
 // Seeded random checkpoints in Hugging Face layout (config.json + safetensors), for tests,
 // benchmarks and the demo: LlamaForCausalLM or MixtralForCausalLM of any size, f32 or bf16.
+// A tool outside libdtensor: programs link random_checkpoint_dep (tools/meson.build).
 //
 //   RandomCheckpointSpec spec;                     // a tiny Llama by default
 //   spec.hidden = 1024; spec.layers = 8; spec.seed = 7;
@@ -25,7 +26,7 @@
 #include <string>
 #include <vector>
 
-namespace dtensor::models {
+namespace dtensor::tools {
 
 struct RandomCheckpointSpec {
   std::string architecture = "LlamaForCausalLM";  // or "MixtralForCausalLM"
@@ -50,7 +51,7 @@ struct RandomCheckpointSpec {
 bool is_mixtral(const RandomCheckpointSpec& spec);
 
 // The config.json object transformers reads for this spec. ValueError / ShapeError (from
-// nn::parse_hf_config's checks) when the spec's sizes do not fit together.
+// models::parse_hf_config's checks) when the spec's sizes do not fit together.
 nlohmann::json random_checkpoint_config(const RandomCheckpointSpec& spec);
 
 // One tensor of the checkpoint and how it is initialised.
@@ -68,4 +69,4 @@ Tensor random_checkpoint_tensor(const RandomTensorSpec& tensor, const RandomChec
 // use are removed). ValueError naming the field for a bad spec or an unwritable directory.
 void write_random_checkpoint(const std::string& dir, const RandomCheckpointSpec& spec);
 
-}  // namespace dtensor::models
+}  // namespace dtensor::tools

@@ -1,4 +1,4 @@
-#include "nn/safetensors.hpp"
+#include "io/safetensors.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -11,7 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
-namespace dtensor::nn {
+namespace dtensor::io {
 
 namespace {
 
@@ -35,17 +35,6 @@ constexpr DTypeName kDTypeNames[] = {
 constexpr std::string_view kUnsupportedDTypes[] = {"BOOL", "I16", "U16", "U32", "U64", "F8_E4M3",
                                                    "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
                                                    "C64"};
-
-void check_box(const Shape& shape, const Shape& offset, const Shape& sizes, const std::string& what) {
-  check<ShapeError>(offset.size() == shape.size() && sizes.size() == shape.size(), "read_block",
-                    "{}: box offset {} / sizes {} must have one entry per dim of shape {}", what,
-                    shape_str(offset), shape_str(sizes), shape_str(shape));
-  for (size_t d = 0; d < shape.size(); ++d) {
-    check<ShapeError>(offset[d] >= 0 && sizes[d] >= 0 && offset[d] + sizes[d] <= shape[d], "read_block",
-                      "{}: box offset {} sizes {} leaves shape {} in dim {}", what, shape_str(offset),
-                      shape_str(sizes), shape_str(shape), d);
-  }
-}
 
 }  // namespace
 
@@ -321,48 +310,10 @@ void SafetensorsFile::release_pages(uint64_t begin, uint64_t end) const {
   if (last > first) ::madvise(const_cast<std::byte*>(state_->map) + first, last - first, MADV_DONTNEED);
 }
 
-// TensorSource --------------------------------------------------------------------------------
-
-Tensor TensorSource::read(const Shape& offset, const Shape& sizes) const {
-  check_box(shape, offset, sizes, "TensorSource");
-  Tensor out = Tensor::empty(sizes, dtype);
-  read_box(offset, out);
-  return out;
-}
-
-Tensor TensorSource::read_all() const { return read(Shape(shape.size(), 0), shape); }
-
-Tensor TensorSource::read_packed(int64_t dim, int64_t parts, const Shape& offset, const Shape& sizes) const {
-  dim = normalize_dim(dim, int64_t(shape.size()), "read_packed");
-  check<ShapeError>(parts > 0 && shape[dim] % parts == 0, "read_packed",
-                    "dim {} of shape {} does not split into {} packed parts", dim, shape_str(shape), parts);
-  Shape part_shape = shape;
-  part_shape[dim] /= parts;
-  check_box(part_shape, offset, sizes, "read_packed (box within one part)");
-  Shape out_sizes = sizes;
-  out_sizes[dim] *= parts;
-  Tensor out = Tensor::empty(out_sizes, dtype);
-  for (int64_t p = 0; p < parts; ++p) {
-    Shape part_offset = offset;
-    part_offset[dim] += p * part_shape[dim];
-    read_box(part_offset, out.narrow(dim, p * sizes[dim], sizes[dim]));
-  }
-  return out;
-}
-
 TensorSource tensor_source(const SafetensorsFile& file, const std::string& name) {
   const TensorInfo& info = file.info(name);
   return {info.dtype, info.shape,
           [file, name](const Shape& offset, const Tensor& out) { file.read_block_into(name, offset, out); }};
 }
 
-TensorSource tensor_source(const Tensor& full) {
-  return {full.dtype(), full.shape(), [full](const Shape& offset, const Tensor& out) {
-            check_box(full.shape(), offset, out.shape(), "TensorSource");
-            Tensor box = full;
-            for (int64_t d = 0; d < full.dim(); ++d) box = box.narrow(d, offset[d], out.size(d));
-            out.copy_from(box);
-          }};
-}
-
-}  // namespace dtensor::nn
+}  // namespace dtensor::io

@@ -1,4 +1,4 @@
-#include "nn/hf_config.hpp"
+#include "models/hf_config.hpp"
 
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
@@ -9,7 +9,7 @@
 #include <optional>
 #include <sstream>
 
-namespace dtensor::nn {
+namespace dtensor::models {
 
 namespace {
 
@@ -209,4 +209,4 @@ HFConfig load_hf_config(const std::string& path) {
   return parse_hf_config(text.str(), file.string());
 }
 
-}  // namespace dtensor::nn
+}  // namespace dtensor::models
