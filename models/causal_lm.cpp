@@ -38,14 +38,14 @@ void check_ids(const std::vector<int64_t>& ids, int64_t vocab) {
 }  // namespace
 
 CausalLM::CausalLM(const HFConfig& config, DType dtype)
-    : Module(config.architecture), config_(config), dtype_(dtype), rotary_(std::make_shared<RotaryContext>()) {
+    : Module(config.architecture), config_(config), dtype_(dtype), caches_(size_t(config.num_hidden_layers)) {
   check<DTypeError>(is_floating(dtype), "CausalLM", "the model's dtype must be floating, got {}", dtype);
   auto model = add_module("model", std::make_shared<nn::Module>(model_type_name(config)));
   embed_tokens_ =
       model->add_module("embed_tokens", std::make_shared<nn::Embedding>(config.vocab_size, config.hidden_size, dtype));
   auto layers = model->add_module("layers", std::make_shared<nn::Module>("ModuleList"));
   for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
-    layers_.push_back(layers->add_module(std::to_string(i), std::make_shared<DecoderLayer>(config, dtype, rotary_)));
+    layers_.push_back(layers->add_module(std::to_string(i), std::make_shared<DecoderLayer>(config, dtype)));
   }
   norm_ = model->add_module("norm", std::make_shared<LlamaRMSNorm>(config.hidden_size, config.rms_norm_eps, dtype));
   lm_head_ = add_module("lm_head", std::make_shared<nn::Linear>(config.hidden_size, config.vocab_size, false, dtype));
@@ -55,10 +55,10 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
   const Tensor& tokens = ids.tensor("CausalLM ids");
   std::vector<int64_t> positions(static_cast<size_t>(tokens.numel()));
   std::iota(positions.begin(), positions.end(), cache_length_);
-  rotary_->tables = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_, device());
+  const RotaryTables rotary = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_, device());
   try {
     nn::Value h = (*embed_tokens_)(tokens);
-    for (const auto& layer : layers_) h = (*layer)(h);
+    for (size_t i = 0; i < layers_.size(); ++i) h = (*layers_[i])(h, {cache_length_, rotary, caches_[i]});
     h = (*norm_)(h);
     // An lm_head without a strategy takes plain input; with one, its strategy gathers the sequence.
     nn::Value logits = (*lm_head_)(lm_head_->strategy() ? h : nn::Value(whole(h)));
@@ -66,7 +66,7 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
     return logits;
   } catch (...) {
     // The layers that ran have cached these positions: forget them, so the caches stay aligned.
-    for (const auto& layer : layers_) layer->attention().cache().truncate(cache_length_);
+    for (KVCache& cache : caches_) cache.truncate(cache_length_);
     throw;
   }
 }
@@ -80,12 +80,12 @@ Tensor CausalLM::forward_tokens(const std::vector<int64_t>& ids) {
 Device CausalLM::device() const { return embed_tokens_->parameter("weight").local().device(); }
 
 void CausalLM::reset_cache() {
-  for (const auto& layer : layers_) layer->attention().cache().clear();
+  for (KVCache& cache : caches_) cache.clear();
   cache_length_ = 0;
 }
 
 void CausalLM::reserve_cache(int64_t tokens) {
-  for (const auto& layer : layers_) layer->attention().cache().reserve(tokens);
+  for (KVCache& cache : caches_) cache.reserve(tokens);
 }
 
 nn::TpPlan auto_tp_plan(const HFConfig& config) {

@@ -50,18 +50,20 @@ class CausalLM : public nn::Module {
   void reserve_cache(int64_t tokens);
 
  protected:
-  // ids [S] (i64) -> logits [S, vocab] in the model's dtype, as lm_head's strategy leaves them.
+  // ids [S] (i64) at positions cache_length() .. -> logits [S, vocab] in the model's dtype, as
+  // lm_head's strategy leaves them. Computes the positions' rotary tables once and passes them,
+  // with each layer's own KV cache, to every layer (LayerInputs).
   nn::Value forward(const nn::Value& ids) override;
 
  private:
   HFConfig config_;
   DType dtype_;
-  std::shared_ptr<RotaryContext> rotary_;
   std::shared_ptr<nn::Embedding> embed_tokens_;
   std::vector<std::shared_ptr<DecoderLayer>> layers_;
   std::shared_ptr<LlamaRMSNorm> norm_;
   std::shared_ptr<nn::Linear> lm_head_;
-  int64_t cache_length_ = 0;
+  std::vector<KVCache> caches_;  // one per layer, as transformers' past_key_values
+  int64_t cache_length_ = 0;     // the positions every cache holds
 };
 
 // The model's built-in ("auto") plan: q/k/v colwise, o rowwise (whole heads per rank), MLP

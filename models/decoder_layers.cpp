@@ -1,6 +1,7 @@
 #include "models/decoder_layers.hpp"
 
 #include "models/layout.hpp"
+#include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor::models {
@@ -49,10 +50,8 @@ nn::Value LlamaRMSNorm::forward(const nn::Value& x) {
 
 // LlamaAttention ----------------------------------------------------------------------------------
 
-LlamaAttention::LlamaAttention(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary)
-    : Module("LlamaAttention"),
-      heads_{config.num_attention_heads, config.num_key_value_heads, config.head_dim},
-      rotary_(std::move(rotary)) {
+LlamaAttention::LlamaAttention(const HFConfig& config, DType dtype)
+    : Module("LlamaAttention"), heads_{config.num_attention_heads, config.num_key_value_heads, config.head_dim} {
   const int64_t hidden = config.hidden_size, d = config.head_dim;
   q_proj_ = add_module("q_proj", std::make_shared<nn::Linear>(hidden, heads_.num_heads * d, false, dtype));
   k_proj_ = add_module("k_proj", std::make_shared<nn::Linear>(hidden, heads_.num_kv_heads * d, false, dtype));
@@ -62,44 +61,65 @@ LlamaAttention::LlamaAttention(const HFConfig& config, DType dtype, std::shared_
   k_proj_->set_heads(nn::HeadRole::KeyValue, heads_);
   v_proj_->set_heads(nn::HeadRole::KeyValue, heads_);
   o_proj_->set_heads(nn::HeadRole::Output, heads_);
+  set_heads_here({{0, heads_.num_heads}, {0, heads_.num_kv_heads}});  // unsharded until a plan splits them
 }
 
-nn::RankHeads LlamaAttention::heads_here(int64_t q_features, int64_t kv_features) const {
-  const int64_t d = heads_.head_dim;
-  const nn::RankHeads all{{0, heads_.num_heads}, {0, heads_.num_kv_heads}};
-  if (q_features == all.query.count() * d && kv_features == all.kv.count() * d) return all;
-  if (q_proj_->strategy() != nullptr) {
-    const DeviceMesh& mesh = q_proj_->strategy_mesh();
-    const nn::RankHeads mine = nn::rank_heads(heads_, mesh.size(), mesh.coordinate()[0]);
-    if (q_features == mine.query.count() * d && kv_features == mine.kv.count() * d) return mine;
+void LlamaAttention::set_heads_here(const nn::RankHeads& heads) {
+  heads_here_ = heads;
+  // Query head h reads KV head h / group; both counted from this rank's first head.
+  kv_head_of_.resize(size_t(heads.query.count()));
+  for (int64_t h = 0; h < heads.query.count(); ++h) {
+    kv_head_of_[size_t(h)] = (heads.query.begin + h) / heads_.group_size() - heads.kv.begin;
   }
-  fail<ValueError>("LlamaAttention",
-                   "the projections gave {} query and {} key features: neither all heads ({} and {} of head_dim {}) "
-                   "nor this rank's heads; q_proj, k_proj and v_proj must be split alike (colwise)",
-                   q_features, kv_features, heads_.num_heads, heads_.num_kv_heads, d);
 }
 
-nn::Value LlamaAttention::forward(const nn::Value& x) {
-  const Tensor input = whole(x);
+void LlamaAttention::plan_applied(const std::string& name, const DeviceMesh& tp_mesh) {
+  const auto splits = [](const nn::Module& m) {
+    return m.strategy() != nullptr && m.strategy()->leaves_output_split();
+  };
+  const bool q = splits(*q_proj_), k = splits(*k_proj_), v = splits(*v_proj_);
+  check<ValueError>(q == k && k == v, "tp_plan",
+                    "module '{}': q_proj, k_proj and v_proj must all leave this rank's heads (colwise) or all their "
+                    "whole output; split: q {}, k {}, v {}",
+                    name, q, k, v);
+  if (q) {
+    set_heads_here(nn::rank_heads(heads_, tp_mesh.size(), tp_mesh.coordinate()[0]));
+  } else {
+    set_heads_here({{0, heads_.num_heads}, {0, heads_.num_kv_heads}});
+  }
+}
+
+nn::Value LlamaAttention::operator()(const nn::Value& hidden, const LayerInputs& inputs) {
+  return call_with_strategy(hidden, [&](const nn::Value& x) { return (*o_proj_)(attend(whole(x), inputs)); });
+}
+
+void LlamaAttention::check_projection_widths(const Tensor& q, const Tensor& k, const Tensor& v) const {
+  const int64_t d = heads_.head_dim, query = heads_here_.query.count() * d, kv = heads_here_.kv.count() * d;
+  check<ShapeError>(q.size(-1) == query && k.size(-1) == kv && v.size(-1) == kv, "LlamaAttention",
+                    "q_proj, k_proj and v_proj gave {}, {} and {} features; this rank's query heads [{}, {}) and KV "
+                    "heads [{}, {}) of head_dim {} need {}, {} and {}",
+                    q.size(-1), k.size(-1), v.size(-1), heads_here_.query.begin, heads_here_.query.end,
+                    heads_here_.kv.begin, heads_here_.kv.end, d, query, kv, kv);
+}
+
+// The attention output of this rank's query heads, [S, query heads * head_dim], before o_proj.
+Tensor LlamaAttention::attend(const Tensor& input, const LayerInputs& inputs) {
+  const int64_t seq = input.size(0), d = heads_.head_dim;
   // A plain tensor that a sequence_parallel norm took for this rank's rows comes back np times longer.
-  check<ValueError>(input.size(0) == rotary_->tables.cos.size(0), "LlamaAttention",
+  check<ValueError>(seq == inputs.rotary.cos.size(0), "LlamaAttention",
                     "got {} positions for a forward of {} tokens: under sequence_parallel norms the residual stream "
                     "must arrive split on the sequence (embed_tokens: rowwise_to_sequence)",
-                    input.size(0), rotary_->tables.cos.size(0));
+                    seq, inputs.rotary.cos.size(0));
+  check<ValueError>(inputs.cache.length() == inputs.first_position, "LlamaAttention",
+                    "the KV cache holds {} positions, but the tokens start at position {}", inputs.cache.length(),
+                    inputs.first_position);
   const Tensor q = whole((*q_proj_)(input)), k = whole((*k_proj_)(input)), v = whole((*v_proj_)(input));
-  const nn::RankHeads mine = heads_here(q.size(-1), k.size(-1));
-  const int64_t seq = input.size(0), d = heads_.head_dim;
-  const int64_t query_heads = mine.query.count(), kv_heads = mine.kv.count();
-  const Tensor q_rot = apply_rotary(q.reshape({seq, query_heads, d}), rotary_->tables);
-  const Tensor k_rot = apply_rotary(k.reshape({seq, kv_heads, d}), rotary_->tables);
-  const auto [keys, values] = cache_.append(k_rot, v.reshape({seq, kv_heads, d}));
-  // Query head h reads KV head h / group; both counted from this rank's first head.
-  std::vector<int64_t> kv_head_of(static_cast<size_t>(query_heads));
-  for (int64_t h = 0; h < query_heads; ++h) {
-    kv_head_of[size_t(h)] = (mine.query.begin + h) / heads_.group_size() - mine.kv.begin;
-  }
-  const Tensor attended = causal_attention(q_rot, keys, values, kv_head_of);
-  return (*o_proj_)(attended.view({seq, query_heads * d}));
+  check_projection_widths(q, k, v);
+  const int64_t query_heads = heads_here_.query.count(), kv_heads = heads_here_.kv.count();
+  const Tensor q_rot = apply_rotary(q.reshape({seq, query_heads, d}), inputs.rotary);
+  const Tensor k_rot = apply_rotary(k.reshape({seq, kv_heads, d}), inputs.rotary);
+  const auto [keys, values] = inputs.cache.append(k_rot, v.reshape({seq, kv_heads, d}));
+  return causal_attention(q_rot, keys, values, kv_head_of_).view({seq, query_heads * d});
 }
 
 // LlamaMLP ----------------------------------------------------------------------------------------
@@ -119,11 +139,10 @@ nn::Value LlamaMLP::forward(const nn::Value& x) {
 
 // DecoderLayer ------------------------------------------------------------------------------------
 
-DecoderLayer::DecoderLayer(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary)
-    : Module("DecoderLayer") {
+DecoderLayer::DecoderLayer(const HFConfig& config, DType dtype) : Module("DecoderLayer") {
   const int64_t hidden = config.hidden_size;
   input_layernorm_ = add_module("input_layernorm", std::make_shared<LlamaRMSNorm>(hidden, config.rms_norm_eps, dtype));
-  self_attn_ = add_module("self_attn", std::make_shared<LlamaAttention>(config, dtype, std::move(rotary)));
+  self_attn_ = add_module("self_attn", std::make_shared<LlamaAttention>(config, dtype));
   post_attention_layernorm_ =
       add_module("post_attention_layernorm", std::make_shared<LlamaRMSNorm>(hidden, config.rms_norm_eps, dtype));
   if (config.is_moe()) {
@@ -135,10 +154,14 @@ DecoderLayer::DecoderLayer(const HFConfig& config, DType dtype, std::shared_ptr<
   }
 }
 
-nn::Value DecoderLayer::forward(const nn::Value& x) {
+nn::Value DecoderLayer::operator()(const nn::Value& hidden, const LayerInputs& inputs) {
+  return call_with_strategy(hidden, [&](const nn::Value& x) { return residual_blocks(x, inputs); });
+}
+
+nn::Value DecoderLayer::residual_blocks(const nn::Value& x, const LayerInputs& inputs) {
   // Attention and the feed-forward block see the whole sequence: one gather each under
   // sequence parallelism (none otherwise).
-  const nn::Value h = add_residual(x, (*self_attn_)(whole((*input_layernorm_)(x))));
+  const nn::Value h = add_residual(x, (*self_attn_)(whole((*input_layernorm_)(x)), inputs));
   return add_residual(h, (*ffn_)(whole((*post_attention_layernorm_)(h))));
 }
 

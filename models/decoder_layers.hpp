@@ -2,14 +2,20 @@
 // transformers' numerics (LlamaRMSNorm, LlamaAttention, LlamaMLP, LlamaDecoderLayer; Mixtral's
 // block_sparse_moe is nn::SparseMoE).
 //
-//   auto rotary = std::make_shared<RotaryContext>();
-//   DecoderLayer layer(config, DType::F32, rotary);   // children input_layernorm, self_attn, ...
-//   rotary->tables = rotary_tables(positions, config.head_dim, config.rope_theta, DType::F32);
-//   nn::Value h = layer(x);                               // x [S, hidden], appends to the KV cache
+// Norms and MLPs take one tensor (nn::Module::forward). Attention and the decoder layer also take
+// the positions of the call's tokens, their rotary tables and the layer's KV cache, as explicit
+// LayerInputs, as transformers' LlamaDecoderLayer.forward(hidden_states, position_ids,
+// past_key_values, position_embeddings=(cos, sin)) and Megatron's TransformerLayer.forward(
+// hidden_states, attention_mask, rotary_pos_emb, inference_params) do; they read no other state.
+//
+//   DecoderLayer layer(config, DType::F32);            // children input_layernorm, self_attn, ...
+//   KVCache cache;                                     // the caller owns the layer's cache
+//   RotaryTables rotary = rotary_tables({0, 1, 2}, config.head_dim, config.rope_theta, DType::F32);
+//   nn::Value h = layer(x, {/*first_position=*/0, rotary, cache});   // x [3, hidden]; appends 3 positions
 //
 // Under tensor parallelism the projections carry the strategies (colwise q/k/v: this rank's
-// heads; rowwise o: the block's one all-reduce), attention runs on this rank's heads, and the
-// KV cache holds this rank's KV heads.
+// heads; rowwise o: the block's one all-reduce), attention runs on this rank's heads, worked out
+// from the head sharding when the plan is applied, and the KV cache holds this rank's KV heads.
 #pragma once
 
 #include "models/hf_config.hpp"
@@ -20,9 +26,15 @@
 
 namespace dtensor::models {
 
-// The rotary tables of the positions the current forward call computes, shared by all layers.
-struct RotaryContext {
-  RotaryTables tables;
+// What a decoder layer and its attention take besides the hidden states, for the S tokens of one
+// forward call of one sequence. The model computes the rotary tables once per call and passes
+// every layer the same positions and its own cache. Attention is causal: token i, at position
+// first_position + i, sees the cached positions and the call's tokens up to itself; there is no
+// other mask (one sequence, no padding).
+struct LayerInputs {
+  int64_t first_position;      // the first token's position; the cache holds exactly the ones before
+  const RotaryTables& rotary;  // cos / sin [S, head_dim] of positions first_position .. + S
+  KVCache& cache;              // this layer's keys and values (this rank's KV heads); S are appended
 };
 
 // transformers' LlamaRMSNorm: the normalisation in f32, rounded to the input's dtype, THEN
@@ -40,23 +52,32 @@ class LlamaRMSNorm : public nn::Module {
 };
 
 // q/k/v/o projections (no bias), rotary on q and k, grouped-query causal attention over this
-// rank's heads and the cached keys and values. Input: the whole sequence [S, hidden], plain.
+// rank's heads and the cached keys and values.
 class LlamaAttention : public nn::Module {
  public:
-  LlamaAttention(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary);
-  KVCache& cache() { return cache_; }
+  LlamaAttention(const HFConfig& config, DType dtype);
 
- protected:
-  nn::Value forward(const nn::Value& x) override;
+  // hidden [S, hidden_size], the whole sequence (a DTensor is gathered) -> [S, hidden_size] as
+  // o_proj's strategy leaves it. ValueError when S differs from the rotary tables' rows or the
+  // cache does not end just before first_position.
+  nn::Value operator()(const nn::Value& hidden, const LayerInputs& inputs);
+
+  // The heads this rank computes: all of them, or under a plan whose q/k/v projections leave
+  // their output split (colwise), this rank's share by nn::rank_heads.
+  const nn::RankHeads& heads_here() const { return heads_here_; }
+  // Sets heads_here from the strategies on q_proj, k_proj and v_proj (ValueError naming the
+  // module when they do not split alike).
+  void plan_applied(const std::string& name, const DeviceMesh& tp_mesh) override;
 
  private:
-  // The heads this rank computes, from the features its projections returned.
-  nn::RankHeads heads_here(int64_t q_features, int64_t kv_features) const;
+  Tensor attend(const Tensor& hidden, const LayerInputs& inputs);
+  void check_projection_widths(const Tensor& q, const Tensor& k, const Tensor& v) const;
+  void set_heads_here(const nn::RankHeads& heads);
 
   nn::AttentionHeads heads_;
+  nn::RankHeads heads_here_;
+  std::vector<int64_t> kv_head_of_;  // per query head of this rank: its KV head among this rank's
   std::shared_ptr<nn::Linear> q_proj_, k_proj_, v_proj_, o_proj_;
-  std::shared_ptr<const RotaryContext> rotary_;
-  KVCache cache_;
 };
 
 // down(silu(gate(x)) * up(x)), no biases. Input: the whole sequence, plain.
@@ -74,13 +95,15 @@ class LlamaMLP : public nn::Module {
 // x + attn(norm(x)), then + ffn(norm(.)); the ffn is "mlp" (Llama) or "block_sparse_moe" (Mixtral).
 class DecoderLayer : public nn::Module {
  public:
-  DecoderLayer(const HFConfig& config, DType dtype, std::shared_ptr<const RotaryContext> rotary);
-  LlamaAttention& attention() { return *self_attn_; }
+  DecoderLayer(const HFConfig& config, DType dtype);
 
- protected:
-  nn::Value forward(const nn::Value& x) override;
+  // hidden [S, hidden_size]: plain, or a DTensor split on the sequence (sequence parallelism),
+  // returned in the same layout.
+  nn::Value operator()(const nn::Value& hidden, const LayerInputs& inputs);
 
  private:
+  nn::Value residual_blocks(const nn::Value& x, const LayerInputs& inputs);
+
   std::shared_ptr<LlamaRMSNorm> input_layernorm_, post_attention_layernorm_;
   std::shared_ptr<LlamaAttention> self_attn_;
   std::shared_ptr<nn::Module> ffn_;

@@ -1,6 +1,5 @@
 #include "nn/experts.hpp"
 
-#include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
 #include <algorithm>
@@ -112,10 +111,9 @@ Value Experts::forward(const Value&) {
 }
 
 Value Experts::route(const Value& hidden, const Tensor& expert_ids, const Tensor& routing_weights) {
-  const Strategy* s = strategy();
-  const Value in = s ? s->prepare_input(hidden, *this, strategy_mesh()) : hidden;
-  const Value out = compute(in.tensor("Experts hidden states"), expert_ids, routing_weights);
-  return s ? s->prepare_output(out, *this, strategy_mesh()) : out;
+  return call_with_strategy(hidden, [&](const Value& in) -> Value {
+    return compute(in.tensor("Experts hidden states"), expert_ids, routing_weights);
+  });
 }
 
 Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Tensor& routing_weights) const {

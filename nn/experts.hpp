@@ -28,8 +28,8 @@ class Experts : public Module {
 
   // hidden [T, H]; expert_ids [T, k] integer ids in [0, E) (distinct per token, as top-k gives);
   // routing_weights [T, k] (applied in f32, f64 for f64 hidden states; the k weighted outputs of a
-  // token are summed there and rounded once to hidden's dtype). Returns [T, H]. Runs the installed
-  // strategy's prepare_input / prepare_output around the computation, as Module::operator() does.
+  // token are summed there and rounded once to hidden's dtype). Returns [T, H]. The installed
+  // strategy prepares `hidden` and the result (Module::call_with_strategy).
   // ValueError for an id out of range, ShapeError for shapes that do not fit.
   Value route(const Value& hidden, const Tensor& expert_ids, const Tensor& routing_weights);
 

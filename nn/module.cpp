@@ -46,8 +46,16 @@ Value Module::operator()(const Value& x) {
   return strategy_->prepare_output(forward(in), *this, strategy_mesh_);
 }
 
+Value Module::call_with_strategy(const Value& x, const std::function<Value(const Value&)>& body) {
+  if (!strategy_) return body(x);
+  Value in = strategy_->prepare_input(x, *this, strategy_mesh_);
+  return strategy_->prepare_output(body(in), *this, strategy_mesh_);
+}
+
 Value Module::forward(const Value&) {
-  fail<ValueError>("Module::forward", "a {} module has no forward of its own; call its children", type_name_);
+  fail<ValueError>("Module::forward",
+                   "a {} module has no forward of one tensor; call its children, or its call operator with its inputs",
+                   type_name_);
 }
 
 void Module::attach(const std::string& name, std::shared_ptr<Module> child) {

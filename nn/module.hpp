@@ -5,6 +5,13 @@
 // partitioned by the module's strategy when one is installed (see nn/strategy.hpp), whole
 // otherwise. Calling a module runs strategy->prepare_input, forward, strategy->prepare_output.
 //
+// A module of one tensor (Linear, Embedding, norms, MLPs, SparseMoE) overrides
+// forward(const Value&). A module that takes more than its tensor (attention and decoder layers:
+// positions, rotary tables, the KV cache; Experts::route: the routing) defines its own call with
+// those inputs explicit and runs its computation through call_with_strategy, so its strategy
+// prepares the tensor input and output as operator() does. No module reads state its caller did
+// not pass.
+//
 //   auto mlp = std::make_shared<Module>("MLP");      // containers are plain modules
 //   mlp->add_module("up", std::make_shared<Linear>(64, 256));
 //   for (auto& [name, p] : mlp->named_parameters()) ...   // "up.weight", "up.bias"
@@ -13,6 +20,7 @@
 #include "mesh/device_mesh.hpp"
 #include "nn/value.hpp"
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -64,9 +72,20 @@ class Module {
   void set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh);
   const Strategy* strategy() const { return strategy_.get(); }
   const DeviceMesh& strategy_mesh() const { return strategy_mesh_; }
+  // Called by apply_tp_plan on every module once the plan's strategies are installed on the whole
+  // tree, before any parameter loads: a module whose computation depends on how the plan split
+  // its children (attention: the heads its projections leave on this rank) works that out here
+  // from `tp_mesh`, and refuses a plan it cannot run with a typed error naming `name`, its dotted
+  // path. The default does nothing.
+  virtual void plan_applied(const std::string& /*name*/, const DeviceMesh& /*tp_mesh*/) {}
 
  protected:
-  virtual Value forward(const Value& x);  // containers have none: ValueError
+  // Modules of one tensor override this; containers and modules that take more inputs have none
+  // (ValueError).
+  virtual Value forward(const Value& x);
+  // `body` run on x as the installed strategy prepares it, its result prepared likewise: what
+  // operator() does around forward, for a module whose call takes more than its tensor.
+  Value call_with_strategy(const Value& x, const std::function<Value(const Value&)>& body);
 
  private:
   struct Parameter {

@@ -113,6 +113,7 @@ class Colwise : public Strategy {
     if (gather_output_) return plain(y, {Replicate()});
     return y.local();  // this rank's columns
   }
+  bool leaves_output_split() const override { return !gather_output_; }
 
  private:
   bool head_granular(const Module& m, const DeviceMesh& mesh) const {
@@ -184,6 +185,7 @@ class Replicated : public Strategy {
 
 class LocalColwise : public Strategy {
  public:
+  bool leaves_output_split() const override { return true; }  // no hooks: this rank's columns
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
     check_head_plan(m, name, mesh, /*rowwise=*/false);
   }

@@ -61,6 +61,7 @@ class PackedColwise : public Strategy {
     return read_packed_shard(source, 0, kGateUpParts, mesh, param, "packed_colwise");  // weight rows, bias
   }
   Value prepare_input(const Value& x, const Module&, const DeviceMesh&) const override { return replicated_plain(x); }
+  bool leaves_output_split() const override { return true; }  // [gate_r | up_r]
 };
 
 class PackedRowwise : public Strategy {

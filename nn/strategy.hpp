@@ -36,6 +36,10 @@ class Strategy {
   virtual Value prepare_output(const Value& y, const Module& /*module*/, const DeviceMesh& /*mesh*/) const {
     return y;
   }
+  // Whether prepare_output leaves this rank's block of the output's last dim (a plain tensor)
+  // rather than the whole output: colwise, local_colwise, packed_colwise. A parent whose
+  // computation follows that split (attention on this rank's heads) asks it when the plan is applied.
+  virtual bool leaves_output_split() const { return false; }
 };
 
 class StrategyRegistry {

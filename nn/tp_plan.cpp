@@ -41,6 +41,19 @@ DeviceMesh tensor_parallel_mesh(const DeviceMesh& mesh) {
   return mesh["tp"];  // MeshError when there is no dim named "tp"
 }
 
+// Checks the plan, installs its strategies and lets every module adapt to them, all before any
+// parameter loads, so that a plan that cannot run fails before reading the checkpoint.
+void install_plan(Module& root, const TpPlan& plan, const DeviceMesh& tp, const StrategyRegistry& registry) {
+  const auto modules = root.named_modules();
+  // Plans a strategy cannot carry out (attention heads that do not split).
+  for (const auto& [name, module] : modules)
+    if (const TpRule* rule = rule_for(plan, name)) registry.get(rule->strategy)->check_plan(*module, name, tp);
+  for (const auto& [name, module] : modules)
+    if (const TpRule* rule = rule_for(plan, name)) module->set_strategy(registry.get(rule->strategy), tp);
+  // Parents whose computation follows their children's split (attention heads), once all are in place.
+  for (const auto& [name, module] : modules) module->plan_applied(name, tp);
+}
+
 }  // namespace
 
 TpPlan TpPlan::from_json(const std::string& text) {
@@ -80,16 +93,13 @@ PlanReport apply_tp_plan(Module& root, const TpPlan& plan, const DeviceMesh& mes
                          const StrategyRegistry& registry) {
   for (const TpRule& r : plan.rules) registry.get(r.strategy);  // unknown names fail before any load
   const DeviceMesh tp = tensor_parallel_mesh(mesh);
-  // Plans a strategy cannot carry out (attention heads that do not split) fail before any load too.
-  for (auto& [name, module] : root.named_modules())
-    if (const TpRule* rule = rule_for(plan, name)) registry.get(rule->strategy)->check_plan(*module, name, tp);
+  install_plan(root, plan, tp, registry);
   PlanReport report;
   std::vector<bool> used(plan.rules.size(), false);
   for (auto& [name, module] : root.named_modules()) {
     const TpRule* rule = rule_for(plan, name);
     if (rule) {
       used[size_t(rule - plan.rules.data())] = true;
-      module->set_strategy(registry.get(rule->strategy), tp);
       report.explain += fmt::format("{} ({}): {}\n", name, module->type_name(), rule->strategy);
     }
     for (const std::string& param : module->parameter_names()) {

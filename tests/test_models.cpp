@@ -62,10 +62,13 @@ double smallest_top2_gap(const Tensor& logits) {
 // all-reduce into a reduce-scatter and gathers the sequence once before each block instead
 // (Mixtral's MoE block keeps its all-reduce), and once more before lm_head.
 void check_collectives(models::CausalLM& model, const std::string& plan, const TinySpec& spec) {
-  if (world().size() == 1) return;
   model.reset_cache();
   CommRecorder recorder;
   model.forward_tokens(kPrompt);
+  if (world().size() == 1) {  // a mesh of one rank holds every block whole: nothing to move
+    CHECK(recorder.calls().empty());
+    return;
+  }
   const uint64_t blocks = 2 * uint64_t(spec.layers), moe = spec.mixtral() ? uint64_t(spec.layers) : 0;
   if (plan == "auto") {
     CHECK(recorder.count(CollectiveKind::AllReduce) == 1 + blocks);
@@ -132,6 +135,48 @@ TEST_CASE("Llama: 6 heads (2, 2, 1, 1 at np 4), head_dim from config", "[models]
   spec.head_dim = 4;  // q_proj [24, 20]: not hidden / heads
   spec.seed = 3;
   check_sharded_against_unsharded(spec);
+}
+
+TEST_CASE("attention computes the heads its rank's projections hold, set when the plan is applied", "[models][heads]") {
+  TinySpec spec;
+  spec.hidden = 20;
+  spec.heads = 6;
+  spec.kv_heads = 3;
+  spec.head_dim = 4;
+  SharedDir dir;
+  models_test::write_checkpoint(dir, spec);
+  const models::HFConfig config = models::load_hf_config(dir.str());
+  const auto heads_of = [](models::CausalLM& model, int64_t layer) {
+    nn::Module* module = model.find(fmt::format("model.layers.{}.self_attn", layer));
+    auto* attention = dynamic_cast<models::LlamaAttention*>(module);
+    REQUIRE(attention != nullptr);
+    return attention->heads_here();
+  };
+  const nn::HeadRange all_query{0, 6}, all_kv{0, 3};
+  auto unsharded = models::load_unsharded(dir.str(), DType::F32);
+  auto sharded = models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32);
+  // q/k/v gathered to whole outputs, o_proj replicated: every rank computes every head.
+  nn::TpPlan gathered = models::auto_tp_plan(config);
+  for (nn::TpRule& rule : gathered.rules) {
+    if (rule.pattern.ends_with("q_proj") || rule.pattern.ends_with("k_proj") || rule.pattern.ends_with("v_proj"))
+      rule.strategy = "colwise_rep";
+    if (rule.pattern.ends_with("o_proj")) rule.strategy = "replicate";
+  }
+  auto whole_heads = models::load_sharded(dir.str(), world_line(), gathered, DType::F32);
+  const nn::RankHeads mine = nn::rank_heads({6, 3, 4}, world().size(), world().rank());
+  for (int64_t layer = 0; layer < spec.layers; ++layer) {
+    CHECK((heads_of(*unsharded, layer).query == all_query && heads_of(*unsharded, layer).kv == all_kv));
+    CHECK((heads_of(*whole_heads, layer).query == all_query && heads_of(*whole_heads, layer).kv == all_kv));
+    CHECK((heads_of(*sharded, layer).query == mine.query && heads_of(*sharded, layer).kv == mine.kv));
+  }
+  if (world().size() == 4) {  // 2, 2, 1, 1 query heads; KV head 2 read by ranks 2 and 3
+    const std::vector<nn::HeadRange> query = {{0, 2}, {2, 4}, {4, 5}, {5, 6}}, kv = {{0, 1}, {1, 2}, {2, 3}, {2, 3}};
+    CHECK(heads_of(*sharded, 0).query == query[size_t(world().rank())]);
+    CHECK(heads_of(*sharded, 0).kv == kv[size_t(world().rank())]);
+  }
+  const Tensor expected = unsharded->forward_tokens(kPrompt);
+  CHECK(max_abs_diff(whole_heads->forward_tokens(kPrompt), expected) <= 1e-4);
+  CHECK(max_abs_diff(sharded->forward_tokens(kPrompt), expected) <= 1e-4);
 }
 
 TEST_CASE("Mixtral: top-2 of 4 experts, uneven intermediate", "[models][mixtral]") {

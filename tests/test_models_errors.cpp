@@ -4,6 +4,7 @@
 
 #include "models/causal_lm.hpp"
 #include "models/hf_config.hpp"
+#include "tests/skip.hpp"
 
 using namespace dtensor;
 using models_test::SharedDir;
@@ -137,7 +138,7 @@ TEST_CASE("a model needs a known architecture and a floating dtype", "[models][e
 }
 
 TEST_CASE("a sequence-parallel plan whose embedding does not split the sequence is refused", "[models][errors]") {
-  if (world().size() == 1) return;  // on one rank a plain tensor is the whole sequence: nothing to refuse
+  if (world().size() == 1) SKIP_TEST("on one rank a plain tensor is the whole sequence: nothing to refuse");
   SharedDir dir;
   models_test::write_checkpoint(dir, TinySpec{});
   const models::HFConfig config = models::load_hf_config(dir.str());
@@ -146,4 +147,35 @@ TEST_CASE("a sequence-parallel plan whose embedding does not split the sequence 
     if (rule.pattern == "model.embed_tokens") rule.strategy = "rowwise";  // plain, whole output
   auto model = models::load_sharded(dir.str(), world_line(), plan, DType::F32);
   CHECK_THROWS_WITH(model->forward_tokens({1, 2, 3}), Catch::Contains("rowwise_to_sequence"));
+}
+
+TEST_CASE("q, k and v projections that split differently are refused when the plan is applied", "[models][errors]") {
+  SharedDir dir;
+  models_test::write_checkpoint(dir, TinySpec{});
+  const models::HFConfig config = models::load_hf_config(dir.str());
+  nn::TpPlan plan = models::auto_tp_plan(config);
+  for (nn::TpRule& rule : plan.rules)
+    if (rule.pattern.ends_with("k_proj")) rule.strategy = "colwise_rep";  // whole keys beside this rank's queries
+  CHECK_THROWS_AS(models::load_sharded(dir.str(), world_line(), plan, DType::F32), ValueError);
+  CHECK_THROWS_WITH(models::load_sharded(dir.str(), world_line(), plan, DType::F32),
+                    Catch::Contains("model.layers.0.self_attn") && Catch::Contains("k_proj"));
+}
+
+TEST_CASE("attention checks its positions, rotary tables and KV cache against each other", "[models][errors]") {
+  const models::HFConfig config = models::parse_hf_config(models_test::config_json(TinySpec{}));
+  models::LlamaAttention attention(config, DType::F32);
+  const Tensor hidden = Tensor::zeros({3, config.hidden_size}, DType::F32);
+  const RotaryTables rotary = rotary_tables({2, 3, 4}, config.head_dim, config.rope_theta, DType::F32);
+  models::KVCache empty;
+  // The tokens start at position 2, but the cache holds no position before them.
+  CHECK_THROWS_AS(attention(hidden, {2, rotary, empty}), ValueError);
+  CHECK_THROWS_WITH(attention(hidden, {2, rotary, empty}), Catch::Contains("holds 0 positions") &&
+                                                               Catch::Contains("start at position 2"));
+  // Three tokens, the tables of two positions.
+  const RotaryTables two = rotary_tables({0, 1}, config.head_dim, config.rope_theta, DType::F32);
+  CHECK_THROWS_WITH(attention(hidden, {0, two, empty}), Catch::Contains("got 3 positions for a forward of 2 tokens"));
+  CHECK(empty.length() == 0);
+  // Called as a module of one tensor, it names itself: it needs its other inputs.
+  nn::Module& as_module = attention;
+  CHECK_THROWS_WITH(as_module(hidden), Catch::Contains("LlamaAttention") && Catch::Contains("forward of one tensor"));
 }
