@@ -112,11 +112,11 @@ class Communicator {
 
   // Every collective is one call returning a Work, as c10d's ProcessGroup does. With the default
   // CommMode::Blocking it returns once the collective is done (the same blocking transport call,
-  // no extra cost) and the Work is already complete: `comm.all_reduce(buf);` needs no wait().
-  // CommMode::Async (torch.distributed's async_op=True) returns once the collective is started;
-  // the buffers belong to it until wait() returns or test() says true. Work is not [[nodiscard]]
-  // for that reason; an async Work dropped unwaited still completes: the MPI backend waits for it
-  // in the handle's destructor, NCCL runs it in stream order.
+  // no extra cost) and the Work is already complete: `comm.all_reduce(buf);` needs no wait(), so
+  // Work is not [[nodiscard]]. CommMode::Async (torch.distributed's async_op=True) returns once
+  // the collective is started; the buffers belong to it until wait() returns or test() says true.
+  // An async Work dropped unwaited still completes (the MPI backend's handle waits in its
+  // destructor; NCCL runs it in stream order), but reading its buffers before then is a race.
 
   // In place on every rank.
   Work all_reduce(const Tensor& buffer, ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking);
