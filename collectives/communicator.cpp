@@ -187,8 +187,8 @@ Work Communicator::State::all_to_all_v(const char* op, const Tensor& in, std::sp
 }
 
 // Only root's `in` is read, so only root checks it.
-void Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts,
-                                    const Tensor& out, int root) {
+Work Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts,
+                                    const Tensor& out, int root, bool async) {
   check_tensor(op, "out", out);
   check_rank(op, "root", root, size());
   const int64_t total = check_counts(op, "counts", counts, size());
@@ -200,13 +200,13 @@ void Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<
     check_overlap(op, in, out, -1);
   }
   count(CollectiveKind::Scatter, size_t(total) * out.element_size());
-  if (size() == 1) return copy_elements(out, in);
-  backend->scatter_v(rank() == root ? in : Tensor(), counts, out, root, false);
+  if (size() == 1) return copy_elements(out, in), Work{};
+  return backend->scatter_v(rank() == root ? in : Tensor(), counts, out, root, async);
 }
 
 // Only root's `out` is written, so only root checks it.
-void Communicator::State::gather_v(const char* op, const Tensor& in, const Tensor& out,
-                                   std::span<const int64_t> counts, int root) {
+Work Communicator::State::gather_v(const char* op, const Tensor& in, const Tensor& out,
+                                   std::span<const int64_t> counts, int root, bool async) {
   check_tensor(op, "in", in);
   check_rank(op, "root", root, size());
   const int64_t total = check_counts(op, "counts", counts, size());
@@ -218,8 +218,8 @@ void Communicator::State::gather_v(const char* op, const Tensor& in, const Tenso
     check_overlap(op, in, out, -1);
   }
   count(CollectiveKind::Gather, size_t(total) * in.element_size());
-  if (size() == 1) return copy_elements(out, in);
-  backend->gather_v(in, rank() == root ? out : Tensor(), counts, root, false);
+  if (size() == 1) return copy_elements(out, in), Work{};
+  return backend->gather_v(in, rank() == root ? out : Tensor(), counts, root, async);
 }
 
 Work Communicator::State::send(const Tensor& buffer, int dst, int tag, bool async) {
@@ -250,108 +250,71 @@ int Communicator::rank() const { return state("rank").rank(); }
 int Communicator::size() const { return state("size").size(); }
 std::string_view Communicator::backend_name() const { return state("backend_name").backend->name(); }
 
-void Communicator::all_reduce(const Tensor& buffer, ReduceOp op) {
-  state("all_reduce").all_reduce(buffer, buffer, op, false);
+Work Communicator::all_reduce(const Tensor& buffer, ReduceOp op, CommMode mode) {
+  return state("all_reduce").all_reduce(buffer, buffer, op, is_async(mode));
 }
-Work Communicator::all_reduce_async(const Tensor& buffer, ReduceOp op) {
-  return state("all_reduce").all_reduce(buffer, buffer, op, true);
-}
-void Communicator::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op) {
-  state("all_reduce").all_reduce(in, out, op, false);
-}
-Work Communicator::all_reduce_async(const Tensor& in, const Tensor& out, ReduceOp op) {
-  return state("all_reduce").all_reduce(in, out, op, true);
+Work Communicator::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode) {
+  return state("all_reduce").all_reduce(in, out, op, is_async(mode));
 }
 
-void Communicator::broadcast(const Tensor& buffer, int root) {
-  state("broadcast").broadcast(buffer, root, false);
-}
-Work Communicator::broadcast_async(const Tensor& buffer, int root) {
-  return state("broadcast").broadcast(buffer, root, true);
+Work Communicator::broadcast(const Tensor& buffer, int root, CommMode mode) {
+  return state("broadcast").broadcast(buffer, root, is_async(mode));
 }
 
-void Communicator::all_gather(const Tensor& in, const Tensor& out) {
+Work Communicator::all_gather(const Tensor& in, const Tensor& out, CommMode mode) {
   State& s = state("all_gather");
-  s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), false);
+  return s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), is_async(mode));
 }
-Work Communicator::all_gather_async(const Tensor& in, const Tensor& out) {
-  State& s = state("all_gather");
-  return s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), true);
-}
-void Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts) {
-  state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, false);
-}
-Work Communicator::all_gather_v_async(const Tensor& in, const Tensor& out, std::span<const int64_t> counts) {
-  return state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, true);
+Work Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                                CommMode mode) {
+  return state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, is_async(mode));
 }
 
-void Communicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op) {
+Work Communicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode) {
   State& s = state("reduce_scatter");
-  s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, false);
+  return s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, is_async(mode));
 }
-Work Communicator::reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op) {
-  State& s = state("reduce_scatter");
-  return s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, true);
-}
-void Communicator::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                                    ReduceOp op) {
-  state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, false);
-}
-Work Communicator::reduce_scatter_v_async(const Tensor& in, const Tensor& out,
-                                          std::span<const int64_t> counts, ReduceOp op) {
-  return state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, true);
+Work Communicator::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                                    ReduceOp op, CommMode mode) {
+  return state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, is_async(mode));
 }
 
-void Communicator::all_to_all(const Tensor& in, const Tensor& out) {
+Work Communicator::all_to_all(const Tensor& in, const Tensor& out, CommMode mode) {
   State& s = state("all_to_all");
   check_tensor("all_to_all", "in", in);
   std::vector<int64_t> counts = all_to_all_counts(in, s.size());
-  s.all_to_all_v("all_to_all", in, counts, out, counts, false);
+  return s.all_to_all_v("all_to_all", in, counts, out, counts, is_async(mode));
 }
-Work Communicator::all_to_all_async(const Tensor& in, const Tensor& out) {
-  State& s = state("all_to_all");
-  check_tensor("all_to_all", "in", in);
-  std::vector<int64_t> counts = all_to_all_counts(in, s.size());
-  return s.all_to_all_v("all_to_all", in, counts, out, counts, true);
-}
-void Communicator::all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
-                                std::span<const int64_t> recv_counts) {
-  state("all_to_all_v").all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, false);
-}
-Work Communicator::all_to_all_v_async(const Tensor& in, std::span<const int64_t> send_counts,
-                                      const Tensor& out, std::span<const int64_t> recv_counts) {
-  return state("all_to_all_v").all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, true);
+Work Communicator::all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                                std::span<const int64_t> recv_counts, CommMode mode) {
+  return state("all_to_all_v").all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, is_async(mode));
 }
 
-void Communicator::scatter(const Tensor& in, const Tensor& out, int root) {
+Work Communicator::scatter(const Tensor& in, const Tensor& out, int root, CommMode mode) {
   State& s = state("scatter");
   check_tensor("scatter", "out", out);
-  s.scatter_v("scatter", in, equal_counts(s.size(), out.numel()), out, root);
+  return s.scatter_v("scatter", in, equal_counts(s.size(), out.numel()), out, root, is_async(mode));
 }
-void Communicator::scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root) {
-  state("scatter_v").scatter_v("scatter_v", in, counts, out, root);
+Work Communicator::scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
+                             CommMode mode) {
+  return state("scatter_v").scatter_v("scatter_v", in, counts, out, root, is_async(mode));
 }
 
-void Communicator::gather(const Tensor& in, const Tensor& out, int root) {
+Work Communicator::gather(const Tensor& in, const Tensor& out, int root, CommMode mode) {
   State& s = state("gather");
   check_tensor("gather", "in", in);
-  s.gather_v("gather", in, out, equal_counts(s.size(), in.numel()), root);
+  return s.gather_v("gather", in, out, equal_counts(s.size(), in.numel()), root, is_async(mode));
 }
-void Communicator::gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root) {
-  state("gather_v").gather_v("gather_v", in, out, counts, root);
+Work Communicator::gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
+                            CommMode mode) {
+  return state("gather_v").gather_v("gather_v", in, out, counts, root, is_async(mode));
 }
 
-void Communicator::send(const Tensor& buffer, int dst, int tag) {
-  state("send").send(buffer, dst, tag, false);
+Work Communicator::send(const Tensor& buffer, int dst, int tag, CommMode mode) {
+  return state("send").send(buffer, dst, tag, is_async(mode));
 }
-Work Communicator::send_async(const Tensor& buffer, int dst, int tag) {
-  return state("send").send(buffer, dst, tag, true);
-}
-void Communicator::recv(const Tensor& buffer, int src, int tag) {
-  state("recv").recv(buffer, src, tag, false);
-}
-Work Communicator::recv_async(const Tensor& buffer, int src, int tag) {
-  return state("recv").recv(buffer, src, tag, true);
+Work Communicator::recv(const Tensor& buffer, int src, int tag, CommMode mode) {
+  return state("recv").recv(buffer, src, tag, is_async(mode));
 }
 
 void Communicator::barrier() {

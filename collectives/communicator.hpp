@@ -36,6 +36,18 @@ enum class ViewPath : uint8_t {
   Staging,     // the flat collective on a packed buffer, then an unpack; asked for: always this
 };
 
+// How a collective completes (see Communicator): Blocking, the default, or Async (torch's async_op=True).
+enum class CommMode : uint8_t { Blocking, Async };
+
+// The options of a collective into views: the path asked for, how it completes, and where to
+// report the path taken (nullptr: not reported). Designated initializers read as keywords:
+// comm.all_to_all_views(send, recv, {.path = ViewPath::Staging, .mode = CommMode::Async}).
+struct ViewOptions {
+  ViewPath path = ViewPath::Auto;
+  CommMode mode = CommMode::Blocking;
+  ViewPath* taken = nullptr;
+};
+
 struct CommStats {
   std::array<uint64_t, kCollectiveKinds> calls{};
   std::array<uint64_t, kCollectiveKinds> bytes{};
@@ -98,72 +110,68 @@ class Communicator {
   int size() const;
   std::string_view backend_name() const;
 
+  // Every collective is one call returning a Work, as c10d's ProcessGroup does. With the default
+  // CommMode::Blocking it returns once the collective is done (the same blocking transport call,
+  // no extra cost) and the Work is already complete: `comm.all_reduce(buf);` needs no wait(), so
+  // Work is not [[nodiscard]]. CommMode::Async (torch.distributed's async_op=True) returns once
+  // the collective is started; the buffers belong to it until wait() returns or test() says true.
+  // An async Work dropped unwaited still completes (the MPI backend's handle waits in its
+  // destructor; NCCL runs it in stream order), but reading its buffers before then is a race.
+
   // In place on every rank.
-  void all_reduce(const Tensor& buffer, ReduceOp op = ReduceOp::Sum);
-  Work all_reduce_async(const Tensor& buffer, ReduceOp op = ReduceOp::Sum);
+  Work all_reduce(const Tensor& buffer, ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking);
   // Out of place: `in` is left unchanged and `out` (same number of elements) gets the result.
-  void all_reduce(const Tensor& in, const Tensor& out, ReduceOp op);
-  Work all_reduce_async(const Tensor& in, const Tensor& out, ReduceOp op);
-  void broadcast(const Tensor& buffer, int root);
-  Work broadcast_async(const Tensor& buffer, int root);
+  Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode = CommMode::Blocking);
+  Work broadcast(const Tensor& buffer, int root, CommMode mode = CommMode::Blocking);
 
   // out = concatenation of every rank's `in` in rank order (flat; out.numel() == size * in.numel()).
-  void all_gather(const Tensor& in, const Tensor& out);
-  Work all_gather_async(const Tensor& in, const Tensor& out);
+  Work all_gather(const Tensor& in, const Tensor& out, CommMode mode = CommMode::Blocking);
   // Rank r contributes counts[r] elements.
-  void all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts);
-  Work all_gather_v_async(const Tensor& in, const Tensor& out, std::span<const int64_t> counts);
+  Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                    CommMode mode = CommMode::Blocking);
 
   // in holds size() equal blocks; rank r receives the reduction of everyone's block r.
-  void reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum);
-  Work reduce_scatter_async(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum);
+  Work reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum,
+                      CommMode mode = CommMode::Blocking);
   // Block r has counts[r] elements.
-  void reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                        ReduceOp op = ReduceOp::Sum);
-  Work reduce_scatter_v_async(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                              ReduceOp op = ReduceOp::Sum);
+  Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                        ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking);
 
   // Block j of in goes to rank j; block i of out came from rank i.
-  void all_to_all(const Tensor& in, const Tensor& out);
-  Work all_to_all_async(const Tensor& in, const Tensor& out);
-  void all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
-                    std::span<const int64_t> recv_counts);
-  Work all_to_all_v_async(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
-                          std::span<const int64_t> recv_counts);
+  Work all_to_all(const Tensor& in, const Tensor& out, CommMode mode = CommMode::Blocking);
+  Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
+                    std::span<const int64_t> recv_counts, CommMode mode = CommMode::Blocking);
 
   // Collectives into views: all_gather_v and all_to_all_v whose blocks are views of any strides
   // (the column blocks of a matrix, say), so that a redistribute needs no pack or unpack. Where
   // the transport can (MPI with every rank on one node: collectives/mpi_single_copy.hpp), each
   // block moves with one copy straight from the sender's view into the receiver's, as the flat
   // collective moves a flat buffer; elsewhere, with DTENSOR_SINGLE_COPY=0 in the environment or
-  // with path == Staging, the flat collective runs on a packed copy and the result is unpacked.
-  // Counted as all_gather / all_to_all with the flat call's bytes. Blocks must not share
-  // elements; `path` must be the same on every rank. Returns the path taken (the same on every
-  // rank); the async forms may return an already-complete Work.
+  // with options.path == Staging, the flat collective runs on a packed copy and the result is
+  // unpacked. Counted as all_gather / all_to_all with the flat call's bytes. Blocks must not share
+  // elements; options.path must be the same on every rank. The path taken (the same on every
+  // rank) is written to *options.taken where given; an async call may return an already-complete
+  // Work (the single-copy path always completes before returning).
   //
   // out_blocks[r] receives rank r's `in` (so its numel is rank r's in.numel()).
-  ViewPath all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
-                                 ViewPath path = ViewPath::Auto);
-  Work all_gather_into_views_async(const Tensor& in, std::span<const Tensor> out_blocks,
-                                   ViewPath path = ViewPath::Auto);
+  Work all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options = {});
   // in_blocks[j] goes to rank j; out_blocks[i] receives rank i's in_blocks[this rank].
-  ViewPath all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                            ViewPath path = ViewPath::Auto);
-  Work all_to_all_views_async(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                              ViewPath path = ViewPath::Auto);
+  Work all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
+                        ViewOptions options = {});
 
   // Root's in (size() blocks) is split to every rank's out; `in` is only read on root.
-  void scatter(const Tensor& in, const Tensor& out, int root);
-  void scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root);
+  Work scatter(const Tensor& in, const Tensor& out, int root, CommMode mode = CommMode::Blocking);
+  Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
+                 CommMode mode = CommMode::Blocking);
   // Every rank's in is concatenated into root's out; `out` is only written on root.
-  void gather(const Tensor& in, const Tensor& out, int root);
-  void gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root);
+  Work gather(const Tensor& in, const Tensor& out, int root, CommMode mode = CommMode::Blocking);
+  Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
+                CommMode mode = CommMode::Blocking);
 
-  void send(const Tensor& buffer, int dst, int tag = 0);
-  Work send_async(const Tensor& buffer, int dst, int tag = 0);
-  void recv(const Tensor& buffer, int src, int tag = 0);
-  Work recv_async(const Tensor& buffer, int src, int tag = 0);
+  Work send(const Tensor& buffer, int dst, int tag = 0, CommMode mode = CommMode::Blocking);
+  Work recv(const Tensor& buffer, int src, int tag = 0, CommMode mode = CommMode::Blocking);
 
+  // Always blocking: no transport here has a non-blocking barrier.
   void barrier();
 
   // Identifies the group: equal for every copy of this handle (and for no other group).

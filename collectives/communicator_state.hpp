@@ -9,6 +9,9 @@
 
 namespace dtensor {
 
+// The backend's form of a CommMode.
+inline bool is_async(CommMode mode) { return mode == CommMode::Async; }
+
 // The group's backend and counters, shared by every copy of the handle. Each operation checks
 // its arguments, counts itself, then short-circuits a group of one or hands over to the backend.
 struct Communicator::State {
@@ -27,18 +30,18 @@ struct Communicator::State {
                         ReduceOp reduce, bool async);
   Work all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
                     std::span<const int64_t> recv_counts, bool async);
-  void scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts, const Tensor& out,
-                 int root);
-  void gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                int root);
+  Work scatter_v(const char* op, const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
+                 bool async);
+  Work gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
+                bool async);
   Work send(const Tensor& buffer, int dst, int tag, bool async);
   Work recv(const Tensor& buffer, int src, int tag, bool async);
 
   // communicator_views.cpp
   Work all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewPath path, bool async,
-                             ViewPath* taken);
+                             ViewPath& taken);
   Work all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks, ViewPath path,
-                        bool async, ViewPath* taken);
+                        bool async, ViewPath& taken);
 };
 
 }  // namespace dtensor

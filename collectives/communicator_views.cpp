@@ -172,7 +172,7 @@ void copy_views(std::span<const Tensor> to, std::span<const Tensor> from) {
 }  // namespace
 
 Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
-                                                ViewPath path, bool async, ViewPath* taken) {
+                                                ViewPath path, bool async, ViewPath& taken) {
   const char* op = "all_gather_into_views";
   check<ValueError>(in.defined(), op, "in is an undefined tensor");
   check_blocks(op, "out_blocks", out_blocks, size(), in);
@@ -182,14 +182,14 @@ Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<cons
                     mine.numel(), in.numel());
   check_apart(op, std::span(&in, 1), out_blocks);
   count(CollectiveKind::AllGather, size_t(total_bytes(out_blocks)));
-  *taken = ViewPath::SingleCopy;
+  taken = ViewPath::SingleCopy;
   if (size() == 1) return mine.copy_from(in), Work{};
   std::vector<Tensor> sends(size_t(size()), in);
   if (path != ViewPath::Staging && in.device().is_cpu() && all_cpu(out_blocks) &&
       run_single_copy(*backend, op, sends, out_blocks)) {
     return {};
   }
-  *taken = ViewPath::Staging;
+  taken = ViewPath::Staging;
   Tensor src = packed(std::span(&in, 1));
   Tensor staging = Tensor::empty({total_bytes(out_blocks) / int64_t(in.element_size())}, in.dtype(), in.device());
   std::vector<int64_t> counts = numels(out_blocks);
@@ -197,7 +197,7 @@ Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<cons
 }
 
 Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                                           ViewPath path, bool async, ViewPath* taken) {
+                                           ViewPath path, bool async, ViewPath& taken) {
   const char* op = "all_to_all_views";
   check<ValueError>(!in_blocks.empty() && in_blocks[0].defined(), op, "in_blocks[0] is missing or undefined");
   check_blocks(op, "in_blocks", in_blocks, size(), in_blocks[0]);
@@ -208,13 +208,13 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
                     out_blocks[me].numel(), in_blocks[me].numel(), me);
   check_apart(op, in_blocks, out_blocks);
   count(CollectiveKind::AllToAll, size_t(total_bytes(in_blocks)));
-  *taken = ViewPath::SingleCopy;
+  taken = ViewPath::SingleCopy;
   if (size() == 1) return copy_views(out_blocks, in_blocks), Work{};
   if (path != ViewPath::Staging && all_cpu(in_blocks) && all_cpu(out_blocks) &&
       run_single_copy(*backend, op, in_blocks, out_blocks)) {
     return {};
   }
-  *taken = ViewPath::Staging;
+  taken = ViewPath::Staging;
   Tensor src = packed(in_blocks);
   const Tensor& like = in_blocks[0];
   Tensor staging = Tensor::empty({total_bytes(out_blocks) / int64_t(like.element_size())}, like.dtype(),
@@ -225,30 +225,22 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
                      unpacker(staging, out_blocks), async);
 }
 
-ViewPath Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
-                                             ViewPath path) {
+Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
+                                         ViewOptions options) {
   ViewPath taken{};
-  state("all_gather_into_views").all_gather_into_views(in, out_blocks, path, false, &taken);
-  return taken;
+  Work work = state("all_gather_into_views")
+                  .all_gather_into_views(in, out_blocks, options.path, is_async(options.mode), taken);
+  if (options.taken) *options.taken = taken;
+  return work;
 }
 
-Work Communicator::all_gather_into_views_async(const Tensor& in, std::span<const Tensor> out_blocks,
-                                               ViewPath path) {
+Work Communicator::all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
+                                    ViewOptions options) {
   ViewPath taken{};
-  return state("all_gather_into_views").all_gather_into_views(in, out_blocks, path, true, &taken);
-}
-
-ViewPath Communicator::all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                                        ViewPath path) {
-  ViewPath taken{};
-  state("all_to_all_views").all_to_all_views(in_blocks, out_blocks, path, false, &taken);
-  return taken;
-}
-
-Work Communicator::all_to_all_views_async(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                                          ViewPath path) {
-  ViewPath taken{};
-  return state("all_to_all_views").all_to_all_views(in_blocks, out_blocks, path, true, &taken);
+  Work work = state("all_to_all_views")
+                  .all_to_all_views(in_blocks, out_blocks, options.path, is_async(options.mode), taken);
+  if (options.taken) *options.taken = taken;
+  return work;
 }
 
 }  // namespace dtensor

@@ -1,5 +1,6 @@
-// Handle of an asynchronous collective: wait() blocks until done, test() polls. A failure inside
-// the operation is raised from wait()/test(). Copies share one operation.
+// Handle of a collective, as every Communicator collective returns: wait() blocks until done,
+// test() polls. A blocking call (CommMode::Blocking) returns an already-complete one. A failure
+// inside the operation is raised from wait()/test(). Copies share one operation.
 #pragma once
 
 #include <memory>

@@ -131,7 +131,8 @@ struct DTensor::Pending::State {
     while (in_flight.test()) {
       if (finish_in_flight) std::exchange(finish_in_flight, nullptr)();
       if (next_step == plan->steps.size()) return true;
-      StepRun run = start_step(plan->steps[next_step++], current, context(), !blocking);
+      StepRun run = start_step(plan->steps[next_step++], current, context(),
+                                 blocking ? CommMode::Blocking : CommMode::Async);
       current = run.out;
       in_flight = run.work;
       finish_in_flight = run.finish;

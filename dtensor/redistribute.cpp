@@ -6,8 +6,8 @@
 // blocks) runs the collective into views: one copy per block straight between the views where
 // the transport can, else the flat collective plus one pack or unpack (Communicator decides;
 // see communicator.hpp). reduce_scatter along a non-leading dim still packs its input once.
-// Blocking and async redistributes share the preparation; async starts each collective without
-// waiting and advances when its Work completes.
+// Blocking and async redistributes run the same code: the step's collective gets the caller's
+// CommMode, so an async redistribute starts it without waiting and advances when its Work completes.
 #include "dtensor/redistribute.hpp"
 
 namespace dtensor {
@@ -76,17 +76,9 @@ Tensor packed(const Tensor& whole, int64_t d, const std::vector<Tensor>& blocks)
   return out;
 }
 
-// Calls the blocking form, or the async one, of a collective.
-template <typename Blocking, typename Async>
-Work call(bool async, Blocking&& blocking, Async&& start) {
-  if (async) return start();
-  blocking();
-  return Work();
-}
-
 }  // namespace
 
-StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepContext& ctx, bool async) {
+StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepContext& ctx, CommMode mode) {
   const auto m = size_t(step.mesh_dim);
   const Placement& from = step.before[m];
   const int64_t group = ctx.mesh_shape[m];
@@ -108,22 +100,18 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
       auto blocks = chunk_views(out, from.dim(), group);
       Communicator comm = ctx.comm(m);
       if (!flat_on_every_rank(ctx, after_step(step), m, from.dim())) {
-        return {out, call(async, [&] { comm.all_gather_into_views(in, blocks); },
-                          [&] { return comm.all_gather_into_views_async(in, blocks); }), nullptr};
+        return {out, comm.all_gather_into_views(in, blocks, {.mode = mode}), nullptr};
       }
       Tensor src = flat(in), dst = flat(out);
       auto counts = numels(blocks);
-      return {out, call(async, [&] { comm.all_gather_v(src, dst, counts); },
-                        [&] { return comm.all_gather_v_async(src, dst, counts); }), nullptr};
+      return {out, comm.all_gather_v(src, dst, counts, mode), nullptr};
     }
     case StepKind::AllReduce: {
       Tensor out = Tensor::empty(in.shape(), in.dtype(), in.device());
       Communicator comm = ctx.comm(m);
       Tensor src = in.contiguous();
       ReduceOp op = from.reduce_op();
-      return {out, call(async, [&] { comm.all_reduce(src, out, op); },
-                        [&] { return comm.all_reduce_async(src, out, op); }),
-              nullptr};
+      return {out, comm.all_reduce(src, out, op, mode), nullptr};
     }
     case StepKind::ReduceScatter: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
@@ -132,9 +120,7 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
       auto counts = numels(blocks);
       Communicator comm = ctx.comm(m);
       ReduceOp op = from.reduce_op();
-      return {out, call(async, [&] { comm.reduce_scatter_v(src, dst, counts, op); },
-                        [&] { return comm.reduce_scatter_v_async(src, dst, counts, op); }),
-              nullptr};
+      return {out, comm.reduce_scatter_v(src, dst, counts, op, mode), nullptr};
     }
     case StepKind::AllToAll: {
       Tensor out = Tensor::empty(out_block().shape, in.dtype(), in.device());
@@ -143,13 +129,11 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
       Communicator comm = ctx.comm(m);
       if (!flat_on_every_rank(ctx, step.before, m, step.to.dim()) ||
           !flat_on_every_rank(ctx, after_step(step), m, from.dim())) {
-        return {out, call(async, [&] { comm.all_to_all_views(send, recv); },
-                          [&] { return comm.all_to_all_views_async(send, recv); }), nullptr};
+        return {out, comm.all_to_all_views(send, recv, {.mode = mode}), nullptr};
       }
       Tensor src = flat(in), dst = flat(out);
       auto sc = numels(send), rc = numels(recv);
-      return {out, call(async, [&] { comm.all_to_all_v(src, sc, dst, rc); },
-                        [&] { return comm.all_to_all_v_async(src, sc, dst, rc); }), nullptr};
+      return {out, comm.all_to_all_v(src, sc, dst, rc, mode), nullptr};
     }
   }
   fail<ValueError>("redistribute", "unknown step kind {}", int(step.kind));

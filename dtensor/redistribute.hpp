@@ -27,7 +27,7 @@ struct StepRun {
   std::function<void()> finish;
 };
 
-// `in` is this rank's block under step.before. With async false the call has completed on return.
-StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepContext& ctx, bool async);
+// `in` is this rank's block under step.before. With CommMode::Blocking the call has completed on return.
+StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepContext& ctx, CommMode mode);
 
 }  // namespace dtensor

@@ -151,7 +151,7 @@ bool check_against_unsharded(const Options& o, const std::vector<int64_t>& promp
 // machine rank 0's check runs at full speed.
 bool share_verdict(Communicator& world, bool ok_on_root) {
   Tensor verdict = Tensor::full({1}, ok_on_root ? 1.0 : 0.0, DType::I32);
-  Work work = world.broadcast_async(verdict, 0);
+  Work work = world.broadcast(verdict, 0, CommMode::Async);
   while (!work.test()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
   return verdict.item<int32_t>() == 1;
 }

@@ -23,7 +23,7 @@ int fail_mid_all_reduce(Communicator& comm) {
     std::printf("rank %d: all_reduce returned, which it must not\n", comm.rank());
     return 0;
   }
-  Work pending = comm.all_reduce_async(buffer);
+  Work pending = comm.all_reduce(buffer, ReduceOp::Sum, CommMode::Async);
   comm.broadcast(buffer, comm.size() + 5);  // throws ValueError: root out of range
   pending.wait();
   return 0;

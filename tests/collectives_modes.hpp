@@ -19,7 +19,12 @@ enum class Mode { Blocking, Wait, Poll };
 inline constexpr Mode kModes[] = {Mode::Blocking, Mode::Wait, Mode::Poll};
 inline const char* mode_name(Mode m) { return m == Mode::Blocking ? "blocking" : m == Mode::Wait ? "wait" : "poll"; }
 
+// The CommMode a collective is called with to be completed in `mode`.
+inline CommMode comm_mode(Mode m) { return m == Mode::Blocking ? CommMode::Blocking : CommMode::Async; }
+
+// `work` came from a collective called with comm_mode(mode).
 inline void finish(Work work, Mode mode) {
+  if (mode == Mode::Blocking) CHECK(work.test());  // a blocking call returns a complete Work
   if (mode == Mode::Poll) {
     while (!work.test()) {
     }

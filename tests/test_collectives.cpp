@@ -16,11 +16,7 @@ namespace {
 void check_all_reduce(DType dtype, ReduceOp op, int64_t n, Mode mode) {
   Communicator& c = comm();
   Tensor t = make_tensor(dtype, n, [&](int64_t i) { return contribution(op, c.rank(), i); });
-  if (mode == Mode::Blocking) {
-    c.all_reduce(t, op);
-  } else {
-    finish(c.all_reduce_async(t, op), mode);
-  }
+  finish(c.all_reduce(t, op, comm_mode(mode)), mode);
   INFO(dtype_name(dtype) << " " << reduce_op_name(op) << " n=" << n << " " << mode_name(mode));
   CHECK(mismatch(t, [&](int64_t i) { return expected_reduction(dtype, op, c.size(), i); }) == "");
 }
@@ -32,11 +28,7 @@ void check_reduce_scatter(DType dtype, ReduceOp op, const std::vector<int64_t>& 
   Tensor in = make_tensor(dtype, sum_of(counts), [&](int64_t i) { return contribution(op, c.rank(), i); });
   Tensor out = in_place ? in.narrow(0, offset, counts[size_t(c.rank())])
                         : Tensor::empty({counts[size_t(c.rank())]}, dtype);
-  if (mode == Mode::Blocking) {
-    c.reduce_scatter_v(in, out, counts, op);
-  } else {
-    finish(c.reduce_scatter_v_async(in, out, counts, op), mode);
-  }
+  finish(c.reduce_scatter_v(in, out, counts, op, comm_mode(mode)), mode);
   INFO(dtype_name(dtype) << " " << reduce_op_name(op) << " rank count " << counts[size_t(c.rank())] << " "
                          << mode_name(mode) << (in_place ? " in place" : ""));
   CHECK(mismatch(out, [&](int64_t i) { return expected_reduction(dtype, op, c.size(), offset + i); }) == "");
@@ -48,11 +40,7 @@ void check_all_gather(DType dtype, const std::vector<int64_t>& counts, Mode mode
   Tensor in = in_place ? out.narrow(0, offset_of(counts, c.rank()), counts[size_t(c.rank())])
                        : Tensor::empty({counts[size_t(c.rank())]}, dtype);
   in.copy_from(make_tensor(dtype, in.numel(), [&](int64_t i) { return tagged(c.rank(), i); }));
-  if (mode == Mode::Blocking) {
-    c.all_gather_v(in, out, counts);
-  } else {
-    finish(c.all_gather_v_async(in, out, counts), mode);
-  }
+  finish(c.all_gather_v(in, out, counts, comm_mode(mode)), mode);
   std::vector<double> expected;
   for (int r = 0; r < c.size(); ++r) {
     for (int64_t i = 0; i < counts[size_t(r)]; ++i) expected.push_back(tagged(r, i));
@@ -128,11 +116,7 @@ TEST_CASE("broadcast from every root, every dtype", "[broadcast]") {
         for (Mode mode : kModes) {
           Tensor t = c.rank() == root ? make_tensor(dtype, n, [&](int64_t i) { return tagged(root, i); })
                                       : Tensor::zeros({n}, dtype);
-          if (mode == Mode::Blocking) {
-            c.broadcast(t, root);
-          } else {
-            finish(c.broadcast_async(t, root), mode);
-          }
+          finish(c.broadcast(t, root, comm_mode(mode)), mode);
           INFO(dtype_name(dtype) << " n=" << n << " root " << root << " " << mode_name(mode));
           CHECK(mismatch(t, [&](int64_t i) { return tagged(root, i); }) == "");
         }
@@ -190,7 +174,7 @@ TEST_CASE("reduce_scatter and reduce_scatter_v for every dtype and op", "[reduce
     Tensor in = make_tensor(DType::F32, 4 * c.size(),
                             [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
     Tensor out = Tensor::empty({4}, DType::F32);
-    finish(c.reduce_scatter_async(in, out), Mode::Wait);
+    finish(c.reduce_scatter(in, out, ReduceOp::Sum, CommMode::Async), Mode::Wait);
     CHECK(mismatch(out, [&](int64_t i) {
             return expected_reduction(DType::F32, ReduceOp::Sum, c.size(), 4 * c.rank() + i);
           }) == "");
@@ -214,11 +198,7 @@ TEST_CASE("all_to_all and all_to_all_v, including empty pairs", "[all_to_all]") 
           Tensor in = make_tensor(dtype, int64_t(e.in_values.size()),
                                   [&](int64_t i) { return e.in_values[size_t(i)]; });
           Tensor out = Tensor::empty({int64_t(e.expected.size())}, dtype);
-          if (mode == Mode::Blocking) {
-            c.all_to_all_v(in, e.send, out, e.recv);
-          } else {
-            finish(c.all_to_all_v_async(in, e.send, out, e.recv), mode);
-          }
+          finish(c.all_to_all_v(in, e.send, out, e.recv, comm_mode(mode)), mode);
           INFO(dtype_name(dtype) << " scale " << scale << " " << mode_name(mode));
           CHECK(mismatch(out, [&](int64_t i) { return e.expected[size_t(i)]; }) == "");
         }
@@ -232,7 +212,7 @@ TEST_CASE("all_to_all and all_to_all_v, including empty pairs", "[all_to_all]") 
     Tensor out = Tensor::empty({block * c.size()}, DType::F64);
     c.all_to_all(in, out);
     CHECK(mismatch(out, [&](int64_t i) { return pair_tagged(int(i / block), me, i % block); }) == "");
-    finish(c.all_to_all_async(in, out), Mode::Poll);
+    finish(c.all_to_all(in, out, CommMode::Async), Mode::Poll);
     CHECK(mismatch(out, [&](int64_t i) { return pair_tagged(int(i / block), me, i % block); }) == "");
   }
 }
@@ -241,33 +221,35 @@ TEST_CASE("scatter(_v) and gather(_v) from every root; non-roots pass no root bu
   Communicator& c = comm();
   for (DType dtype : kAllDTypes) {
     for (int root = 0; root < c.size(); ++root) {
-      const std::vector<int64_t> counts = uneven_counts(c.size(), 3);
-      std::vector<double> all;
-      for (int r = 0; r < c.size(); ++r) {
-        for (int64_t i = 0; i < counts[size_t(r)]; ++i) all.push_back(tagged(r, i));
+      for (Mode mode : kModes) {
+        const std::vector<int64_t> counts = uneven_counts(c.size(), 3);
+        std::vector<double> all;
+        for (int r = 0; r < c.size(); ++r) {
+          for (int64_t i = 0; i < counts[size_t(r)]; ++i) all.push_back(tagged(r, i));
+        }
+        const bool is_root = c.rank() == root;
+        Tensor full = is_root
+                          ? make_tensor(dtype, int64_t(all.size()), [&](int64_t i) { return all[size_t(i)]; })
+                          : Tensor();
+        Tensor part = Tensor::empty({counts[size_t(c.rank())]}, dtype);
+        finish(c.scatter_v(full, counts, part, root, comm_mode(mode)), mode);
+        INFO(dtype_name(dtype) << " root " << root << " " << mode_name(mode));
+        CHECK(mismatch(part, [&](int64_t i) { return tagged(c.rank(), i); }) == "");
+
+        Tensor gathered = is_root ? Tensor::zeros({int64_t(all.size())}, dtype) : Tensor();
+        finish(c.gather_v(part, gathered, counts, root, comm_mode(mode)), mode);
+        if (is_root) CHECK(mismatch(gathered, [&](int64_t i) { return all[size_t(i)]; }) == "");
+
+        Tensor block = Tensor::empty({4}, dtype);
+        Tensor equal_full =
+            is_root ? make_tensor(dtype, 4 * c.size(), [](int64_t i) { return tagged(int(i / 4), i % 4); })
+                    : Tensor();
+        finish(c.scatter(equal_full, block, root, comm_mode(mode)), mode);
+        CHECK(mismatch(block, [&](int64_t i) { return tagged(c.rank(), i); }) == "");
+        Tensor equal_out = is_root ? Tensor::zeros({4 * c.size()}, dtype) : Tensor();
+        finish(c.gather(block, equal_out, root, comm_mode(mode)), mode);
+        if (is_root) CHECK(mismatch(equal_out, [](int64_t i) { return tagged(int(i / 4), i % 4); }) == "");
       }
-      const bool is_root = c.rank() == root;
-      Tensor full = is_root
-                        ? make_tensor(dtype, int64_t(all.size()), [&](int64_t i) { return all[size_t(i)]; })
-                        : Tensor();
-      Tensor part = Tensor::empty({counts[size_t(c.rank())]}, dtype);
-      c.scatter_v(full, counts, part, root);
-      INFO(dtype_name(dtype) << " root " << root);
-      CHECK(mismatch(part, [&](int64_t i) { return tagged(c.rank(), i); }) == "");
-
-      Tensor gathered = is_root ? Tensor::zeros({int64_t(all.size())}, dtype) : Tensor();
-      c.gather_v(part, gathered, counts, root);
-      if (is_root) CHECK(mismatch(gathered, [&](int64_t i) { return all[size_t(i)]; }) == "");
-
-      Tensor block = Tensor::empty({4}, dtype);
-      Tensor equal_full =
-          is_root ? make_tensor(dtype, 4 * c.size(), [](int64_t i) { return tagged(int(i / 4), i % 4); })
-                  : Tensor();
-      c.scatter(equal_full, block, root);
-      CHECK(mismatch(block, [&](int64_t i) { return tagged(c.rank(), i); }) == "");
-      Tensor equal_out = is_root ? Tensor::zeros({4 * c.size()}, dtype) : Tensor();
-      c.gather(block, equal_out, root);
-      if (is_root) CHECK(mismatch(equal_out, [](int64_t i) { return tagged(int(i / 4), i % 4); }) == "");
     }
   }
 }

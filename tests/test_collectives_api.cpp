@@ -37,10 +37,10 @@ TEST_CASE("send and recv between pairs of ranks, blocking and async, by tag", "[
     Tensor b = make_tensor(DType::I8, 7, [&](int64_t i) { return tagged(c.rank() + 1, i); });
     Tensor got_a = Tensor::zeros({100000}, DType::F32);
     Tensor got_b = Tensor::zeros({7}, DType::I8);
-    Work sa = c.send_async(a, peer, 1);
-    Work sb = c.send_async(b, peer, 2);
-    Work rb = c.recv_async(got_b, peer, 2);
-    Work ra = c.recv_async(got_a, peer, 1);
+    Work sa = c.send(a, peer, 1, CommMode::Async);
+    Work sb = c.send(b, peer, 2, CommMode::Async);
+    Work rb = c.recv(got_b, peer, 2, CommMode::Async);
+    Work ra = c.recv(got_a, peer, 1, CommMode::Async);
     finish(rb, Mode::Poll);
     finish(ra, Mode::Wait);
     finish(sa, Mode::Wait);
@@ -69,8 +69,9 @@ TEST_CASE("async operations in flight together complete in any order", "[async]"
       make_tensor(DType::BF16, 5000, [&](int64_t i) { return contribution(ReduceOp::Max, c.rank(), i); });
   Tensor in = make_tensor(DType::I32, 3, [&](int64_t i) { return tagged(c.rank(), i); });
   Tensor gathered = Tensor::empty({3 * c.size()}, DType::I32);
-  std::vector<Work> works{c.all_reduce_async(small), c.all_reduce_async(large),
-                          c.all_reduce_async(half, ReduceOp::Max), c.all_gather_async(in, gathered)};
+  const CommMode async = CommMode::Async;
+  std::vector<Work> works{c.all_reduce(small, ReduceOp::Sum, async), c.all_reduce(large, ReduceOp::Sum, async),
+                          c.all_reduce(half, ReduceOp::Max, async), c.all_gather(in, gathered, async)};
   Tensor blocking =
       make_tensor(DType::F64, 7, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
   c.all_reduce(blocking);  // a blocking collective while the others are pending
@@ -99,7 +100,7 @@ TEST_CASE("an async Work keeps its tensors' storage alive until it completes", "
         delete[] static_cast<std::byte*>(p);
         freed = true;
       });
-      work = c.all_reduce_async(t);
+      work = c.all_reduce(t, ReduceOp::Sum, CommMode::Async);
     }
     CHECK_FALSE(freed);
     work.wait();
@@ -146,7 +147,7 @@ TEST_CASE("counters: calls and bytes per kind, reset, bad calls not counted", "[
   const int n = s.size();
   CHECK(s.stats().total_calls() == 0);
   s.all_reduce(Tensor::zeros({10}, DType::F32));
-  s.all_reduce_async(Tensor::zeros({5}, DType::F64), ReduceOp::Max).wait();
+  s.all_reduce(Tensor::zeros({5}, DType::F64), ReduceOp::Max, CommMode::Async).wait();
   s.broadcast(Tensor::zeros({3}, DType::F64), 0);
   s.all_gather(Tensor::zeros({2}, DType::F32), Tensor::empty({2 * n}, DType::F32));
   s.reduce_scatter(Tensor::zeros({3 * n}, DType::I32), Tensor::empty({3}, DType::I32));
@@ -177,7 +178,7 @@ TEST_CASE("counters: calls and bytes per kind, reset, bad calls not counted", "[
   CHECK(s.stats().total_bytes() == 0);
   if (n > 1) {
     const int peer = (s.rank() + 1) % n;
-    Work sent = s.send_async(Tensor::zeros({6}, DType::F32), peer);
+    Work sent = s.send(Tensor::zeros({6}, DType::F32), peer, 0, CommMode::Async);
     s.recv(Tensor::empty({6}, DType::F32), (s.rank() + n - 1) % n);
     sent.wait();
     CHECK(s.stats().bytes_of(CollectiveKind::Send) == 24);

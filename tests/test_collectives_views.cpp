@@ -164,7 +164,8 @@ void check_all_gather(const GatherCase& c, DType dtype, ViewPath path, Layout in
   Tensor in = placed(tagged(local, dtype, cm.rank()), in_layout, c.dim);
   Laid out = lay_out(c.global, dtype, c.dim, out_layout);
   Laid expected = lay_out(c.global, dtype, c.dim, out_layout);
-  const ViewPath taken = cm.all_gather_into_views(in, chunk_views(out.view, c.dim, cm.size()), path);
+  ViewPath taken{};
+  cm.all_gather_into_views(in, chunk_views(out.view, c.dim, cm.size()), {.path = path, .taken = &taken});
   flat_all_gather(in, chunk_views(expected.view, c.dim, cm.size()));
   INFO(describe(c.global, c.dim, dtype, path, in_layout, out_layout));
   CHECK(values_of(out.whole) == values_of(expected.whole));
@@ -185,7 +186,8 @@ void check_all_to_all(const AllToAllCase& c, DType dtype, ViewPath path, Layout 
   Tensor in = placed(tagged(before, dtype, cm.rank()), in_layout, c.to);
   Laid out = lay_out(after, dtype, c.from, out_layout);
   Laid expected = lay_out(after, dtype, c.from, out_layout);
-  const ViewPath taken = cm.all_to_all_views(chunk_views(in, c.to, n), chunk_views(out.view, c.from, n), path);
+  ViewPath taken{};
+  cm.all_to_all_views(chunk_views(in, c.to, n), chunk_views(out.view, c.from, n), {.path = path, .taken = &taken});
   flat_all_to_all(chunk_views(in, c.to, n), chunk_views(expected.view, c.from, n));
   INFO(describe(c.global, c.from, dtype, path, in_layout, out_layout) << " to dim " << c.to);
   CHECK(values_of(out.whole) == values_of(expected.whole));
@@ -246,22 +248,26 @@ TEST_CASE("blocks of more rows than one process_vm_readv call takes (IOV_MAX)", 
   }
 }
 
-TEST_CASE("async forms complete with the same result", "[views][async]") {
+TEST_CASE("async calls complete with the same result", "[views][async]") {
   Communicator& cm = comm();
   const int n = cm.size();
   for (ViewPath path : kPaths) {
     Tensor in = tagged({5, 3}, DType::F32, cm.rank());
     Tensor out = Tensor::zeros({5, 3 * n}, DType::F32);
     Tensor expected = Tensor::zeros({5, 3 * n}, DType::F32);
-    Work work = cm.all_gather_into_views_async(in, chunk_views(out, 1, n), path);
+    ViewPath taken{};
+    Work work = cm.all_gather_into_views(in, chunk_views(out, 1, n),
+                                         {.path = path, .mode = CommMode::Async, .taken = &taken});
     work.wait();
     flat_all_gather(in, chunk_views(expected, 1, n));
     CHECK(values_of(out) == values_of(expected));
+    check_path(path, taken, n);
 
     Tensor rows = tagged({4, 2 * n}, DType::I64, cm.rank());
     Tensor cols = Tensor::zeros({4 * n, 2}, DType::I64);
     Tensor cols_expected = Tensor::zeros({4 * n, 2}, DType::I64);
-    Work a2a = cm.all_to_all_views_async(chunk_views(rows, 1, n), chunk_views(cols, 0, n), path);
+    Work a2a = cm.all_to_all_views(chunk_views(rows, 1, n), chunk_views(cols, 0, n),
+                                   {.path = path, .mode = CommMode::Async});
     while (!a2a.test()) {
     }
     flat_all_to_all(chunk_views(rows, 1, n), chunk_views(cols_expected, 0, n));
@@ -276,9 +282,10 @@ TEST_CASE("views calls count the flat collective's kind and bytes", "[views][sta
   Tensor out = Tensor::zeros({4, 3 * n}, DType::BF16);
   for (ViewPath path : kPaths) {
     CommRecorder rec;
-    cm.all_gather_into_views(in, chunk_views(out, 1, n), path);
+    cm.all_gather_into_views(in, chunk_views(out, 1, n), {.path = path});
     flat_all_gather(in, chunk_views(out, 1, n));
-    cm.all_to_all_views(chunk_views(out, 1, n), chunk_views(Tensor::zeros({4, 3 * n}, DType::BF16), 1, n), path);
+    cm.all_to_all_views(chunk_views(out, 1, n), chunk_views(Tensor::zeros({4, 3 * n}, DType::BF16), 1, n),
+                        {.path = path});
     REQUIRE(rec.calls().size() == 3);
     CHECK(rec.calls()[0].kind == CollectiveKind::AllGather);
     CHECK(rec.calls()[0].bytes == rec.calls()[1].bytes);

@@ -66,7 +66,7 @@ TEST_CASE("nccl_world: collectives on GPU tensors match the MPI path on CPU tens
 
   // Async: the Work waits on the CUDA event of the operation.
   Tensor x = Tensor::full({4096}, 1.0, DType::F32, device);
-  Work work = gpu.all_reduce_async(x, ReduceOp::Sum);
+  Work work = gpu.all_reduce(x, ReduceOp::Sum, CommMode::Async);
   work.wait();
   REQUIRE(work.test());
   REQUIRE(x.to_vector<float>()[4095] == float(size));
