@@ -2,6 +2,7 @@
 // -np 1..4. Bad input is given identically on every rank, so every rank throws before
 // communicating; checks after a collective use CHECK, never REQUIRE (see test_collectives.cpp).
 #include "tests/collectives_modes.hpp"
+#include "tests/skip.hpp"
 
 #include <sys/mman.h>
 
@@ -15,7 +16,8 @@ using Catch::Matchers::Contains;
 TEST_CASE("send and recv between pairs of ranks, blocking and async, by tag", "[send][recv]") {
   Communicator& c = comm();
   const int peer = c.rank() ^ 1;
-  if (peer >= c.size()) return;  // np 1, and the last rank of an odd count, have no partner
+  if (c.size() == 1) SKIP_TEST("send and recv need 2 ranks");
+  if (peer >= c.size()) return;  // the last rank of an odd count has no partner
   const bool first = c.rank() < peer;
   for (DType dtype : kAllDTypes) {
     for (int64_t n : {int64_t(0), int64_t(3), int64_t(300000)}) {
@@ -88,7 +90,7 @@ TEST_CASE("async operations in flight together complete in any order", "[async]"
 
 TEST_CASE("an async Work keeps its tensors' storage alive until it completes", "[async]") {
   Communicator& c = comm();
-  if (c.size() == 1) return;  // a group of one completes at once and keeps nothing
+  if (c.size() == 1) SKIP_TEST("a group of one completes at once and keeps nothing");
   // f32: one MPI request; bf16: the pipeline.
   for (DType dtype : {DType::F32, DType::BF16}) {
     const int64_t n = multi_step_elements(dtype, c.size());
@@ -241,7 +243,7 @@ TEST_CASE("bad input gets typed errors naming the argument, on every rank", "[er
 
 TEST_CASE("counts beyond MPI's int are refused, not truncated", "[errors]") {
   Communicator& c = comm();
-  if (c.size() == 1) return;  // a group of one copies locally and has no int limit
+  if (c.size() == 1) SKIP_TEST("a group of one copies locally and has no int limit");
   // Tensors over reserved, inaccessible address space: the check must fire before any byte is
   // touched (a touch would crash, not corrupt).
   const int64_t huge = int64_t(INT_MAX) + 10;
