@@ -1,6 +1,6 @@
 #include "collectives/runtime.hpp"
 
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 #ifdef DTENSOR_CUDA
 #include "collectives/device_staging.hpp"
 #endif

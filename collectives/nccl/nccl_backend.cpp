@@ -1,9 +1,9 @@
 // NCCL backend: every collective of CommBackend on one GPU per rank, on that GPU's current
 // stream. Forms NCCL lacks are grouped point-to-point calls (all_gather_v, all_to_all_v,
 // scatter_v, gather_v) or grouped ncclReduce calls, one per root (reduce_scatter_v).
-#include "collectives/nccl_backend.hpp"
+#include "collectives/nccl/nccl_backend.hpp"
 
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 #include "collectives/nccl.hpp"
 #include "collectives/runtime.hpp"
 #include "tensor/cuda/cuda_check.hpp"
