@@ -61,6 +61,11 @@ std::string last_dl_error() {
   return reason != nullptr ? reason : "unknown reason";
 }
 
+// "path: reason", unless dlerror() already named the path.
+std::string naming(const std::string& path, const std::string& reason) {
+  return reason.find(path) != std::string::npos ? reason : path + ": " + reason;
+}
+
 // Opens `path` and runs its entry point; returns the reason it failed, or "" when it registered.
 // The library stays loaded for the life of the process (its kernels and allocations live in it).
 std::string open_backend(const std::string& path, Backend& backend) {
@@ -81,7 +86,7 @@ void load_once(DeviceType type, Backend& backend) {
   for (const std::string& path : candidate_paths(library)) {
     const std::string reason = open_backend(path, backend);
     if (reason.empty()) return;
-    backend.failures.push_back(path + ": " + reason);
+    backend.failures.push_back(naming(path, reason));
   }
 }
 
