@@ -1,9 +1,10 @@
 // Communicator: a group of ranks and the collectives between them.
 //
 // A small value handle (copies share one group and one set of counters) over a backend that
-// lives in its own file (collectives/mpi/mpi_backend.cpp, collectives/nccl/nccl_backend.cpp). Buffers are contiguous Tensors; counts are in
-// elements. Input and output dtypes must match. Every call is counted (calls and bytes, by
-// kind) so tests and `explain` can see what ran. A group of size one never communicates.
+// lives in its own folder (collectives/mpi/mpi_backend.cpp; collectives/nccl/nccl_backend.cpp, in
+// the CUDA backend library). Buffers are contiguous Tensors; counts are in elements. Input and
+// output dtypes must match. Every call is counted (calls and bytes, by kind) so tests and
+// `explain` can see what ran. A group of size one never communicates.
 //
 // Bytes counted per call follow nccl-tests' "size": the buffer for all_reduce and broadcast,
 // the full output for all_gather and gather, the full input for reduce_scatter, scatter and
