@@ -6,9 +6,9 @@
 //   gpu: nccl_ratio=X linear_vs_torch=X prefill_vs_torch=X
 // nccl and linear ratios = geometric mean over sizes of (reference time / our time), the prefill
 // ratio torch's median over ours: 1.0 is parity, higher is faster than the reference.
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 #include "collectives/nccl.hpp"
-#include "collectives/nccl_backend.hpp"
+#include "collectives/nccl/nccl_backend.hpp"
 #include "collectives/runtime.hpp"
 #include "models/causal_lm.hpp"
 #include "tensor/cuda/device_memory.hpp"

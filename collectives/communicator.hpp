@@ -1,9 +1,10 @@
 // Communicator: a group of ranks and the collectives between them.
 //
 // A small value handle (copies share one group and one set of counters) over a backend that
-// lives in its own file (collectives/mpi_backend.cpp, collectives/nccl_backend.cpp). Buffers are contiguous Tensors; counts are in
-// elements. Input and output dtypes must match. Every call is counted (calls and bytes, by
-// kind) so tests and `explain` can see what ran. A group of size one never communicates.
+// lives in its own folder (collectives/mpi/mpi_backend.cpp; collectives/nccl/nccl_backend.cpp, in
+// the CUDA backend library). Buffers are contiguous Tensors; counts are in elements. Input and
+// output dtypes must match. Every call is counted (calls and bytes, by kind) so tests and
+// `explain` can see what ran. A group of size one never communicates.
 //
 // Bytes counted per call follow nccl-tests' "size": the buffer for all_reduce and broadcast,
 // the full output for all_gather and gather, the full input for reduce_scatter, scatter and
@@ -144,7 +145,7 @@ class Communicator {
 
   // Collectives into views: all_gather_v and all_to_all_v whose blocks are views of any strides
   // (the column blocks of a matrix, say), so that a redistribute needs no pack or unpack. Where
-  // the transport can (MPI with every rank on one node: collectives/mpi_single_copy.hpp), each
+  // the transport can (MPI with every rank on one node: collectives/mpi/mpi_single_copy.hpp), each
   // block moves with one copy straight from the sender's view into the receiver's, as the flat
   // collective moves a flat buffer; elsewhere, with DTENSOR_SINGLE_COPY=0 in the environment or
   // with options.path == Staging, the flat collective runs on a packed copy and the result is

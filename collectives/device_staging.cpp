@@ -1,20 +1,15 @@
-// Staging of CUDA tensors through pinned host memory for the MPI backend (see
+// Staging of device (CUDA) tensors through pinned host memory for the MPI backend (see
 // device_staging.hpp). One pinned area per communicator, grown to the largest call and reused:
 // cudaHostAlloc costs milliseconds, far more than the copies it speeds up.
 #include "collectives/device_staging.hpp"
 
-#include "tensor/cuda/cuda_check.hpp"
-#include "tensor/cuda/device_memory.hpp"
-
-#include <cuda_runtime_api.h>
+#include "tensor/device_kernels.hpp"
 
 #include <mutex>
 
 namespace dtensor::detail {
 
 namespace {
-
-bool on_device(const Tensor& t) { return t.defined() && !t.device().is_cpu(); }
 
 // Page-locked host memory: copies to and from it run at full PCIe/NVLink speed, and it is
 // ordinary host memory to MPI.
@@ -24,17 +19,20 @@ class PinnedArea {
   PinnedArea(const PinnedArea&) = delete;
   PinnedArea& operator=(const PinnedArea&) = delete;
   ~PinnedArea() {
-    if (data_ != nullptr) (void)cudaFreeHost(data_);  // errors here cannot be acted on
+    try {
+      if (data_ != nullptr) kernels_->free_pinned_host(data_);
+    } catch (const Error&) {  // errors here cannot be acted on
+    }
   }
 
-  std::byte* reserve(size_t bytes) {
-    if (bytes > capacity_) {
-      if (data_ != nullptr) cuda::cuda_check(cudaFreeHost(data_), "cudaFreeHost");
+  // Pinned by `kernels`, the backend of the device tensors staged.
+  std::byte* reserve(size_t bytes, DeviceKernels& kernels) {
+    if (bytes > capacity_ || &kernels != kernels_) {
+      if (data_ != nullptr) kernels_->free_pinned_host(data_);
       data_ = nullptr;
       capacity_ = 0;
-      void* p = nullptr;
-      cuda::cuda_check(cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "cudaHostAlloc", "{} bytes", bytes);
-      data_ = static_cast<std::byte*>(p);
+      data_ = static_cast<std::byte*>(kernels.allocate_pinned_host(bytes));
+      kernels_ = &kernels;
       capacity_ = bytes;
     }
     return data_;
@@ -43,6 +41,7 @@ class PinnedArea {
  private:
   std::byte* data_ = nullptr;
   size_t capacity_ = 0;
+  DeviceKernels* kernels_ = nullptr;
 };
 
 // The host side of one call: a host twin for each device tensor, carved from the pinned area.
@@ -64,7 +63,7 @@ class StagedCall {
       offsets[i] = total;
       total += round_up(tensors_[i]->nbytes());
     }
-    std::byte* base = total > 0 ? area.reserve(total) : nullptr;
+    std::byte* base = total > 0 ? area.reserve(total, kernels()) : nullptr;
     for (size_t i = 0; i < tensors_.size(); ++i) {
       const Tensor& t = *tensors_[i];
       if (!on_device(t)) {
@@ -88,19 +87,26 @@ class StagedCall {
   // Device -> host before the collective; waits for the work queued on the device before it.
   void copy_in(const Tensor& t) const {
     if (on_device(t) && t.nbytes() > 0) {
-      cuda::copy_bytes(twin_of(t).data_ptr(), Device::cpu(), t.data_ptr(), t.device(), t.nbytes());
+      kernels().copy_bytes(twin_of(t).data_ptr(), Device::cpu(), t.data_ptr(), t.device(), t.nbytes());
     }
   }
   // Host -> device after it.
   void copy_out(const Tensor& t) const {
     if (on_device(t) && t.nbytes() > 0) {
-      cuda::copy_bytes(t.data_ptr(), t.device(), twin_of(t).data_ptr(), Device::cpu(), t.nbytes());
+      kernels().copy_bytes(t.data_ptr(), t.device(), twin_of(t).data_ptr(), Device::cpu(), t.nbytes());
     }
   }
 
  private:
   static constexpr size_t kAlign = 256;
   static size_t round_up(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
+  // The backend of the call's device tensors (a call stages at least one).
+  DeviceKernels& kernels() const {
+    for (const Tensor* t : tensors_) {
+      if (on_device(*t)) return device_kernels(*t, "device staging");
+    }
+    fail<ValueError>("device staging", "internal: no device tensor to stage");
+  }
   static bool same_buffer(const Tensor& a, const Tensor& b) {
     return on_device(a) && a.data_ptr() == b.data_ptr() && a.nbytes() == b.nbytes();
   }

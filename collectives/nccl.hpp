@@ -1,4 +1,5 @@
-// Opt-in NCCL communicators (built with CUDA only; see meson option `cuda`).
+// Opt-in NCCL communicators. The NCCL transport lives in the CUDA backend library (loaded on the
+// first call; DeviceError naming it and the reason where it cannot be loaded: tensor/device_kernels.hpp).
 //
 //   Communicator gpu_world = nccl_world();                   // collective over the MPI world
 //   DeviceMesh mesh = DeviceMesh::from_range(gpu_world, 0, {2, 4}, {"dp", "tp"});

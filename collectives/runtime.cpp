@@ -1,9 +1,7 @@
 #include "collectives/runtime.hpp"
 
-#include "collectives/mpi_backend.hpp"
-#ifdef DTENSOR_CUDA
 #include "collectives/device_staging.hpp"
-#endif
+#include "collectives/mpi/mpi_backend.hpp"
 
 #include <cstdio>
 #include <exception>
@@ -44,13 +42,10 @@ Communicator init(int* argc, char*** argv) {
   Runtime& rt = runtime();
   std::call_once(rt.started, [&] {
     check<CommError>(detail::mpi_is_available(), "init", "MPI was already finalized and cannot start again");
-#ifdef DTENSOR_CUDA
     // CUDA tensors given to the world (or to its splits, the mesh's groups) go through MPI
-    // staged in host memory: the multi-rank path on a machine with fewer GPUs than ranks.
+    // staged in host memory: the multi-rank path on a machine with fewer GPUs than ranks. CPU
+    // tensors pass straight through, and the device backend is loaded only when one arrives.
     rt.world = Communicator(detail::stage_device_tensors(detail::create_mpi_world(argc, argv)));
-#else
-    rt.world = Communicator(detail::create_mpi_world(argc, argv));
-#endif
     set_error_rank(rt.world.rank());
     std::set_terminate(terminate_job);
   });

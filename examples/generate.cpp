@@ -13,14 +13,13 @@
 // over the prompt logits; the exit code is 1 on every rank when the ids differ or the difference
 // exceeds the bound: 1e-4 for f32; for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
 // significant bits, and sharding changes the order of its rounded partial sums).
-// --device cuda (CUDA builds) moves each rank's shards to its GPU after loading: ranks that share
+// --device cuda moves each rank's shards to its GPU after loading (through the CUDA backend library,
+// libdtensor_cuda.so; DeviceError naming it and the reason where it cannot be loaded): ranks that share
 // a GPU communicate through MPI with host staging; --check still runs the reference on the CPU.
 // Bad flags or prompt ids outside the vocabulary are errors naming the value; an error on any
 // rank ends the whole job with that rank's message.
-#include "collectives/runtime.hpp"
-#if DTENSOR_CUDA
 #include "collectives/nccl.hpp"
-#endif
+#include "collectives/runtime.hpp"
 #include "io/npy.hpp"
 #include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
@@ -126,14 +125,6 @@ void print_generation(const std::vector<int64_t>& prompt, const models::Generati
              g.decode_seconds, per_second(double(decoded), g.decode_seconds));
 }
 
-Device this_rank_gpu() {
-#if DTENSOR_CUDA
-  return local_gpu();
-#else
-  fail<DeviceError>(kOp, "--device cuda: this build has no CUDA (configure with meson -Dcuda=enabled)");
-#endif
-}
-
 // Rank 0: the unsharded model on the same prompt. Returns whether it matches.
 bool check_against_unsharded(const Options& o, const std::vector<int64_t>& prompt, const models::Generation& sharded) {
   auto model = models::load_unsharded(o.model_dir, o.dtype);
@@ -166,7 +157,7 @@ int run(Communicator& world, const Options& o) {
   const auto load_start = std::chrono::steady_clock::now();
   nn::PlanReport report;
   auto model = models::load_sharded(o.model_dir, mesh, plan, o.dtype, &report);
-  if (o.device == "cuda") model->to(this_rank_gpu());
+  if (o.device == "cuda") model->to(local_gpu());
   const double load_seconds = seconds_since(load_start);
   models::Generation g = models::generate_greedy(*model, prompt, o.max_new_tokens);
   g.prompt_logits = g.prompt_logits.to(Device::cpu());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check in one command, for a lent device machine (Linux x86-64, one NVIDIA GPU, root, no
-# network and no package registry, not Debian): builds dtensor with CUDA/NCCL and runs every GPU
-# suite, the CPU tensor_ops suite and `make bench-gpu`, in well under 8 minutes.
+# network and no package registry, not Debian): builds dtensor with the CUDA backend library
+# (libdtensor_cuda.so, beside libdtensor.so) and runs every GPU suite, the CPU tensor_ops and
+# device_backend suites and `make bench-gpu`, in well under 8 minutes.
 #
 # How it is launched. Here, first (Debian 12, with Debian's mirrors reachable):
 #     scripts/gpu-check-prepare.sh          # the .deb files the build needs, into .devkit/debs/
@@ -13,7 +14,7 @@
 #     configure.log   meson setup (with meson-log.txt appended when it fails)
 #     build.log       ninja
 #     gpu-tests.log   meson test --suite gpu;  testlog-gpu.txt: every GPU test's full output
-#     cpu-tests.log   meson test --suite tensor_ops
+#     cpu-tests.log   meson test --suite tensor_ops --suite device_backend (the backend library loads)
 #     bench-gpu.log   the bench-gpu recipe of the Makefile
 # It goes on after a failed step wherever later steps can still run, and exits non-zero if any
 # step failed (a GPU suite reported as skipped, i.e. no GPU visible, counts as a failure).
@@ -397,6 +398,13 @@ fi
 
 # Tests: what was built runs even where part of the build failed.
 if [[ -f $BUILD/build.ninja ]]; then
+  # The backend library sits beside the core, and CPU programs link no CUDA library.
+  run_step backend-layout "$OUT/build.log" 30 bash -c '
+    [[ -f $1/libdtensor_cuda.so && -f $1/libdtensor.so ]] || { echo "no $1/libdtensor_cuda.so"; exit 1; }
+    if ldd "$1/tools/make_checkpoint" | grep -E "libcudart|libcublas|libnccl"; then
+      echo "tools/make_checkpoint links a CUDA library"; exit 1
+    fi
+    echo "libdtensor_cuda.so beside libdtensor.so; tools/make_checkpoint links no CUDA library"' _ "$BUILD"
   rm -f "$BUILD"/meson-logs/testlog-{gpu,cpu}.{json,txt}
   run_step gpu-tests "$OUT/gpu-tests.log" 200 \
     meson test -C "$BUILD" --suite gpu --print-errorlogs --no-rebuild --logbase testlog-gpu
@@ -411,9 +419,10 @@ if [[ -f $BUILD/build.ninja ]]; then
   fi
 
   run_step cpu-tests "$OUT/cpu-tests.log" 90 \
-    meson test -C "$BUILD" --suite tensor_ops --print-errorlogs --no-rebuild --logbase testlog-cpu
+    meson test -C "$BUILD" --suite tensor_ops --suite device_backend --print-errorlogs --no-rebuild \
+    --logbase testlog-cpu
   [[ -f $BUILD/meson-logs/testlog-cpu.json ]] &&
-    note "               tensor_ops: $(test_counts "$BUILD/meson-logs/testlog-cpu.json")"
+    note "               tensor_ops, device_backend: $(test_counts "$BUILD/meson-logs/testlog-cpu.json")"
 
   # bench-gpu: the Makefile's recipe, with `build` and `deps` taken as done (-o), so that neither
   # install-deps.sh (apt-get) nor meson runs from make. Without make: the same commands.

@@ -4,7 +4,7 @@
 #include "tensor/attention.hpp"
 #include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 
 namespace dtensor {
 
@@ -228,7 +228,7 @@ Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
                     "cos {} and sin {} must be [tokens, head_dim] = {} for x {}", shape_str(tables.cos.shape()),
                     shape_str(tables.sin.shape()), shape_str(table_shape), shape_str(x.shape()));
   check<ShapeError>(x.size(2) % 2 == 0, op, "head_dim must be even, got {}", x.size(2));
-  DTENSOR_DISPATCH_CUDA(x, apply_rotary(x, tables.cos, tables.sin));
+  if (on_device(x)) return device_kernels(x, "apply_rotary").apply_rotary(x, tables.cos, tables.sin);
   detail::check_cpu(x, op, "x");
   const Tensor in = x.contiguous(), cos = tables.cos.contiguous(), sin = tables.sin.contiguous();
   Tensor out = Tensor::empty(x.shape(), x.dtype());
@@ -248,7 +248,7 @@ Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of) {
   check_attention_args(q, k, v);
   const std::vector<int64_t> map = kv_heads_of(kv_head_of, q.size(1), k.size(1));
-  DTENSOR_DISPATCH_CUDA(q, causal_attention(q, k, v, map));
+  if (on_device(q)) return device_kernels(q, "causal_attention").causal_attention(q, k, v, map);
   detail::check_cpu(q, "causal_attention", "q");
   if (q.dtype() == DType::F64) return attention_f64(q.contiguous(), k.contiguous(), v.contiguous(), map);
   if (onednn_attends(q.dtype())) return attention_products(rows_readable(q), rows_readable(k), rows_readable(v), map);

@@ -3,7 +3,7 @@
 // One driver (binary_op) walks the broadcast shape with StridedLoop; each op is a small struct
 // with a scalar form (apply) and an Eigen array form (array) that the contiguous runs use.
 #include "tensor/kernel_util.hpp"
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor {
@@ -174,66 +174,66 @@ Tensor scalar_op(const Tensor& a, double scalar, const char* op) {
 }  // namespace
 
 Tensor add(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Add, a, b, "add"));
+  if (on_device(a)) return device_kernels(a, "add").binary(BinaryOp::Add, a, b, "add");
   return binary_op<AddOp>(a, b, "add");
 }
 Tensor sub(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Sub, a, b, "sub"));
+  if (on_device(a)) return device_kernels(a, "sub").binary(BinaryOp::Sub, a, b, "sub");
   return binary_op<SubOp>(a, b, "sub");
 }
 Tensor mul(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Mul, a, b, "mul"));
+  if (on_device(a)) return device_kernels(a, "mul").binary(BinaryOp::Mul, a, b, "mul");
   return binary_op<MulOp>(a, b, "mul");
 }
 Tensor div(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Div, a, b, "div"));
+  if (on_device(a)) return device_kernels(a, "div").binary(BinaryOp::Div, a, b, "div");
   return binary_op<DivOp>(a, b, "div");
 }
 Tensor maximum(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Max, a, b, "maximum"));
+  if (on_device(a)) return device_kernels(a, "maximum").binary(BinaryOp::Max, a, b, "maximum");
   return binary_op<MaxOp>(a, b, "maximum");
 }
 Tensor minimum(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Min, a, b, "minimum"));
+  if (on_device(a)) return device_kernels(a, "minimum").binary(BinaryOp::Min, a, b, "minimum");
   return binary_op<MinOp>(a, b, "minimum");
 }
 
 Tensor add(const Tensor& a, double s) {
-  DTENSOR_DISPATCH_CUDA(a, scalar(kernels::UnaryOp::AddScalar, a, s, "add"));
+  if (on_device(a)) return device_kernels(a, "add").scalar(UnaryOp::AddScalar, a, s, "add");
   return scalar_op<AddOp>(a, s, "add");
 }
 Tensor mul(const Tensor& a, double s) {
-  DTENSOR_DISPATCH_CUDA(a, scalar(kernels::UnaryOp::MulScalar, a, s, "mul"));
+  if (on_device(a)) return device_kernels(a, "mul").scalar(UnaryOp::MulScalar, a, s, "mul");
   return scalar_op<MulOp>(a, s, "mul");
 }
 
 Tensor eq(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Eq, a, b, "eq"));
+  if (on_device(a)) return device_kernels(a, "eq").binary(BinaryOp::Eq, a, b, "eq");
   return binary_op<EqOp>(a, b, "eq");
 }
 Tensor ne(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Ne, a, b, "ne"));
+  if (on_device(a)) return device_kernels(a, "ne").binary(BinaryOp::Ne, a, b, "ne");
   return binary_op<NeOp>(a, b, "ne");
 }
 Tensor lt(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Lt, a, b, "lt"));
+  if (on_device(a)) return device_kernels(a, "lt").binary(BinaryOp::Lt, a, b, "lt");
   return binary_op<LtOp>(a, b, "lt");
 }
 Tensor le(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Le, a, b, "le"));
+  if (on_device(a)) return device_kernels(a, "le").binary(BinaryOp::Le, a, b, "le");
   return binary_op<LeOp>(a, b, "le");
 }
 Tensor gt(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Gt, a, b, "gt"));
+  if (on_device(a)) return device_kernels(a, "gt").binary(BinaryOp::Gt, a, b, "gt");
   return binary_op<GtOp>(a, b, "gt");
 }
 Tensor ge(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, binary(kernels::BinaryOp::Ge, a, b, "ge"));
+  if (on_device(a)) return device_kernels(a, "ge").binary(BinaryOp::Ge, a, b, "ge");
   return binary_op<GeOp>(a, b, "ge");
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, where(cond, a, b));
+  if (on_device(a)) return device_kernels(a, "where").where(cond, a, b);
   const char* op = "where";
   detail::check_cpu(cond, op, "cond");
   detail::check_cpu(a, op, "a");
@@ -261,7 +261,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Tensor masked_fill(const Tensor& a, const Tensor& mask, double value) {
-  DTENSOR_DISPATCH_CUDA(a, masked_fill(a, mask, value));
+  if (on_device(a)) return device_kernels(a, "masked_fill").masked_fill(a, mask, value);
   const char* op = "masked_fill";
   detail::check_cpu(a, op, "a");
   detail::check_cpu(mask, op, "mask");

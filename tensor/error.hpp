@@ -24,7 +24,7 @@ class ValueError : public Error { using Error::Error; };
 class ShapeError : public Error { using Error::Error; };
 // A dtype the operation does not accept, or two dtypes that disagree.
 class DTypeError : public Error { using Error::Error; };
-// A device the operation does not support (e.g. a CUDA tensor in a CPU-only build).
+// A device the operation does not support (e.g. a CUDA tensor where the CUDA backend cannot be loaded).
 class DeviceError : public Error { using Error::Error; };
 // A communication call failed or was used inconsistently across ranks.
 class CommError : public Error { using Error::Error; };

@@ -15,7 +15,7 @@
 #include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/cpu/threads.hpp"
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/ops.hpp"
 
 #include <optional>
@@ -250,13 +250,13 @@ Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, matmul(a, b));
+  if (on_device(a)) return device_kernels(a, "matmul").matmul(a, b);
   check_matmul_args(a, b, "matmul");
   return matmul_compute(a, b, Tensor(), "matmul");
 }
 
 Tensor bmm(const Tensor& a, const Tensor& b) {
-  DTENSOR_DISPATCH_CUDA(a, bmm(a, b));
+  if (on_device(a)) return device_kernels(a, "bmm").bmm(a, b);
   const char* op = "bmm";
   check_matmul_args(a, b, op);
   check<ShapeError>(a.dim() == 3 && b.dim() == 3 && a.shape()[0] == b.shape()[0], op,
@@ -266,7 +266,7 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  DTENSOR_DISPATCH_CUDA(x, linear(x, weight, bias));
+  if (on_device(x)) return device_kernels(x, "linear").linear(x, weight, bias);
   const char* op = "linear";
   detail::check_cpu(x, op, "x");
   detail::check_cpu(weight, op, "weight");

@@ -4,7 +4,7 @@
 // (as the reductions in reduce.cpp do), the per-element transform runs in the compute type (f32
 // for f32, bf16 and f16; f64 for f64) and 16-bit results are rounded once on store. Rows are
 // independent, so a block of rows gives bit-for-bit the rows of the whole tensor.
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
@@ -63,7 +63,7 @@ Tensor for_each_row(const Tensor& x, Row row) {
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  DTENSOR_DISPATCH_CUDA(x, layer_norm(x, weight, bias, eps));
+  if (on_device(x)) return device_kernels(x, "layer_norm").layer_norm(x, weight, bias, eps);
   const char* op = "layer_norm";
   check_norm_args(x, weight, bias, op);
   return visit_dtype(x.dtype(), [&]<typename T>() -> Tensor {
@@ -92,7 +92,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 }
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
-  DTENSOR_DISPATCH_CUDA(x, rms_norm(x, weight, eps));
+  if (on_device(x)) return device_kernels(x, "rms_norm").rms_norm(x, weight, eps);
   const char* op = "rms_norm";
   check_norm_args(x, weight, Tensor(), op);
   return visit_dtype(x.dtype(), [&]<typename T>() -> Tensor {

@@ -1,5 +1,6 @@
 // Kernels on local tensors: Eigen on the CPU; tensors on a CUDA device run the CUDA kernels of
-// tensor/cuda/ (in a build with CUDA; DeviceError otherwise), all arguments on that one device.
+// tensor/cuda/ in the CUDA backend library (tensor/device_kernels.hpp; DeviceError naming the
+// library and the reason where it cannot be loaded), all arguments on that one device.
 // Every function accepts strided inputs and returns a new contiguous tensor unless it says
 // otherwise. 16-bit float inputs are computed in float and rounded on store.
 #pragma once

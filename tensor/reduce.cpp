@@ -6,7 +6,7 @@
 // elementwise (vectorised when contiguous). So both "sum over the last dim" and "sum over
 // dim 0" read memory sequentially.
 #include "tensor/kernel_util.hpp"
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor {
@@ -276,12 +276,12 @@ int64_t first_max_index(const T* in, int64_t step, int64_t n) {
 }  // namespace
 
 Tensor sum(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
-  DTENSOR_DISPATCH_CUDA(a, reduce(kernels::RowReduce::Sum, a, dims, keepdim, "sum"));
+  if (on_device(a)) return device_kernels(a, "sum").reduce(RowReduce::Sum, a, dims, keepdim, "sum");
   return reduce_op<SumReducer>(a, dims, keepdim, "sum");
 }
 
 Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
-  DTENSOR_DISPATCH_CUDA(a, reduce(kernels::RowReduce::Mean, a, dims, keepdim, "mean"));
+  if (on_device(a)) return device_kernels(a, "mean").reduce(RowReduce::Mean, a, dims, keepdim, "mean");
   const char* op = "mean";
   detail::check_cpu(a, op, "a");
   detail::check_floating(a, op, "a");
@@ -299,17 +299,17 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
 }
 
 Tensor amax(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
-  DTENSOR_DISPATCH_CUDA(a, reduce(kernels::RowReduce::Max, a, dims, keepdim, "amax"));
+  if (on_device(a)) return device_kernels(a, "amax").reduce(RowReduce::Max, a, dims, keepdim, "amax");
   return reduce_op<MaxReducer>(a, dims, keepdim, "amax");
 }
 
 Tensor amin(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
-  DTENSOR_DISPATCH_CUDA(a, reduce(kernels::RowReduce::Min, a, dims, keepdim, "amin"));
+  if (on_device(a)) return device_kernels(a, "amin").reduce(RowReduce::Min, a, dims, keepdim, "amin");
   return reduce_op<MinReducer>(a, dims, keepdim, "amin");
 }
 
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
-  DTENSOR_DISPATCH_CUDA(a, argmax(a, dim, keepdim));
+  if (on_device(a)) return device_kernels(a, "argmax").argmax(a, dim, keepdim);
   const char* op = "argmax";
   detail::check_cpu(a, op, "a");
   const int64_t d = detail::normalize_dim_or_scalar(dim, a.dim(), op);
@@ -333,12 +333,12 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
 }
 
 Tensor softmax(const Tensor& a, int64_t dim) {
-  DTENSOR_DISPATCH_CUDA(a, softmax(a, dim, false, "softmax"));
+  if (on_device(a)) return device_kernels(a, "softmax").softmax(a, dim, false, "softmax");
   return softmax_impl(a, dim, false, "softmax");
 }
 
 Tensor log_softmax(const Tensor& a, int64_t dim) {
-  DTENSOR_DISPATCH_CUDA(a, softmax(a, dim, true, "log_softmax"));
+  if (on_device(a)) return device_kernels(a, "log_softmax").softmax(a, dim, true, "log_softmax");
   return softmax_impl(a, dim, true, "log_softmax");
 }
 

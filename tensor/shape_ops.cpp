@@ -1,6 +1,6 @@
 // Joining and splitting (cat, chunk, split) and gathers (index_select, embedding).
 #include "tensor/kernel_util.hpp"
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/ops.hpp"
 
 #include <cstring>
@@ -165,7 +165,7 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, in
 }
 
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
-  DTENSOR_DISPATCH_CUDA(a, index_select(a, dim, index));
+  if (on_device(a)) return device_kernels(a, "index_select").index_select(a, dim, index);
   const char* op = "index_select";
   detail::check_cpu(a, op, "a");
   detail::check_cpu(index, op, "index");
@@ -176,7 +176,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& ids) {
-  DTENSOR_DISPATCH_CUDA(weight, embedding(weight, ids));
+  if (on_device(weight)) return device_kernels(weight, "embedding").embedding(weight, ids);
   const char* op = "embedding";
   detail::check_cpu(weight, op, "weight");
   detail::check_cpu(ids, op, "ids");

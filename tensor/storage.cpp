@@ -1,8 +1,6 @@
 #include "tensor/storage.hpp"
 
-#if DTENSOR_CUDA
-#include "tensor/cuda/device_memory.hpp"
-#endif
+#include "tensor/device_kernels.hpp"
 
 #include <sys/mman.h>
 
@@ -81,11 +79,7 @@ void host_release(void* p, size_t rounded) {
 }  // namespace
 
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
-#if DTENSOR_CUDA
-  if (device.type == DeviceType::CUDA) return cuda::allocate_storage(nbytes, device);
-#endif
-  check<DeviceError>(device.is_cpu(), "Storage::allocate", "device {} is not available in this build",
-                     device);
+  if (!device.is_cpu()) return device_kernels(device, "Storage::allocate").allocate(nbytes, device);
   size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
   void* data = rounded == 0 ? nullptr : host_allocate(rounded);
   check<Error>(rounded == 0 || data != nullptr, "Storage::allocate", "out of memory allocating {} bytes",

@@ -3,13 +3,10 @@
 // All of them go through one strided row loop: dims are coalesced first (adjacent dims whose
 // strides chain in every operand merge into one), so a copy between two contiguous tensors is a
 // single row and a narrow of a row-major matrix copies whole rows with memcpy.
+#include "tensor/device_kernels.hpp"
 #include "tensor/tensor.hpp"
 
 #include <cstring>
-
-#if DTENSOR_CUDA
-#include "tensor/cuda/cuda_copy.hpp"
-#endif
 
 namespace dtensor {
 
@@ -85,26 +82,17 @@ void copy_rows(const RowLayout& layout, Dst* dst, const Src* src) {
   });
 }
 
-void check_host(const Tensor& t, const char* op) {
-  check<DeviceError>(t.device().is_cpu(), op, "tensor on {} but only CPU copies are built", t.device());
-}
-
-#if DTENSOR_CUDA
-bool involves_device(const Tensor& a, const Tensor& b) { return !a.device().is_cpu() || !b.device().is_cpu(); }
-#endif
+// The device whose backend copies between a and b: the one that is not the CPU.
+Device copy_device(const Tensor& a, const Tensor& b) { return a.device().is_cpu() ? b.device() : a.device(); }
 
 }  // namespace
 
 void Tensor::copy_from(const Tensor& src) const {
   check<ValueError>(defined() && src.defined(), "copy_from", "undefined tensor");
-#if DTENSOR_CUDA
-  if (involves_device(*this, src)) {
-    return cuda::copy_tensor(*this, src.shape() == shape_ ? src : src.expand(shape_));
-  }
-#endif
-  check_host(*this, "copy_from");
-  check_host(src, "copy_from");
   Tensor source = src.shape() == shape_ ? src : src.expand(shape_);
+  if (on_device(*this) || on_device(src)) {
+    return device_kernels(copy_device(*this, src), "copy_from").copy(*this, source);
+  }
   if (numel() == 0) return;
   RowLayout layout = coalesce(shape_, {strides_, source.strides()});
   visit_dtype(dtype_, [&]<typename Dst>() {
@@ -115,10 +103,7 @@ void Tensor::copy_from(const Tensor& src) const {
 }
 
 void Tensor::fill(double value) const {
-#if DTENSOR_CUDA
-  if (involves_device(*this, *this)) return cuda::fill_tensor(*this, value);
-#endif
-  check_host(*this, "fill");
+  if (on_device(*this)) return device_kernels(*this, "fill").fill(*this, value);
   if (numel() == 0) return;
   RowLayout layout = coalesce(shape_, {strides_});
   visit_dtype(dtype_, [&]<typename T>() {

@@ -1,8 +1,8 @@
 // topk: the k largest entries along a dim, largest first, as torch.topk(largest=True,
 // sorted=True). Equal values keep index order (the lower index first) and NaN counts as larger
 // than every number, so the result is deterministic: routing in a mixture of experts picks the
-// same experts on every rank and in every run. CUDA tensors go to cuda::topk (k <= 16).
-#include "tensor/device_dispatch.hpp"
+// same experts on every rank and in every run. CUDA tensors go to the CUDA backend (k <= 16).
+#include "tensor/device_kernels.hpp"
 #include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
@@ -32,7 +32,7 @@ std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim) {
   dim = normalize_dim(dim, values.dim(), "topk");
   const int64_t n = values.size(dim);
   check<ValueError>(k >= 0 && k <= n, "topk", "k = {} is out of range for dim {} of size {}", k, dim, n);
-  DTENSOR_DISPATCH_CUDA(values, topk(values, k, dim));
+  if (on_device(values)) return device_kernels(values, "topk").topk(values, k, dim);
   detail::check_cpu(values, "topk", "values");
 
   // Work on rows along the last dim, then move the dim back.

@@ -4,7 +4,7 @@
 // erf. 16-bit floats are widened block by block into a float buffer, transformed there and
 // rounded on store, which keeps them on the same vector code.
 #include "tensor/kernel_util.hpp"
-#include "tensor/device_dispatch.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/ops.hpp"
 
 #include <unsupported/Eigen/SpecialFunctions>
@@ -91,42 +91,42 @@ auto integer_abs = [](const auto& x) {
 }  // namespace
 
 Tensor neg(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Neg, a, "neg"));
+  if (on_device(a)) return device_kernels(a, "neg").unary(UnaryOp::Neg, a, "neg");
   return unary_op(a, "neg", [](const auto& x) { return -x; }, integer_neg);
 }
 
 Tensor abs(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Abs, a, "abs"));
+  if (on_device(a)) return device_kernels(a, "abs").unary(UnaryOp::Abs, a, "abs");
   return unary_op(a, "abs", [](const auto& x) { return x.abs(); }, integer_abs);
 }
 
 Tensor exp(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Exp, a, "exp"));
+  if (on_device(a)) return device_kernels(a, "exp").unary(UnaryOp::Exp, a, "exp");
   return unary_op(a, "exp", [](const auto& x) { return x.exp(); });
 }
 
 Tensor log(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Log, a, "log"));
+  if (on_device(a)) return device_kernels(a, "log").unary(UnaryOp::Log, a, "log");
   return unary_op(a, "log", [](const auto& x) { return x.log(); });
 }
 
 Tensor sqrt(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Sqrt, a, "sqrt"));
+  if (on_device(a)) return device_kernels(a, "sqrt").unary(UnaryOp::Sqrt, a, "sqrt");
   return unary_op(a, "sqrt", [](const auto& x) { return x.sqrt(); });
 }
 
 Tensor rsqrt(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Rsqrt, a, "rsqrt"));
+  if (on_device(a)) return device_kernels(a, "rsqrt").unary(UnaryOp::Rsqrt, a, "rsqrt");
   return unary_op(a, "rsqrt", [](const auto& x) { return x.rsqrt(); });
 }
 
 Tensor tanh(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Tanh, a, "tanh"));
+  if (on_device(a)) return device_kernels(a, "tanh").unary(UnaryOp::Tanh, a, "tanh");
   return unary_op(a, "tanh", [](const auto& x) { return x.tanh(); });
 }
 
 Tensor relu(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Relu, a, "relu"));
+  if (on_device(a)) return device_kernels(a, "relu").unary(UnaryOp::Relu, a, "relu");
   // (x < 0) ? 0 : x keeps NaN as NaN, as torch.relu does.
   auto relu_fn = [](const auto& x) {
     using C = scalar_of<decltype(x)>;
@@ -136,7 +136,7 @@ Tensor relu(const Tensor& a) {
 }
 
 Tensor silu(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Silu, a, "silu"));
+  if (on_device(a)) return device_kernels(a, "silu").unary(UnaryOp::Silu, a, "silu");
   // x * sigmoid(x) written as x / (1 + e^-x): for very negative x the denominator is inf and
   // the result a correctly signed zero instead of inf * 0 = NaN.
   return unary_op(a, "silu", [](const auto& x) {
@@ -146,7 +146,7 @@ Tensor silu(const Tensor& a) {
 }
 
 Tensor gelu(const Tensor& a) {
-  DTENSOR_DISPATCH_CUDA(a, unary(kernels::UnaryOp::Gelu, a, "gelu"));
+  if (on_device(a)) return device_kernels(a, "gelu").unary(UnaryOp::Gelu, a, "gelu");
   return unary_op(a, "gelu", [](const auto& x) {
     using C = scalar_of<decltype(x)>;
     return C(0.5) * x * (C(1) + (x * C(M_SQRT1_2)).erf());

@@ -2,7 +2,7 @@
 // an operation (blocking, wait on its Work, poll test()), and a size spanning pipeline steps.
 #pragma once
 
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 #include "collectives/runtime.hpp"
 #include "tests/collectives_expect.hpp"
 

@@ -2,9 +2,9 @@
 // machine). Results are compared with the same collective on CPU tensors, which goes through MPI.
 #include "gpu_test_util.hpp"
 
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 #include "collectives/nccl.hpp"
-#include "collectives/nccl_backend.hpp"
+#include "collectives/nccl/nccl_backend.hpp"
 #include "collectives/runtime.hpp"
 
 #include <numeric>

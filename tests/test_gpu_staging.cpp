@@ -5,7 +5,7 @@
 #include "gpu_test_util.hpp"
 
 #include "collectives/device_staging.hpp"
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 #include "collectives/runtime.hpp"
 
 #include <numeric>

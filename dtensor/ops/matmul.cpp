@@ -104,7 +104,7 @@ class LinearRules : public detail::OpRules {
     return out;
   }
 
-  std::vector<DimRule> dim_rules(std::span<const ArgInfo> args, const Shape& out) const override {
+  std::vector<DimRule> dim_rules(std::span<const ArgInfo>, const Shape& out) const override {
     const int64_t last = ndim(out) - 1;
     std::vector<DimRule> rules;
     for (int64_t d = 0; d < last; ++d) rules.push_back(with_bias({Shard(d), Replicate()}, Replicate(), Shard(d)));

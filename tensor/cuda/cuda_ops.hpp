@@ -1,7 +1,8 @@
 // The ops of tensor/ops.hpp for tensors on a CUDA device, plus the GPU-side pieces of the
 // models' layers (rotary embedding, grouped-query causal attention, top-k routing). The public
-// ops reach these through the dispatch line at the top of each op (tensor/device_dispatch.hpp);
-// calling them directly is fine too. Every argument must be on the same CUDA device
+// ops reach these through the backend's kernel table (tensor/cuda/cuda_kernels.cpp, registered
+// when libdtensor_cuda.so loads; tensor/device_kernels.hpp); code linked with the backend may call
+// them directly too. Every argument must be on the same CUDA device
 // (DeviceError naming it otherwise); dtype and shape rules are those of the CPU ops. Results are
 // queued on the device's current stream (tensor/cuda/device_memory.hpp), so they are ready for
 // any later work queued there.

@@ -4,6 +4,8 @@
 // its kernel on `stream` and returns at once; launch errors are left for check_launch().
 #pragma once
 
+#include "tensor/op_kinds.hpp"
+
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -30,8 +32,8 @@ void fill_strided(void* dst, ElemType type, double value, const StridedWalk<1>& 
                   cudaStream_t stream);
 
 // Elementwise --------------------------------------------------------------------------------
-enum class BinaryOp : uint8_t { Add, Sub, Mul, Div, Max, Min, Eq, Ne, Lt, Le, Gt, Ge };
-inline bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+using ::dtensor::BinaryOp;
+using ::dtensor::is_comparison;
 // out (contiguous, `type`, or u8 for comparisons) = a op b; operands 0 = a, 1 = b.
 void binary(BinaryOp op, const void* a, const void* b, void* out, ElemType type, const StridedWalk<2>& walk,
             int64_t numel, cudaStream_t stream);
@@ -42,12 +44,12 @@ void where(const void* cond, const void* a, const void* b, void* out, ElemType t
 void masked_fill(const void* a, const void* mask, double value, void* out, ElemType type,
                  const StridedWalk<2>& walk, int64_t numel, cudaStream_t stream);
 
-enum class UnaryOp : uint8_t { Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Relu, Silu, Gelu, AddScalar, MulScalar };
+using ::dtensor::UnaryOp;
 // out = op(in) over n contiguous elements; `scalar` is used by the *Scalar ops.
 void unary(UnaryOp op, const void* in, void* out, ElemType type, int64_t n, double scalar, cudaStream_t stream);
 
 // Row kernels over contiguous [rows, cols] ---------------------------------------------------
-enum class RowReduce : uint8_t { Sum, Mean, Max, Min };
+using ::dtensor::RowReduce;
 // out[r] (same type as in) = reduce(in[r, :]); accumulates in float (double for f64, i64 for ints).
 void reduce_rows(RowReduce op, const void* in, void* out, ElemType type, int64_t rows, int64_t cols,
                  cudaStream_t stream);

@@ -1,4 +1,4 @@
-#include "collectives/mpi_single_copy.hpp"
+#include "collectives/mpi/mpi_single_copy.hpp"
 
 #include <sys/uio.h>
 #include <unistd.h>

@@ -1,8 +1,8 @@
-#include "collectives/mpi_backend.hpp"
+#include "collectives/mpi/mpi_backend.hpp"
 
-#include "collectives/mpi_pipeline.hpp"
-#include "collectives/mpi_single_copy.hpp"
-#include "collectives/mpi_support.hpp"
+#include "collectives/mpi/mpi_pipeline.hpp"
+#include "collectives/mpi/mpi_single_copy.hpp"
+#include "collectives/mpi/mpi_support.hpp"
 #include "collectives/reduce_kernels.hpp"
 
 #include <algorithm>

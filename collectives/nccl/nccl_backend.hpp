@@ -1,4 +1,5 @@
-// The NCCL transport behind Communicator (internal; built with CUDA only).
+// The NCCL transport behind Communicator (internal; part of the CUDA backend library,
+// libdtensor_cuda.so, which registers it as "nccl": collectives/comm_backends.hpp).
 #pragma once
 
 #include "collectives/communicator.hpp"

@@ -1,4 +1,4 @@
-#include "collectives/mpi_pipeline.hpp"
+#include "collectives/mpi/mpi_pipeline.hpp"
 
 #include "collectives/reduce_kernels.hpp"
 

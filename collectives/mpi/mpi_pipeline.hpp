@@ -13,7 +13,7 @@
 // is the same object waited on at once.
 #pragma once
 
-#include "collectives/mpi_support.hpp"
+#include "collectives/mpi/mpi_support.hpp"
 
 #include <cstddef>
 #include <memory>

@@ -15,7 +15,7 @@
 #pragma once
 
 #include "collectives/byte_block.hpp"
-#include "collectives/mpi_support.hpp"
+#include "collectives/mpi/mpi_support.hpp"
 
 #include <cstdint>
 #include <span>

@@ -1,19 +1,13 @@
 // NCCL backend: every collective of CommBackend on one GPU per rank, on that GPU's current
 // stream. Forms NCCL lacks are grouped point-to-point calls (all_gather_v, all_to_all_v,
 // scatter_v, gather_v) or grouped ncclReduce calls, one per root (reduce_scatter_v).
-#include "collectives/nccl_backend.hpp"
+#include "collectives/nccl/nccl_backend.hpp"
 
-#include "collectives/mpi_backend.hpp"
-#include "collectives/nccl.hpp"
-#include "collectives/runtime.hpp"
 #include "tensor/cuda/cuda_check.hpp"
 #include "tensor/cuda/device_memory.hpp"
 
 #include <nccl.h>
-#include <unistd.h>
 
-#include <cstring>
-#include <mutex>
 #include <numeric>
 #include <thread>
 
@@ -331,37 +325,6 @@ class NcclBackend final : public CommBackend {
   std::pair<const void*, int64_t> self_block_{nullptr, 0};  // this rank's own block, sent to itself
 };
 
-// This rank's index among the ranks of `host` on the same node (by host name).
-int node_local_rank(CommBackend& host) {
-  constexpr int64_t kNameBytes = 256;
-  Tensor mine = Tensor::zeros({kNameBytes}, DType::U8);
-  gethostname(static_cast<char*>(mine.data_ptr()), size_t(kNameBytes - 1));
-  Tensor all = Tensor::zeros({kNameBytes * host.size()}, DType::U8);
-  if (host.size() > 1) {
-    std::vector<int64_t> counts(size_t(host.size()), kNameBytes);
-    host.all_gather_v(mine, all, counts, false);
-  } else {
-    all.copy_from(mine);
-  }
-  const char* names = static_cast<const char*>(all.data_ptr());
-  int local = 0;
-  for (int r = 0; r < host.rank(); ++r) {
-    if (std::strncmp(names + r * kNameBytes, names + host.rank() * kNameBytes, size_t(kNameBytes)) == 0) ++local;
-  }
-  return local;
-}
-
-struct NcclWorld {
-  std::once_flag made;
-  Communicator world;
-  int device = -1;
-};
-
-NcclWorld& nccl_world_state() {
-  static NcclWorld state;
-  return state;
-}
-
 }  // namespace
 
 std::shared_ptr<CommBackend> create_nccl_backend(std::shared_ptr<CommBackend> host, int device) {
@@ -376,39 +339,3 @@ std::shared_ptr<CommBackend> create_nccl_backend(std::shared_ptr<CommBackend> ho
 }
 
 }  // namespace dtensor::detail
-
-namespace dtensor {
-
-namespace {
-
-int gpu_of_rank(detail::CommBackend& host, const char* op) {
-  const int gpus = cuda::device_count();
-  check<DeviceError>(gpus > 0, op, "no CUDA device is visible on this rank");
-  return detail::node_local_rank(host) % gpus;
-}
-
-}  // namespace
-
-Communicator nccl_world() {
-  detail::NcclWorld& state = detail::nccl_world_state();
-  std::call_once(state.made, [&] {
-    init();  // MPI, the error rank and the job-wide terminate handler
-    std::shared_ptr<detail::CommBackend> host = detail::create_mpi_world(nullptr, nullptr);
-    state.device = gpu_of_rank(*host, "nccl_world");
-    state.world = Communicator(detail::create_nccl_backend(std::move(host), state.device));
-  });
-  return state.world;
-}
-
-Device local_gpu() {
-  init();
-  std::shared_ptr<detail::CommBackend> host = detail::create_mpi_world(nullptr, nullptr);
-  return Device::cuda(gpu_of_rank(*host, "local_gpu"));
-}
-
-Device nccl_device() {
-  nccl_world();
-  return Device::cuda(detail::nccl_world_state().device);
-}
-
-}  // namespace dtensor

@@ -1,4 +1,4 @@
-#include "collectives/mpi_support.hpp"
+#include "collectives/mpi/mpi_support.hpp"
 
 #include "collectives/runtime.hpp"
 
