@@ -14,8 +14,8 @@
 // The last line is the busbw ratio (ours / raw) of each collective at the largest size.
 #include "collectives/runtime.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 #define OMPI_SKIP_MPICXX 1  // the raw calls use MPI's C API only
 #include <mpi.h>
 
@@ -66,33 +66,26 @@ int block(const Buffers& b, int n) { return int(b.in.numel() / n); }
 const Collective kCollectives[] = {
     {"all_reduce", all_reduce_factor, same, none, [](Communicator& c, Buffers& b) { c.all_reduce(b.in); },
      [](Buffers& b, int) {
-       mpi(MPI_Allreduce(MPI_IN_PLACE, f32(b.in), int(b.in.numel()), MPI_FLOAT, MPI_SUM,
-                         MPI_COMM_WORLD),
+       mpi(MPI_Allreduce(MPI_IN_PLACE, f32(b.in), int(b.in.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
            "MPI_Allreduce");
      }},
-    {"reduce_scatter", spread_factor, same, share,
-     [](Communicator& c, Buffers& b) { c.reduce_scatter(b.in, b.out); },
+    {"reduce_scatter", spread_factor, same, share, [](Communicator& c, Buffers& b) { c.reduce_scatter(b.in, b.out); },
      [](Buffers& b, int) {
-       mpi(MPI_Reduce_scatter_block(f32(b.in), f32(b.out), int(b.out.numel()), MPI_FLOAT, MPI_SUM,
-                                    MPI_COMM_WORLD),
+       mpi(MPI_Reduce_scatter_block(f32(b.in), f32(b.out), int(b.out.numel()), MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD),
            "MPI_Reduce_scatter_block");
      }},
     {"all_gather", spread_factor, share, same, [](Communicator& c, Buffers& b) { c.all_gather(b.in, b.out); },
      [](Buffers& b, int) {
        const int n = int(b.in.numel());
-       mpi(MPI_Allgather(f32(b.in), n, MPI_FLOAT, f32(b.out), n, MPI_FLOAT, MPI_COMM_WORLD),
-           "MPI_Allgather");
+       mpi(MPI_Allgather(f32(b.in), n, MPI_FLOAT, f32(b.out), n, MPI_FLOAT, MPI_COMM_WORLD), "MPI_Allgather");
      }},
     {"all_to_all", spread_factor, same, same, [](Communicator& c, Buffers& b) { c.all_to_all(b.in, b.out); },
      [](Buffers& b, int n) {
-       mpi(MPI_Alltoall(f32(b.in), block(b, n), MPI_FLOAT, f32(b.out), block(b, n), MPI_FLOAT,
-                        MPI_COMM_WORLD),
+       mpi(MPI_Alltoall(f32(b.in), block(b, n), MPI_FLOAT, f32(b.out), block(b, n), MPI_FLOAT, MPI_COMM_WORLD),
            "MPI_Alltoall");
      }},
     {"broadcast", one_factor, same, none, [](Communicator& c, Buffers& b) { c.broadcast(b.in, 0); },
-     [](Buffers& b, int) {
-       mpi(MPI_Bcast(f32(b.in), int(b.in.numel()), MPI_FLOAT, 0, MPI_COMM_WORLD), "MPI_Bcast");
-     }},
+     [](Buffers& b, int) { mpi(MPI_Bcast(f32(b.in), int(b.in.numel()), MPI_FLOAT, 0, MPI_COMM_WORLD), "MPI_Bcast"); }},
 };
 
 // Small integers: every sum of a few ranks is exact, so ours and raw must agree bitwise.
@@ -102,8 +95,7 @@ void fill(const Tensor& t, int rank) {
 }
 
 Buffers make_buffers(const Collective& c, int64_t count, int n) {
-  return {Tensor::empty({c.in_count(count, n)}, DType::F32),
-          Tensor::empty({c.out_count(count, n)}, DType::F32)};
+  return {Tensor::empty({c.in_count(count, n)}, DType::F32), Tensor::empty({c.out_count(count, n)}, DType::F32)};
 }
 
 // The result buffer: out, or in for the in-place collectives.
@@ -171,19 +163,18 @@ Row bench_size(const Collective& c, int64_t bytes, Communicator& comm, const Opt
   const Row row{size / timing.ours_s * factor / 1e9, size / timing.raw_s * factor / 1e9};
   if (comm.rank() == 0) {
     fmt::print("{:>12} {:>11} {:>5} {:>10.1f} {:>7.2f} {:>7.2f} {:>6} {:>10.1f} {:>7.2f} {:>7.2f} {:>6.2f}\n",
-               int64_t(size), count, "float", timing.ours_s * 1e6, size / timing.ours_s / 1e9, row.busbw_ours,
-               wrong, timing.raw_s * 1e6, size / timing.raw_s / 1e9, row.busbw_raw,
-               row.busbw_ours / row.busbw_raw);
+               int64_t(size), count, "float", timing.ours_s * 1e6, size / timing.ours_s / 1e9, row.busbw_ours, wrong,
+               timing.raw_s * 1e6, size / timing.raw_s / 1e9, row.busbw_raw, row.busbw_ours / row.busbw_raw);
   }
   return row;
 }
 
 void print_header(const Collective& c, int n) {
   fmt::print("\n# {} on {} ranks\n", c.name, n);
-  fmt::print("# {:>10} {:>11} {:>5} {:>10} {:>7} {:>7} {:>6} {:>10} {:>7} {:>7} {:>6}\n", "", "", "",
-             "dtensor", "", "", "", "raw MPI", "", "", "");
-  fmt::print("# {:>10} {:>11} {:>5} {:>10} {:>7} {:>7} {:>6} {:>10} {:>7} {:>7} {:>6}\n", "size(B)", "count",
-             "type", "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "ratio");
+  fmt::print("# {:>10} {:>11} {:>5} {:>10} {:>7} {:>7} {:>6} {:>10} {:>7} {:>7} {:>6}\n", "", "", "", "dtensor", "", "",
+             "", "raw MPI", "", "", "");
+  fmt::print("# {:>10} {:>11} {:>5} {:>10} {:>7} {:>7} {:>6} {:>10} {:>7} {:>7} {:>6}\n", "size(B)", "count", "type",
+             "time(us)", "algbw", "busbw", "#wrong", "time(us)", "algbw", "busbw", "ratio");
 }
 
 int run(Communicator& comm, const Options& options) {

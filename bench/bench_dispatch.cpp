@@ -41,8 +41,8 @@ std::vector<Case> cases(const DeviceMesh& mesh) {
     DTensor a = placed({n, n}, mesh, Shard(0)), b = placed({n, n}, mesh, Shard(0));
     DTensor w = placed({n, n}, mesh, Replicate());
     Tensor la = a.to_local(), lb = b.to_local(), lw = w.to_local();
-    out.push_back({"add " + size, [=] { benchmark::DoNotOptimize(add(a, b)); },
-                   [=] { benchmark::DoNotOptimize(add(la, lb)); }});
+    out.push_back(
+        {"add " + size, [=] { benchmark::DoNotOptimize(add(a, b)); }, [=] { benchmark::DoNotOptimize(add(la, lb)); }});
     out.push_back({"matmul " + size, [=] { benchmark::DoNotOptimize(matmul(a, w)); },
                    [=] { benchmark::DoNotOptimize(matmul(la, lw)); }});
     out.push_back({"sum " + size, [=] { benchmark::DoNotOptimize(sum(a, {1})); },
@@ -80,9 +80,13 @@ int main(int argc, char** argv) {
     for (const Case& c : all) {
       for (const auto& [suffix, fn] : {std::pair{"dtensor", c.dtensor_op}, std::pair{"local", c.local_op}}) {
         fn();  // warm: the first call decides and caches the rule
-        benchmark::RegisterBenchmark((c.name + " " + suffix).c_str(), [fn = fn](benchmark::State& state) {
-          for (auto _ : state) fn();
-        })->Unit(benchmark::kNanosecond)->Repetitions(9)->ReportAggregatesOnly(true);
+        benchmark::RegisterBenchmark((c.name + " " + suffix).c_str(),
+                                     [fn = fn](benchmark::State& state) {
+                                       for (auto _ : state) fn();
+                                     })
+            ->Unit(benchmark::kNanosecond)
+            ->Repetitions(9)
+            ->ReportAggregatesOnly(true);
       }
     }
     // Rank 0 prints; the others run the same benchmarks quietly so their load is alike.

@@ -15,9 +15,9 @@
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
 
-#include <CLI/CLI.hpp>
 #include <cuda_runtime_api.h>
 #include <nccl.h>
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -108,8 +108,8 @@ double bench_nccl(Communicator& world, int repeats) {
                "ratio");
   }
   std::vector<double> ratios;
-  for (int64_t bytes : {int64_t(1) << 12, int64_t(1) << 16, int64_t(1) << 20, int64_t(1) << 24, int64_t(1) << 26,
-                        int64_t(1) << 28}) {
+  for (int64_t bytes :
+       {int64_t(1) << 12, int64_t(1) << 16, int64_t(1) << 20, int64_t(1) << 24, int64_t(1) << 26, int64_t(1) << 28}) {
     const int64_t n = bytes / 4;
     Tensor in = Tensor::full({n}, 1.0, DType::F32, device);
     Tensor out = Tensor::empty({n}, DType::F32, device);
@@ -146,8 +146,8 @@ double bench_linear(const std::string& torch_json, int repeats) {
     std::ifstream file(torch_json);
     if (file) torch_rows = nlohmann::json::parse(file).get<std::vector<nlohmann::json>>();
   }
-  const std::vector<LinearShape> shapes = {{1, 4096, 4096}, {128, 4096, 4096}, {2048, 4096, 4096},
-                                           {2048, 4096, 14336}, {2048, 14336, 4096}};
+  const std::vector<LinearShape> shapes = {
+      {1, 4096, 4096}, {128, 4096, 4096}, {2048, 4096, 4096}, {2048, 4096, 14336}, {2048, 14336, 4096}};
   fmt::print("\n# linear bf16 x[tokens, in] @ W[out, in]^T + b: dtensor (cuBLASLt) vs torch.nn.functional.linear\n");
   fmt::print("{:>8} {:>7} {:>7} {:>12} {:>10} {:>12} {:>8}\n", "tokens", "in", "out", "ours(us)", "TFLOP/s",
              "torch(us)", "ratio");
@@ -237,7 +237,8 @@ int main(int argc, char** argv) {
   app.add_option("--repeats", repeats, "timed repeats per case (median reported)");
   CLI11_PARSE(app, argc, argv);
   if (cuda::device_count() == 0) {
-    std::printf("no CUDA device visible: nothing to measure\ngpu: nccl_ratio=n/a linear_vs_torch=n/a prefill_vs_torch=n/a\n");
+    std::printf(
+        "no CUDA device visible: nothing to measure\ngpu: nccl_ratio=n/a linear_vs_torch=n/a prefill_vs_torch=n/a\n");
     return 0;
   }
   return run_main(argc, argv, [&](Communicator& world) {

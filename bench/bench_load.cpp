@@ -28,8 +28,8 @@
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -187,11 +187,12 @@ bool loaded_values_match(nn::Module& root, const ModelSpec& spec, const DeviceMe
   const auto shapes = parameter_shapes(spec);
   bool all = true;
   for (auto& [name, value] : root.named_parameters()) {
-    const size_t index = size_t(std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; }) -
-                                shapes.begin());
+    const size_t index = size_t(
+        std::find_if(shapes.begin(), shapes.end(), [&](const auto& s) { return s.first == name; }) - shapes.begin());
     const Shape& shape = shapes.at(index).second;
     Block block{shape, Shape(shape.size(), 0)};
-    if (value->is_distributed()) block = local_block(shape, mesh.shape(), mesh.coordinate(), value->dtensor().placements());
+    if (value->is_distributed())
+      block = local_block(shape, mesh.shape(), mesh.coordinate(), value->dtensor().placements());
     const Tensor expected =
         random_block(shape, block.offset, block.shape, DType::F32, {.seed = seed_of(index), .a = -1, .b = 1});
     all = all && equal(value->local(), expected);
@@ -230,8 +231,9 @@ uint64_t checkpoint_bytes(const std::string& dir) {
 
 void print_table(const std::vector<RankResult>& results, uint64_t bytes, int tp) {
   const double share = double(bytes) / tp / kMiB;
-  fmt::print("# load: {:.1f} MiB checkpoint, TP {}, share {:.1f} MiB per rank, target VmHWM <= 1.15 x (share + {} MiB)\n",
-             double(bytes) / kMiB, tp, share, kAllowanceMiB);
+  fmt::print(
+      "# load: {:.1f} MiB checkpoint, TP {}, share {:.1f} MiB per rank, target VmHWM <= 1.15 x (share + {} MiB)\n",
+      double(bytes) / kMiB, tp, share, kAllowanceMiB);
   fmt::print("{:>4} {:>9} {:>8} {:>10} {:>10} {:>9} {:>8} {:>7} {:>8}\n", "rank", "base_MiB", "load_s", "VmHWM_MiB",
              "share_MiB", "held_MiB", "raw_s", "ratio", "values");
   double worst = 0, slowest = 0, raw = 0;
@@ -242,8 +244,8 @@ void print_table(const std::vector<RankResult>& results, uint64_t bytes, int tp)
     if (ratio > worst) worst = ratio, worst_rank = int(rank);
     slowest = std::max(slowest, r.load_s);
     raw = std::max(raw, r.raw_s);
-    fmt::print("{:>4} {:>9.1f} {:>8.3f} {:>10.1f} {:>10.1f} {:>9.1f} {:>8.3f} {:>7.3f} {:>8}\n", rank, r.base_mib, r.load_s,
-               r.hwm_mib, share, r.held_mib, r.raw_s, ratio, r.verified == 1 ? "ok" : "WRONG");
+    fmt::print("{:>4} {:>9.1f} {:>8.3f} {:>10.1f} {:>10.1f} {:>9.1f} {:>8.3f} {:>7.3f} {:>8}\n", rank, r.base_mib,
+               r.load_s, r.hwm_mib, share, r.held_mib, r.raw_s, ratio, r.verified == 1 ? "ok" : "WRONG");
   }
   fmt::print("load-run: tp={} rss_ratio={:.3f} worst_rank={} load_s={:.3f} raw_read_s={:.3f} base_mib={:.1f}\n", tp,
              worst, worst_rank, slowest, raw, results[size_t(worst_rank)].base_mib);
@@ -267,9 +269,8 @@ int main(int argc, char** argv) {
     check(checkpoint_matches(dir, spec), "bench_load", "{} holds no checkpoint of {}: run with --write-only first", dir,
           spec.str());
     const RankResult mine = load_and_measure(world, dir, spec);
-    const Tensor row = Tensor::from_vector<double>({mine.base_mib, mine.load_s, mine.hwm_mib, mine.held_mib, mine.raw_s,
-                                                    mine.verified},
-                                                   {6});
+    const Tensor row = Tensor::from_vector<double>(
+        {mine.base_mib, mine.load_s, mine.hwm_mib, mine.held_mib, mine.raw_s, mine.verified}, {6});
     Tensor all = Tensor::empty({int64_t(world.size()) * 6}, DType::F64);
     world.all_gather(row, all);
     const std::vector<double> v = all.to_vector<double>();
@@ -277,7 +278,8 @@ int main(int argc, char** argv) {
     for (size_t r = 0; r < size_t(world.size()); ++r)
       results.push_back({v[6 * r], v[6 * r + 1], v[6 * r + 2], v[6 * r + 3], v[6 * r + 4], v[6 * r + 5]});
     if (world.rank() == 0) print_table(results, checkpoint_bytes(dir), world.size());
-    const bool verified = std::all_of(results.begin(), results.end(), [](const RankResult& r) { return r.verified == 1; });
+    const bool verified =
+        std::all_of(results.begin(), results.end(), [](const RankResult& r) { return r.verified == 1; });
     return verified ? 0 : 1;
   });
 }

@@ -12,8 +12,8 @@
 #include "dtensor/dtensor.hpp"
 #include "tensor/random.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -96,9 +96,12 @@ std::vector<Case> one_d_cases(int64_t mib) {
   int64_t side = int64_t(std::sqrt(double(mib << 20) / 4));
   Shape sq = {side, side};
   Shape uneven = {side - 1, side};
-  return {{"S0->R", {Shard(0)}, {Replicate()}, sq},  {"S1->R", {Shard(1)}, {Replicate()}, sq},
-          {"P->R", {Partial()}, {Replicate()}, sq},  {"P->S0", {Partial()}, {Shard(0)}, sq},
-          {"S0->S1", {Shard(0)}, {Shard(1)}, sq},    {"R->S0", {Replicate()}, {Shard(0)}, sq},
+  return {{"S0->R", {Shard(0)}, {Replicate()}, sq},
+          {"S1->R", {Shard(1)}, {Replicate()}, sq},
+          {"P->R", {Partial()}, {Replicate()}, sq},
+          {"P->S0", {Partial()}, {Shard(0)}, sq},
+          {"S0->S1", {Shard(0)}, {Shard(1)}, sq},
+          {"R->S0", {Replicate()}, {Shard(0)}, sq},
           {"uneven S0->R", {Shard(0)}, {Replicate()}, uneven}};
 }
 

@@ -31,8 +31,8 @@
 #include "tensor/ops.hpp"
 #include "tools/parse_on_every_rank.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -175,16 +175,22 @@ RunResult run(Communicator& world, const Options& o, const std::string& dtype_na
 void add_options(CLI::App& app, Options& o) {
   app.add_option("--model", o.model_dir, "Llama checkpoint directory")->required();
   app.add_option("--results", o.results_dir, "directory of the np<N>.json results of this series")->required();
-  app.add_option("--prefill", o.prefill, "prompt tokens")->check(CLI::Range(int64_t(1), int64_t(1) << 16))
+  app.add_option("--prefill", o.prefill, "prompt tokens")
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 16))
       ->capture_default_str();
-  app.add_option("--decode", o.decode, "greedy decode steps")->check(CLI::Range(int64_t(0), int64_t(1) << 16))
+  app.add_option("--decode", o.decode, "greedy decode steps")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 16))
       ->capture_default_str();
-  app.add_option("--repeats", o.repeats, "repeats (the median is reported)")->check(CLI::Range(1, 100))
+  app.add_option("--repeats", o.repeats, "repeats (the median is reported)")
+      ->check(CLI::Range(1, 100))
       ->capture_default_str();
   app.add_option("--warmup", o.warmup, "untimed repeats first (first touch of buffers and caches)")
-      ->check(CLI::Range(0, 100))->capture_default_str();
-  app.add_option("--dtypes", o.dtypes, "model dtypes, each run in turn")->check(CLI::IsMember({"f32", "bf16"}))
-      ->delimiter(',')->capture_default_str();
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
+  app.add_option("--dtypes", o.dtypes, "model dtypes, each run in turn")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_flag("--summary", o.summary, "end with the tp_forward: summary line (needs the f32 np 1 and np 2 results)");
 }
 

@@ -22,10 +22,18 @@ namespace {
 nlohmann::json to_json(const RunResult& r) {
   nlohmann::json linear = nlohmann::json::array();
   for (const LinearRate& l : r.linear) linear.push_back({{"flops", l.flops}, {"seconds", l.seconds}});
-  return {{"dtype", r.dtype}, {"np", r.np}, {"threads", r.threads}, {"prefill_tokens", r.prefill_tokens},
-          {"decode_steps", r.decode_steps}, {"load_s", r.load_s}, {"prefill_s", r.prefill_s},
-          {"decode_s", r.decode_s}, {"linear", linear}, {"onednn_gflops", r.onednn_gflops},
-          {"read_gbps", r.read_gbps}, {"decode_weight_bytes", r.decode_weight_bytes}};
+  return {{"dtype", r.dtype},
+          {"np", r.np},
+          {"threads", r.threads},
+          {"prefill_tokens", r.prefill_tokens},
+          {"decode_steps", r.decode_steps},
+          {"load_s", r.load_s},
+          {"prefill_s", r.prefill_s},
+          {"decode_s", r.decode_s},
+          {"linear", linear},
+          {"onednn_gflops", r.onednn_gflops},
+          {"read_gbps", r.read_gbps},
+          {"decode_weight_bytes", r.decode_weight_bytes}};
 }
 
 RunResult from_json(const nlohmann::json& j) {
@@ -46,9 +54,8 @@ RunResult from_json(const nlohmann::json& j) {
 }
 
 const RunResult* find_run(const std::vector<RunResult>& series, const std::string& dtype, int np, int threads) {
-  auto it = std::find_if(series.begin(), series.end(), [&](const RunResult& r) {
-    return r.dtype == dtype && r.np == np && r.threads == threads;
-  });
+  auto it = std::find_if(series.begin(), series.end(),
+                         [&](const RunResult& r) { return r.dtype == dtype && r.np == np && r.threads == threads; });
   return it == series.end() ? nullptr : &*it;
 }
 
@@ -85,8 +92,8 @@ void print_dtype_table(const std::vector<RunResult>& series, const std::vector<T
     if (r.dtype != dtype) continue;
     const auto x = [&](double b, double v) { return base ? fmt::format("{:.2f}", ratio(b, v)) : "-"; };
     const std::optional<TorchRun> peer = find_torch(torch, dtype, r.np * r.threads);
-    const std::string vs = peer ? fmt::format("{:.2f}/{:.2f}", *vs_torch(&r, peer, true), *vs_torch(&r, peer, false))
-                                : "n/a";
+    const std::string vs =
+        peer ? fmt::format("{:.2f}/{:.2f}", *vs_torch(&r, peer, true), *vs_torch(&r, peer, false)) : "n/a";
     fmt::print("{:>10} {:>7.2f} {:>12.1f} {:>11.2f} {:>10} {:>9} {:>9} {:>9} {:>10.1f} {:>20}\n",
                fmt::format("{} x {}", r.np, r.threads), r.load_s, r.prefill_rate(), r.decode_rate(),
                x(base ? base->prefill_s : 0, r.prefill_s), x(base ? base->decode_s : 0, r.decode_s),
@@ -98,9 +105,10 @@ void print_dtype_table(const std::vector<RunResult>& series, const std::vector<T
                fmt::format("torch x {}", t.threads), "-", t.prefill_rate, t.decode_rate, t.threads);
   }
   if (base && base->onednn_gflops > 0) {
-    fmt::print("  reference, 1 thread: raw oneDNN matmul on one prefill's Linear shapes {:.1f} GFLOP/s; a core reads "
-               "{:.1f} GB/s; a decoded token reads {:.0f} MiB of weights\n",
-               base->onednn_gflops, base->read_gbps, base->decode_weight_bytes / (1 << 20));
+    fmt::print(
+        "  reference, 1 thread: raw oneDNN matmul on one prefill's Linear shapes {:.1f} GFLOP/s; a core reads "
+        "{:.1f} GB/s; a decoded token reads {:.0f} MiB of weights\n",
+        base->onednn_gflops, base->read_gbps, base->decode_weight_bytes / (1 << 20));
   }
 }
 
@@ -173,19 +181,18 @@ void print_summary(const std::vector<RunResult>& series, const std::vector<Torch
     bw = std::min(*bw, decode_bw_fraction(*bf1));
   }
   const auto f32_1 = find_torch(torch, "f32", 1), bf16_1 = find_torch(torch, "bf16", 1);
-  fmt::print("tp_forward: speedup_np2={:.2f} linear_gflops_np1={:.1f} prefill_speedup_np2={:.2f} "
-             "decode_speedup_np2={:.2f} "
-             "speedup_np4={} prefill_vs_torch_f32={} decode_vs_torch_f32={} prefill_vs_torch_bf16={} "
-             "decode_vs_torch_bf16={} prefill_np2_vs_torch_2threads={} linear_vs_onednn={} decode_bw_fraction={} "
-             "bf16_prefill_vs_f32={} bf16_decode_vs_f32={}\n",
-             ratio(np1->total_s(), np2->total_s()), np1->linear_gflops_sum(), ratio(np1->prefill_s, np2->prefill_s),
-             ratio(np1->decode_s, np2->decode_s),
-             np4 ? fmt::format("{:.2f}", ratio(np1->total_s(), np4->total_s())) : "-",
-             or_na(vs_torch(np1, f32_1, true)), or_na(vs_torch(np1, f32_1, false)), or_na(vs_torch(bf1, bf16_1, true)),
-             or_na(vs_torch(bf1, bf16_1, false)), or_na(vs_torch(np2, find_torch(torch, "f32", 2), true)),
-             or_na(linear), or_na(bw),
-             or_na(bf1 ? std::optional(ratio(bf1->prefill_rate(), np1->prefill_rate())) : std::nullopt),
-             or_na(bf1 ? std::optional(ratio(bf1->decode_rate(), np1->decode_rate())) : std::nullopt));
+  fmt::print(
+      "tp_forward: speedup_np2={:.2f} linear_gflops_np1={:.1f} prefill_speedup_np2={:.2f} "
+      "decode_speedup_np2={:.2f} "
+      "speedup_np4={} prefill_vs_torch_f32={} decode_vs_torch_f32={} prefill_vs_torch_bf16={} "
+      "decode_vs_torch_bf16={} prefill_np2_vs_torch_2threads={} linear_vs_onednn={} decode_bw_fraction={} "
+      "bf16_prefill_vs_f32={} bf16_decode_vs_f32={}\n",
+      ratio(np1->total_s(), np2->total_s()), np1->linear_gflops_sum(), ratio(np1->prefill_s, np2->prefill_s),
+      ratio(np1->decode_s, np2->decode_s), np4 ? fmt::format("{:.2f}", ratio(np1->total_s(), np4->total_s())) : "-",
+      or_na(vs_torch(np1, f32_1, true)), or_na(vs_torch(np1, f32_1, false)), or_na(vs_torch(bf1, bf16_1, true)),
+      or_na(vs_torch(bf1, bf16_1, false)), or_na(vs_torch(np2, find_torch(torch, "f32", 2), true)), or_na(linear),
+      or_na(bw), or_na(bf1 ? std::optional(ratio(bf1->prefill_rate(), np1->prefill_rate())) : std::nullopt),
+      or_na(bf1 ? std::optional(ratio(bf1->decode_rate(), np1->decode_rate())) : std::nullopt));
 }
 
 }  // namespace tp_forward_bench

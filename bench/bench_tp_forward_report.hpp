@@ -17,11 +17,11 @@ struct LinearRate {
 };
 
 struct RunResult {
-  std::string dtype;  // "f32" or "bf16"
+  std::string dtype;        // "f32" or "bf16"
   int np = 0, threads = 0;  // ranks, kernel threads per rank
   int64_t prefill_tokens = 0, decode_steps = 0;
   double load_s = 0, prefill_s = 0, decode_s = 0;  // slowest rank; median over repeats
-  std::vector<LinearRate> linear;                    // per rank
+  std::vector<LinearRate> linear;                  // per rank
   // Yardsticks of the np 1 / 1 thread run (0 elsewhere): raw oneDNN on the Linear shapes, a
   // raw single-core read, and the weight bytes one decoded token reads.
   double onednn_gflops = 0, read_gbps = 0, decode_weight_bytes = 0;

@@ -31,8 +31,7 @@ std::optional<ByteBlock> byte_block_of(const Tensor& view) {
       rows *= dims[i].first;
     }
   }
-  return ByteBlock{static_cast<std::byte*>(view.data_ptr()), rows, row_elements * element,
-                   row_stride * element};
+  return ByteBlock{static_cast<std::byte*>(view.data_ptr()), rows, row_elements * element, row_stride * element};
 }
 
 int64_t BlockCursor::reach(int64_t pieces, int64_t limit) const {

@@ -14,7 +14,7 @@ namespace dtensor::detail {
 
 struct ByteBlock {
   std::byte* data = nullptr;
-  int64_t rows = 0;        // 0 for an empty block
+  int64_t rows = 0;  // 0 for an empty block
   int64_t row_bytes = 0;
   int64_t row_stride = 0;  // bytes from the start of one row to the start of the next
 

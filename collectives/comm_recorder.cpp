@@ -11,8 +11,7 @@ thread_local std::vector<CommRecorder*> active_recorders;
 CommRecorder::CommRecorder() { active_recorders.push_back(this); }
 
 CommRecorder::~CommRecorder() {
-  active_recorders.erase(std::remove(active_recorders.begin(), active_recorders.end(), this),
-                         active_recorders.end());
+  active_recorders.erase(std::remove(active_recorders.begin(), active_recorders.end(), this), active_recorders.end());
 }
 
 void CommRecorder::notify(const Call& call) {

@@ -18,7 +18,7 @@ class CommRecorder {
  public:
   struct Call {
     CollectiveKind kind;
-    uint64_t bytes;     // the counters' convention (see communicator.hpp)
+    uint64_t bytes;  // the counters' convention (see communicator.hpp)
     int group_size;
     const void* group;  // Communicator::id() of the group it ran on
   };

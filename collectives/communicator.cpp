@@ -21,16 +21,15 @@ void check_tensor(const char* op, const char* name, const Tensor& t) {
 }
 
 void check_same_kind(const char* op, const Tensor& in, const Tensor& out) {
-  check<DTypeError>(out.dtype() == in.dtype(), op, "out has dtype {}, expected {} (the dtype of in)",
-                    out.dtype(), in.dtype());
-  check<DeviceError>(out.device() == in.device(), op, "out is on {}, expected {} (the device of in)",
-                     out.device(), in.device());
+  check<DTypeError>(out.dtype() == in.dtype(), op, "out has dtype {}, expected {} (the dtype of in)", out.dtype(),
+                    in.dtype());
+  check<DeviceError>(out.device() == in.device(), op, "out is on {}, expected {} (the device of in)", out.device(),
+                     in.device());
 }
 
 void check_numel(const char* op, const char* name, const Tensor& t, int64_t expected) {
   if (t.numel() != expected) {
-    fail<ShapeError>(op, "{} has {} elements (shape {}), expected {}", name, t.numel(), shape_str(t.shape()),
-                     expected);
+    fail<ShapeError>(op, "{} has {} elements (shape {}), expected {}", name, t.numel(), shape_str(t.shape()), expected);
   }
 }
 
@@ -45,14 +44,12 @@ int64_t check_counts(const char* op, const char* name, std::span<const int64_t> 
 }
 
 void check_rank(const char* op, const char* name, int value, int size) {
-  check<ValueError>(value >= 0 && value < size, op, "{} is {}, expected a rank in [0, {})", name, value,
-                    size);
+  check<ValueError>(value >= 0 && value < size, op, "{} is {}, expected a rank in [0, {})", name, value, size);
 }
 
 void check_peer(const char* op, const char* name, int value, int rank, int size, int tag) {
   check_rank(op, name, value, size);
-  check<ValueError>(value != rank, op, "{} is {}, this rank's own number; a rank cannot message itself", name,
-                    value);
+  check<ValueError>(value != rank, op, "{} is {}, this rank's own number; a rank cannot message itself", name, value);
   check<ValueError>(tag >= 0, op, "tag is {}, expected a tag >= 0", tag);
 }
 
@@ -76,15 +73,12 @@ void check_overlap(const char* op, const Tensor& small, const Tensor& big, int64
                     "rank's block of out, for all_gather) may alias");
 }
 
-std::vector<int64_t> equal_counts(int size, int64_t count) {
-  return std::vector<int64_t>(size_t(size), count);
-}
+std::vector<int64_t> equal_counts(int size, int64_t count) { return std::vector<int64_t>(size_t(size), count); }
 
 // Equal blocks: in splits into size blocks of in.numel() / size elements.
 std::vector<int64_t> all_to_all_counts(const Tensor& in, int size) {
   check<ShapeError>(in.numel() % size == 0, "all_to_all",
-                    "in has {} elements, expected a multiple of {} (one equal block per rank)", in.numel(),
-                    size);
+                    "in has {} elements, expected a multiple of {} (one equal block per rank)", in.numel(), size);
   return equal_counts(size, in.numel() / size);
 }
 
@@ -205,8 +199,8 @@ Work Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<
 }
 
 // Only root's `out` is written, so only root checks it.
-Work Communicator::State::gather_v(const char* op, const Tensor& in, const Tensor& out,
-                                   std::span<const int64_t> counts, int root, bool async) {
+Work Communicator::State::gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
+                                   int root, bool async) {
   check_tensor(op, "in", in);
   check_rank(op, "root", root, size());
   const int64_t total = check_counts(op, "counts", counts, size());
@@ -265,8 +259,7 @@ Work Communicator::all_gather(const Tensor& in, const Tensor& out, CommMode mode
   State& s = state("all_gather");
   return s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), is_async(mode));
 }
-Work Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                                CommMode mode) {
+Work Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, CommMode mode) {
   return state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, is_async(mode));
 }
 
@@ -274,8 +267,8 @@ Work Communicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp 
   State& s = state("reduce_scatter");
   return s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, is_async(mode));
 }
-Work Communicator::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                                    ReduceOp op, CommMode mode) {
+Work Communicator::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, ReduceOp op,
+                                    CommMode mode) {
   return state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, is_async(mode));
 }
 

@@ -25,7 +25,16 @@
 namespace dtensor {
 
 enum class CollectiveKind : uint8_t {
-  AllReduce, Broadcast, AllGather, ReduceScatter, AllToAll, Scatter, Gather, Send, Recv, Barrier
+  AllReduce,
+  Broadcast,
+  AllGather,
+  ReduceScatter,
+  AllToAll,
+  Scatter,
+  Gather,
+  Send,
+  Recv,
+  Barrier
 };
 inline constexpr size_t kCollectiveKinds = 10;
 std::string_view collective_name(CollectiveKind kind);
@@ -73,16 +82,14 @@ class CommBackend {
   // in == out (same data pointer) is the in-place form.
   virtual Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) = 0;
   virtual Work broadcast(const Tensor& buffer, int root, bool async) = 0;
-  virtual Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                            bool async) = 0;
-  virtual Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                                ReduceOp op, bool async) = 0;
+  virtual Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, bool async) = 0;
+  virtual Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, ReduceOp op,
+                                bool async) = 0;
   virtual Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
                             std::span<const int64_t> recv_counts, bool async) = 0;
   virtual Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
                          bool async) = 0;
-  virtual Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
-                        bool async) = 0;
+  virtual Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root, bool async) = 0;
   virtual Work send(const Tensor& buffer, int dst, int tag, bool async) = 0;
   virtual Work recv(const Tensor& buffer, int src, int tag, bool async) = 0;
   virtual void barrier() = 0;

@@ -24,8 +24,7 @@ struct Communicator::State {
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async);
   Work broadcast(const Tensor& buffer, int root, bool async);
-  Work all_gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                    bool async);
+  Work all_gather_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts, bool async);
   Work reduce_scatter_v(const char* op, const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
                         ReduceOp reduce, bool async);
   Work all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,

@@ -12,8 +12,7 @@ namespace {
 
 using detail::ByteBlock;
 
-void check_blocks(const char* op, const char* name, std::span<const Tensor> blocks, int size,
-                  const Tensor& like) {
+void check_blocks(const char* op, const char* name, std::span<const Tensor> blocks, int size, const Tensor& like) {
   check<ValueError>(blocks.size() == size_t(size), op, "{} has {} views, expected {} (one per rank)", name,
                     blocks.size(), size);
   for (size_t i = 0; i < blocks.size(); ++i) {
@@ -113,8 +112,8 @@ bool run_single_copy(detail::CommBackend& backend, const char* op, std::span<con
 // contiguous, else a packed copy.
 Tensor packed(std::span<const Tensor> views) {
   if (views.size() == 1 && views[0].is_contiguous()) return views[0].view({views[0].numel()});
-  Tensor out = Tensor::empty({total_bytes(views) / int64_t(views[0].element_size())}, views[0].dtype(),
-                             views[0].device());
+  Tensor out =
+      Tensor::empty({total_bytes(views) / int64_t(views[0].element_size())}, views[0].dtype(), views[0].device());
   int64_t offset = 0;
   for (const Tensor& v : views) {
     out.narrow(0, offset, v.numel()).view(v.shape()).copy_from(v);
@@ -171,15 +170,15 @@ void copy_views(std::span<const Tensor> to, std::span<const Tensor> from) {
 
 }  // namespace
 
-Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
-                                                ViewPath path, bool async, ViewPath& taken) {
+Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewPath path,
+                                                bool async, ViewPath& taken) {
   const char* op = "all_gather_into_views";
   check<ValueError>(in.defined(), op, "in is an undefined tensor");
   check_blocks(op, "out_blocks", out_blocks, size(), in);
   const Tensor& mine = out_blocks[size_t(rank())];
   check<ShapeError>(mine.numel() == in.numel(), op,
-                    "out_blocks[{}] (this rank's) has {} elements, expected {} (in.numel())", rank(),
-                    mine.numel(), in.numel());
+                    "out_blocks[{}] (this rank's) has {} elements, expected {} (in.numel())", rank(), mine.numel(),
+                    in.numel());
   check_apart(op, std::span(&in, 1), out_blocks);
   count(CollectiveKind::AllGather, size_t(total_bytes(out_blocks)));
   taken = ViewPath::SingleCopy;
@@ -217,19 +216,17 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
   taken = ViewPath::Staging;
   Tensor src = packed(in_blocks);
   const Tensor& like = in_blocks[0];
-  Tensor staging = Tensor::empty({total_bytes(out_blocks) / int64_t(like.element_size())}, like.dtype(),
-                                 like.device());
+  Tensor staging = Tensor::empty({total_bytes(out_blocks) / int64_t(like.element_size())}, like.dtype(), like.device());
   std::vector<int64_t> send_counts = numels(in_blocks);
   std::vector<int64_t> recv_counts = numels(out_blocks);
   return then_unpack(backend->all_to_all_v(src, send_counts, staging, recv_counts, async),
                      unpacker(staging, out_blocks), async);
 }
 
-Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks,
-                                         ViewOptions options) {
+Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options) {
   ViewPath taken{};
-  Work work = state("all_gather_into_views")
-                  .all_gather_into_views(in, out_blocks, options.path, is_async(options.mode), taken);
+  Work work =
+      state("all_gather_into_views").all_gather_into_views(in, out_blocks, options.path, is_async(options.mode), taken);
   if (options.taken) *options.taken = taken;
   return work;
 }
@@ -237,8 +234,8 @@ Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tenso
 Work Communicator::all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
                                     ViewOptions options) {
   ViewPath taken{};
-  Work work = state("all_to_all_views")
-                  .all_to_all_views(in_blocks, out_blocks, options.path, is_async(options.mode), taken);
+  Work work =
+      state("all_to_all_views").all_to_all_views(in_blocks, out_blocks, options.path, is_async(options.mode), taken);
   if (options.taken) *options.taken = taken;
   return work;
 }

@@ -158,9 +158,8 @@ class DeviceStagingBackend final : public CommBackend {
   Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
                     std::span<const int64_t> recv_counts, bool async) override {
     if (!on_device(in) && !on_device(out)) return host_->all_to_all_v(in, send_counts, out, recv_counts, async);
-    return staged_in_out(in, out, [&](const Tensor& i, const Tensor& o) {
-      host_->all_to_all_v(i, send_counts, o, recv_counts, false);
-    });
+    return staged_in_out(
+        in, out, [&](const Tensor& i, const Tensor& o) { host_->all_to_all_v(i, send_counts, o, recv_counts, false); });
   }
 
   // `in` is only read on root (and may be undefined elsewhere).

@@ -158,8 +158,7 @@ void visit_op(ReduceOp op, Fn&& fn) {
 
 }  // namespace
 
-void reduce_blocks(DType dtype, ReduceOp op, void* out, std::span<const void* const> srcs, int64_t n,
-                   bool stream) {
+void reduce_blocks(DType dtype, ReduceOp op, void* out, std::span<const void* const> srcs, int64_t n, bool stream) {
   if (srcs.empty() || n <= 0) return;
   const int64_t divisor = op == ReduceOp::Avg ? int64_t(srcs.size()) : 1;
   visit_dtype(dtype, [&]<typename T>() {

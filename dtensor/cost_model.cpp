@@ -16,11 +16,16 @@ double bus_factor(CollectiveKind kind, int64_t group) {
 
 const CollectiveCost& cost_of(const CostModel& model, CollectiveKind kind) {
   switch (kind) {
-    case CollectiveKind::AllGather: return model.all_gather;
-    case CollectiveKind::AllReduce: return model.all_reduce;
-    case CollectiveKind::ReduceScatter: return model.reduce_scatter;
-    case CollectiveKind::AllToAll: return model.all_to_all;
-    default: fail<ValueError>("CostModel", "no cost for collective {}", collective_name(kind));
+    case CollectiveKind::AllGather:
+      return model.all_gather;
+    case CollectiveKind::AllReduce:
+      return model.all_reduce;
+    case CollectiveKind::ReduceScatter:
+      return model.reduce_scatter;
+    case CollectiveKind::AllToAll:
+      return model.all_to_all;
+    default:
+      fail<ValueError>("CostModel", "no cost for collective {}", collective_name(kind));
   }
 }
 

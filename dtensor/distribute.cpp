@@ -49,8 +49,8 @@ SharedMetadata share_metadata(const Tensor& full, const DeviceMesh& mesh, const 
   std::vector<int64_t> header(kMaxDims + kShapeAt, 0);
   if (is_source) {
     check<ValueError>(full.defined(), "distribute", "the source rank passed an undefined tensor");
-    check<ShapeError>(full.dim() <= kMaxDims, "distribute", "tensor has {} dims, at most {} supported",
-                      full.dim(), kMaxDims);
+    check<ShapeError>(full.dim() <= kMaxDims, "distribute", "tensor has {} dims, at most {} supported", full.dim(),
+                      kMaxDims);
     header[0] = int64_t(full.dtype());
     header[1] = full.dim();
     header[2] = int64_t(full.device().type);
@@ -122,8 +122,8 @@ DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Pl
   for (int64_t m = 0; m < mesh.ndim(); ++m) {
     if (!takes_part(mesh, src, m)) continue;
     region = run_stage(region, mesh, normalized[size_t(m)], m, int(src[size_t(m)]),
-                       region_shape(global, mesh, normalized, m), region_shape(global, mesh, normalized, m + 1),
-                       dtype, device);
+                       region_shape(global, mesh, normalized, m), region_shape(global, mesh, normalized, m + 1), dtype,
+                       device);
   }
   for (int64_t m = 0; m < mesh.ndim(); ++m) {
     const Placement& p = normalized[size_t(m)];

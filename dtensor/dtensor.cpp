@@ -44,15 +44,13 @@ Shape infer_global_shape(const Tensor& local, const DeviceMesh& mesh, const Plac
 }
 
 // Every mesh rank checks the same facts so that all of them throw together, never one alone.
-void check_consistent(const Tensor& local, const DeviceMesh& mesh, const Placements& placements,
-                      const Shape& global) {
+void check_consistent(const Tensor& local, const DeviceMesh& mesh, const Placements& placements, const Shape& global) {
   const char* op = "from_local";
   Block block = local_block(global, mesh.shape(), mesh.coordinate(), placements);
   int64_t my_rank = mesh.rank_at(mesh.coordinate());
   int64_t bad = block.shape == local.shape() ? INT64_MAX : my_rank;
   Shape facts = {int64_t(local.dtype()), -int64_t(local.dtype()), local.dim(), -local.dim(), bad};
-  auto agreed = reduce_over_mesh(mesh, Tensor::from_vector<int64_t>(facts, {5}), ReduceOp::Min)
-                    .to_vector<int64_t>();
+  auto agreed = reduce_over_mesh(mesh, Tensor::from_vector<int64_t>(facts, {5}), ReduceOp::Min).to_vector<int64_t>();
   check<DTypeError>(agreed[0] == -agreed[1], op, "ranks disagree on dtype (this rank has {})", local.dtype());
   check<ShapeError>(agreed[2] == -agreed[3], op, "ranks disagree on the number of dims (this rank has {})",
                     local.dim());
@@ -82,17 +80,14 @@ DTensor DTensor::from_local(const Tensor& local, const DeviceMesh& mesh, const P
     check_consistent(local, mesh, normalized, global);
   } else if (global_shape) {
     Block block = local_block(global, mesh.shape(), mesh.coordinate(), normalized);
-    dtensor::check<ShapeError>(block.shape == local.shape(), op,
-                               "local shape {} is not the block {} gives of global shape {} (expected {})",
-                               shape_str(local.shape()), placements_str(normalized), shape_str(global),
-                               shape_str(block.shape));
+    dtensor::check<ShapeError>(
+        block.shape == local.shape(), op, "local shape {} is not the block {} gives of global shape {} (expected {})",
+        shape_str(local.shape()), placements_str(normalized), shape_str(global), shape_str(block.shape));
   }
   return DTensor(local, mesh, std::move(normalized), std::move(global));
 }
 
-Tensor DTensor::full_tensor() const {
-  return redistribute(Placements(size_t(mesh_.ndim()), Replicate())).to_local();
-}
+Tensor DTensor::full_tensor() const { return redistribute(Placements(size_t(mesh_.ndim()), Replicate())).to_local(); }
 
 DTensor DTensor::redistribute(const Placements& target) const {
   return start_redistribute(target, /*blocking=*/true).wait();
@@ -121,9 +116,7 @@ struct DTensor::Pending::State {
   Work in_flight;
   bool blocking;
 
-  StepContext context() const {
-    return {source.mesh_, source.shape_, source.mesh_.shape(), source.mesh_.coordinate()};
-  }
+  StepContext context() const { return {source.mesh_, source.shape_, source.mesh_.shape(), source.mesh_.coordinate()}; }
   std::function<void()> finish_in_flight;
 
   // Starts steps until one is in flight (async) or all are done; true when all are done.
@@ -131,8 +124,8 @@ struct DTensor::Pending::State {
     while (in_flight.test()) {
       if (finish_in_flight) std::exchange(finish_in_flight, nullptr)();
       if (next_step == plan->steps.size()) return true;
-      StepRun run = start_step(plan->steps[next_step++], current, context(),
-                                 blocking ? CommMode::Blocking : CommMode::Async);
+      StepRun run =
+          start_step(plan->steps[next_step++], current, context(), blocking ? CommMode::Blocking : CommMode::Async);
       current = run.out;
       in_flight = run.work;
       finish_in_flight = run.finish;

@@ -40,8 +40,7 @@ class DTensor {
   // undefined tensor and never allocate the full size. Partial placements start with the whole
   // value on coordinate 0 of that mesh dim (zeros elsewhere) for sum, the value everywhere else.
   // A rank's blocks live on the device of the tensor it passed, or the source's if it passed none.
-  static DTensor distribute(const Tensor& full, const DeviceMesh& mesh, const Placements& placements,
-                            int src_rank = 0);
+  static DTensor distribute(const Tensor& full, const DeviceMesh& mesh, const Placements& placements, int src_rank = 0);
 
   const Tensor& to_local() const { return local_; }
   const DeviceMesh& mesh() const { return mesh_; }

@@ -86,7 +86,8 @@ StepRun start_step(const RedistributeStep& step, const Tensor& in, const StepCon
   auto out_block = [&] { return local_block(ctx.global_shape, ctx.mesh_shape, ctx.coordinate, after_step(step)); };
 
   switch (step.kind) {
-    case StepKind::Relabel: return {in, Work(), nullptr};
+    case StepKind::Relabel:
+      return {in, Work(), nullptr};
     case StepKind::LocalShard: {
       ChunkSpan span = chunk_span(in.size(step.to.dim()), group, coord);
       return {in.narrow(step.to.dim(), span.offset, span.size), Work(), nullptr};

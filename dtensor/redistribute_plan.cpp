@@ -10,13 +10,20 @@ namespace dtensor {
 
 std::string_view step_kind_name(StepKind kind) {
   switch (kind) {
-    case StepKind::AllGather: return "all_gather";
-    case StepKind::AllReduce: return "all_reduce";
-    case StepKind::ReduceScatter: return "reduce_scatter";
-    case StepKind::AllToAll: return "all_to_all";
-    case StepKind::LocalShard: return "local slice";
-    case StepKind::LocalPartial: return "local partial";
-    case StepKind::Relabel: return "relabel";
+    case StepKind::AllGather:
+      return "all_gather";
+    case StepKind::AllReduce:
+      return "all_reduce";
+    case StepKind::ReduceScatter:
+      return "reduce_scatter";
+    case StepKind::AllToAll:
+      return "all_to_all";
+    case StepKind::LocalShard:
+      return "local slice";
+    case StepKind::LocalPartial:
+      return "local partial";
+    case StepKind::Relabel:
+      return "relabel";
   }
   return "?";
 }
@@ -28,11 +35,16 @@ bool is_collective(StepKind kind) {
 
 CollectiveKind collective_of(StepKind kind) {
   switch (kind) {
-    case StepKind::AllGather: return CollectiveKind::AllGather;
-    case StepKind::AllReduce: return CollectiveKind::AllReduce;
-    case StepKind::ReduceScatter: return CollectiveKind::ReduceScatter;
-    case StepKind::AllToAll: return CollectiveKind::AllToAll;
-    default: fail<ValueError>("collective_of", "step {} is not a collective", step_kind_name(kind));
+    case StepKind::AllGather:
+      return CollectiveKind::AllGather;
+    case StepKind::AllReduce:
+      return CollectiveKind::AllReduce;
+    case StepKind::ReduceScatter:
+      return CollectiveKind::ReduceScatter;
+    case StepKind::AllToAll:
+      return CollectiveKind::AllToAll;
+    default:
+      fail<ValueError>("collective_of", "step {} is not a collective", step_kind_name(kind));
   }
 }
 
@@ -163,8 +175,10 @@ int64_t step_bytes(const RedistributeStep& step, const Shape& global, size_t ele
     }
     case StepKind::AllReduce:
     case StepKind::ReduceScatter:
-    case StepKind::AllToAll: return block_bytes(global, elem, mesh, coord, step.before);
-    default: return 0;
+    case StepKind::AllToAll:
+      return block_bytes(global, elem, mesh, coord, step.before);
+    default:
+      return 0;
   }
 }
 
@@ -209,16 +223,16 @@ const RedistributePlan& cached_plan(const Shape& global_shape, size_t element_si
 
 std::string explain_plan(const RedistributePlan& plan, const Shape& global, size_t elem, const Shape& mesh,
                          const std::vector<int64_t>& coord, const CostModel& model) {
-  std::string out = fmt::format("redistribute {} -> {} of global shape {} on mesh {}: {} step(s)\n",
-                                placements_str(plan.src), placements_str(plan.dst), shape_str(global),
-                                shape_str(mesh), plan.steps.size());
+  std::string out =
+      fmt::format("redistribute {} -> {} of global shape {} on mesh {}: {} step(s)\n", placements_str(plan.src),
+                  placements_str(plan.dst), shape_str(global), shape_str(mesh), plan.steps.size());
   for (const RedistributeStep& step : plan.steps) {
     int64_t bytes = step_bytes(step, global, elem, mesh, coord);
     int64_t group = mesh[size_t(step.mesh_dim)];
     double us = is_collective(step.kind) ? model.collective_us(collective_of(step.kind), bytes, group) : 0.0;
     out += fmt::format("  mesh dim {}: {} -> {}  {:<14} {:>12} bytes  ~{:.1f} us\n", step.mesh_dim,
-                       step.before[size_t(step.mesh_dim)].to_string(), step.to.to_string(),
-                       step_kind_name(step.kind), bytes, us);
+                       step.before[size_t(step.mesh_dim)].to_string(), step.to.to_string(), step_kind_name(step.kind),
+                       bytes, us);
   }
   return out;
 }

@@ -56,8 +56,9 @@ std::string visualize_sharding(const DTensor& tensor) {
   for (const auto& line : grid)
     for (size_t c = 0; c < line.size(); ++c) width[c] = std::max(width[c], line[c].size());
 
-  std::string out = fmt::format("{} {} on mesh {} with {}\n", tensor.dim() == 1 ? "1-D" : "2-D",
-                                shape_str(tensor.shape()), shape_str(mesh.shape()), placements_str(tensor.placements()));
+  std::string out =
+      fmt::format("{} {} on mesh {} with {}\n", tensor.dim() == 1 ? "1-D" : "2-D", shape_str(tensor.shape()),
+                  shape_str(mesh.shape()), placements_str(tensor.placements()));
   for (const auto& line : grid) {
     for (size_t c = 0; c < line.size(); ++c) out += fmt::format("| {:<{}} ", line[c], width[c]);
     out += "|\n";

@@ -9,9 +9,9 @@
 #include "collectives/runtime.hpp"
 #include "mesh/device_mesh.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -211,8 +211,7 @@ Row run_case(const Case& c, Line& line, int64_t n, int repeats, Communicator& wo
 }
 
 void print_rows(const std::vector<Row>& rows) {
-  fmt::print("{:<18} {:<4} {:>10} {:>12} {:>10}  {}\n", "collective", "dim", "elements", "bytes", "time us",
-             "check");
+  fmt::print("{:<18} {:<4} {:>10} {:>12} {:>10}  {}\n", "collective", "dim", "elements", "bytes", "time us", "check");
   for (const Row& row : rows) {
     fmt::print("{:<18} {:<4} {:>10} {:>12} {:>10.1f}  {}\n", row.collective, row.dim, row.bytes / sizeof(float),
                row.bytes, row.time_us, row.ok ? "ok" : "FAILED");
@@ -245,8 +244,10 @@ int run_demo(Communicator& world, int64_t elements, int repeats) {
 
   if (world.rank() == 0) {
     fmt::print("{}: {} f32 elements per block\n", mesh.to_string(), elements);
-    fmt::print("elements, bytes: one call's size as its communicator counts it (rank 0); "
-               "time: best of {} repeats, slowest rank\n\n", repeats);
+    fmt::print(
+        "elements, bytes: one call's size as its communicator counts it (rank 0); "
+        "time: best of {} repeats, slowest rank\n\n",
+        repeats);
     print_rows(rows);
     print_counters(lines);
     fmt::print("\ncollectives_demo: checks={} failed={}\n", rows.size(), failed);
@@ -261,8 +262,7 @@ int main(int argc, char** argv) {
     CLI::App app{"Runs every collective on a 2x2 (dp, tp) DeviceMesh and checks the results (mpirun -np 4)."};
     int64_t elements = 1 << 16;
     int repeats = 5;
-    app.add_option("--elements", elements, "f32 elements per block")
-        ->check(CLI::Range(int64_t(1), int64_t(1) << 28));
+    app.add_option("--elements", elements, "f32 elements per block")->check(CLI::Range(int64_t(1), int64_t(1) << 28));
     app.add_option("--repeats", repeats, "timed repeats per collective (the best is reported)")
         ->check(CLI::Range(1, 1000));
     try {

@@ -28,9 +28,9 @@
 #include "tensor/ops.hpp"
 #include "tools/parse_on_every_rank.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <sstream>
@@ -48,9 +48,9 @@ struct Options {
   std::string prompt_ids = "1 2 3 4 5 6 7 8";
   int64_t max_new_tokens = 16;
   std::string dtype_flag = "f32";
-  DType dtype = DType::F32;  // from dtype_flag
+  DType dtype = DType::F32;    // from dtype_flag
   std::string device = "cpu";  // or "cuda"
-  std::string dump_logits;  // empty: none
+  std::string dump_logits;     // empty: none
   bool check = false;
   bool explain = false;
 };
@@ -61,11 +61,14 @@ void add_options(CLI::App& app, Options& o) {
       ->capture_default_str();
   app.add_option("--prompt-ids", o.prompt_ids, "prompt token ids, separated by spaces")->capture_default_str();
   app.add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")
-      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))->capture_default_str();
+      ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
+      ->capture_default_str();
   app.add_option("--dtype", o.dtype_flag, "f32 | bf16 (weights and activations)")
-      ->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--device", o.device, "cpu | cuda (each rank's GPU: node-local rank modulo the GPUs)")
-      ->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
   app.add_option("--dump-logits", o.dump_logits, "write the prompt's f32 logits [prompt, vocab] to this .npy");
   app.add_flag("--check", o.check, "compare with the unsharded model on rank 0");
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
@@ -105,13 +108,13 @@ double check_bound(DType dtype, const Tensor& reference_logits) {
 }
 
 void print_model(const Options& o, const models::HFConfig& config, int ranks, double load_seconds) {
-  fmt::print("model: {} ({}, {} layers, hidden {}, heads {}/{} kv, vocab {}{}), {} on {}, tp over {} rank(s), "
-             "plan {}, loaded in {:.2f} s\n",
-             o.model_dir, config.architecture, config.num_hidden_layers, config.hidden_size,
-             config.num_attention_heads, config.num_key_value_heads, config.vocab_size,
-             config.is_moe() ? fmt::format(", {} experts top-{}", config.num_local_experts, config.num_experts_per_tok)
-                             : "",
-             dtype_name(o.dtype), o.device, ranks, o.plan_file, load_seconds);
+  fmt::print(
+      "model: {} ({}, {} layers, hidden {}, heads {}/{} kv, vocab {}{}), {} on {}, tp over {} rank(s), "
+      "plan {}, loaded in {:.2f} s\n",
+      o.model_dir, config.architecture, config.num_hidden_layers, config.hidden_size, config.num_attention_heads,
+      config.num_key_value_heads, config.vocab_size,
+      config.is_moe() ? fmt::format(", {} experts top-{}", config.num_local_experts, config.num_experts_per_tok) : "",
+      dtype_name(o.dtype), o.device, ranks, o.plan_file, load_seconds);
 }
 
 // Decode steps are the single-token forwards after the prefill (the first new token comes from
@@ -134,7 +137,8 @@ bool check_against_unsharded(const Options& o, const std::vector<int64_t>& promp
   const double bound = check_bound(o.dtype, reference.prompt_logits);
   fmt::print("check: ids_match={} max_abs_diff={:.3g}\n", ids_match ? "yes" : "no", diff);
   if (!ids_match) fmt::print("check: unsharded ids: {}\n", fmt::join(reference.new_ids, " "));
-  if (diff > bound) fmt::print("check: max_abs_diff {:.3g} exceeds the {} bound {:.3g}\n", diff, dtype_name(o.dtype), bound);
+  if (diff > bound)
+    fmt::print("check: max_abs_diff {:.3g} exceeds the {} bound {:.3g}\n", diff, dtype_name(o.dtype), bound);
   return ids_match && diff <= bound;
 }
 

@@ -81,12 +81,12 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
         "{}: expected an object with a \"weight_map\" object", where);
   std::map<std::string, std::string> weight_map;
   for (const auto& [name, file] : index["weight_map"].items()) {
-    check(file.is_string(), "checkpoint", "{}: weight_map entry '{}' must be a file name string, got {}", where,
-          name, file.dump());
+    check(file.is_string(), "checkpoint", "{}: weight_map entry '{}' must be a file name string, got {}", where, name,
+          file.dump());
     const std::string file_name = file.get<std::string>();
     // Only files inside the directory: an index must not point a loader elsewhere.
-    const bool plain = !file_name.empty() && file_name != "." && file_name != ".." &&
-                       file_name.find('/') == std::string::npos;
+    const bool plain =
+        !file_name.empty() && file_name != "." && file_name != ".." && file_name.find('/') == std::string::npos;
     check(plain, "checkpoint", "{}: weight_map entry '{}' names '{}', not a file in the directory", where, name,
           file_name);
     weight_map[name] = file_name;
@@ -184,8 +184,7 @@ TensorSource Checkpoint::source(const std::string& name) const {
   TensorSource source = tensor_source(files_[file], name);
   // The progress state is shared, so the source reports into this checkpoint's progress; it
   // counts the tensor once however many boxes are read from it.
-  source.read_box = [reader = files_[file], progress = progress_, file, name](const Shape& offset,
-                                                                              const Tensor& out) {
+  source.read_box = [reader = files_[file], progress = progress_, file, name](const Shape& offset, const Tensor& out) {
     reader.read_block_into(name, offset, out);
     progress->record_read(file, name, out.nbytes());
   };

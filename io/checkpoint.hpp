@@ -26,17 +26,16 @@ inline constexpr const char* kIndexFileName = "model.safetensors.index.json";
 struct LoadProgress {
   size_t files_started = 0;  // files from which at least one tensor has been read
   size_t files_total = 0;
-  uint64_t bytes_read = 0;  // bytes of tensor data copied out so far
+  uint64_t bytes_read = 0;   // bytes of tensor data copied out so far
   uint64_t bytes_total = 0;  // bytes of all tensors in the checkpoint
-  size_t tensors_read = 0;  // distinct tensors read from (wholly or a box) so far
+  size_t tensors_read = 0;   // distinct tensors read from (wholly or a box) so far
   size_t tensors_total = 0;
 };
 using ProgressCallback = std::function<void(const LoadProgress&)>;
 
 // A callback printing "loading 3/8 files, 1.2 GiB" to stderr on `rank` 0 only, at most once per
 // `interval` and whenever a new file is begun. Other ranks get an empty callback.
-ProgressCallback stderr_progress(int rank,
-                                 std::chrono::milliseconds interval = std::chrono::milliseconds(1000));
+ProgressCallback stderr_progress(int rank, std::chrono::milliseconds interval = std::chrono::milliseconds(1000));
 // "1.2 GiB", "512.0 KiB", "17 B".
 std::string format_bytes(uint64_t bytes);
 

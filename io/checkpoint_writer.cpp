@@ -27,8 +27,7 @@ namespace {
 // without commit() (an exception on the way), it removes the temporary file.
 class AtomicFile {
  public:
-  explicit AtomicFile(std::string path)
-      : path_(std::move(path)), temp_(fmt::format("{}.tmp.{}", path_, ::getpid())) {
+  explicit AtomicFile(std::string path) : path_(std::move(path)), temp_(fmt::format("{}.tmp.{}", path_, ::getpid())) {
     fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     check(fd_ >= 0, "write_safetensors", "{}: cannot create: {}", temp_, std::strerror(errno));
   }
@@ -55,8 +54,8 @@ class AtomicFile {
     const int fd = fd_;
     fd_ = -1;
     check(::close(fd) == 0, "write_safetensors", "{}: close failed: {}", temp_, std::strerror(errno));
-    check(::rename(temp_.c_str(), path_.c_str()) == 0, "write_safetensors", "cannot rename {} to {}: {}", temp_,
-          path_, std::strerror(errno));
+    check(::rename(temp_.c_str(), path_.c_str()) == 0, "write_safetensors", "cannot rename {} to {}: {}", temp_, path_,
+          std::strerror(errno));
     committed_ = true;
     // Make the rename itself durable (best effort: some file systems refuse fsync on a directory).
     std::string dir = fs::path(path_).parent_path().string();
@@ -121,8 +120,7 @@ class CheckpointDirectoryWriter {
  public:
   CheckpointDirectoryWriter(const std::string& dir, std::vector<std::string> names, std::vector<uint64_t> sizes,
                             uint64_t max_shard_bytes)
-      : dir_(dir), names_(std::move(names)), sizes_(std::move(sizes)),
-        shards_(plan_shards(sizes_, max_shard_bytes)) {}
+      : dir_(dir), names_(std::move(names)), sizes_(std::move(sizes)), shards_(plan_shards(sizes_, max_shard_bytes)) {}
 
   const std::vector<std::vector<size_t>>& shards() const { return shards_; }
 
@@ -192,9 +190,12 @@ Tensor gather_mesh_dim(const DTensor& t, const Placements& placements, int64_t d
   for (int64_t peer = 0; peer < mesh.size(d); ++peer) {
     coordinate[size_t(d)] = peer;
     const Block piece = local_block(t.shape(), mesh.shape(), coordinate, replicated_from(placements, d + 1));
-    const Tensor dst = region.narrow(dim, piece.offset[size_t(dim)] - target.offset[size_t(dim)], piece.shape[size_t(dim)]);
-    if (peer == 0) dst.copy_from(held);
-    else if (dst.numel() > 0) receive_piece(comm, int(peer), dst);
+    const Tensor dst =
+        region.narrow(dim, piece.offset[size_t(dim)] - target.offset[size_t(dim)], piece.shape[size_t(dim)]);
+    if (peer == 0)
+      dst.copy_from(held);
+    else if (dst.numel() > 0)
+      receive_piece(comm, int(peer), dst);
   }
   return region;
 }
@@ -353,8 +354,8 @@ void save_dtensors(const std::string& dir, const NamedDTensors& tensors, uint64_
   Tensor failed = Tensor::from_vector<int64_t>({failure ? 1 : 0}, {1});
   for (int64_t d = 0; d < mesh.ndim(); ++d) mesh.comm(d).broadcast(failed, 0);
   if (failure) std::rethrow_exception(failure);
-  check(failed.item<int64_t>() == 0, "save_dtensors", "{}: the writing rank (world rank {}) failed; see its error",
-        dir, mesh.ranks().front());
+  check(failed.item<int64_t>() == 0, "save_dtensors", "{}: the writing rank (world rank {}) failed; see its error", dir,
+        mesh.ranks().front());
 }
 
 }  // namespace dtensor::io

@@ -27,8 +27,8 @@ inline constexpr uint64_t kDefaultMaxShardBytes = 5'000'000'000;
 
 // One safetensors file holding `tensors` (any device; copied to the host one at a time as needed),
 // with "__metadata__" when `metadata` is not empty. The data is laid out largest element size
-// first, in the given order within one size, so every tensor starts aligned to its element. ValueError for an empty, repeated or
-// reserved ("__metadata__") name, or when the file cannot be written (naming path and reason).
+// first, in the given order within one size, so every tensor starts aligned to its element. ValueError for an empty,
+// repeated or reserved ("__metadata__") name, or when the file cannot be written (naming path and reason).
 void write_safetensors(const std::string& path, const NamedTensors& tensors, const Metadata& metadata = {});
 
 // The file names of a checkpoint of `count` shards: "model.safetensors" for one,

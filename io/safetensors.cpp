@@ -32,9 +32,8 @@ constexpr DTypeName kDTypeNames[] = {
     {"I64", DType::I64}, {"I32", DType::I32}, {"I8", DType::I8},   {"U8", DType::U8},
 };
 // Valid safetensors dtypes without a DType of ours: refused as unsupported, not as unknown.
-constexpr std::string_view kUnsupportedDTypes[] = {"BOOL", "I16", "U16", "U32", "U64", "F8_E4M3",
-                                                   "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2",
-                                                   "C64"};
+constexpr std::string_view kUnsupportedDTypes[] = {"BOOL",    "I16",     "U16", "U32",     "U64",     "F8_E4M3",
+                                                   "F8_E5M2", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2", "C64"};
 
 }  // namespace
 
@@ -49,16 +48,15 @@ DType dtype_from_safetensors(std::string_view name, const std::string& what) {
   for (const DTypeName& entry : kDTypeNames) {
     if (entry.name == name) return entry.dtype;
   }
-  const bool known = std::find(std::begin(kUnsupportedDTypes), std::end(kUnsupportedDTypes), name) !=
-                     std::end(kUnsupportedDTypes);
-  fail<DTypeError>("safetensors", "{}: dtype \"{}\" is {} (expected one of F64 F32 F16 BF16 I64 I32 I8 U8)",
-                   what, name, known ? "not supported by dtensor" : "unknown");
+  const bool known =
+      std::find(std::begin(kUnsupportedDTypes), std::end(kUnsupportedDTypes), name) != std::end(kUnsupportedDTypes);
+  fail<DTypeError>("safetensors", "{}: dtype \"{}\" is {} (expected one of F64 F32 F16 BF16 I64 I32 I8 U8)", what, name,
+                   known ? "not supported by dtensor" : "unknown");
 }
 
 void copy_box_from_dense(const std::byte* base, const Shape& shape, const Shape& offset, const Tensor& out) {
   check_box(shape, offset, out.shape(), "copy_box_from_dense");
-  check<DeviceError>(out.device().is_cpu(), "read_block", "the destination must be a CPU tensor, got {}",
-                     out.device());
+  check<DeviceError>(out.device().is_cpu(), "read_block", "the destination must be a CPU tensor, got {}", out.device());
   if (out.numel() == 0) return;
   const size_t elem = out.element_size();
   const Shape src_strides = contiguous_strides(shape);
@@ -81,8 +79,7 @@ void copy_box_from_dense(const std::byte* base, const Shape& shape, const Shape&
   // source bytes are adjacent) and the destination is dense across them too.
   int64_t first = ndim - 1;
   int64_t run = sizes[ndim - 1];
-  while (first > 0 && sizes[first] == shape[first] &&
-         (sizes[first - 1] == 1 || out.stride(first - 1) == run)) {
+  while (first > 0 && sizes[first] == shape[first] && (sizes[first - 1] == 1 || out.stride(first - 1) == run)) {
     --first;
     run *= sizes[first];
   }
@@ -134,8 +131,7 @@ struct SafetensorsFile::State {
   Entry parse_entry(const std::string& name, const nlohmann::json& value, uint64_t data_start) const;
 };
 
-SafetensorsFile::State::Entry SafetensorsFile::State::parse_entry(const std::string& name,
-                                                                  const nlohmann::json& value,
+SafetensorsFile::State::Entry SafetensorsFile::State::parse_entry(const std::string& name, const nlohmann::json& value,
                                                                   uint64_t data_start) const {
   const std::string what = fmt::format("{}: tensor '{}'", path, name);
   check(value.is_object(), "safetensors", "{}: expected an object, got {}", what, value.dump());
@@ -143,14 +139,12 @@ SafetensorsFile::State::Entry SafetensorsFile::State::parse_entry(const std::str
     check(value.contains(key), "safetensors", "{}: missing \"{}\"", what, key);
   }
   const nlohmann::json& dtype = value["dtype"];
-  check<DTypeError>(dtype.is_string(), "safetensors", "{}: \"dtype\" must be a string, got {}", what,
-                    dtype.dump());
+  check<DTypeError>(dtype.is_string(), "safetensors", "{}: \"dtype\" must be a string, got {}", what, dtype.dump());
   Entry entry;
   entry.info.dtype = dtype_from_safetensors(dtype.get<std::string>(), what);
 
   const nlohmann::json& shape = value["shape"];
-  check<ShapeError>(shape.is_array(), "safetensors", "{}: \"shape\" must be an array, got {}", what,
-                    shape.dump());
+  check<ShapeError>(shape.is_array(), "safetensors", "{}: \"shape\" must be an array, got {}", what, shape.dump());
   uint64_t bytes = dtype_size(entry.info.dtype);
   for (const nlohmann::json& dim : shape) {
     check<ShapeError>(dim.is_number_unsigned() && dim.get<uint64_t>() <= uint64_t(INT64_MAX), "safetensors",
@@ -161,33 +155,32 @@ SafetensorsFile::State::Entry SafetensorsFile::State::parse_entry(const std::str
   }
 
   const nlohmann::json& offsets = value["data_offsets"];
-  const bool pair = offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() &&
-                    offsets[1].is_number_unsigned();
-  check(pair, "safetensors", "{}: \"data_offsets\" must be [begin, end] of non-negative integers, got {}",
-        what, offsets.dump());
+  const bool pair =
+      offsets.is_array() && offsets.size() == 2 && offsets[0].is_number_unsigned() && offsets[1].is_number_unsigned();
+  check(pair, "safetensors", "{}: \"data_offsets\" must be [begin, end] of non-negative integers, got {}", what,
+        offsets.dump());
   const uint64_t begin = offsets[0].get<uint64_t>(), end = offsets[1].get<uint64_t>();
   const uint64_t data_size = size - data_start;
   check(begin <= end && end <= data_size, "safetensors",
-        "{}: data_offsets [{}, {}] must satisfy begin <= end <= {} (the data section's size)", what, begin,
-        end, data_size);
+        "{}: data_offsets [{}, {}] must satisfy begin <= end <= {} (the data section's size)", what, begin, end,
+        data_size);
   check<ShapeError>(end - begin == bytes, "safetensors",
-                    "{}: data_offsets [{}, {}] hold {} bytes, expected {} (shape {} x {} bytes of {})", what,
-                    begin, end, end - begin, bytes, shape_str(entry.info.shape),
-                    dtype_size(entry.info.dtype), dtype.get<std::string>());
+                    "{}: data_offsets [{}, {}] hold {} bytes, expected {} (shape {} x {} bytes of {})", what, begin,
+                    end, end - begin, bytes, shape_str(entry.info.shape), dtype_size(entry.info.dtype),
+                    dtype.get<std::string>());
   entry.begin = data_start + begin;
   entry.end = data_start + end;
   return entry;
 }
 
 void SafetensorsFile::State::parse_header(const nlohmann::json& header, uint64_t data_start) {
-  check(header.is_object(), "safetensors", "{}: the header must be a JSON object, got {}", path,
-        header.type_name());
+  check(header.is_object(), "safetensors", "{}: the header must be a JSON object, got {}", path, header.type_name());
   for (const auto& [name, value] : header.items()) {
     if (name == "__metadata__") {
       check(value.is_object(), "safetensors", "{}: \"__metadata__\" must be an object of strings", path);
       for (const auto& [key, text] : value.items()) {
-        check(text.is_string(), "safetensors", "{}: \"__metadata__\" entry '{}' must be a string, got {}", path,
-              key, text.dump());
+        check(text.is_string(), "safetensors", "{}: \"__metadata__\" entry '{}' must be a string, got {}", path, key,
+              text.dump());
         metadata[key] = text.get<std::string>();
       }
       continue;
@@ -205,9 +198,9 @@ void SafetensorsFile::State::parse_header(const nlohmann::json& header, uint64_t
     const Entry& current = entries.find(names[i])->second;
     if (previous.begin == previous.end || current.begin == current.end) continue;
     check(previous.end <= current.begin, "safetensors",
-          "{}: tensors '{}' (data_offsets [{}, {}]) and '{}' (data_offsets [{}, {}]) overlap", path,
-          names[i - 1], previous.begin - data_start, previous.end - data_start, names[i],
-          current.begin - data_start, current.end - data_start);
+          "{}: tensors '{}' (data_offsets [{}, {}]) and '{}' (data_offsets [{}, {}]) overlap", path, names[i - 1],
+          previous.begin - data_start, previous.end - data_start, names[i], current.begin - data_start,
+          current.end - data_start);
   }
 }
 
@@ -240,8 +233,7 @@ SafetensorsFile SafetensorsFile::open(const std::string& path) {
         "{}: header length {} exceeds the bound of {} bytes (not a safetensors file?)", path, header_bytes,
         kMaxHeaderBytes);
   check(8 + header_bytes <= state->size, "safetensors",
-        "{}: header length {} runs past the end of the file ({} bytes; truncated?)", path, header_bytes,
-        state->size);
+        "{}: header length {} runs past the end of the file ({} bytes; truncated?)", path, header_bytes, state->size);
   const char* text = reinterpret_cast<const char*>(state->map + 8);
   nlohmann::json header;
   try {
@@ -276,8 +268,8 @@ Tensor SafetensorsFile::read_block(std::string_view name, const Shape& offset, c
 void SafetensorsFile::read_block_into(std::string_view name, const Shape& offset, const Tensor& out) const {
   const State::Entry& entry = state_->entry(name);
   const std::string what = fmt::format("{}: tensor '{}'", path(), name);
-  check<DTypeError>(out.dtype() == entry.info.dtype, "read_block", "{}: destination dtype {} differs from {}",
-                    what, out.dtype(), entry.info.dtype);
+  check<DTypeError>(out.dtype() == entry.info.dtype, "read_block", "{}: destination dtype {} differs from {}", what,
+                    out.dtype(), entry.info.dtype);
   check_box(entry.info.shape, offset, out.shape(), what);
   const std::byte* base = state_->map + entry.begin;
   const Shape& shape = entry.info.shape;

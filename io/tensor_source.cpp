@@ -6,12 +6,12 @@ namespace dtensor::io {
 
 void check_box(const Shape& shape, const Shape& offset, const Shape& sizes, const std::string& what) {
   check<ShapeError>(offset.size() == shape.size() && sizes.size() == shape.size(), "read_block",
-                    "{}: box offset {} / sizes {} must have one entry per dim of shape {}", what,
-                    shape_str(offset), shape_str(sizes), shape_str(shape));
+                    "{}: box offset {} / sizes {} must have one entry per dim of shape {}", what, shape_str(offset),
+                    shape_str(sizes), shape_str(shape));
   for (size_t d = 0; d < shape.size(); ++d) {
     check<ShapeError>(offset[d] >= 0 && sizes[d] >= 0 && offset[d] + sizes[d] <= shape[d], "read_block",
-                      "{}: box offset {} sizes {} leaves shape {} in dim {}", what, shape_str(offset),
-                      shape_str(sizes), shape_str(shape), d);
+                      "{}: box offset {} sizes {} leaves shape {} in dim {}", what, shape_str(offset), shape_str(sizes),
+                      shape_str(shape), d);
   }
 }
 

@@ -63,15 +63,13 @@ std::vector<std::string> checked_names(const std::vector<std::string>& names, si
 }
 
 void check_ranks(const std::vector<int>& ranks, const Shape& shape, int parent_size, const char* op) {
-  check<MeshError>(int64_t(ranks.size()) == shape_numel(shape), op,
-                   "ranks has {} entries but shape {} holds {} ranks", ranks.size(), shape_str(shape),
-                   shape_numel(shape));
+  check<MeshError>(int64_t(ranks.size()) == shape_numel(shape), op, "ranks has {} entries but shape {} holds {} ranks",
+                   ranks.size(), shape_str(shape), shape_numel(shape));
   std::set<int> seen;
   for (int rank : ranks) {
     check<MeshError>(rank >= 0 && rank < parent_size, op,
                      "ranks contains {}; expected ranks in [0, {}) of the parent communicator", rank, parent_size);
-    check<MeshError>(seen.insert(rank).second, op, "ranks lists rank {} twice; expected each rank at most once",
-                     rank);
+    check<MeshError>(seen.insert(rank).second, op, "ranks lists rank {} twice; expected each rank at most once", rank);
   }
 }
 
@@ -94,12 +92,12 @@ std::string describe_names(const std::vector<std::string>& names) {
 }  // namespace
 
 struct DeviceMesh::Impl {
-  Communicator parent;             // the group every mesh-building call is collective over
+  Communicator parent;  // the group every mesh-building call is collective over
   Shape shape;
-  std::vector<std::string> names;  // one per dim, all empty when the mesh is unnamed
-  std::vector<int> ranks;          // parent ranks, row-major; empty in a non-member's slice
-  std::vector<int64_t> coordinate; // empty when this rank is not a member
-  std::vector<Communicator> comms; // one per dim; non-member handles when not a member
+  std::vector<std::string> names;   // one per dim, all empty when the mesh is unnamed
+  std::vector<int> ranks;           // parent ranks, row-major; empty in a non-member's slice
+  std::vector<int64_t> coordinate;  // empty when this rank is not a member
+  std::vector<Communicator> comms;  // one per dim; non-member handles when not a member
 
   bool is_member() const { return !coordinate.empty(); }
   int64_t ndim() const { return int64_t(shape.size()); }
@@ -118,8 +116,8 @@ struct DeviceMesh::Impl {
     std::vector<int64_t> dims;
     for (const std::string& name : dim_names) {
       int64_t d = dim_of(name, op);
-      check<MeshError>(std::find(dims.begin(), dims.end(), d) == dims.end(), op,
-                       "dim names ({}) list \"{}\" twice", fmt::join(dim_names, ", "), name);
+      check<MeshError>(std::find(dims.begin(), dims.end(), d) == dims.end(), op, "dim names ({}) list \"{}\" twice",
+                       fmt::join(dim_names, ", "), name);
       dims.push_back(d);
     }
     return dims;
@@ -256,8 +254,8 @@ int DeviceMesh::rank_at(const std::vector<int64_t>& coordinate) const {
                    coordinate.size(), mesh.ndim(), shape_str(mesh.shape));
   for (int64_t d = 0; d < mesh.ndim(); ++d) {
     check<MeshError>(coordinate[d] >= 0 && coordinate[d] < mesh.shape[d], op,
-                     "coordinate [{}] has {} at dim {}; expected [0, {})", fmt::join(coordinate, ", "),
-                     coordinate[d], d, mesh.shape[d]);
+                     "coordinate [{}] has {} at dim {}; expected [0, {})", fmt::join(coordinate, ", "), coordinate[d],
+                     d, mesh.shape[d]);
   }
   check<MeshError>(!mesh.ranks.empty(), op,
                    "this rank is not a member, so its slice of the mesh has no ranks to look up");
@@ -292,15 +290,13 @@ std::string DeviceMesh::to_string() const {
   const Impl& mesh = *impl_;
   const bool named = !mesh.names.front().empty();
   return fmt::format("DeviceMesh({}{}, ranks=[{}]{})", shape_str(mesh.shape),
-                     named ? fmt::format(", dims=({})", fmt::join(mesh.names, ", ")) : "",
-                     fmt::join(mesh.ranks, ", "), mesh.is_member() ? "" : ", not a member");
+                     named ? fmt::format(", dims=({})", fmt::join(mesh.names, ", ")) : "", fmt::join(mesh.ranks, ", "),
+                     mesh.is_member() ? "" : ", not a member");
 }
 
 // Sub-meshes ------------------------------------------------------------------------------------
 
-DeviceMesh DeviceMesh::operator[](const std::string& name) const {
-  return (*this)[std::vector<std::string>{name}];
-}
+DeviceMesh DeviceMesh::operator[](const std::string& name) const { return (*this)[std::vector<std::string>{name}]; }
 
 DeviceMesh DeviceMesh::operator[](std::initializer_list<std::string> names) const {
   return (*this)[std::vector<std::string>(names)];
@@ -341,9 +337,8 @@ DeviceMesh DeviceMesh::flatten(const std::vector<std::string>& names, const std:
   const int64_t first = dims.front();
   const int64_t last = dims.back();
   for (size_t k = 0; k < dims.size(); ++k) {
-    check<MeshError>(dims[k] == first + int64_t(k), op,
-                     "dims ({}) are not adjacent and in mesh order; the mesh has {}", fmt::join(names, ", "),
-                     describe_names(mesh.names));
+    check<MeshError>(dims[k] == first + int64_t(k), op, "dims ({}) are not adjacent and in mesh order; the mesh has {}",
+                     fmt::join(names, ", "), describe_names(mesh.names));
   }
   check<MeshError>(!new_name.empty(), op, "new_name is empty; expected a name for the merged dim");
   for (int64_t d = 0; d < mesh.ndim(); ++d) {

@@ -31,17 +31,17 @@ class DeviceMesh {
   static DeviceMesh from_range(const Communicator& parent, int first, const Shape& shape,
                                const std::vector<std::string>& names = {});
   // Explicit ranks of `parent`, listed row-major; each rank at most once.
-  static DeviceMesh from_ranks(const Communicator& parent, const std::vector<int>& ranks,
-                               const Shape& shape, const std::vector<std::string>& names = {});
+  static DeviceMesh from_ranks(const Communicator& parent, const std::vector<int>& ranks, const Shape& shape,
+                               const std::vector<std::string>& names = {});
 
   int64_t ndim() const;
   int64_t size() const;  // number of ranks in the mesh
   int64_t size(int64_t dim) const;
   int64_t size(const std::string& name) const;
   const Shape& shape() const;
-  const std::vector<std::string>& names() const;  // empty strings for unnamed dims
+  const std::vector<std::string>& names() const;     // empty strings for unnamed dims
   int64_t dim_index(const std::string& name) const;  // MeshError for an unknown name
-  const std::vector<int>& ranks() const;          // parent ranks, row-major
+  const std::vector<int>& ranks() const;             // parent ranks, row-major
 
   bool is_member() const;
   const std::vector<int64_t>& coordinate() const;  // this rank's coordinate (empty if not member)

@@ -31,8 +31,7 @@ class ConfigReader {
     return *value;
   }
   void expect(bool ok, const char* key, const json& value, const char* type) const {
-    check(ok, "hf_config", "{}: key \"{}\" must be {}, got {} {}", source_, key, type, value.type_name(),
-          value.dump());
+    check(ok, "hf_config", "{}: key \"{}\" must be {}, got {} {}", source_, key, type, value.type_name(), value.dump());
   }
 
   int64_t integer(const json& value, const char* key) const {
@@ -107,8 +106,7 @@ void check_plain_rope(const json& params, const std::string& key, const std::str
     auto it = params.find(type_key);
     if (it == params.end() || it->is_null()) continue;
     check(it->is_string() && *it == "default", "hf_config",
-          "{}: key \"{}.{}\" is {}: only the default rotary embedding is supported", source, key, type_key,
-          it->dump());
+          "{}: key \"{}.{}\" is {}: only the default rotary embedding is supported", source, key, type_key, it->dump());
   }
 }
 
@@ -174,8 +172,7 @@ HFConfig parse_hf_config(std::string_view json_text, const std::string& source) 
   c.head_dim = reader.optional_positive("head_dim", c.hidden_size / c.num_attention_heads);
   c.max_position_embeddings = reader.optional_positive("max_position_embeddings", mixtral ? 4096 * 32 : 2048);
   c.rms_norm_eps = reader.number("rms_norm_eps", mixtral ? 1e-5 : 1e-6);
-  check(c.rms_norm_eps > 0, "hf_config", "{}: key \"rms_norm_eps\" must be positive, got {}", source,
-        c.rms_norm_eps);
+  check(c.rms_norm_eps > 0, "hf_config", "{}: key \"rms_norm_eps\" must be positive, got {}", source, c.rms_norm_eps);
   c.rope_theta = read_rope_theta(reader);
   check(c.rope_theta > 0, "hf_config", "{}: key \"rope_theta\" must be positive, got {}", source, c.rope_theta);
   c.tie_word_embeddings = reader.boolean("tie_word_embeddings", false);

@@ -107,7 +107,8 @@ Experts::Experts(int64_t num_experts, int64_t hidden, int64_t intermediate, DTyp
 }
 
 Value Experts::forward(const Value&) {
-  fail<ValueError>("Experts", "experts need the routing: call route(hidden, expert_ids, routing_weights) or use SparseMoE");
+  fail<ValueError>("Experts",
+                   "experts need the routing: call route(hidden, expert_ids, routing_weights) or use SparseMoE");
 }
 
 Value Experts::route(const Value& hidden, const Tensor& expert_ids, const Tensor& routing_weights) {

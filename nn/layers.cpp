@@ -139,12 +139,8 @@ Value Dropout::forward(const Value& x) {
   return DTensor::from_local(out, d.mesh(), d.placements(), d.shape());
 }
 
-Value SiLU::forward(const Value& x) {
-  return x.is_distributed() ? Value(silu(x.dtensor())) : Value(silu(x.tensor()));
-}
+Value SiLU::forward(const Value& x) { return x.is_distributed() ? Value(silu(x.dtensor())) : Value(silu(x.tensor())); }
 
-Value GELU::forward(const Value& x) {
-  return x.is_distributed() ? Value(gelu(x.dtensor())) : Value(gelu(x.tensor()));
-}
+Value GELU::forward(const Value& x) { return x.is_distributed() ? Value(gelu(x.dtensor())) : Value(gelu(x.tensor())); }
 
 }  // namespace dtensor::nn

@@ -19,7 +19,8 @@ const Tensor& Value::tensor(const char* what) const {
 
 const DTensor& Value::dtensor(const char* what) const {
   if (!is_distributed()) {
-    fail<ValueError>(what, "expected a DTensor, got a plain tensor of shape {}", shape_str(std::get<Tensor>(v_).shape()));
+    fail<ValueError>(what, "expected a DTensor, got a plain tensor of shape {}",
+                     shape_str(std::get<Tensor>(v_).shape()));
   }
   return std::get<DTensor>(v_);
 }

@@ -133,7 +133,8 @@ class Rowwise : public Strategy {
   }
   Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
-    if (head_granular(m, mesh)) return param == "bias" ? read_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
+    if (head_granular(m, mesh))
+      return param == "bias" ? read_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
     if (param == "bias") return read_sharded(source, mesh, {Replicate()});
     return read_sharded(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
   }

@@ -30,12 +30,8 @@ class Strategy {
   // `mesh` with a typed error naming the module; apply_tp_plan asks every strategy of a plan
   // before it loads anything. The default accepts everything.
   virtual void check_plan(const Module& /*module*/, const std::string& /*name*/, const DeviceMesh& /*mesh*/) const {}
-  virtual Value prepare_input(const Value& x, const Module& /*module*/, const DeviceMesh& /*mesh*/) const {
-    return x;
-  }
-  virtual Value prepare_output(const Value& y, const Module& /*module*/, const DeviceMesh& /*mesh*/) const {
-    return y;
-  }
+  virtual Value prepare_input(const Value& x, const Module& /*module*/, const DeviceMesh& /*mesh*/) const { return x; }
+  virtual Value prepare_output(const Value& y, const Module& /*module*/, const DeviceMesh& /*mesh*/) const { return y; }
   // Whether prepare_output leaves this rank's block of the output's last dim (a plain tensor)
   // rather than the whole output: colwise, local_colwise, packed_colwise. A parent whose
   // computation follows that split (attention on this rank's heads) asks it when the plan is applied.

@@ -29,11 +29,13 @@ const TpRule* rule_for(const TpPlan& plan, const std::string& name) {
 io::TensorSource checked_source(const SourceLookup& source_of, const std::string& name, const Shape& shape,
                                 DType dtype) {
   io::TensorSource source = source_of(name);
-  check<ShapeError>(source.shape == shape, "load", "parameter '{}' has shape {} in the checkpoint, the model expects {}",
-                    name, shape_str(source.shape), shape_str(shape));
+  check<ShapeError>(source.shape == shape, "load",
+                    "parameter '{}' has shape {} in the checkpoint, the model expects {}", name,
+                    shape_str(source.shape), shape_str(shape));
   if (source.dtype == dtype) return source;
   // Read in the checkpoint's dtype, then convert into the caller's box.
-  return {dtype, shape, [source](const Shape& offset, const Tensor& out) { out.copy_from(source.read(offset, out.shape())); }};
+  return {dtype, shape,
+          [source](const Shape& offset, const Tensor& out) { out.copy_from(source.read(offset, out.shape())); }};
 }
 
 DeviceMesh tensor_parallel_mesh(const DeviceMesh& mesh) {

@@ -46,10 +46,10 @@ struct PlanReport {
 using SourceLookup = std::function<io::TensorSource(const std::string& parameter)>;
 
 // Installs the plan's strategies on `root`'s modules, calls every module's plan_applied, and loads
-// every parameter through its module's strategy (whole and plain where no rule covers it). `mesh` is the tensor-parallel mesh:
-// 1-D, or an N-D mesh with a dim named "tp". Unknown strategy names are a ValueError raised before
-// anything is loaded; a source whose shape differs from the declared one is a ShapeError naming the
-// parameter; a source of another dtype is converted to the declared one.
+// every parameter through its module's strategy (whole and plain where no rule covers it). `mesh` is the
+// tensor-parallel mesh: 1-D, or an N-D mesh with a dim named "tp". Unknown strategy names are a ValueError raised
+// before anything is loaded; a source whose shape differs from the declared one is a ShapeError naming the parameter; a
+// source of another dtype is converted to the declared one.
 PlanReport apply_tp_plan(Module& root, const TpPlan& plan, const DeviceMesh& mesh, const SourceLookup& source_of,
                          const StrategyRegistry& registry = StrategyRegistry::global());
 

@@ -12,9 +12,12 @@ Placement Placement::normalized(int64_t tensor_ndim) const {
 
 std::string Placement::to_string() const {
   switch (kind_) {
-    case Kind::Replicate: return "R";
-    case Kind::Shard: return fmt::format("S({})", dim_);
-    case Kind::Partial: return fmt::format("P({})", reduce_op_name(op_));
+    case Kind::Replicate:
+      return "R";
+    case Kind::Shard:
+      return fmt::format("S({})", dim_);
+    case Kind::Partial:
+      return fmt::format("P({})", reduce_op_name(op_));
   }
   return "?";
 }
@@ -33,17 +36,16 @@ size_t placements_hash(const Placements& placements) {
   return h;
 }
 
-Placements normalize_placements(const Placements& placements, int64_t tensor_ndim, int64_t mesh_ndim,
-                                const char* op) {
+Placements normalize_placements(const Placements& placements, int64_t tensor_ndim, int64_t mesh_ndim, const char* op) {
   check<ValueError>(int64_t(placements.size()) == mesh_ndim, op,
-                    "placements {} has {} entries, expected one per mesh dim ({})",
-                    placements_str(placements), placements.size(), mesh_ndim);
+                    "placements {} has {} entries, expected one per mesh dim ({})", placements_str(placements),
+                    placements.size(), mesh_ndim);
   Placements out;
   out.reserve(placements.size());
   for (const Placement& p : placements) {
     check<ShapeError>(!p.is_shard() || (p.dim() >= -tensor_ndim && p.dim() < tensor_ndim), op,
-                      "{} in {} is out of range for a tensor with {} dims", p.to_string(),
-                      placements_str(placements), tensor_ndim);
+                      "{} in {} is out of range for a tensor with {} dims", p.to_string(), placements_str(placements),
+                      tensor_ndim);
     out.push_back(p.normalized(tensor_ndim));
   }
   return out;

@@ -23,8 +23,8 @@ class Placement {
   bool is_shard() const { return kind_ == Kind::Shard; }
   bool is_shard(int64_t dim) const { return kind_ == Kind::Shard && dim_ == dim; }
   bool is_partial() const { return kind_ == Kind::Partial; }
-  int64_t dim() const { return dim_; }            // the tensor dim of a Shard
-  ReduceOp reduce_op() const { return op_; }      // the reduction of a Partial
+  int64_t dim() const { return dim_; }        // the tensor dim of a Shard
+  ReduceOp reduce_op() const { return op_; }  // the reduction of a Partial
 
   // Shard(-1) on a 3-D tensor becomes Shard(2); ShapeError if the dim is out of range.
   Placement normalized(int64_t tensor_ndim) const;
@@ -53,7 +53,6 @@ size_t placements_hash(const Placements& placements);
 
 // Checks there is one placement per mesh dim and every Shard dim fits the tensor; returns the
 // list with Shard dims made non-negative. Errors name `op`.
-Placements normalize_placements(const Placements& placements, int64_t tensor_ndim, int64_t mesh_ndim,
-                                const char* op);
+Placements normalize_placements(const Placements& placements, int64_t tensor_ndim, int64_t mesh_ndim, const char* op);
 
 }  // namespace dtensor

@@ -20,9 +20,9 @@ std::vector<int64_t> chunk_sizes(int64_t n, int64_t parts) {
 
 Block local_block(const Shape& global_shape, const Shape& mesh_shape, const std::vector<int64_t>& coordinate,
                   const Placements& placements) {
-  check<ValueError>(mesh_shape.size() == placements.size() && coordinate.size() == placements.size(),
-                    "local_block", "mesh shape {}, coordinate of {} dims and {} placements must agree",
-                    shape_str(mesh_shape), coordinate.size(), placements.size());
+  check<ValueError>(mesh_shape.size() == placements.size() && coordinate.size() == placements.size(), "local_block",
+                    "mesh shape {}, coordinate of {} dims and {} placements must agree", shape_str(mesh_shape),
+                    coordinate.size(), placements.size());
   Block block{global_shape, Shape(global_shape.size(), 0)};
   for (size_t m = 0; m < placements.size(); ++m) {
     if (!placements[m].is_shard()) continue;

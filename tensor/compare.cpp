@@ -72,8 +72,8 @@ bool equal(const Tensor& a_in, const Tensor& b_in) {
 double max_abs_diff(const Tensor& a_in, const Tensor& b_in) {
   const char* op = "max_abs_diff";
   const auto [a, b] = on_host(a_in, b_in, op);
-  check<ShapeError>(a.shape() == b.shape(), op, "a and b must have the same shape, got {} and {}",
-                    shape_str(a.shape()), shape_str(b.shape()));
+  check<ShapeError>(a.shape() == b.shape(), op, "a and b must have the same shape, got {} and {}", shape_str(a.shape()),
+                    shape_str(b.shape()));
   double largest = 0.0;
   for_each_pair(a, b, [&](double x, double y) {
     if (std::isnan(x) || std::isnan(y)) {

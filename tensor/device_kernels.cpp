@@ -99,9 +99,10 @@ Backend& loaded_backend(DeviceType type) {
 // Why the backend of `type` is absent: the paths tried, and what to do about it.
 std::string absence_reason(DeviceType type, const Backend& backend) {
   const BackendLibrary library = library_of(type);
-  return fmt::format("{} cannot be loaded (tried {}); a build with CUDA (meson -Dcuda=enabled) makes it beside "
-                     "libdtensor, or set {} to its path",
-                     library.file_name, fmt::join(backend.failures, "; "), library.path_variable);
+  return fmt::format(
+      "{} cannot be loaded (tried {}); a build with CUDA (meson -Dcuda=enabled) makes it beside "
+      "libdtensor, or set {} to its path",
+      library.file_name, fmt::join(backend.failures, "; "), library.path_variable);
 }
 
 }  // namespace

@@ -2,8 +2,8 @@
 //
 // One driver (binary_op) walks the broadcast shape with StridedLoop; each op is a small struct
 // with a scalar form (apply) and an Eigen array form (array) that the contiguous runs use.
-#include "tensor/kernel_util.hpp"
 #include "tensor/device_kernels.hpp"
+#include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor {
@@ -22,58 +22,88 @@ bool is_nan(C v) {
 
 // Arithmetic ops: the result has the inputs' dtype. Integer add/sub/mul wrap (as in torch).
 struct AddOp {
-  template <typename C> static C apply(C a, C b) { return detail::wrapping_add(a, b); }
-  template <typename A, typename B> static auto array(const A& a, const B& b) { return a + b; }
+  template <typename C>
+  static C apply(C a, C b) {
+    return detail::wrapping_add(a, b);
+  }
+  template <typename A, typename B>
+  static auto array(const A& a, const B& b) {
+    return a + b;
+  }
 };
 struct SubOp {
-  template <typename C> static C apply(C a, C b) { return detail::wrapping_sub(a, b); }
-  template <typename A, typename B> static auto array(const A& a, const B& b) { return a - b; }
+  template <typename C>
+  static C apply(C a, C b) {
+    return detail::wrapping_sub(a, b);
+  }
+  template <typename A, typename B>
+  static auto array(const A& a, const B& b) {
+    return a - b;
+  }
 };
 struct MulOp {
-  template <typename C> static C apply(C a, C b) { return detail::wrapping_mul(a, b); }
-  template <typename A, typename B> static auto array(const A& a, const B& b) { return a * b; }
+  template <typename C>
+  static C apply(C a, C b) {
+    return detail::wrapping_mul(a, b);
+  }
+  template <typename A, typename B>
+  static auto array(const A& a, const B& b) {
+    return a * b;
+  }
 };
 // Integer division truncates toward zero (C++ and torch's rounding_mode="trunc"); dividing by
 // zero is a ValueError rather than a SIGFPE, and MIN / -1 wraps instead of trapping.
 struct DivOp {
-  template <typename C> static C apply(C a, C b) {
+  template <typename C>
+  static C apply(C a, C b) {
     if constexpr (std::is_integral_v<C>) {
       if (b == C(0)) fail<ValueError>("div", "integer division by zero (dividend {})", +a);
       if (std::is_signed_v<C> && b == C(-1)) return detail::wrapping_sub(C(0), a);
     }
     return C(a / b);
   }
-  template <typename A, typename B> static auto array(const A& a, const B& b) { return a / b; }
+  template <typename A, typename B>
+  static auto array(const A& a, const B& b) {
+    return a / b;
+  }
 };
 // maximum/minimum propagate NaN, like torch.maximum.
 struct MaxOp {
-  template <typename C> static C apply(C a, C b) {
+  template <typename C>
+  static C apply(C a, C b) {
     if (is_nan(a)) return a;
     return (is_nan(b) || a < b) ? b : a;
   }
-  template <typename A, typename B> static auto array(const A& a, const B& b) {
+  template <typename A, typename B>
+  static auto array(const A& a, const B& b) {
     using C = typename A::Scalar;
     return a.binaryExpr(b, Eigen::internal::scalar_max_op<C, C, Eigen::PropagateNaN>());
   }
 };
 struct MinOp {
-  template <typename C> static C apply(C a, C b) {
+  template <typename C>
+  static C apply(C a, C b) {
     if (is_nan(a)) return a;
     return (is_nan(b) || b < a) ? b : a;
   }
-  template <typename A, typename B> static auto array(const A& a, const B& b) {
+  template <typename A, typename B>
+  static auto array(const A& a, const B& b) {
     using C = typename A::Scalar;
     return a.binaryExpr(b, Eigen::internal::scalar_min_op<C, C, Eigen::PropagateNaN>());
   }
 };
 
 // Comparisons produce u8 0/1; a comparison with NaN is false (true for ne), as IEEE says.
-#define DTENSOR_COMPARE_OP(Name, expr_op)                                                 \
-  struct Name {                                                                           \
-    template <typename C> static uint8_t apply(C a, C b) { return uint8_t(a expr_op b); } \
-    template <typename A, typename B> static auto array(const A& a, const B& b) {         \
-      return (a expr_op b).template cast<uint8_t>();                                      \
-    }                                                                                     \
+#define DTENSOR_COMPARE_OP(Name, expr_op)            \
+  struct Name {                                      \
+    template <typename C>                            \
+    static uint8_t apply(C a, C b) {                 \
+      return uint8_t(a expr_op b);                   \
+    }                                                \
+    template <typename A, typename B>                \
+    static auto array(const A& a, const B& b) {      \
+      return (a expr_op b).template cast<uint8_t>(); \
+    }                                                \
   };
 DTENSOR_COMPARE_OP(EqOp, ==)
 DTENSOR_COMPARE_OP(NeOp, !=)
@@ -120,22 +150,21 @@ Tensor binary_op(const Tensor& a, const Tensor& b, const char* op) {
   return visit_dtype(a.dtype(), [&]<typename T>() {
     using O = result_of_op<Op, compute_t<T>>;
     // Comparisons give u8; arithmetic gives T (O is then compute_t<T>, stored back as T).
-    using Stored = std::conditional_t<std::is_same_v<O, uint8_t> && !std::is_same_v<T, uint8_t>,
-                                      uint8_t, T>;
+    using Stored = std::conditional_t<std::is_same_v<O, uint8_t> && !std::is_same_v<T, uint8_t>, uint8_t, T>;
     Tensor out = Tensor::empty(shape, dtype_of<Stored>);
     const T* pa = detail::cdata<T>(a);
     const T* pb = detail::cdata<T>(b);
     Stored* po = detail::mdata<Stored>(out);
-    StridedLoop<3> loop(shape, {out.strides(), detail::broadcast_strides(a, shape),
-                                detail::broadcast_strides(b, shape)});
+    StridedLoop<3> loop(shape,
+                        {out.strides(), detail::broadcast_strides(a, shape), detail::broadcast_strides(b, shape)});
     loop.tile_transposed().for_each_run([&](const auto& offsets, int64_t n, const auto& strides) {
       if constexpr (std::is_same_v<Stored, O>) {
         binary_run<T, Op>(pa + offsets[1], pb + offsets[2], po + offsets[0], n, strides);
       } else {
         // 16-bit floats: compute in float, round each element on store.
         for (int64_t i = 0; i < n; ++i) {
-          po[offsets[0] + i * strides[0]] = Stored(Op::apply(
-              O(pa[offsets[1] + i * strides[1]]), O(pb[offsets[2] + i * strides[2]])));
+          po[offsets[0] + i * strides[0]] =
+              Stored(Op::apply(O(pa[offsets[1] + i * strides[1]]), O(pb[offsets[2] + i * strides[2]])));
         }
       }
     });
@@ -158,8 +187,7 @@ Tensor scalar_op(const Tensor& a, double scalar, const char* op) {
     loop.tile_transposed().for_each_run([&](const auto& offsets, int64_t n, const auto& strides) {
       if constexpr (std::is_floating_point_v<T>) {
         if (strides[0] == 1 && strides[1] == 1) {
-          ArrayMap<T>(po + offsets[0], n) =
-              Op::array(ConstArrayMap<T>(pa + offsets[1], n), Vector<T>::Constant(n, s));
+          ArrayMap<T>(po + offsets[0], n) = Op::array(ConstArrayMap<T>(pa + offsets[1], n), Vector<T>::Constant(n, s));
           return;
         }
       }
@@ -240,8 +268,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   detail::check_cpu(b, op, "b");
   detail::check_dtype_is(cond, DType::U8, op, "cond");
   detail::check_same_dtype(a, b, op, "a", "b");
-  const Shape shape = detail::broadcast_shapes(
-      cond.shape(), detail::broadcast_shapes(a.shape(), b.shape(), op), op);
+  const Shape shape = detail::broadcast_shapes(cond.shape(), detail::broadcast_shapes(a.shape(), b.shape(), op), op);
   Tensor out = Tensor::empty(shape, a.dtype());
   visit_dtype(a.dtype(), [&]<typename T>() {
     const uint8_t* pc = detail::cdata<uint8_t>(cond);
@@ -249,8 +276,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
     const T* pb = detail::cdata<T>(b);
     T* po = detail::mdata<T>(out);
     StridedLoop<4> loop(shape, {out.strides(), detail::broadcast_strides(cond, shape),
-                                detail::broadcast_strides(a, shape),
-                                detail::broadcast_strides(b, shape)});
+                                detail::broadcast_strides(a, shape), detail::broadcast_strides(b, shape)});
     loop.tile_transposed().for_each_run([&](const auto& o, int64_t n, const auto& s) {
       for (int64_t i = 0; i < n; ++i) {
         po[o[0] + i * s[0]] = pc[o[1] + i * s[1]] ? pa[o[2] + i * s[2]] : pb[o[3] + i * s[3]];
@@ -276,8 +302,7 @@ Tensor masked_fill(const Tensor& a, const Tensor& mask, double value) {
     const T* pa = detail::cdata<T>(a);
     const uint8_t* pm = detail::cdata<uint8_t>(mask);
     T* po = detail::mdata<T>(out);
-    StridedLoop<3> loop(a.shape(), {out.strides(), a.strides(),
-                                    detail::broadcast_strides(mask, a.shape())});
+    StridedLoop<3> loop(a.shape(), {out.strides(), a.strides(), detail::broadcast_strides(mask, a.shape())});
     loop.tile_transposed().for_each_run([&](const auto& o, int64_t n, const auto& s) {
       for (int64_t i = 0; i < n; ++i) {
         po[o[0] + i * s[0]] = pm[o[2] + i * s[2]] ? fill : pa[o[1] + i * s[1]];

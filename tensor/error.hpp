@@ -19,17 +19,29 @@ class Error : public std::runtime_error {
 };
 
 // A value the caller passed is out of range or malformed.
-class ValueError : public Error { using Error::Error; };
+class ValueError : public Error {
+  using Error::Error;
+};
 // Shapes or dims that do not fit together.
-class ShapeError : public Error { using Error::Error; };
+class ShapeError : public Error {
+  using Error::Error;
+};
 // A dtype the operation does not accept, or two dtypes that disagree.
-class DTypeError : public Error { using Error::Error; };
+class DTypeError : public Error {
+  using Error::Error;
+};
 // A device the operation does not support (e.g. a CUDA tensor where the CUDA backend cannot be loaded).
-class DeviceError : public Error { using Error::Error; };
+class DeviceError : public Error {
+  using Error::Error;
+};
 // A communication call failed or was used inconsistently across ranks.
-class CommError : public Error { using Error::Error; };
+class CommError : public Error {
+  using Error::Error;
+};
 // A DeviceMesh was built or sliced with bad arguments.
-class MeshError : public Error { using Error::Error; };
+class MeshError : public Error {
+  using Error::Error;
+};
 
 // The rank appended to every message; set by the collectives layer when MPI starts.
 void set_error_rank(int rank);

@@ -52,9 +52,9 @@ inline uint16_t Half::from_float(float value) {
   uint32_t u = std::bit_cast<uint32_t>(value);
   uint16_t sign = uint16_t((u >> 16) & 0x8000);
   uint32_t abs = u & 0x7fffffffu;
-  if (abs > 0x7f800000u) return sign | 0x7e00;               // nan
-  if (abs >= 0x477ff000u) return sign | 0x7c00;              // overflow to inf (rounds past 65504)
-  if (abs < 0x38800000u) {                                   // subnormal or zero in half
+  if (abs > 0x7f800000u) return sign | 0x7e00;   // nan
+  if (abs >= 0x477ff000u) return sign | 0x7c00;  // overflow to inf (rounds past 65504)
+  if (abs < 0x38800000u) {                       // subnormal or zero in half
     // Let the FPU round: adding 0.5 shifts the mantissa bits we keep into the low bits.
     float shifted = std::bit_cast<float>(abs) + 0.5f;
     return sign | uint16_t(std::bit_cast<uint32_t>(shifted) - 0x3f000000u);

@@ -11,8 +11,8 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
     const int64_t size_a = i < a.size() ? a[a.size() - 1 - i] : 1;
     const int64_t size_b = i < b.size() ? b[b.size() - 1 - i] : 1;
     check<ShapeError>(size_a == size_b || size_a == 1 || size_b == 1, op,
-                      "shapes {} and {} do not broadcast: dim -{} has sizes {} and {}",
-                      shape_str(a), shape_str(b), i + 1, size_a, size_b);
+                      "shapes {} and {} do not broadcast: dim -{} has sizes {} and {}", shape_str(a), shape_str(b),
+                      i + 1, size_a, size_b);
     out[ndim - 1 - i] = size_a == 1 ? size_b : size_a;
   }
   return out;
@@ -29,8 +29,7 @@ Shape broadcast_strides(const Tensor& t, const Shape& out_shape) {
 
 int64_t normalize_dim_or_scalar(int64_t dim, int64_t ndim, const char* op) {
   if (ndim > 0) return normalize_dim(dim, ndim, op);
-  check<ShapeError>(dim == 0 || dim == -1, op,
-                    "dim {} is out of range for a 0-d tensor (expected 0 or -1)", dim);
+  check<ShapeError>(dim == 0 || dim == -1, op, "dim {} is out of range for a 0-d tensor (expected 0 or -1)", dim);
   return 0;
 }
 
@@ -48,8 +47,10 @@ std::vector<bool> reduced_dim_mask(const std::vector<int64_t>& dims, int64_t ndi
 Shape reduced_shape(const Shape& shape, const std::vector<bool>& reduced, bool keepdim) {
   Shape out;
   for (size_t d = 0; d < shape.size(); ++d) {
-    if (!reduced[d]) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
+    if (!reduced[d])
+      out.push_back(shape[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }

@@ -38,26 +38,21 @@ inline void check_defined(const Tensor& t, const char* op, const char* arg) {
 // Every kernel here reads host memory; a CUDA tensor must go to the CUDA kernels instead.
 inline void check_cpu(const Tensor& t, const char* op, const char* arg) {
   check_defined(t, op, arg);
-  check<DeviceError>(t.device().is_cpu(), op, "argument '{}' must be on the cpu, got {}", arg,
-                     t.device());
+  check<DeviceError>(t.device().is_cpu(), op, "argument '{}' must be on the cpu, got {}", arg, t.device());
 }
 
-inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op, const char* arg_a,
-                             const char* arg_b) {
-  check<DTypeError>(a.dtype() == b.dtype(), op,
-                    "'{}' and '{}' must have the same dtype, got {} and {}", arg_a, arg_b,
+inline void check_same_dtype(const Tensor& a, const Tensor& b, const char* op, const char* arg_a, const char* arg_b) {
+  check<DTypeError>(a.dtype() == b.dtype(), op, "'{}' and '{}' must have the same dtype, got {} and {}", arg_a, arg_b,
                     a.dtype(), b.dtype());
 }
 
 inline void check_floating(const Tensor& t, const char* op, const char* arg) {
   check<DTypeError>(is_floating(t.dtype()), op,
-                    "argument '{}' must have a floating dtype (f32, f64, bf16, f16), got {}", arg,
-                    t.dtype());
+                    "argument '{}' must have a floating dtype (f32, f64, bf16, f16), got {}", arg, t.dtype());
 }
 
 inline void check_dtype_is(const Tensor& t, DType expected, const char* op, const char* arg) {
-  check<DTypeError>(t.dtype() == expected, op, "argument '{}' must have dtype {}, got {}", arg,
-                    expected, t.dtype());
+  check<DTypeError>(t.dtype() == expected, op, "argument '{}' must have dtype {}, got {}", arg, expected, t.dtype());
 }
 
 // A double argument converted to T; integer targets must hold it (truncated toward zero).
@@ -70,8 +65,8 @@ compute_t<T> scalar_as(double value, const char* op, const char* arg) {
     const double lo = double(std::numeric_limits<C>::lowest());
     const double hi = double(std::numeric_limits<C>::max());
     check<ValueError>(std::isfinite(value) && value >= lo && value < hi + 1.0, op,
-                      "scalar '{}' = {} does not fit dtype {} (range [{}, {}])", arg, value,
-                      dtype_of<T>, std::numeric_limits<C>::lowest(), std::numeric_limits<C>::max());
+                      "scalar '{}' = {} does not fit dtype {} (range [{}, {}])", arg, value, dtype_of<T>,
+                      std::numeric_limits<C>::lowest(), std::numeric_limits<C>::max());
   }
   return C(value);
 }
@@ -118,9 +113,8 @@ class StridedLoop {
   StridedLoop& order_by(size_t k) {
     std::vector<size_t> perm(shape_.size());
     std::iota(perm.begin(), perm.end(), size_t(0));
-    std::stable_sort(perm.begin(), perm.end(), [&](size_t x, size_t y) {
-      return std::abs(strides_[k][x]) > std::abs(strides_[k][y]);
-    });
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](size_t x, size_t y) { return std::abs(strides_[k][x]) > std::abs(strides_[k][y]); });
     Shape shape;
     std::array<Shape, N> strides;
     for (size_t d : perm) {

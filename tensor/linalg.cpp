@@ -11,11 +11,11 @@
 // Either way a 2-D operand whose rows or columns are contiguous is read in place, as a row-major
 // or a column-major matrix with a leading dimension; so x @ W^T reads W where it is. Only
 // layouts GEMM cannot read (both strides > 1, or a stride-0 broadcast) are copied.
-#include "tensor/kernel_util.hpp"
 #include "tensor/cpu/gemv.hpp"
 #include "tensor/cpu/onednn_gemm.hpp"
 #include "tensor/cpu/threads.hpp"
 #include "tensor/device_kernels.hpp"
+#include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
 #include <optional>
@@ -31,8 +31,7 @@ struct MatrixLayout {
 
 // The layout of a [rows, cols] block with the given element strides, if GEMM can read it in
 // place. The stride of a size-1 dim is meaningless, so such dims fit either layout.
-std::optional<MatrixLayout> gemm_layout(int64_t rows, int64_t cols, int64_t row_stride,
-                                        int64_t col_stride) {
+std::optional<MatrixLayout> gemm_layout(int64_t rows, int64_t cols, int64_t row_stride, int64_t col_stride) {
   if (rows == 0 || cols == 0) return MatrixLayout{true, std::max<int64_t>(cols, 1)};  // no reads
   if (cols == 1 || col_stride == 1) {
     const int64_t ld = rows == 1 ? std::max<int64_t>(cols, 1) : row_stride;
@@ -61,14 +60,12 @@ Tensor gemm_readable(const Tensor& t) {
 }
 
 template <typename C, int Order>
-using MatrixMap = Eigen::Map<const Eigen::Matrix<C, Eigen::Dynamic, Eigen::Dynamic, Order>, 0,
-                             Eigen::OuterStride<>>;
+using MatrixMap = Eigen::Map<const Eigen::Matrix<C, Eigen::Dynamic, Eigen::Dynamic, Order>, 0, Eigen::OuterStride<>>;
 template <typename C>
 using OutMap = Eigen::Map<Eigen::Matrix<C, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 template <typename C, int OrderA>
-void gemm_with_a(const MatrixMap<C, OrderA>& a, const C* b, MatrixLayout lb, int64_t k, int64_t n,
-                 OutMap<C>& out) {
+void gemm_with_a(const MatrixMap<C, OrderA>& a, const C* b, MatrixLayout lb, int64_t k, int64_t n, OutMap<C>& out) {
   if (lb.row_major) {
     out.noalias() = a * MatrixMap<C, Eigen::RowMajor>(b, k, n, Eigen::OuterStride<>(lb.ld));
   } else {
@@ -78,8 +75,7 @@ void gemm_with_a(const MatrixMap<C, OrderA>& a, const C* b, MatrixLayout lb, int
 
 // out[m,n] (contiguous) = a[m,k] @ b[k,n].
 template <typename C>
-void gemm(const C* a, MatrixLayout la, const C* b, MatrixLayout lb, C* out, int64_t m, int64_t k,
-          int64_t n) {
+void gemm(const C* a, MatrixLayout la, const C* b, MatrixLayout lb, C* out, int64_t m, int64_t k, int64_t n) {
   OutMap<C> result(out, m, n);
   if (m == 0 || n == 0) return;
   if (k == 0) {  // an empty sum is zero
@@ -87,11 +83,9 @@ void gemm(const C* a, MatrixLayout la, const C* b, MatrixLayout lb, C* out, int6
     return;
   }
   if (la.row_major) {
-    gemm_with_a<C>(MatrixMap<C, Eigen::RowMajor>(a, m, k, Eigen::OuterStride<>(la.ld)), b, lb, k,
-                   n, result);
+    gemm_with_a<C>(MatrixMap<C, Eigen::RowMajor>(a, m, k, Eigen::OuterStride<>(la.ld)), b, lb, k, n, result);
   } else {
-    gemm_with_a<C>(MatrixMap<C, Eigen::ColMajor>(a, m, k, Eigen::OuterStride<>(la.ld)), b, lb, k,
-                   n, result);
+    gemm_with_a<C>(MatrixMap<C, Eigen::ColMajor>(a, m, k, Eigen::OuterStride<>(la.ld)), b, lb, k, n, result);
   }
 }
 
@@ -151,13 +145,11 @@ void matmul_eigen(const Tensor& a, const Tensor& b, Tensor& out) {
   }
   const MatrixLayout la = *gemm_layout(m, k, da.row_stride, da.col_stride);
   Shape out_batch_strides(out.strides().begin(), out.strides().end() - 2);
-  const std::array<Shape, 3> batch_layout = {out_batch_strides, batch_strides(a, batch),
-                                             batch_strides(b, batch)};
+  const std::array<Shape, 3> batch_layout = {out_batch_strides, batch_strides(a, batch), batch_strides(b, batch)};
   detail::StridedLoop<3> loop(batch, batch_layout);
   loop.for_each_run([&](const auto& offsets, int64_t count, const auto& strides) {
     for (int64_t i = 0; i < count; ++i) {
-      gemm(detail::cdata<C>(a) + offsets[1] + i * strides[1], la,
-           detail::cdata<C>(b) + offsets[2] + i * strides[2], lb,
+      gemm(detail::cdata<C>(a) + offsets[1] + i * strides[1], la, detail::cdata<C>(b) + offsets[2] + i * strides[2], lb,
            detail::mdata<C>(out) + offsets[0] + i * strides[0], m, k, n);
     }
   });
@@ -168,13 +160,11 @@ void check_matmul_args(const Tensor& a, const Tensor& b, const char* op) {
   detail::check_cpu(b, op, "b");
   detail::check_same_dtype(a, b, op, "a", "b");
   detail::check_floating(a, op, "a");
-  check<ShapeError>(a.dim() >= 2 && b.dim() >= 2, op,
-                    "a and b must have at least 2 dims, got shapes {} and {}", shape_str(a.shape()),
-                    shape_str(b.shape()));
+  check<ShapeError>(a.dim() >= 2 && b.dim() >= 2, op, "a and b must have at least 2 dims, got shapes {} and {}",
+                    shape_str(a.shape()), shape_str(b.shape()));
   check<ShapeError>(a.shape().back() == b.shape()[size_t(b.dim()) - 2], op,
-                    "a's last dim ({}) must equal b's second-to-last dim ({}); shapes {} and {}",
-                    a.shape().back(), b.shape()[size_t(b.dim()) - 2], shape_str(a.shape()),
-                    shape_str(b.shape()));
+                    "a's last dim ({}) must equal b's second-to-last dim ({}); shapes {} and {}", a.shape().back(),
+                    b.shape()[size_t(b.dim()) - 2], shape_str(a.shape()), shape_str(b.shape()));
 }
 
 // A 16-bit operand widened to f32 in its own memory order. A transposed view (x @ W^T's W^T) is
@@ -203,8 +193,10 @@ void add_bias_rows(Tensor& out, const Tensor& bias) {
 
 void add_bias(Tensor& out, const Tensor& bias) {
   if (!bias.defined()) return;
-  if (out.dtype() == DType::F64) add_bias_rows<double>(out, bias);
-  else add_bias_rows<float>(out, bias);
+  if (out.dtype() == DType::F64)
+    add_bias_rows<double>(out, bias);
+  else
+    add_bias_rows<float>(out, bias);
 }
 
 // One row times a matrix, or a batch of them (bmm with one token per expert, as a decode step routes
@@ -241,8 +233,10 @@ Tensor matmul_compute(const Tensor& a_in, const Tensor& b_in, const Tensor& bias
       return matmul_compute(widened(a), widened(b), bias32, op).to(a.dtype());
     }
   }
-  if (a.dtype() == DType::F64) matmul_eigen<double>(a, b, out);
-  else matmul_eigen<float>(a, b, out);
+  if (a.dtype() == DType::F64)
+    matmul_eigen<double>(a, b, out);
+  else
+    matmul_eigen<float>(a, b, out);
   add_bias(out, bias);
   return out;
 }
@@ -260,8 +254,8 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   const char* op = "bmm";
   check_matmul_args(a, b, op);
   check<ShapeError>(a.dim() == 3 && b.dim() == 3 && a.shape()[0] == b.shape()[0], op,
-                    "a and b must be 3-D with equal batch size, got shapes {} and {}",
-                    shape_str(a.shape()), shape_str(b.shape()));
+                    "a and b must be 3-D with equal batch size, got shapes {} and {}", shape_str(a.shape()),
+                    shape_str(b.shape()));
   return matmul_compute(a, b, Tensor(), op);
 }
 
@@ -272,17 +266,15 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   detail::check_cpu(weight, op, "weight");
   detail::check_same_dtype(x, weight, op, "x", "weight");
   detail::check_floating(x, op, "x");
-  check<ShapeError>(weight.dim() == 2, op, "weight must be 2-D [out, in], got shape {}",
-                    shape_str(weight.shape()));
+  check<ShapeError>(weight.dim() == 2, op, "weight must be 2-D [out, in], got shape {}", shape_str(weight.shape()));
   check<ShapeError>(x.dim() >= 1 && x.shape().back() == weight.shape()[1], op,
-                    "x's last dim must equal weight's in-features {}; got x shape {}",
-                    weight.shape()[1], shape_str(x.shape()));
+                    "x's last dim must equal weight's in-features {}; got x shape {}", weight.shape()[1],
+                    shape_str(x.shape()));
   if (bias.defined()) {
     detail::check_cpu(bias, op, "bias");
     detail::check_same_dtype(x, bias, op, "x", "bias");
-    check<ShapeError>(bias.dim() == 1 && bias.shape()[0] == weight.shape()[0], op,
-                      "bias must have shape [{}], got {}", weight.shape()[0],
-                      shape_str(bias.shape()));
+    check<ShapeError>(bias.dim() == 1 && bias.shape()[0] == weight.shape()[0], op, "bias must have shape [{}], got {}",
+                      weight.shape()[0], shape_str(bias.shape()));
   }
   const Tensor x2 = x.dim() == 1 ? x.unsqueeze(0) : x;
   // weight^T is a [in, out] view with column stride 'in': GEMM reads it as column-major.

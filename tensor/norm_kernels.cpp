@@ -16,8 +16,7 @@ namespace {
 void check_norm_args(const Tensor& x, const Tensor& weight, const Tensor& bias, const char* op) {
   detail::check_cpu(x, op, "x");
   detail::check_floating(x, op, "x");
-  check<ShapeError>(x.dim() >= 1, op, "x needs at least one dim to normalise over, got shape {}",
-                    shape_str(x.shape()));
+  check<ShapeError>(x.dim() >= 1, op, "x needs at least one dim to normalise over, got shape {}", shape_str(x.shape()));
   const Shape expected = {x.shape().back()};
   for (const auto& [t, name] : {std::pair{&weight, "weight"}, std::pair{&bias, "bias"}}) {
     if (!t->defined()) continue;

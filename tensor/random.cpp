@@ -46,8 +46,8 @@ Tensor random_block(const Shape& global_shape, const Shape& offset, const Shape&
                     const RandomOptions& options) {
   const size_t ndim = global_shape.size();
   check<ShapeError>(offset.size() == ndim && block_shape.size() == ndim, "random_block",
-                    "offset {} and block shape {} must have as many dims as the global shape {}",
-                    shape_str(offset), shape_str(block_shape), shape_str(global_shape));
+                    "offset {} and block shape {} must have as many dims as the global shape {}", shape_str(offset),
+                    shape_str(block_shape), shape_str(global_shape));
   for (size_t d = 0; d < ndim; ++d) {
     check<ShapeError>(offset[d] >= 0 && block_shape[d] >= 0 && offset[d] + block_shape[d] <= global_shape[d],
                       "random_block", "block [{}, {}) of dim {} lies outside size {}", offset[d],

@@ -5,8 +5,8 @@
 // one accumulator (an Eigen redux when contiguous); a run along a kept dim accumulates
 // elementwise (vectorised when contiguous). So both "sum over the last dim" and "sum over
 // dim 0" read memory sequentially.
-#include "tensor/kernel_util.hpp"
 #include "tensor/device_kernels.hpp"
+#include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor {
@@ -33,45 +33,68 @@ bool is_nan(A v) {
 }
 
 struct SumReducer {
-  template <typename T> using acc = sum_acc_t<T>;
-  template <typename A> static A init() { return A(0); }
-  template <typename A> static A combine(A acc, A x) { return detail::wrapping_add(acc, x); }
-  template <typename M> static auto fold(const M& run) { return run.sum(); }
-  template <typename M, typename R> static void accumulate(M& acc, const R& run) { acc += run; }
+  template <typename T>
+  using acc = sum_acc_t<T>;
+  template <typename A>
+  static A init() {
+    return A(0);
+  }
+  template <typename A>
+  static A combine(A acc, A x) {
+    return detail::wrapping_add(acc, x);
+  }
+  template <typename M>
+  static auto fold(const M& run) {
+    return run.sum();
+  }
+  template <typename M, typename R>
+  static void accumulate(M& acc, const R& run) {
+    acc += run;
+  }
 };
 
 // Max and min propagate NaN (torch.amax does).
 struct MaxReducer {
-  template <typename T> using acc = minmax_acc_t<T>;
-  template <typename A> static A init() {
+  template <typename T>
+  using acc = minmax_acc_t<T>;
+  template <typename A>
+  static A init() {
     if constexpr (std::is_floating_point_v<A>) return -std::numeric_limits<A>::infinity();
     return std::numeric_limits<A>::lowest();
   }
-  template <typename A> static A combine(A acc, A x) {
+  template <typename A>
+  static A combine(A acc, A x) {
     return (is_nan(acc) || acc >= x) ? acc : x;  // NaN x: acc >= NaN is false, so x wins
   }
-  template <typename M> static auto fold(const M& run) {
+  template <typename M>
+  static auto fold(const M& run) {
     return run.template maxCoeff<Eigen::PropagateNaN>();
   }
-  template <typename M, typename R> static void accumulate(M& acc, const R& run) {
+  template <typename M, typename R>
+  static void accumulate(M& acc, const R& run) {
     using A = typename M::Scalar;
     acc = acc.binaryExpr(run, Eigen::internal::scalar_max_op<A, A, Eigen::PropagateNaN>());
   }
 };
 
 struct MinReducer {
-  template <typename T> using acc = minmax_acc_t<T>;
-  template <typename A> static A init() {
+  template <typename T>
+  using acc = minmax_acc_t<T>;
+  template <typename A>
+  static A init() {
     if constexpr (std::is_floating_point_v<A>) return std::numeric_limits<A>::infinity();
     return std::numeric_limits<A>::max();
   }
-  template <typename A> static A combine(A acc, A x) {
+  template <typename A>
+  static A combine(A acc, A x) {
     return (is_nan(acc) || acc <= x) ? acc : x;
   }
-  template <typename M> static auto fold(const M& run) {
+  template <typename M>
+  static auto fold(const M& run) {
     return run.template minCoeff<Eigen::PropagateNaN>();
   }
-  template <typename M, typename R> static void accumulate(M& acc, const R& run) {
+  template <typename M, typename R>
+  static void accumulate(M& acc, const R& run) {
     using A = typename M::Scalar;
     acc = acc.binaryExpr(run, Eigen::internal::scalar_min_op<A, A, Eigen::PropagateNaN>());
   }
@@ -157,8 +180,8 @@ Tensor reduce_op(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim
   if constexpr (!std::is_same_v<R, SumReducer>) {
     // A max over nothing has no value (torch raises too).
     for (size_t d = 0; d < reduced.size(); ++d) {
-      check<ShapeError>(!reduced[d] || a.shape()[d] > 0, op,
-                        "cannot reduce over dim {} of size 0 (shape {})", d, shape_str(a.shape()));
+      check<ShapeError>(!reduced[d] || a.shape()[d] > 0, op, "cannot reduce over dim {} of size 0 (shape {})", d,
+                        shape_str(a.shape()));
     }
   }
   return visit_dtype(a.dtype(), [&]<typename T>() {
@@ -250,8 +273,7 @@ int64_t first_max_index(const T* in, int64_t step, int64_t n) {
     if (step == 1) {
       for (int64_t start = 0; start < n; start += kBlock) {
         const int64_t m = std::min(kBlock, n - start);
-        const C block_max =
-            ConstArrayMap<C>(in + start, m).template maxCoeff<Eigen::PropagateNaN>();
+        const C block_max = ConstArrayMap<C>(in + start, m).template maxCoeff<Eigen::PropagateNaN>();
         if (!(is_nan(block_max) || block_max > best_value)) continue;
         int64_t i = 0;
         while (!(in[start + i] == block_max || is_nan(in[start + i]))) ++i;
@@ -289,9 +311,8 @@ Tensor mean(const Tensor& a, const std::vector<int64_t>& dims, bool keepdim) {
   return visit_dtype(a.dtype(), [&]<typename T>() -> Tensor {
     if constexpr (std::is_floating_point_v<compute_t<T>>) {
       // An empty reduction gives 0 / 0 = NaN, as torch.mean does.
-      return reduce_dims<SumReducer, T>(a, reduced, keepdim, [](auto acc, int64_t count) {
-        return acc / decltype(acc)(count);
-      });
+      return reduce_dims<SumReducer, T>(a, reduced, keepdim,
+                                        [](auto acc, int64_t count) { return acc / decltype(acc)(count); });
     } else {
       fail<DTypeError>(op, "unreachable integer dtype {}", a.dtype());
     }
@@ -314,8 +335,7 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
   detail::check_cpu(a, op, "a");
   const int64_t d = detail::normalize_dim_or_scalar(dim, a.dim(), op);
   const int64_t n = a.dim() == 0 ? 1 : a.shape()[size_t(d)];
-  check<ShapeError>(n > 0, op, "cannot take argmax over dim {} of size 0 (shape {})", dim,
-                    shape_str(a.shape()));
+  check<ShapeError>(n > 0, op, "cannot take argmax over dim {} of size 0 (shape {})", dim, shape_str(a.shape()));
   std::vector<bool> reduced(size_t(a.dim()), false);
   if (a.dim() > 0) reduced[size_t(d)] = true;
   Tensor out = Tensor::empty(detail::reduced_shape(a.shape(), reduced, keepdim), DType::I64);
@@ -325,9 +345,8 @@ Tensor argmax(const Tensor& a, int64_t dim, bool keepdim) {
   int64_t* po = detail::mdata<int64_t>(out);
   visit_dtype(a.dtype(), [&]<typename T>() {
     const T* in = detail::cdata<T>(a);
-    for_each_line(a, d, out_strides, [&](int64_t in_off, int64_t out_off) {
-      po[out_off] = first_max_index(in + in_off, step, n);
-    });
+    for_each_line(a, d, out_strides,
+                  [&](int64_t in_off, int64_t out_off) { po[out_off] = first_max_index(in + in_off, step, n); });
   });
   return out;
 }

@@ -1,6 +1,6 @@
 // Joining and splitting (cat, chunk, split) and gathers (index_select, embedding).
-#include "tensor/kernel_util.hpp"
 #include "tensor/device_kernels.hpp"
+#include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
 #include <cstring>
@@ -12,22 +12,18 @@ namespace {
 // lets code start from an empty accumulator); we follow it.
 bool is_legacy_empty(const Tensor& t) { return t.dim() == 1 && t.shape()[0] == 0; }
 
-void check_cat_inputs(const std::vector<Tensor>& tensors, const Tensor& reference, int64_t dim,
-                      const char* op) {
+void check_cat_inputs(const std::vector<Tensor>& tensors, const Tensor& reference, int64_t dim, const char* op) {
   for (size_t i = 0; i < tensors.size(); ++i) {
     const Tensor& t = tensors[i];
-    check<DTypeError>(t.dtype() == reference.dtype(), op,
-                      "tensors[{}] has dtype {}, expected {} like the others", i, t.dtype(),
-                      reference.dtype());
+    check<DTypeError>(t.dtype() == reference.dtype(), op, "tensors[{}] has dtype {}, expected {} like the others", i,
+                      t.dtype(), reference.dtype());
     if (is_legacy_empty(t)) continue;
-    check<ShapeError>(t.dim() == reference.dim(), op,
-                      "tensors[{}] has {} dims (shape {}), expected {} (shape {})", i, t.dim(),
-                      shape_str(t.shape()), reference.dim(), shape_str(reference.shape()));
+    check<ShapeError>(t.dim() == reference.dim(), op, "tensors[{}] has {} dims (shape {}), expected {} (shape {})", i,
+                      t.dim(), shape_str(t.shape()), reference.dim(), shape_str(reference.shape()));
     for (int64_t d = 0; d < t.dim(); ++d) {
       check<ShapeError>(d == dim || t.shape()[size_t(d)] == reference.shape()[size_t(d)], op,
-                        "tensors[{}] has shape {}, expected size {} in dim {} (shape {})", i,
-                        shape_str(t.shape()), reference.shape()[size_t(d)], d,
-                        shape_str(reference.shape()));
+                        "tensors[{}] has shape {}, expected size {} in dim {} (shape {})", i, shape_str(t.shape()),
+                        reference.shape()[size_t(d)], d, shape_str(reference.shape()));
     }
   }
 }
@@ -49,8 +45,7 @@ std::vector<int64_t> read_indices(const Tensor& index, int64_t size, int64_t dim
     }
   });
   for (int64_t v : values) {
-    check<ValueError>(v >= 0 && v < size, op,
-                      "index {} is out of range for dim {} of size {} (valid range [0, {}))", v,
+    check<ValueError>(v >= 0 && v < size, op, "index {} is out of range for dim {} of size {} (valid range [0, {}))", v,
                       dim, size, size);
   }
   return values;
@@ -152,8 +147,7 @@ std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, in
     check<ValueError>(sizes[i] >= 0, op, "sizes[{}] must be non-negative, got {}", i, sizes[i]);
     total += sizes[i];
   }
-  check<ShapeError>(total == a.shape()[size_t(d)], op,
-                    "sizes must sum to the size {} of dim {} (shape {}), got sum {}",
+  check<ShapeError>(total == a.shape()[size_t(d)], op, "sizes must sum to the size {} of dim {} (shape {}), got sum {}",
                     a.shape()[size_t(d)], dim, shape_str(a.shape()), total);
   std::vector<Tensor> pieces;
   int64_t start = 0;
@@ -170,8 +164,7 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
   detail::check_cpu(a, op, "a");
   detail::check_cpu(index, op, "index");
   const int64_t d = normalize_dim(dim, a.dim(), op);
-  check<ShapeError>(index.dim() <= 1, op, "index must be 0-d or 1-D, got shape {}",
-                    shape_str(index.shape()));
+  check<ShapeError>(index.dim() <= 1, op, "index must be 0-d or 1-D, got shape {}", shape_str(index.shape()));
   return gather_along(a, d, read_indices(index, a.shape()[size_t(d)], d, op));
 }
 
@@ -180,8 +173,7 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
   const char* op = "embedding";
   detail::check_cpu(weight, op, "weight");
   detail::check_cpu(ids, op, "ids");
-  check<ShapeError>(weight.dim() == 2, op, "weight must be 2-D [vocab, dim], got shape {}",
-                    shape_str(weight.shape()));
+  check<ShapeError>(weight.dim() == 2, op, "weight must be 2-D [vocab, dim], got shape {}", shape_str(weight.shape()));
   Tensor rows = gather_along(weight, 0, read_indices(ids, weight.shape()[0], 0, op));
   Shape shape = ids.shape();
   shape.push_back(weight.shape()[1]);

@@ -82,8 +82,7 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   if (!device.is_cpu()) return device_kernels(device, "Storage::allocate").allocate(nbytes, device);
   size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
   void* data = rounded == 0 ? nullptr : host_allocate(rounded);
-  check<Error>(rounded == 0 || data != nullptr, "Storage::allocate", "out of memory allocating {} bytes",
-               nbytes);
+  check<Error>(rounded == 0 || data != nullptr, "Storage::allocate", "out of memory allocating {} bytes", nbytes);
   return std::make_shared<Storage>(data, nbytes, device, [rounded](void* p) { host_release(p, rounded); });
 }
 

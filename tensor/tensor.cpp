@@ -25,8 +25,7 @@ std::string shape_str(const Shape& shape) { return fmt::format("[{}]", fmt::join
 int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
   int64_t normalized = dim < 0 ? dim + ndim : dim;
   check<ShapeError>(normalized >= 0 && normalized < ndim, op,
-                    "dim {} out of range for a tensor with {} dims (expected [{}, {}))", dim, ndim,
-                    -ndim, ndim);
+                    "dim {} out of range for a tensor with {} dims (expected [{}, {}))", dim, ndim, -ndim, ndim);
   return normalized;
 }
 
@@ -72,11 +71,10 @@ Tensor Tensor::arange(const Shape& shape, DType dtype) {
 
 Tensor Tensor::from_blob(void* data, const Shape& shape, DType dtype, Storage::Deleter deleter, Device device) {
   check_shape(shape, "from_blob");
-  check<ValueError>(data != nullptr || shape_numel(shape) == 0, "from_blob",
-                    "null pointer for a non-empty shape {}", shape_str(shape));
+  check<ValueError>(data != nullptr || shape_numel(shape) == 0, "from_blob", "null pointer for a non-empty shape {}",
+                    shape_str(shape));
   size_t nbytes = size_t(shape_numel(shape)) * dtype_size(dtype);
-  return Tensor(Storage::wrap(data, nbytes, device, std::move(deleter)), shape, contiguous_strides(shape), 0,
-                dtype);
+  return Tensor(Storage::wrap(data, nbytes, device, std::move(deleter)), shape, contiguous_strides(shape), 0, dtype);
 }
 
 // Metadata ------------------------------------------------------------------------------------
@@ -107,9 +105,7 @@ void Tensor::check_cpu_access(DType expected, const char* op) const {
   check<DeviceError>(device().is_cpu(), op, "host access to a tensor on {}", device());
 }
 
-std::string Tensor::to_string() const {
-  return fmt::format("Tensor({}, {}, {})", dtype_, shape_str(shape_), device());
-}
+std::string Tensor::to_string() const { return fmt::format("Tensor({}, {}, {})", dtype_, shape_str(shape_), device()); }
 
 // Views ---------------------------------------------------------------------------------------
 
@@ -141,8 +137,8 @@ Tensor Tensor::slice(int64_t dim, int64_t start, int64_t end, int64_t step) cons
 Tensor Tensor::select(int64_t dim, int64_t index) const {
   int64_t d = normalize_dim(dim, this->dim(), "select");
   int64_t i = index < 0 ? index + shape_[d] : index;
-  check<ShapeError>(i >= 0 && i < shape_[d], "select", "index {} out of range for size {} of dim {}", index,
-                    shape_[d], dim);
+  check<ShapeError>(i >= 0 && i < shape_[d], "select", "index {} out of range for size {} of dim {}", index, shape_[d],
+                    dim);
   Shape shape = shape_;
   Shape strides = strides_;
   shape.erase(shape.begin() + d);
@@ -158,8 +154,8 @@ Tensor Tensor::transpose(int64_t dim0, int64_t dim1) const {
 }
 
 Tensor Tensor::permute(const std::vector<int64_t>& dims) const {
-  check<ShapeError>(int64_t(dims.size()) == dim(), "permute", "got {} dims for a tensor with {} dims",
-                    dims.size(), dim());
+  check<ShapeError>(int64_t(dims.size()) == dim(), "permute", "got {} dims for a tensor with {} dims", dims.size(),
+                    dim());
   Shape shape(dims.size());
   Shape strides(dims.size());
   std::vector<bool> seen(dims.size(), false);
@@ -181,8 +177,8 @@ Tensor Tensor::expand(const Shape& shape) const {
   for (size_t i = 0; i < shape_.size(); ++i) {
     int64_t target = shape[lead + i];
     bool same = target == shape_[i] || target == -1;
-    check<ShapeError>(same || shape_[i] == 1, "expand", "cannot expand shape {} to {} (dim {})",
-                      shape_str(shape_), shape_str(shape), lead + i);
+    check<ShapeError>(same || shape_[i] == 1, "expand", "cannot expand shape {} to {} (dim {})", shape_str(shape_),
+                      shape_str(shape), lead + i);
     strides[lead + i] = same ? strides_[i] : 0;
   }
   Shape out = shape;
@@ -223,12 +219,12 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
     }
   }
   if (infer_at >= 0) {
-    check<ShapeError>(known != 0 && numel % known == 0, op, "shape {} is invalid for {} elements",
-                      shape_str(requested), numel);
+    check<ShapeError>(known != 0 && numel % known == 0, op, "shape {} is invalid for {} elements", shape_str(requested),
+                      numel);
     shape[infer_at] = numel / known;
   }
-  check<ShapeError>(shape_numel(shape) == numel, op, "shape {} is invalid for {} elements",
-                    shape_str(requested), numel);
+  check<ShapeError>(shape_numel(shape) == numel, op, "shape {} is invalid for {} elements", shape_str(requested),
+                    numel);
   return shape;
 }
 }  // namespace
@@ -237,8 +233,7 @@ Shape infer_shape(const Shape& requested, int64_t numel, const char* op) {
 // common case that the whole tensor is contiguous, which is what every caller here needs.
 Tensor Tensor::view(const Shape& shape) const {
   Shape out = infer_shape(shape, numel(), "view");
-  check<ShapeError>(is_contiguous(), "view",
-                    "tensor with shape {} and strides {} is not contiguous; use reshape()",
+  check<ShapeError>(is_contiguous(), "view", "tensor with shape {} and strides {} is not contiguous; use reshape()",
                     shape_str(shape_), shape_str(strides_));
   return with_layout(out, contiguous_strides(out), offset_);
 }

@@ -47,7 +47,7 @@ class Tensor {
   const Shape& shape() const { return shape_; }
   const Shape& strides() const { return strides_; }
   int64_t dim() const { return int64_t(shape_.size()); }
-  int64_t size(int64_t dim) const;     // negative dims count from the end
+  int64_t size(int64_t dim) const;  // negative dims count from the end
   int64_t stride(int64_t dim) const;
   int64_t numel() const { return shape_numel(shape_); }
   int64_t storage_offset() const { return offset_; }
@@ -87,8 +87,8 @@ class Tensor {
   Tensor flatten(int64_t start_dim = 0, int64_t end_dim = -1) const;
 
   // Copies -----------------------------------------------------------------------------------
-  Tensor contiguous() const;  // returns *this when already contiguous
-  Tensor clone() const;       // always a new contiguous tensor
+  Tensor contiguous() const;     // returns *this when already contiguous
+  Tensor clone() const;          // always a new contiguous tensor
   Tensor to(DType dtype) const;  // converting copy (returns *this when dtype matches)
   // Copy to another device, same dtype and shape (returns *this when already there).
   Tensor to(Device device) const;
@@ -130,8 +130,7 @@ T* Tensor::data() const {
 
 template <typename T>
 T Tensor::item() const {
-  check<ShapeError>(numel() == 1, "item", "expected a tensor with one element, got shape {}",
-                    shape_str(shape_));
+  check<ShapeError>(numel() == 1, "item", "expected a tensor with one element, got shape {}", shape_str(shape_));
   return to(dtype_of<T>).template to_vector<T>()[0];
 }
 

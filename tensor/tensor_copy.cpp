@@ -13,8 +13,8 @@ namespace dtensor {
 namespace {
 
 struct RowLayout {
-  Shape shape;                     // after coalescing; the last dim is the row
-  std::vector<Shape> strides;      // one stride list per operand, same length as shape
+  Shape shape;                 // after coalescing; the last dim is the row
+  std::vector<Shape> strides;  // one stride list per operand, same length as shape
 };
 
 RowLayout coalesce(const Shape& shape, std::vector<Shape> strides) {

@@ -51,9 +51,8 @@ std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim) {
     for (int64_t r = 0; r < row_count; ++r) {
       const T* row = in + r * n;
       std::iota(order.begin(), order.end(), int64_t(0));
-      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t i, int64_t j) {
-        return ranks_before(C(row[i]), i, C(row[j]), j);
-      });
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](int64_t i, int64_t j) { return ranks_before(C(row[i]), i, C(row[j]), j); });
       for (int64_t c = 0; c < k; ++c) {
         out_v[r * k + c] = row[order[size_t(c)]];
         out_i[r * k + c] = order[size_t(c)];

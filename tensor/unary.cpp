@@ -3,8 +3,8 @@
 // Each op is an Eigen array expression, so float and double get Eigen's vectorised exp/log/tanh/
 // erf. 16-bit floats are widened block by block into a float buffer, transformed there and
 // rounded on store, which keeps them on the same vector code.
-#include "tensor/kernel_util.hpp"
 #include "tensor/device_kernels.hpp"
+#include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
 #include <unsupported/Eigen/SpecialFunctions>
@@ -92,12 +92,14 @@ auto integer_abs = [](const auto& x) {
 
 Tensor neg(const Tensor& a) {
   if (on_device(a)) return device_kernels(a, "neg").unary(UnaryOp::Neg, a, "neg");
-  return unary_op(a, "neg", [](const auto& x) { return -x; }, integer_neg);
+  return unary_op(
+      a, "neg", [](const auto& x) { return -x; }, integer_neg);
 }
 
 Tensor abs(const Tensor& a) {
   if (on_device(a)) return device_kernels(a, "abs").unary(UnaryOp::Abs, a, "abs");
-  return unary_op(a, "abs", [](const auto& x) { return x.abs(); }, integer_abs);
+  return unary_op(
+      a, "abs", [](const auto& x) { return x.abs(); }, integer_abs);
 }
 
 Tensor exp(const Tensor& a) {

@@ -14,8 +14,7 @@
 
 namespace dtensor::testing {
 
-inline constexpr ReduceOp kAllOps[] = {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max, ReduceOp::Min,
-                                       ReduceOp::Prod};
+inline constexpr ReduceOp kAllOps[] = {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Max, ReduceOp::Min, ReduceOp::Prod};
 
 using Values = std::function<double(int64_t)>;
 

@@ -63,8 +63,7 @@ inline DTensor check_op(const DeviceMesh& mesh, const std::vector<Tensor>& fulls
   DTensor result = op(inputs);
   Tensor expected = reference(fulls);
   Tensor got = result.full_tensor();
-  INFO("mesh " << mesh.to_string() << " inputs " << describe(layouts) << " -> "
-               << placements_str(result.placements()));
+  INFO("mesh " << mesh.to_string() << " inputs " << describe(layouts) << " -> " << placements_str(result.placements()));
   REQUIRE(got.shape() == expected.shape());
   REQUIRE(got.dtype() == expected.dtype());
   if (tol == 0) {

@@ -18,10 +18,14 @@ inline Tensor random_input(const Shape& shape, DType dtype, uint64_t seed, doubl
 // Tolerances per dtype for results that went through different (but correct) summation orders.
 inline double rtol_for(DType dtype) {
   switch (dtype) {
-    case DType::BF16: return 2e-2;
-    case DType::F16: return 4e-3;
-    case DType::F32: return 1e-4;
-    default: return 1e-10;
+    case DType::BF16:
+      return 2e-2;
+    case DType::F16:
+      return 4e-3;
+    case DType::F32:
+      return 1e-4;
+    default:
+      return 1e-10;
   }
 }
 
@@ -39,4 +43,3 @@ inline void require_matches(const Tensor& gpu, const Tensor& cpu) {
   const double tol = rtol_for(cpu.dtype());
   require_matches(gpu, cpu, tol, tol);
 }
-

@@ -15,10 +15,10 @@ namespace dtensor::testing {
 void record_skip(const std::string& reason);
 }  // namespace dtensor::testing
 
-#define SKIP_TEST(reason)                                 \
-  do {                                                    \
-    std::ostringstream skip_reason_;                      \
-    skip_reason_ << reason;                               \
-    ::dtensor::testing::record_skip(skip_reason_.str());  \
-    return;                                               \
+#define SKIP_TEST(reason)                                \
+  do {                                                   \
+    std::ostringstream skip_reason_;                     \
+    skip_reason_ << reason;                              \
+    ::dtensor::testing::record_skip(skip_reason_.str()); \
+    return;                                              \
   } while (false)

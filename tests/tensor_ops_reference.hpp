@@ -94,8 +94,7 @@ inline std::vector<double> ref_binary(const Tensor& a, const Tensor& b,
   std::vector<double> out(size_t(count(shape)));
   for (int64_t i = 0; i < count(shape); ++i) {
     const Shape index = unravel(i, shape);
-    out[size_t(i)] = f(va[size_t(source_of(index, a.shape(), shape))],
-                       vb[size_t(source_of(index, b.shape(), shape))]);
+    out[size_t(i)] = f(va[size_t(source_of(index, a.shape(), shape))], vb[size_t(source_of(index, b.shape(), shape))]);
   }
   return out;
 }
@@ -140,8 +139,7 @@ inline Tensor from_values(const Shape& shape, DType dt, const std::vector<double
 
 // A view of the given shape laid out as asked (falls back to contiguous where a layout needs
 // more dims than the shape has).
-inline Tensor make(const Shape& shape, DType dt, Layout layout, uint64_t seed = 1,
-                   Values kind = Values::Any) {
+inline Tensor make(const Shape& shape, DType dt, Layout layout, uint64_t seed = 1, Values kind = Values::Any) {
   if (layout == Layout::Transposed && shape.size() >= 2) {
     Shape base = shape;
     std::swap(base[base.size() - 1], base[base.size() - 2]);
@@ -170,34 +168,41 @@ struct Tol {
 // Rounding of one op in the dtype (exact inputs, exact or correctly rounded arithmetic).
 inline Tol arith_tol(DType dt) {
   switch (dt) {
-    case DType::F32: return {2e-7, 0};
-    case DType::BF16: return {4e-3, 0};
-    case DType::F16: return {1e-3, 0};
-    default: return {0, 0};  // f64 and integers are exact
+    case DType::F32:
+      return {2e-7, 0};
+    case DType::BF16:
+      return {4e-3, 0};
+    case DType::F16:
+      return {1e-3, 0};
+    default:
+      return {0, 0};  // f64 and integers are exact
   }
 }
 // Transcendental functions: library error plus the rounding on store.
 inline Tol math_tol(DType dt) {
   switch (dt) {
-    case DType::F64: return {1e-13, 1e-14};
-    case DType::F32: return {1e-5, 1e-6};
-    case DType::BF16: return {8e-3, 1e-4};
-    case DType::F16: return {2e-3, 1e-5};
-    default: return {0, 0};
+    case DType::F64:
+      return {1e-13, 1e-14};
+    case DType::F32:
+      return {1e-5, 1e-6};
+    case DType::BF16:
+      return {8e-3, 1e-4};
+    case DType::F16:
+      return {2e-3, 1e-5};
+    default:
+      return {0, 0};
   }
 }
 
 // got ~ want elementwise: |got - want| <= abs + rel * scale (scale = |want| unless given).
-inline void check_close(const Tensor& got, const Shape& want_shape,
-                        const std::vector<double>& want, Tol tol,
+inline void check_close(const Tensor& got, const Shape& want_shape, const std::vector<double>& want, Tol tol,
                         const std::vector<double>& scale = {}) {
   REQUIRE(got.shape() == want_shape);
   const std::vector<double> values = read(got);
   for (size_t i = 0; i < want.size(); ++i) {
     const double s = scale.empty() ? std::abs(want[i]) : scale[i];
     const bool both_nan = std::isnan(values[i]) && std::isnan(want[i]);
-    const bool ok = both_nan || values[i] == want[i] ||
-                    std::abs(values[i] - want[i]) <= tol.abs + tol.rel * s;
+    const bool ok = both_nan || values[i] == want[i] || std::abs(values[i] - want[i]) <= tol.abs + tol.rel * s;
     if (!ok) {
       FAIL_CHECK("element " << i << ": got " << values[i] << ", want " << want[i]);
       return;
@@ -225,10 +230,14 @@ inline void expect_error(Fn fn, const std::vector<std::string>& fragments) {
 
 inline const char* layout_name(Layout l) {
   switch (l) {
-    case Layout::Contiguous: return "contiguous";
-    case Layout::Transposed: return "transposed";
-    case Layout::Narrowed: return "narrowed";
-    case Layout::Expanded: return "expanded";
+    case Layout::Contiguous:
+      return "contiguous";
+    case Layout::Transposed:
+      return "transposed";
+    case Layout::Narrowed:
+      return "narrowed";
+    case Layout::Expanded:
+      return "expanded";
   }
   return "?";
 }

@@ -49,8 +49,8 @@ TEST_CASE("write_safetensors writes a file the reader and a hand parse agree on"
   CHECK(file.metadata() == io::Metadata{{"format", "pt"}});
   for (const auto& [name, tensor] : tensors) CHECK(equal(file.read(name), tensor));
   // Largest elements first, stable: every tensor starts aligned to its element size.
-  CHECK(file.names() == std::vector<std::string>{"layers.0.ids", "layers.1.proj", "embed.weight", "layers.0.norm",
-                                                 "head"});
+  CHECK(file.names() ==
+        std::vector<std::string>{"layers.0.ids", "layers.1.proj", "embed.weight", "layers.0.norm", "head"});
 
   // By hand: the length prefix, an 8-byte aligned JSON header, and each tensor's raw bytes.
   const std::string bytes = read_file(path);
@@ -80,12 +80,16 @@ TEST_CASE("write_safetensors writes a file the reader and a hand parse agree on"
 TEST_CASE("write_safetensors refuses bad names and unwritable paths", "[checkpoint][writer][errors]") {
   TempDir dir;
   const Tensor t = Tensor::zeros({2}, DType::F32);
-  CHECK_THAT(message_of<ValueError>([&] { io::write_safetensors(dir.file("a"), {{"w", t}, {"w", t}}); }),
+  CHECK_THAT(message_of<ValueError>([&] {
+               io::write_safetensors(dir.file("a"), {{"w", t}, {"w", t}});
+             }),
              Contains("'w'") && Contains("twice"));
   CHECK_THROWS_AS(io::write_safetensors(dir.file("a"), {{"__metadata__", t}}), ValueError);
   CHECK_THROWS_AS(io::write_safetensors(dir.file("a"), {{"", t}}), ValueError);
   const std::string unreachable = dir.file("missing-dir/x.safetensors");
-  CHECK_THAT(message_of<ValueError>([&] { io::write_safetensors(unreachable, {{"w", t}}); }),
+  CHECK_THAT(message_of<ValueError>([&] {
+               io::write_safetensors(unreachable, {{"w", t}});
+             }),
              Contains("missing-dir/x.safetensors"));
   CHECK(no_temporaries(dir.path()));
   CHECK(fs::is_empty(dir.path()));
@@ -105,9 +109,9 @@ TEST_CASE("a sharded checkpoint round-trips through its index", "[checkpoint][wr
   TempDir dir;
   const io::NamedTensors tensors = some_tensors();  // 96, 8, 24, 96, 40 bytes
   io::save_checkpoint(dir.path().string(), tensors, 100);
-  for (const char* name : {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors",
-                           "model-00003-of-00004.safetensors", "model-00004-of-00004.safetensors",
-                           "model.safetensors.index.json"}) {
+  for (const char* name :
+       {"model-00001-of-00004.safetensors", "model-00002-of-00004.safetensors", "model-00003-of-00004.safetensors",
+        "model-00004-of-00004.safetensors", "model.safetensors.index.json"}) {
     CHECK(fs::exists(dir.path() / name));
   }
   CHECK(no_temporaries(dir.path()));
@@ -118,8 +122,8 @@ TEST_CASE("a sharded checkpoint round-trips through its index", "[checkpoint][wr
   CHECK(index["weight_map"]["head"] == "model-00004-of-00004.safetensors");
 
   std::vector<io::LoadProgress> reports;
-  io::Checkpoint ckpt = io::Checkpoint::open(dir.path().string(),
-                                             {.progress = [&](const io::LoadProgress& p) { reports.push_back(p); }});
+  io::Checkpoint ckpt =
+      io::Checkpoint::open(dir.path().string(), {.progress = [&](const io::LoadProgress& p) { reports.push_back(p); }});
   CHECK(ckpt.files().size() == 4);
   CHECK(ckpt.names().size() == tensors.size());
   CHECK(io::SafetensorsFile::open(dir.file("model-00001-of-00004.safetensors")).metadata().at("format") == "pt");
@@ -215,7 +219,8 @@ TEST_CASE("save_dtensors gathers sharded tensors and writes them once", "[checkp
               40, 3);
 }
 
-TEST_CASE("save_dtensors: only the writing rank receives the tensors; others send their block", "[checkpoint][dtensor]") {
+TEST_CASE("save_dtensors: only the writing rank receives the tensors; others send their block",
+          "[checkpoint][dtensor]") {
   Communicator world = dtensor::world();
   const fs::path dir = shared_directory(world);
   const Tensor a = sample({7, 5}, DType::F32, 10);  // 7 rows and 5 columns: uneven over 2 ranks

@@ -21,13 +21,12 @@ void check_all_reduce(DType dtype, ReduceOp op, int64_t n, Mode mode) {
   CHECK(mismatch(t, [&](int64_t i) { return expected_reduction(dtype, op, c.size(), i); }) == "");
 }
 
-void check_reduce_scatter(DType dtype, ReduceOp op, const std::vector<int64_t>& counts, Mode mode,
-                          bool in_place) {
+void check_reduce_scatter(DType dtype, ReduceOp op, const std::vector<int64_t>& counts, Mode mode, bool in_place) {
   Communicator& c = comm();
   const int64_t offset = offset_of(counts, c.rank());
   Tensor in = make_tensor(dtype, sum_of(counts), [&](int64_t i) { return contribution(op, c.rank(), i); });
-  Tensor out = in_place ? in.narrow(0, offset, counts[size_t(c.rank())])
-                        : Tensor::empty({counts[size_t(c.rank())]}, dtype);
+  Tensor out =
+      in_place ? in.narrow(0, offset, counts[size_t(c.rank())]) : Tensor::empty({counts[size_t(c.rank())]}, dtype);
   finish(c.reduce_scatter_v(in, out, counts, op, comm_mode(mode)), mode);
   INFO(dtype_name(dtype) << " " << reduce_op_name(op) << " rank count " << counts[size_t(c.rank())] << " "
                          << mode_name(mode) << (in_place ? " in place" : ""));
@@ -45,8 +44,7 @@ void check_all_gather(DType dtype, const std::vector<int64_t>& counts, Mode mode
   for (int r = 0; r < c.size(); ++r) {
     for (int64_t i = 0; i < counts[size_t(r)]; ++i) expected.push_back(tagged(r, i));
   }
-  INFO(dtype_name(dtype) << " total " << expected.size() << " " << mode_name(mode)
-                         << (in_place ? " in place" : ""));
+  INFO(dtype_name(dtype) << " total " << expected.size() << " " << mode_name(mode) << (in_place ? " in place" : ""));
   CHECK(mismatch(out, [&](int64_t i) { return expected[size_t(i)]; }) == "");
 }
 
@@ -92,8 +90,7 @@ TEST_CASE("all_reduce results are bitwise identical on every rank", "[all_reduce
     for (int64_t n : sizes) {
       for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg, ReduceOp::Prod}) {
         // Inexact values: only a fixed reduction order makes the ranks agree.
-        Tensor t = make_tensor(dtype, n,
-                               [&](int64_t i) { return std::sin(1.0 + 0.37 * double(i) + 1.3 * c.rank()); });
+        Tensor t = make_tensor(dtype, n, [&](int64_t i) { return std::sin(1.0 + 0.37 * double(i) + 1.3 * c.rank()); });
         c.all_reduce(t, op);
         Tensor all = Tensor::empty({c.size() * n}, dtype);
         c.all_gather(t, all);
@@ -171,8 +168,8 @@ TEST_CASE("reduce_scatter and reduce_scatter_v for every dtype and op", "[reduce
     check_reduce_scatter(DType::F32, ReduceOp::Avg, uneven_counts(c.size(), n), Mode::Blocking, true);
   }
   SECTION("reduce_scatter: equal blocks without counts") {
-    Tensor in = make_tensor(DType::F32, 4 * c.size(),
-                            [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
+    Tensor in =
+        make_tensor(DType::F32, 4 * c.size(), [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
     Tensor out = Tensor::empty({4}, DType::F32);
     finish(c.reduce_scatter(in, out, ReduceOp::Sum, CommMode::Async), Mode::Wait);
     CHECK(mismatch(out, [&](int64_t i) {
@@ -195,8 +192,8 @@ TEST_CASE("all_to_all and all_to_all_v, including empty pairs", "[all_to_all]") 
       for (const auto& pattern : patterns) {
         for (Mode mode : kModes) {
           const Exchange e = exchange_for(me, c.size(), pattern);
-          Tensor in = make_tensor(dtype, int64_t(e.in_values.size()),
-                                  [&](int64_t i) { return e.in_values[size_t(i)]; });
+          Tensor in =
+              make_tensor(dtype, int64_t(e.in_values.size()), [&](int64_t i) { return e.in_values[size_t(i)]; });
           Tensor out = Tensor::empty({int64_t(e.expected.size())}, dtype);
           finish(c.all_to_all_v(in, e.send, out, e.recv, comm_mode(mode)), mode);
           INFO(dtype_name(dtype) << " scale " << scale << " " << mode_name(mode));
@@ -228,9 +225,8 @@ TEST_CASE("scatter(_v) and gather(_v) from every root; non-roots pass no root bu
           for (int64_t i = 0; i < counts[size_t(r)]; ++i) all.push_back(tagged(r, i));
         }
         const bool is_root = c.rank() == root;
-        Tensor full = is_root
-                          ? make_tensor(dtype, int64_t(all.size()), [&](int64_t i) { return all[size_t(i)]; })
-                          : Tensor();
+        Tensor full =
+            is_root ? make_tensor(dtype, int64_t(all.size()), [&](int64_t i) { return all[size_t(i)]; }) : Tensor();
         Tensor part = Tensor::empty({counts[size_t(c.rank())]}, dtype);
         finish(c.scatter_v(full, counts, part, root, comm_mode(mode)), mode);
         INFO(dtype_name(dtype) << " root " << root << " " << mode_name(mode));
@@ -242,8 +238,7 @@ TEST_CASE("scatter(_v) and gather(_v) from every root; non-roots pass no root bu
 
         Tensor block = Tensor::empty({4}, dtype);
         Tensor equal_full =
-            is_root ? make_tensor(dtype, 4 * c.size(), [](int64_t i) { return tagged(int(i / 4), i % 4); })
-                    : Tensor();
+            is_root ? make_tensor(dtype, 4 * c.size(), [](int64_t i) { return tagged(int(i / 4), i % 4); }) : Tensor();
         finish(c.scatter(equal_full, block, root, comm_mode(mode)), mode);
         CHECK(mismatch(block, [&](int64_t i) { return tagged(c.rank(), i); }) == "");
         Tensor equal_out = is_root ? Tensor::zeros({4 * c.size()}, dtype) : Tensor();

@@ -63,28 +63,22 @@ TEST_CASE("send and recv between pairs of ranks, blocking and async, by tag", "[
 TEST_CASE("async operations in flight together complete in any order", "[async]") {
   Communicator& c = comm();
   const int64_t big = elements_in(detail::kAllReducePipelineMinBytes, DType::F32, 3);  // pipelined
-  Tensor small =
-      make_tensor(DType::F32, 10, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
-  Tensor large =
-      make_tensor(DType::F32, big, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
-  Tensor half =
-      make_tensor(DType::BF16, 5000, [&](int64_t i) { return contribution(ReduceOp::Max, c.rank(), i); });
+  Tensor small = make_tensor(DType::F32, 10, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
+  Tensor large = make_tensor(DType::F32, big, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
+  Tensor half = make_tensor(DType::BF16, 5000, [&](int64_t i) { return contribution(ReduceOp::Max, c.rank(), i); });
   Tensor in = make_tensor(DType::I32, 3, [&](int64_t i) { return tagged(c.rank(), i); });
   Tensor gathered = Tensor::empty({3 * c.size()}, DType::I32);
   const CommMode async = CommMode::Async;
   std::vector<Work> works{c.all_reduce(small, ReduceOp::Sum, async), c.all_reduce(large, ReduceOp::Sum, async),
                           c.all_reduce(half, ReduceOp::Max, async), c.all_gather(in, gathered, async)};
-  Tensor blocking =
-      make_tensor(DType::F64, 7, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
+  Tensor blocking = make_tensor(DType::F64, 7, [&](int64_t i) { return contribution(ReduceOp::Sum, c.rank(), i); });
   c.all_reduce(blocking);  // a blocking collective while the others are pending
   for (auto it = works.rbegin(); it != works.rend(); ++it) it->wait();
   auto sum = [&](int64_t i) { return expected_reduction(DType::F32, ReduceOp::Sum, c.size(), i); };
   CHECK(mismatch(small, sum) == "");
   CHECK(mismatch(large, sum) == "");
   CHECK(mismatch(blocking, sum) == "");
-  CHECK(mismatch(half, [&](int64_t i) {
-          return expected_reduction(DType::BF16, ReduceOp::Max, c.size(), i);
-        }) == "");
+  CHECK(mismatch(half, [&](int64_t i) { return expected_reduction(DType::BF16, ReduceOp::Max, c.size(), i); }) == "");
   CHECK(mismatch(gathered, [](int64_t i) { return tagged(int(i / 3), i % 3); }) == "");
 }
 
@@ -199,9 +193,8 @@ TEST_CASE("bad input gets typed errors naming the argument, on every rank", "[er
                     Contains("[all_reduce] buffer must be contiguous") && Contains(rank_suffix));
   CHECK_THROWS_AS(c.all_reduce(Tensor()), ValueError);
   CHECK_THROWS_AS(c.all_reduce(Tensor::zeros({3}, DType::I32), ReduceOp::Avg), DTypeError);
-  CHECK_THROWS_AS(
-      c.reduce_scatter(Tensor::zeros({n}, DType::U8), Tensor::empty({1}, DType::U8), ReduceOp::Avg),
-      DTypeError);
+  CHECK_THROWS_AS(c.reduce_scatter(Tensor::zeros({n}, DType::U8), Tensor::empty({1}, DType::U8), ReduceOp::Avg),
+                  DTypeError);
   CHECK_THROWS_AS(c.all_gather(f, Tensor::empty({4 * n + 1}, DType::F32)), ShapeError);
   CHECK_THROWS_WITH(c.all_gather(f, Tensor::empty({4 * n + 1}, DType::F32)),
                     Contains("[all_gather] out has") && Contains(fmt::format("expected {}", 4 * n)));
@@ -231,8 +224,7 @@ TEST_CASE("bad input gets typed errors naming the argument, on every rank", "[er
   const Tensor wide = Tensor::empty({4 * n + 1}, DType::F32);  // in at offset 1 is nobody's block
   CHECK_THROWS_AS(c.all_gather(wide.narrow(0, 1, 4), wide.narrow(0, 0, 4 * n)), ValueError);
   if (n > 1)
-    CHECK_THROWS_AS(c.all_to_all(Tensor::zeros({n + 1}, DType::F32), Tensor::empty({n + 1}, DType::F32)),
-                    ShapeError);
+    CHECK_THROWS_AS(c.all_to_all(Tensor::zeros({n + 1}, DType::F32), Tensor::empty({n + 1}, DType::F32)), ShapeError);
 
   Communicator none;
   CHECK_FALSE(none.is_member());

@@ -199,13 +199,13 @@ void check_all_to_all(const AllToAllCase& c, DType dtype, ViewPath path, Layout 
 // of 300 elements (short rows staged, longer receiving rows moved directly); a 3-D tensor split
 // in its middle and last dims.
 std::vector<GatherCase> gather_cases(int n) {
-  return {{{16, 8 * n}, 1},  {{9, 2 * n + 1}, 1},     {{5, std::max(1, n - 1)}, 1},
+  return {{{16, 8 * n}, 1},   {{9, 2 * n + 1}, 1},    {{5, std::max(1, n - 1)}, 1},
           {{12, 300 * n}, 1}, {{3, 4 * n + 1, 5}, 1}, {{4, 3, 2 * n + 3}, 2},
           {{7 * n, 6}, 0}};
 }
 
 std::vector<AllToAllCase> all_to_all_cases(int n) {
-  return {{{8 * n, 8 * n}, 0, 1},   {{8 * n, 8 * n}, 1, 0},      {{2 * n + 1, 3 * n - 1}, 0, 1},
+  return {{{8 * n, 8 * n}, 0, 1},       {{8 * n, 8 * n}, 1, 0},          {{2 * n + 1, 3 * n - 1}, 0, 1},
           {{n + 1, 300 * n + 7}, 0, 1}, {{std::max(1, n - 1), 5}, 0, 1}, {{2, 3 * n + 1, 2 * n}, 1, 2},
           {{3, 2 * n, 4 * n - 1}, 2, 1}};
 }
@@ -221,7 +221,8 @@ TEST_CASE("all_gather into views equals the flat all_gather_v plus an unpack", "
         for (Layout out : kLayouts) check_all_gather(c, dtype, path, Layout::Plain, out);
   SECTION("a strided or transposed in") {
     for (Layout in : {Layout::Bordered, Layout::Transposed})
-      for (ViewPath path : kPaths) check_all_gather({{6, 3 * comm().size() + 1}, 1}, DType::F32, path, in, Layout::Plain);
+      for (ViewPath path : kPaths)
+        check_all_gather({{6, 3 * comm().size() + 1}, 1}, DType::F32, path, in, Layout::Plain);
   }
 }
 
@@ -232,7 +233,8 @@ TEST_CASE("all_to_all between views equals the flat all_to_all_v plus a pack and
         for (Layout in : kLayouts) check_all_to_all(c, dtype, path, in, Layout::Plain);
   SECTION("receiving into bordered and transposed views") {
     for (Layout out : {Layout::Bordered, Layout::Transposed})
-      for (ViewPath path : kPaths) check_all_to_all({{8, 6 * comm().size() + 1}, 0, 1}, DType::I64, path, Layout::Plain, out);
+      for (ViewPath path : kPaths)
+        check_all_to_all({{8, 6 * comm().size() + 1}, 0, 1}, DType::I64, path, Layout::Plain, out);
   }
 }
 
@@ -257,8 +259,8 @@ TEST_CASE("async calls complete with the same result", "[views][async]") {
     Tensor out = Tensor::zeros({5, 3 * n}, DType::F32);
     Tensor expected = Tensor::zeros({5, 3 * n}, DType::F32);
     ViewPath taken{};
-    Work work = cm.all_gather_into_views(in, chunk_views(out, 1, n),
-                                         {.path = path, .mode = CommMode::Async, .taken = &taken});
+    Work work =
+        cm.all_gather_into_views(in, chunk_views(out, 1, n), {.path = path, .mode = CommMode::Async, .taken = &taken});
     work.wait();
     flat_all_gather(in, chunk_views(expected, 1, n));
     CHECK(values_of(out) == values_of(expected));
@@ -267,8 +269,8 @@ TEST_CASE("async calls complete with the same result", "[views][async]") {
     Tensor rows = tagged({4, 2 * n}, DType::I64, cm.rank());
     Tensor cols = Tensor::zeros({4 * n, 2}, DType::I64);
     Tensor cols_expected = Tensor::zeros({4 * n, 2}, DType::I64);
-    Work a2a = cm.all_to_all_views(chunk_views(rows, 1, n), chunk_views(cols, 0, n),
-                                   {.path = path, .mode = CommMode::Async});
+    Work a2a =
+        cm.all_to_all_views(chunk_views(rows, 1, n), chunk_views(cols, 0, n), {.path = path, .mode = CommMode::Async});
     while (!a2a.test()) {
     }
     flat_all_to_all(chunk_views(rows, 1, n), chunk_views(cols_expected, 0, n));

@@ -56,8 +56,8 @@ void require_load_failure(const std::vector<std::string>& fragments) {
   for (const auto& [op, request] : requests) {
     const std::string message = device_error_of(request);
     INFO(message);
-    CHECK_THAT(message, Contains(op) && Contains("libdtensor_cuda.so cannot be loaded") &&
-                            Contains("DTENSOR_CUDA_BACKEND"));
+    CHECK_THAT(message,
+               Contains(op) && Contains("libdtensor_cuda.so cannot be loaded") && Contains("DTENSOR_CUDA_BACKEND"));
     for (const std::string& fragment : fragments) CHECK_THAT(message, Contains(fragment));
   }
   CHECK_FALSE(device_backend_available(DeviceType::CUDA));
@@ -71,8 +71,7 @@ TEST_CASE("a backend library that does not exist: DeviceError naming its path an
   require_cpu_path_works();
 }
 
-TEST_CASE("a file that is not a shared library: DeviceError naming its path and dlerror's reason",
-          "[not-a-library]") {
+TEST_CASE("a file that is not a shared library: DeviceError naming its path and dlerror's reason", "[not-a-library]") {
   require_load_failure({chosen_library() + ": ", "invalid ELF header"});
   require_cpu_path_works();
 }

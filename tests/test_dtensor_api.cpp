@@ -73,8 +73,8 @@ TEST_CASE("bad input raises typed errors on every rank", "[dtensor][errors]") {
   DeviceMesh mesh = world_line();
   const Tensor full = sample({4, 4});
   DTensor x = DTensor::distribute(full, mesh, {Shard(0)});
-  CHECK_THROWS_AS(x.redistribute({Shard(0), Replicate()}), ValueError);   // two placements, 1-D mesh
-  CHECK_THROWS_AS(x.redistribute({Shard(2)}), ShapeError);                // dim out of range
+  CHECK_THROWS_AS(x.redistribute({Shard(0), Replicate()}), ValueError);  // two placements, 1-D mesh
+  CHECK_THROWS_AS(x.redistribute({Shard(2)}), ShapeError);               // dim out of range
   CHECK_THROWS_AS(DTensor::distribute(full, mesh, {Shard(-3)}), ShapeError);
   CHECK_THROWS_WITH(DTensor::from_local(Tensor::zeros({2}, DType::I32), mesh, {Partial(ReduceOp::Avg)}),
                     Catch::Contains("P(avg)") && Catch::Contains("i32"));

@@ -17,17 +17,19 @@ struct BinaryCase {
 };
 
 const std::vector<BinaryCase>& binary_cases() {
-  static const std::vector<BinaryCase> cases = {
-      {"add", dtensor::add, dtensor::add}, {"sub", dtensor::sub, dtensor::sub},
-      {"mul", dtensor::mul, dtensor::mul}, {"div", dtensor::div, dtensor::div},
-      {"maximum", dtensor::maximum, dtensor::maximum}, {"minimum", dtensor::minimum, dtensor::minimum}};
+  static const std::vector<BinaryCase> cases = {{"add", dtensor::add, dtensor::add},
+                                                {"sub", dtensor::sub, dtensor::sub},
+                                                {"mul", dtensor::mul, dtensor::mul},
+                                                {"div", dtensor::div, dtensor::div},
+                                                {"maximum", dtensor::maximum, dtensor::maximum},
+                                                {"minimum", dtensor::minimum, dtensor::minimum}};
   return cases;
 }
 
 // Shape pairs: equal and even, uneven, smaller than the mesh (empty shards), and broadcasting.
 const std::vector<std::pair<Shape, Shape>>& shape_pairs() {
-  static const std::vector<std::pair<Shape, Shape>> pairs = {
-      {{8, 4}, {8, 4}}, {{7, 5}, {7, 5}}, {{3, 2}, {3, 2}}, {{6, 5}, {5}}, {{5, 1, 3}, {4, 3}}, {{1, 6}, {5, 1}}};
+  static const std::vector<std::pair<Shape, Shape>> pairs = {{{8, 4}, {8, 4}}, {{7, 5}, {7, 5}},    {{3, 2}, {3, 2}},
+                                                             {{6, 5}, {5}},    {{5, 1, 3}, {4, 3}}, {{1, 6}, {5, 1}}};
   return pairs;
 }
 
@@ -41,7 +43,8 @@ TEST_CASE("binary elementwise ops equal the full-tensor op for random placements
         for (DType dtype : {DType::F64, DType::F32}) {
           Tensor a = integer_valued(sa, dtype, 1);
           // Divisors stay away from zero.
-          Tensor b = std::string_view(c.name) == "div" ? integer_valued(sb, dtype, 2, 1, 5) : integer_valued(sb, dtype, 2);
+          Tensor b =
+              std::string_view(c.name) == "div" ? integer_valued(sb, dtype, 2, 1, 5) : integer_valued(sb, dtype, 2);
           for (int draw = 0; draw < 4; ++draw) {
             std::vector<Placements> layouts = {random_placements(rng, mesh, int64_t(sa.size()), true),
                                                random_placements(rng, mesh, int64_t(sb.size()), true)};
@@ -65,11 +68,13 @@ TEST_CASE("bf16 and integer elementwise ops", "[ops][elementwise]") {
     Tensor fb = random({6}, DType::BF16, {.seed = 6});
     for (int draw = 0; draw < 6; ++draw) {
       auto la = random_placements(rng, mesh, 2, true), lb = random_placements(rng, mesh, 2, true);
-      check_op(mesh, {a, b}, {la, lb}, [](const auto& x) { return mul(x[0], x[1]); },
-               [](const auto& x) { return mul(x[0], x[1]); });
+      check_op(
+          mesh, {a, b}, {la, lb}, [](const auto& x) { return mul(x[0], x[1]); },
+          [](const auto& x) { return mul(x[0], x[1]); });
       // bf16 partial values are summed in bf16 by the reduction: compare with a bf16 tolerance.
-      check_op(mesh, {fa, fb}, {la, random_placements(rng, mesh, 1, false)},
-               [](const auto& x) { return add(x[0], x[1]); }, [](const auto& x) { return add(x[0], x[1]); }, 2e-2);
+      check_op(
+          mesh, {fa, fb}, {la, random_placements(rng, mesh, 1, false)}, [](const auto& x) { return add(x[0], x[1]); },
+          [](const auto& x) { return add(x[0], x[1]); }, 2e-2);
     }
   }
 }
@@ -83,8 +88,9 @@ TEST_CASE("where picks from a and b under random placements", "[ops][elementwise
     for (int draw = 0; draw < 12; ++draw) {
       std::vector<Placements> layouts = {random_placements(rng, mesh, 2, false), random_placements(rng, mesh, 2, true),
                                          random_placements(rng, mesh, 1, true)};
-      check_op(mesh, {cond, a, b}, layouts, [](const auto& x) { return where(x[0], x[1], x[2]); },
-               [](const auto& x) { return where(x[0], x[1], x[2]); });
+      check_op(
+          mesh, {cond, a, b}, layouts, [](const auto& x) { return where(x[0], x[1], x[2]); },
+          [](const auto& x) { return where(x[0], x[1], x[2]); });
     }
   }
 }
@@ -93,9 +99,9 @@ TEST_CASE("unary, scalar and cast ops equal the full-tensor op", "[ops][elementw
   using Unary = Tensor (*)(const Tensor&);
   using DUnary = DTensor (*)(const DTensor&);
   const std::vector<std::pair<DUnary, Unary>> unary = {
-      {dtensor::neg, dtensor::neg},   {dtensor::exp, dtensor::exp},   {dtensor::log, dtensor::log},
+      {dtensor::neg, dtensor::neg},   {dtensor::exp, dtensor::exp},     {dtensor::log, dtensor::log},
       {dtensor::sqrt, dtensor::sqrt}, {dtensor::rsqrt, dtensor::rsqrt}, {dtensor::tanh, dtensor::tanh},
-      {dtensor::relu, dtensor::relu}, {dtensor::silu, dtensor::silu}, {dtensor::gelu, dtensor::gelu}};
+      {dtensor::relu, dtensor::relu}, {dtensor::silu, dtensor::silu},   {dtensor::gelu, dtensor::gelu}};
   std::mt19937 rng(42);
   for (const DeviceMesh& mesh : op_meshes()) {
     for (const Shape& shape : {Shape{7, 3}, Shape{2, 5, 4}, Shape{3}}) {
@@ -104,20 +110,26 @@ TEST_CASE("unary, scalar and cast ops equal the full-tensor op", "[ops][elementw
       for (int draw = 0; draw < 3; ++draw) {
         std::vector<Placements> layout = {random_placements(rng, mesh, int64_t(shape.size()), true)};
         for (const auto& [op, reference] : unary) {
-          check_op(mesh, {x}, layout, [op = op](const auto& t) { return op(t[0]); },
-                   [reference = reference](const auto& t) { return reference(t[0]); }, 1e-12);
+          check_op(
+              mesh, {x}, layout, [op = op](const auto& t) { return op(t[0]); },
+              [reference = reference](const auto& t) { return reference(t[0]); }, 1e-12);
         }
-        check_op(mesh, {x}, layout, [](const auto& t) { return add(t[0], 2.5); },
-                 [](const auto& t) { return add(t[0], Tensor::full({}, 2.5, DType::F64)); }, 1e-12);
-        check_op(mesh, {x}, layout, [](const auto& t) { return sub(t[0], 2.5); },
-                 [](const auto& t) { return sub(t[0], Tensor::full({}, 2.5, DType::F64)); }, 1e-12);
-        check_op(mesh, {x}, layout, [](const auto& t) { return mul(t[0], -3.0); },
-                 [](const auto& t) { return mul(t[0], Tensor::full({}, -3.0, DType::F64)); }, 1e-12);
-        check_op(mesh, {x}, layout, [](const auto& t) { return div(t[0], 3.0); },
-                 [](const auto& t) { return div(t[0], Tensor::full({}, 3.0, DType::F64)); }, 1e-12);
+        check_op(
+            mesh, {x}, layout, [](const auto& t) { return add(t[0], 2.5); },
+            [](const auto& t) { return add(t[0], Tensor::full({}, 2.5, DType::F64)); }, 1e-12);
+        check_op(
+            mesh, {x}, layout, [](const auto& t) { return sub(t[0], 2.5); },
+            [](const auto& t) { return sub(t[0], Tensor::full({}, 2.5, DType::F64)); }, 1e-12);
+        check_op(
+            mesh, {x}, layout, [](const auto& t) { return mul(t[0], -3.0); },
+            [](const auto& t) { return mul(t[0], Tensor::full({}, -3.0, DType::F64)); }, 1e-12);
+        check_op(
+            mesh, {x}, layout, [](const auto& t) { return div(t[0], 3.0); },
+            [](const auto& t) { return div(t[0], Tensor::full({}, 3.0, DType::F64)); }, 1e-12);
         for (DType to : {DType::F32, DType::BF16, DType::I64}) {
-          check_op(mesh, {x}, layout, [to](const auto& t) { return cast(t[0], to); },
-                   [to](const auto& t) { return t[0].to(to); }, to == DType::I64 ? 0 : 1e-2);
+          check_op(
+              mesh, {x}, layout, [to](const auto& t) { return cast(t[0], to); },
+              [to](const auto& t) { return t[0].to(to); }, to == DType::I64 ? 0 : 1e-2);
         }
       }
     }

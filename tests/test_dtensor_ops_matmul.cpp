@@ -18,11 +18,13 @@ TEST_CASE("matmul and bmm equal the full product for random placements", "[ops][
       for (int draw = 0; draw < 10; ++draw) {
         std::vector<Placements> layouts = {random_placements(rng, mesh, int64_t(sa.size()), true),
                                            random_placements(rng, mesh, int64_t(sb.size()), true)};
-        check_op(mesh, {a, b}, layouts, [](const auto& x) { return matmul(x[0], x[1]); },
-                 [](const auto& x) { return matmul(x[0], x[1]); });
+        check_op(
+            mesh, {a, b}, layouts, [](const auto& x) { return matmul(x[0], x[1]); },
+            [](const auto& x) { return matmul(x[0], x[1]); });
         if (sa.size() == 3 && sb.size() == 3) {
-          check_op(mesh, {a, b}, layouts, [](const auto& x) { return bmm(x[0], x[1]); },
-                   [](const auto& x) { return bmm(x[0], x[1]); });
+          check_op(
+              mesh, {a, b}, layouts, [](const auto& x) { return bmm(x[0], x[1]); },
+              [](const auto& x) { return bmm(x[0], x[1]); });
         }
       }
     }
@@ -38,11 +40,14 @@ TEST_CASE("linear with and without bias equals the full computation", "[ops][mat
       Tensor bias = integer_valued({out}, DType::F32, 5);
       for (int draw = 0; draw < 10; ++draw) {
         std::vector<Placements> layouts = {random_placements(rng, mesh, int64_t(sx.size()), true),
-                                           random_placements(rng, mesh, 2, true), random_placements(rng, mesh, 1, true)};
-        check_op(mesh, {x, w, bias}, layouts, [](const auto& t) { return linear(t[0], t[1], t[2]); },
-                 [](const auto& t) { return linear(t[0], t[1], t[2]); });
-        check_op(mesh, {x, w}, {layouts[0], layouts[1]}, [](const auto& t) { return linear(t[0], t[1]); },
-                 [](const auto& t) { return linear(t[0], t[1]); });
+                                           random_placements(rng, mesh, 2, true),
+                                           random_placements(rng, mesh, 1, true)};
+        check_op(
+            mesh, {x, w, bias}, layouts, [](const auto& t) { return linear(t[0], t[1], t[2]); },
+            [](const auto& t) { return linear(t[0], t[1], t[2]); });
+        check_op(
+            mesh, {x, w}, {layouts[0], layouts[1]}, [](const auto& t) { return linear(t[0], t[1]); },
+            [](const auto& t) { return linear(t[0], t[1]); });
       }
     }
   }

@@ -32,10 +32,12 @@ TEST_CASE("softmax and log_softmax equal the full op for random placements", "[o
         const double tol = dtype == DType::F64 ? 1e-12 : 1e-5;
         for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
           std::vector<Placements> layout = {random_placements(rng, mesh, int64_t(shape.size()), true)};
-          check_op(mesh, {x}, layout, [&](const auto& t) { return softmax(t[0], dim); },
-                   [&](const auto& t) { return softmax(t[0], dim); }, tol);
-          check_op(mesh, {x}, layout, [&](const auto& t) { return log_softmax(t[0], dim); },
-                   [&](const auto& t) { return log_softmax(t[0], dim); }, tol);
+          check_op(
+              mesh, {x}, layout, [&](const auto& t) { return softmax(t[0], dim); },
+              [&](const auto& t) { return softmax(t[0], dim); }, tol);
+          check_op(
+              mesh, {x}, layout, [&](const auto& t) { return log_softmax(t[0], dim); },
+              [&](const auto& t) { return log_softmax(t[0], dim); }, tol);
         }
       }
     }
@@ -48,16 +50,19 @@ TEST_CASE("layer_norm and rms_norm equal the full op for random placements", "[o
     for (const Shape& shape : {Shape{8, 4}, Shape{7, 5}, Shape{3, 2}, Shape{2, 5, 3}, Shape{6}}) {
       for (DType dtype : {DType::F64, DType::F32}) {
         const int64_t h = shape.back();
-        Tensor x = integer_valued(shape, dtype, 6), w = integer_valued({h}, dtype, 7), b = integer_valued({h}, dtype, 8);
+        Tensor x = integer_valued(shape, dtype, 6), w = integer_valued({h}, dtype, 7),
+               b = integer_valued({h}, dtype, 8);
         const double tol = dtype == DType::F64 ? 1e-12 : 1e-5;
         for (int draw = 0; draw < 4; ++draw) {
           std::vector<Placements> layouts = {random_placements(rng, mesh, int64_t(shape.size()), true),
                                              random_placements(rng, mesh, 1, true),
                                              random_placements(rng, mesh, 1, true)};
-          check_op(mesh, {x, w, b}, layouts, [](const auto& t) { return layer_norm(t[0], t[1], t[2], 1e-5); },
-                   [](const auto& t) { return layer_norm(t[0], t[1], t[2], 1e-5); }, tol);
-          check_op(mesh, {x, w}, {layouts[0], layouts[1]}, [](const auto& t) { return rms_norm(t[0], t[1], 1e-6); },
-                   [](const auto& t) { return rms_norm(t[0], t[1], 1e-6); }, tol);
+          check_op(
+              mesh, {x, w, b}, layouts, [](const auto& t) { return layer_norm(t[0], t[1], t[2], 1e-5); },
+              [](const auto& t) { return layer_norm(t[0], t[1], t[2], 1e-5); }, tol);
+          check_op(
+              mesh, {x, w}, {layouts[0], layouts[1]}, [](const auto& t) { return rms_norm(t[0], t[1], 1e-6); },
+              [](const auto& t) { return rms_norm(t[0], t[1], 1e-6); }, tol);
         }
       }
     }
@@ -75,8 +80,9 @@ TEST_CASE("embedding equals the full lookup for random placements", "[ops][embed
           for (int draw = 0; draw < 3; ++draw) {
             std::vector<Placements> layouts = {random_placements(rng, mesh, 2, true),
                                                random_placements(rng, mesh, int64_t(ids_shape.size()), false)};
-            check_op(mesh, {weight, ids}, layouts, [](const auto& t) { return embedding(t[0], t[1]); },
-                     [](const auto& t) { return embedding(t[0], t[1]); });
+            check_op(
+                mesh, {weight, ids}, layouts, [](const auto& t) { return embedding(t[0], t[1]); },
+                [](const auto& t) { return embedding(t[0], t[1]); });
           }
         }
       }
@@ -117,7 +123,9 @@ TEST_CASE("softmax, norm and embedding placements follow the rule table", "[ops]
     if (mesh.size() == 1) continue;  // one rank: every layout costs nothing to reach
     Tensor x = integer_valued({8, 6}, DType::F64, 1), w = integer_valued({6}, DType::F64, 2);
     Tensor table = integer_valued({10, 6}, DType::F64, 3), ids = ids_tensor({8, 3}, 10, DType::I64, 4);
-    auto placed = [&](const Tensor& t, Placement p) { return DTensor::distribute(t, mesh, first_then_replicate(mesh, p)); };
+    auto placed = [&](const Tensor& t, Placement p) {
+      return DTensor::distribute(t, mesh, first_then_replicate(mesh, p));
+    };
     auto expect = [&](Placement p) { return first_then_replicate(mesh, p); };
     struct Row {
       const char* what;
@@ -128,17 +136,33 @@ TEST_CASE("softmax, norm and embedding placements follow the rule table", "[ops]
     const DTensor wr = placed(w, Replicate()), ids_r = placed(ids, Replicate());
     const std::vector<Row> rows = {
         {"softmax S(0) over 1", {placed(x, Shard(0))}, [](const auto& t) { return softmax(t[0], 1); }, Shard(0)},
-        {"log_softmax S(1) over 0", {placed(x, Shard(1))}, [](const auto& t) { return log_softmax(t[0], 0); }, Shard(1)},
-        {"layer_norm S(0)", {placed(x, Shard(0)), wr}, [](const auto& t) { return layer_norm(t[0], t[1], t[1], 1e-5); },
+        {"log_softmax S(1) over 0",
+         {placed(x, Shard(1))},
+         [](const auto& t) { return log_softmax(t[0], 0); },
+         Shard(1)},
+        {"layer_norm S(0)",
+         {placed(x, Shard(0)), wr},
+         [](const auto& t) { return layer_norm(t[0], t[1], t[1], 1e-5); },
          Shard(0)},
-        {"rms_norm S(0)", {placed(x, Shard(0)), wr}, [](const auto& t) { return rms_norm(t[0], t[1], 1e-5); }, Shard(0)},
-        {"embedding R, R", {placed(table, Replicate()), ids_r}, [](const auto& t) { return embedding(t[0], t[1]); },
+        {"rms_norm S(0)",
+         {placed(x, Shard(0)), wr},
+         [](const auto& t) { return rms_norm(t[0], t[1], 1e-5); },
+         Shard(0)},
+        {"embedding R, R",
+         {placed(table, Replicate()), ids_r},
+         [](const auto& t) { return embedding(t[0], t[1]); },
          Replicate()},
-        {"embedding S(1), R", {placed(table, Shard(1)), ids_r}, [](const auto& t) { return embedding(t[0], t[1]); },
+        {"embedding S(1), R",
+         {placed(table, Shard(1)), ids_r},
+         [](const auto& t) { return embedding(t[0], t[1]); },
          Shard(2)},
-        {"embedding S(0), R", {placed(table, Shard(0)), ids_r}, [](const auto& t) { return embedding(t[0], t[1]); },
+        {"embedding S(0), R",
+         {placed(table, Shard(0)), ids_r},
+         [](const auto& t) { return embedding(t[0], t[1]); },
          Partial()},
-        {"embedding P(sum), R", {placed(table, Partial()), ids_r}, [](const auto& t) { return embedding(t[0], t[1]); },
+        {"embedding P(sum), R",
+         {placed(table, Partial()), ids_r},
+         [](const auto& t) { return embedding(t[0], t[1]); },
          Partial()},
     };
     for (const Row& r : rows) {
@@ -170,7 +194,9 @@ TEST_CASE("softmax, norm and embedding placements follow the rule table", "[ops]
 
 TEST_CASE("bad softmax, norm and embedding arguments raise typed errors naming the op", "[ops][norm][errors]") {
   for (const DeviceMesh& mesh : op_meshes()) {
-    auto placed = [&](const Tensor& t, Placement p) { return DTensor::distribute(t, mesh, first_then_replicate(mesh, p)); };
+    auto placed = [&](const Tensor& t, Placement p) {
+      return DTensor::distribute(t, mesh, first_then_replicate(mesh, p));
+    };
     DTensor x = placed(integer_valued({5, 4}, DType::F32, 1), Shard(0));
     DTensor w4 = placed(integer_valued({4}, DType::F32, 2), Replicate());
     DTensor w3 = placed(integer_valued({3}, DType::F32, 2), Replicate());
@@ -186,7 +212,8 @@ TEST_CASE("bad softmax, norm and embedding arguments raise typed errors naming t
 
     Tensor table = integer_valued({7, 3}, DType::F32, 3);
     DTensor wt = placed(table, Shard(0));
-    CHECK_THROWS_AS(embedding(placed(integer_valued({7}, DType::F32, 3), Replicate()), placed(ids_tensor({4}, 7, DType::I64, 1), Replicate())),
+    CHECK_THROWS_AS(embedding(placed(integer_valued({7}, DType::F32, 3), Replicate()),
+                              placed(ids_tensor({4}, 7, DType::I64, 1), Replicate())),
                     ShapeError);
     CHECK_THROWS_AS(embedding(wt, placed(integer_valued({4}, DType::F32, 1), Replicate())), DTypeError);
     // One bad id, held by one rank only when the ids are sharded: every rank throws.

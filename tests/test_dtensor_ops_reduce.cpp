@@ -126,8 +126,9 @@ TEST_CASE("argmax equals the full argmax for random placements", "[ops][reduce]"
       for (int64_t dim = -1; dim < int64_t(shape.size()); ++dim) {
         for (bool keepdim : {false, true}) {
           std::vector<Placements> layout = {random_placements(rng, mesh, int64_t(shape.size()), true)};
-          check_op(mesh, {x}, layout, [&](const auto& t) { return argmax(t[0], dim, keepdim); },
-                   [&](const auto& t) { return argmax(t[0], dim, keepdim); });
+          check_op(
+              mesh, {x}, layout, [&](const auto& t) { return argmax(t[0], dim, keepdim); },
+              [&](const auto& t) { return argmax(t[0], dim, keepdim); });
         }
       }
     }

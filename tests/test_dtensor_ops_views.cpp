@@ -22,7 +22,8 @@ void check_local_block(const DTensor& t) {
 
 // Checks a single-output op like check_op, plus the local block of the result.
 void check_one(const DeviceMesh& mesh, const Tensor& full, const Placements& layout,
-               const std::function<DTensor(const DTensor&)>& op, const std::function<Tensor(const Tensor&)>& reference) {
+               const std::function<DTensor(const DTensor&)>& op,
+               const std::function<Tensor(const Tensor&)>& reference) {
   DTensor result = check_op(
       mesh, {full}, {layout}, [&](const std::vector<DTensor>& x) { return op(x[0]); },
       [&](const std::vector<Tensor>& x) { return reference(x[0]); });
@@ -73,17 +74,22 @@ TEST_CASE("reshape, view and flatten equal the full-tensor op for random placeme
         Placements layout = random_placements(rng, mesh, int64_t(shape.size()), true);
         for (const Shape& target : targets) {
           INFO("reshape " << shape_str(shape) << " -> " << shape_str(target));
-          check_one(mesh, a, layout, [&](const DTensor& x) { return reshape(x, target); },
-                    [&](const Tensor& x) { return x.reshape(target); });
-          check_one(mesh, a, layout, [&](const DTensor& x) { return view(x, target); },
-                    [&](const Tensor& x) { return x.reshape(target); });
+          check_one(
+              mesh, a, layout, [&](const DTensor& x) { return reshape(x, target); },
+              [&](const Tensor& x) { return x.reshape(target); });
+          check_one(
+              mesh, a, layout, [&](const DTensor& x) { return view(x, target); },
+              [&](const Tensor& x) { return x.reshape(target); });
         }
         INFO("flatten " << shape_str(shape));
-        check_one(mesh, a, layout, [](const DTensor& x) { return flatten(x); }, [](const Tensor& x) { return x.flatten(); });
-        check_one(mesh, a, layout, [](const DTensor& x) { return flatten(x, 0, 1); },
-                  [](const Tensor& x) { return x.flatten(0, 1); });
-        check_one(mesh, a, layout, [](const DTensor& x) { return flatten(x, -2, -1); },
-                  [](const Tensor& x) { return x.flatten(-2, -1); });
+        check_one(
+            mesh, a, layout, [](const DTensor& x) { return flatten(x); }, [](const Tensor& x) { return x.flatten(); });
+        check_one(
+            mesh, a, layout, [](const DTensor& x) { return flatten(x, 0, 1); },
+            [](const Tensor& x) { return x.flatten(0, 1); });
+        check_one(
+            mesh, a, layout, [](const DTensor& x) { return flatten(x, -2, -1); },
+            [](const Tensor& x) { return x.flatten(-2, -1); });
       }
     }
   }
@@ -100,18 +106,21 @@ TEST_CASE("transpose, permute and narrow equal the full-tensor op for random pla
       for (int draw = 0; draw < 6; ++draw) {
         Placements layout = random_placements(rng, mesh, nd, true);
         INFO(shape_str(shape));
-        check_one(mesh, a, layout, [](const DTensor& x) { return transpose(x, 0, -1); },
-                  [](const Tensor& x) { return x.transpose(0, -1); });
-        check_one(mesh, a, layout, [&](const DTensor& x) { return permute(x, reversed); },
-                  [&](const Tensor& x) { return x.permute(reversed); });
+        check_one(
+            mesh, a, layout, [](const DTensor& x) { return transpose(x, 0, -1); },
+            [](const Tensor& x) { return x.transpose(0, -1); });
+        check_one(
+            mesh, a, layout, [&](const DTensor& x) { return permute(x, reversed); },
+            [&](const Tensor& x) { return x.permute(reversed); });
         for (int64_t d = 0; d < nd; ++d) {
           const int64_t n = shape[size_t(d)];
           // A middle slice, the whole dim, and an empty slice at the end.
           for (auto [start, length] : std::vector<std::pair<int64_t, int64_t>>{{1, n - 2}, {0, n}, {n, 0}}) {
             if (length < 0) continue;
             INFO("narrow dim " << d << " start " << start << " length " << length);
-            check_one(mesh, a, layout, [&](const DTensor& x) { return narrow(x, d, start, length); },
-                      [&](const Tensor& x) { return x.narrow(d, start, length); });
+            check_one(
+                mesh, a, layout, [&](const DTensor& x) { return narrow(x, d, start, length); },
+                [&](const Tensor& x) { return x.narrow(d, start, length); });
           }
         }
       }
@@ -125,8 +134,10 @@ TEST_CASE("cat, stack, chunk and split equal the full-tensor op for random place
     std::vector<Shape> shapes;
     int64_t dim;
   };
-  const std::vector<CatCase> cat_cases = {{{{4, 3}, {2, 3}}, 0},         {{{3, 5}, {3, 2}}, 1},
-                                          {{{6, 4}, {6, 4}, {6, 4}}, -1}, {{{1, 2}, {5, 2}, {2, 2}}, 0},
+  const std::vector<CatCase> cat_cases = {{{{4, 3}, {2, 3}}, 0},
+                                          {{{3, 5}, {3, 2}}, 1},
+                                          {{{6, 4}, {6, 4}, {6, 4}}, -1},
+                                          {{{1, 2}, {5, 2}, {2, 2}}, 0},
                                           {{{2, 3, 4}, {2, 1, 4}}, 1}};
   for (const DeviceMesh& mesh : op_meshes()) {
     for (const CatCase& c : cat_cases) {
@@ -140,21 +151,24 @@ TEST_CASE("cat, stack, chunk and split equal the full-tensor op for random place
         for (size_t i = 0; i < fulls.size(); ++i) {
           layouts.push_back(draw % 2 == 0 ? shared : random_placements(rng, mesh, nd, true));
         }
-        DTensor joined = check_op(mesh, fulls, layouts, [&](const auto& x) { return cat(x, c.dim); },
-                                  [&](const auto& x) { return cat(x, c.dim); });
+        DTensor joined = check_op(
+            mesh, fulls, layouts, [&](const auto& x) { return cat(x, c.dim); },
+            [&](const auto& x) { return cat(x, c.dim); });
         check_local_block(joined);
       }
-      bool same_shapes = std::all_of(c.shapes.begin(), c.shapes.end(), [&](const Shape& s) { return s == c.shapes[0]; });
+      bool same_shapes =
+          std::all_of(c.shapes.begin(), c.shapes.end(), [&](const Shape& s) { return s == c.shapes[0]; });
       if (!same_shapes) continue;
       for (int64_t dim = -nd - 1; dim <= nd; ++dim) {
         std::vector<Placements> layouts(fulls.size(), random_placements(rng, mesh, nd, true));
         if (dim % 2 != 0) layouts[0] = random_placements(rng, mesh, nd, true);
-        DTensor stacked = check_op(mesh, fulls, layouts, [&](const auto& x) { return stack(x, dim); },
-                                   [&](const auto& x) {
-                                     std::vector<Tensor> parts;
-                                     for (const Tensor& t : x) parts.push_back(t.unsqueeze(dim));
-                                     return cat(parts, dim);
-                                   });
+        DTensor stacked = check_op(
+            mesh, fulls, layouts, [&](const auto& x) { return stack(x, dim); },
+            [&](const auto& x) {
+              std::vector<Tensor> parts;
+              for (const Tensor& t : x) parts.push_back(t.unsqueeze(dim));
+              return cat(parts, dim);
+            });
         check_local_block(stacked);
       }
     }
@@ -182,7 +196,9 @@ TEST_CASE("cat, stack, chunk and split equal the full-tensor op for random place
 TEST_CASE("view and concat output placements follow the rule table", "[ops][views][rules]") {
   DeviceMesh mesh = op_meshes()[0];
   const int64_t n = mesh.size();
-  auto placed = [&](const Shape& s, Placement p) { return DTensor::distribute(integer_valued(s, DType::F64, 1), mesh, {p}); };
+  auto placed = [&](const Shape& s, Placement p) {
+    return DTensor::distribute(integer_valued(s, DType::F64, 1), mesh, {p});
+  };
   auto no_comm = [](const std::function<void()>& f) { return bytes_moved(f) == 0; };
 
   DTensor s0 = placed({12, 4}, Shard(0));
@@ -252,7 +268,9 @@ TEST_CASE("view and concat output placements follow the rule table", "[ops][view
 TEST_CASE("views map nested shards of one dim on the 2x2 mesh", "[ops][views][mesh2d]") {
   if (dtensor::world().size() != 4) SKIP_TEST("the 2x2 mesh needs 4 ranks");
   DeviceMesh mesh = DeviceMesh::from_world({2, 2});
-  auto placed = [&](const Shape& s, Placements p) { return DTensor::distribute(integer_valued(s, DType::F64, 7), mesh, p); };
+  auto placed = [&](const Shape& s, Placements p) {
+    return DTensor::distribute(integer_valued(s, DType::F64, 7), mesh, p);
+  };
   DTensor z;
   // Rows split over both mesh dims (k = 4): [8, 3] -> [24] is even and maps through.
   DTensor even = placed({8, 3}, {Shard(0), Shard(0)});
@@ -289,9 +307,7 @@ TEST_CASE("bad inputs to view and concat ops raise typed errors naming the op", 
     return DTensor::distribute(integer_valued(s, dtype, 1), mesh, {p});
   };
   DTensor a = placed({4, 6}, Shard(0));
-  auto throws = [](const std::function<void()>& f, const char* op) {
-    CHECK_THROWS_WITH(f(), Catch::Contains(op));
-  };
+  auto throws = [](const std::function<void()>& f, const char* op) { CHECK_THROWS_WITH(f(), Catch::Contains(op)); };
   CHECK_THROWS_AS(transpose(a, 0, 2), ShapeError);
   throws([&] { transpose(a, 0, 2); }, "transpose");
   CHECK_THROWS_AS(permute(a, {0}), ShapeError);

@@ -9,9 +9,9 @@
 
 #include "collectives/runtime.hpp"
 #include "dtensor/dtensor.hpp"
+#include "placement_lists.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/random.hpp"
-#include "placement_lists.hpp"
 
 #include <random>
 
@@ -42,10 +42,17 @@ Tensor local_part(const Tensor& full, const DeviceMesh& mesh, const Placements& 
     auto g = noise.to_vector<double>();
     for (size_t i = 0; i < v.size(); ++i) {
       switch (p.reduce_op()) {
-        case ReduceOp::Sum: v[i] = c == 0 ? v[i] - double(k - 1) * g[i] : g[i]; break;
-        case ReduceOp::Avg: v[i] += double(2 * c - (k - 1)) * g[i]; break;
-        case ReduceOp::Max: v[i] -= c == 0 ? 0.0 : std::abs(g[i]) + 1; break;
-        default: FAIL("no decomposition for this op");
+        case ReduceOp::Sum:
+          v[i] = c == 0 ? v[i] - double(k - 1) * g[i] : g[i];
+          break;
+        case ReduceOp::Avg:
+          v[i] += double(2 * c - (k - 1)) * g[i];
+          break;
+        case ReduceOp::Max:
+          v[i] -= c == 0 ? 0.0 : std::abs(g[i]) + 1;
+          break;
+        default:
+          FAIL("no decomposition for this op");
       }
     }
     local = Tensor::from_vector(v, local.shape());
@@ -70,8 +77,9 @@ struct Sweep {
 
     DTensor y = x.redistribute(dst);
 
-    INFO("mesh " << shape_str(mesh.shape()) << " shape " << shape_str(shape) << " " << placements_str(src)
-                 << " -> " << placements_str(dst) << "\n" << x.explain_redistribute(dst));
+    INFO("mesh " << shape_str(mesh.shape()) << " shape " << shape_str(shape) << " " << placements_str(src) << " -> "
+                 << placements_str(dst) << "\n"
+                 << x.explain_redistribute(dst));
     check_counters(mesh, x, dst, before);
     CHECK(y.placements() == normalize_placements(dst, int64_t(shape.size()), mesh.ndim(), "test"));
     Block block = local_block(shape, mesh.shape(), mesh.coordinate(), y.placements());

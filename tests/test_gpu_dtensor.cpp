@@ -21,8 +21,7 @@ void check_on_gpu(const DeviceMesh& mesh, const std::vector<Tensor>& fulls, cons
     REQUIRE(inputs.back().to_local().device() == kGpu);
   }
   DTensor result = op(inputs);
-  INFO("mesh " << mesh.to_string() << " inputs " << describe(layouts) << " -> "
-               << placements_str(result.placements()));
+  INFO("mesh " << mesh.to_string() << " inputs " << describe(layouts) << " -> " << placements_str(result.placements()));
   REQUIRE(result.to_local().device() == kGpu);
   Tensor got = result.full_tensor();
   REQUIRE(got.device() == kGpu);
@@ -64,19 +63,22 @@ TEST_CASE("elementwise ops, relu and sum on CUDA DTensors equal the CPU result",
     for (int draw = 0; draw < 6; ++draw) {
       const std::vector<Placements> layouts = {random_placements(rng, mesh, 2, true),
                                                random_placements(rng, mesh, 2, true)};
-      check_on_gpu(mesh, {a, b}, layouts, [](const Ops& x) { return add(x[0], x[1]); },
-                   [](const Fulls& x) { return add(x[0], x[1]); });
-      check_on_gpu(mesh, {a, b}, layouts, [](const Ops& x) { return mul(x[0], x[1]); },
-                   [](const Fulls& x) { return mul(x[0], x[1]); });
-      check_on_gpu(mesh, {a, b}, layouts, [](const Ops& x) { return sub(relu(x[0]), x[1]); },
-                   [](const Fulls& x) { return sub(relu(x[0]), x[1]); });
-      check_on_gpu(mesh, {a}, {layouts[0]},
-                   [](const Ops& x) { return sum(x[0], {1}, false, PartialResult::Reduce); },
-                   [](const Fulls& x) { return sum(x[0], {1}); });
+      check_on_gpu(
+          mesh, {a, b}, layouts, [](const Ops& x) { return add(x[0], x[1]); },
+          [](const Fulls& x) { return add(x[0], x[1]); });
+      check_on_gpu(
+          mesh, {a, b}, layouts, [](const Ops& x) { return mul(x[0], x[1]); },
+          [](const Fulls& x) { return mul(x[0], x[1]); });
+      check_on_gpu(
+          mesh, {a, b}, layouts, [](const Ops& x) { return sub(relu(x[0]), x[1]); },
+          [](const Fulls& x) { return sub(relu(x[0]), x[1]); });
+      check_on_gpu(
+          mesh, {a}, {layouts[0]}, [](const Ops& x) { return sum(x[0], {1}, false, PartialResult::Reduce); },
+          [](const Fulls& x) { return sum(x[0], {1}); });
       // Broadcasting a row against a matrix.
-      check_on_gpu(mesh, {a, row}, {layouts[0], random_placements(rng, mesh, 1, true)},
-                   [](const Ops& x) { return maximum(x[0], x[1]); },
-                   [](const Fulls& x) { return maximum(x[0], x[1]); });
+      check_on_gpu(
+          mesh, {a, row}, {layouts[0], random_placements(rng, mesh, 1, true)},
+          [](const Ops& x) { return maximum(x[0], x[1]); }, [](const Fulls& x) { return maximum(x[0], x[1]); });
     }
   }
 }
@@ -88,17 +90,20 @@ TEST_CASE("matmul and linear on CUDA DTensors equal the CPU result", "[gpu][dten
     const Tensor x = integer_valued({2, 3, 6}, DType::F32, 6), w = integer_valued({4, 6}, DType::F32, 7);
     const Tensor bias = integer_valued({4}, DType::F32, 8);
     for (int draw = 0; draw < 6; ++draw) {
-      check_on_gpu(mesh, {a, b}, {random_placements(rng, mesh, 2, true), random_placements(rng, mesh, 2, true)},
-                   [](const Ops& t) { return matmul(t[0], t[1]); }, [](const Fulls& t) { return matmul(t[0], t[1]); });
+      check_on_gpu(
+          mesh, {a, b}, {random_placements(rng, mesh, 2, true), random_placements(rng, mesh, 2, true)},
+          [](const Ops& t) { return matmul(t[0], t[1]); }, [](const Fulls& t) { return matmul(t[0], t[1]); });
       const std::vector<Placements> layouts = {random_placements(rng, mesh, 3, true),
                                                random_placements(rng, mesh, 2, true),
                                                random_placements(rng, mesh, 1, true)};
-      check_on_gpu(mesh, {x, w, bias}, layouts, [](const Ops& t) { return linear(t[0], t[1], t[2]); },
-                   [](const Fulls& t) { return linear(t[0], t[1], t[2]); });
+      check_on_gpu(
+          mesh, {x, w, bias}, layouts, [](const Ops& t) { return linear(t[0], t[1], t[2]); },
+          [](const Fulls& t) { return linear(t[0], t[1], t[2]); });
       // A small MLP: relu(linear) then a matmul, redistributions chosen by the ops.
-      check_on_gpu(mesh, {x, w, b.narrow(1, 0, 3).narrow(0, 0, 4).contiguous()}, layouts,
-                   [](const Ops& t) { return matmul(relu(linear(t[0], t[1])), t[2]); },
-                   [](const Fulls& t) { return matmul(relu(linear(t[0], t[1])), t[2]); });
+      check_on_gpu(
+          mesh, {x, w, b.narrow(1, 0, 3).narrow(0, 0, 4).contiguous()}, layouts,
+          [](const Ops& t) { return matmul(relu(linear(t[0], t[1])), t[2]); },
+          [](const Fulls& t) { return matmul(relu(linear(t[0], t[1])), t[2]); });
     }
   }
 }
@@ -112,14 +117,15 @@ TEST_CASE("softmax, layer_norm and rms_norm on CUDA DTensors match the CPU resul
       const std::vector<Placements> layouts = {random_placements(rng, mesh, 3, false),
                                                random_placements(rng, mesh, 1, false),
                                                random_placements(rng, mesh, 1, false)};
-      check_on_gpu(mesh, {x}, {layouts[0]}, [](const Ops& t) { return softmax(t[0], -1); },
-                   [](const Fulls& t) { return softmax(t[0], -1); }, 1e-5);
-      check_on_gpu(mesh, {x, weight, bias}, layouts,
-                   [](const Ops& t) { return layer_norm(t[0], t[1], t[2], 1e-5); },
-                   [](const Fulls& t) { return layer_norm(t[0], t[1], t[2], 1e-5); }, 1e-4);
-      check_on_gpu(mesh, {x, weight}, {layouts[0], layouts[1]},
-                   [](const Ops& t) { return rms_norm(t[0], t[1], 1e-6); },
-                   [](const Fulls& t) { return rms_norm(t[0], t[1], 1e-6); }, 1e-4);
+      check_on_gpu(
+          mesh, {x}, {layouts[0]}, [](const Ops& t) { return softmax(t[0], -1); },
+          [](const Fulls& t) { return softmax(t[0], -1); }, 1e-5);
+      check_on_gpu(
+          mesh, {x, weight, bias}, layouts, [](const Ops& t) { return layer_norm(t[0], t[1], t[2], 1e-5); },
+          [](const Fulls& t) { return layer_norm(t[0], t[1], t[2], 1e-5); }, 1e-4);
+      check_on_gpu(
+          mesh, {x, weight}, {layouts[0], layouts[1]}, [](const Ops& t) { return rms_norm(t[0], t[1], 1e-6); },
+          [](const Fulls& t) { return rms_norm(t[0], t[1], 1e-6); }, 1e-4);
     }
   }
 }

@@ -11,9 +11,7 @@
 
 namespace {
 
-Tensor numbered(int64_t n, DType dtype, int rank) {
-  return random_input({n}, dtype, uint64_t(100 + rank), -4, 4);
-}
+Tensor numbered(int64_t n, DType dtype, int rank) { return random_input({n}, dtype, uint64_t(100 + rank), -4, 4); }
 
 }  // namespace
 

@@ -9,9 +9,9 @@ const std::vector<DType> kFloats = {DType::F32, DType::F64, DType::BF16, DType::
 
 TEST_CASE("binary ops broadcast like the CPU kernels") {
   using Fn = Tensor (*)(const Tensor&, const Tensor&);
-  const std::vector<std::pair<const char*, Fn>> ops = {{"add", add}, {"sub", sub}, {"mul", mul}, {"div", div},
-                                                       {"maximum", maximum}, {"minimum", minimum}, {"eq", eq},
-                                                       {"lt", lt},   {"ge", ge}};
+  const std::vector<std::pair<const char*, Fn>> ops = {{"add", add}, {"sub", sub},         {"mul", mul},
+                                                       {"div", div}, {"maximum", maximum}, {"minimum", minimum},
+                                                       {"eq", eq},   {"lt", lt},           {"ge", ge}};
   for (DType dtype : kFloats) {
     Tensor a = random_input({4, 1, 6}, dtype, 10);
     Tensor b = random_input({5, 1}, dtype, 11, 0.5, 2.0);
@@ -42,9 +42,8 @@ TEST_CASE("scalar forms, where and masked_fill") {
 
 TEST_CASE("unary ops") {
   using Fn = Tensor (*)(const Tensor&);
-  const std::vector<std::pair<const char*, Fn>> ops = {{"neg", neg},   {"abs", abs},     {"exp", exp},
-                                                       {"tanh", tanh}, {"relu", relu},   {"silu", silu},
-                                                       {"gelu", gelu}};
+  const std::vector<std::pair<const char*, Fn>> ops = {{"neg", neg},   {"abs", abs},   {"exp", exp},  {"tanh", tanh},
+                                                       {"relu", relu}, {"silu", silu}, {"gelu", gelu}};
   for (DType dtype : kFloats) {
     Tensor a = random_input({7, 9}, dtype, 30);
     Tensor positive = random_input({7, 9}, dtype, 31, 0.1, 4.0);
@@ -107,7 +106,8 @@ TEST_CASE("matmul, bmm and linear through cuBLAS") {
     require_matches(linear(x.to(kGpu), w.to(kGpu)), linear(x, w), rtol_for(dtype), atol);
     // A transposed weight view (not contiguous) works too.
     Tensor wt = random_input({64, 48}, dtype, 65);
-    require_matches(linear(x.to(kGpu), wt.to(kGpu).transpose(0, 1)), linear(x, wt.transpose(0, 1)), rtol_for(dtype), atol);
+    require_matches(linear(x.to(kGpu), wt.to(kGpu).transpose(0, 1)), linear(x, wt.transpose(0, 1)), rtol_for(dtype),
+                    atol);
   }
 }
 
@@ -254,15 +254,15 @@ TEST_CASE("apply_rotary and causal_attention on CUDA tensors match the CPU kerne
   // starting mid-group, head_dims whose heads are not 16-byte aligned (one GEMM per head instead
   // of a pointer-batched one), and a prefill long enough for several query blocks of the scores.
   const std::vector<Case> cases = {
-      {7, 0, 4, 2, 8, {}},        {1, 9, 6, 2, 16, {}}, {5, 3, 3, 3, 8, {}},   {6, 2, 3, 2, 8, {0, 1, 1}},
-      {4, 0, 2, 1, 64, {}},       {5, 3, 4, 2, 4, {}},  {3, 12, 4, 2, 6, {}},  {2048, 0, 32, 8, 8, {}},
+      {7, 0, 4, 2, 8, {}},  {1, 9, 6, 2, 16, {}}, {5, 3, 3, 3, 8, {}},  {6, 2, 3, 2, 8, {0, 1, 1}},
+      {4, 0, 2, 1, 64, {}}, {5, 3, 4, 2, 4, {}},  {3, 12, 4, 2, 6, {}}, {2048, 0, 32, 8, 8, {}},
   };
   for (DType dtype : {DType::F32, DType::BF16, DType::F64}) {
     uint64_t seed = 300;
     for (const Case& c : cases) {
       if (dtype != DType::F32 && c.seq > 64) continue;  // the long case once is enough
-      INFO("dtype " << dtype_name(dtype) << " seq " << c.seq << " past " << c.past << " heads " << c.heads << "/" << c.kv_heads
-                    << " head_dim " << c.head_dim);
+      INFO("dtype " << dtype_name(dtype) << " seq " << c.seq << " past " << c.past << " heads " << c.heads << "/"
+                    << c.kv_heads << " head_dim " << c.head_dim);
       const int64_t total = c.past + c.seq;
       const Tensor q = random_input({c.seq, c.heads, c.head_dim}, dtype, seed++);
       const Tensor k = random_input({total, c.kv_heads, c.head_dim}, dtype, seed++);
@@ -283,9 +283,9 @@ TEST_CASE("apply_rotary and causal_attention on CUDA tensors match the CPU kerne
       Tensor v_buffer = Tensor::zeros({total + 5, c.kv_heads, c.head_dim}, dtype, kGpu);
       k_buffer.narrow(0, 0, total).copy_from(k);
       v_buffer.narrow(0, 0, total).copy_from(v);
-      require_matches(causal_attention(q.to(kGpu), k_buffer.narrow(0, 0, total), v_buffer.narrow(0, 0, total),
-                                       c.kv_head_of),
-                      causal_attention(q, k, v, c.kv_head_of), tol, tol);
+      require_matches(
+          causal_attention(q.to(kGpu), k_buffer.narrow(0, 0, total), v_buffer.narrow(0, 0, total), c.kv_head_of),
+          causal_attention(q, k, v, c.kv_head_of), tol, tol);
     }
   }
 }

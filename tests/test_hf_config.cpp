@@ -77,8 +77,12 @@ TEST_CASE("hf_config: Llama and Mixtral configs as published", "[checkpoint][hf_
 }
 
 TEST_CASE("hf_config: defaults of the optional keys", "[checkpoint][hf_config]") {
-  json minimal = {{"architectures", {"LlamaForCausalLM"}}, {"hidden_size", 64}, {"intermediate_size", 128},
-                  {"num_hidden_layers", 2}, {"num_attention_heads", 4}, {"vocab_size", 100},
+  json minimal = {{"architectures", {"LlamaForCausalLM"}},
+                  {"hidden_size", 64},
+                  {"intermediate_size", 128},
+                  {"num_hidden_layers", 2},
+                  {"num_attention_heads", 4},
+                  {"vocab_size", 100},
                   {"head_dim", nullptr}};
   models::HFConfig c = parse(minimal);
   CHECK(c.num_key_value_heads == 4);
@@ -115,8 +119,14 @@ TEST_CASE("hf_config: every error names the key", "[checkpoint][hf_config][error
   CHECK_THAT(error_with<ValueError>(llama, "tie_word_embeddings", "yes"), Contains("tie_word_embeddings"));
   CHECK_THAT(error_with<ValueError>(llama, "attention_bias", true), Contains("attention_bias"));
   CHECK_THAT(error_with<ValueError>(llama, "mlp_bias", true), Contains("mlp_bias"));
-  CHECK_NOTHROW(parse([] { json c = llama_config(); c["attention_bias"] = false; c["mlp_bias"] = false; return c; }()));
-  CHECK_THAT(error_with<ValueError>(llama, "num_hidden_layers", 0), Contains("num_hidden_layers") && Contains("positive"));
+  CHECK_NOTHROW(parse([] {
+    json c = llama_config();
+    c["attention_bias"] = false;
+    c["mlp_bias"] = false;
+    return c;
+  }()));
+  CHECK_THAT(error_with<ValueError>(llama, "num_hidden_layers", 0),
+             Contains("num_hidden_layers") && Contains("positive"));
   CHECK_THAT(error_with<ValueError>(llama, "intermediate_size", -1), Contains("intermediate_size"));
   CHECK_THAT(error_with<ValueError>(llama, "rms_norm_eps", 0), Contains("rms_norm_eps"));
   CHECK_THAT(error_with<ValueError>(llama, "architectures", json::array({"GPT2LMHeadModel"})),
@@ -152,7 +162,8 @@ TEST_CASE("hf_config: rotary parameters in the old and the new (rope_parameters)
   // Scaled rotary embeddings are not built: refused, naming the key.
   json llama3 = v5;
   llama3["rope_parameters"]["rope_type"] = "llama3";
-  CHECK_THAT(message_of<ValueError>([&] { parse(llama3); }), Contains("rope_parameters.rope_type") && Contains("llama3"));
+  CHECK_THAT(message_of<ValueError>([&] { parse(llama3); }),
+             Contains("rope_parameters.rope_type") && Contains("llama3"));
   CHECK_THAT(error_with<ValueError>(llama_config(), "rope_scaling", {{"type", "linear"}, {"factor", 2.0}}),
              Contains("rope_scaling.type") && Contains("linear"));
   CHECK_THAT(error_with<ValueError>(llama_config(), "rope_scaling", {{"factor", 2.0}}), Contains("rope_scaling"));

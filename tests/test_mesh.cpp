@@ -53,8 +53,8 @@ int64_t expected_flat(const Shape& shape, const std::vector<int64_t>& coordinate
 }
 
 // The ranks of `ranks` (laid out row-major in `shape`) that share `coordinate` except along `dim`.
-std::vector<int64_t> expected_line(const std::vector<int>& ranks, const Shape& shape,
-                                   std::vector<int64_t> coordinate, size_t dim) {
+std::vector<int64_t> expected_line(const std::vector<int>& ranks, const Shape& shape, std::vector<int64_t> coordinate,
+                                   size_t dim) {
   std::vector<int64_t> line;
   for (int64_t i = 0; i < shape[dim]; ++i) {
     coordinate[dim] = i;
@@ -95,9 +95,7 @@ std::vector<int64_t> gather_over(Communicator comm, int64_t value) {
   return out.to_vector<int64_t>();
 }
 
-int64_t sum_of(const std::vector<int64_t>& values) {
-  return std::accumulate(values.begin(), values.end(), int64_t(0));
-}
+int64_t sum_of(const std::vector<int64_t>& values) { return std::accumulate(values.begin(), values.end(), int64_t(0)); }
 
 // Checks a mesh built over `ranks` of the world against the row-major formula, and each dim's
 // communicator by an all_reduce and an all_gather of the world rank over it.
@@ -344,8 +342,8 @@ TEST_CASE("bad input raises MeshError naming the value, on every rank", "[mesh][
   const int n = world_size();
 
   SECTION("shape not matching the world") {
-    CHECK_THROWS_WITH(DeviceMesh::from_world({n + 1}), Contains(fmt::format("holds {} ranks", n + 1)) &&
-                                                           Contains(fmt::format("world has {}", n)));
+    CHECK_THROWS_WITH(DeviceMesh::from_world({n + 1}),
+                      Contains(fmt::format("holds {} ranks", n + 1)) && Contains(fmt::format("world has {}", n)));
     CHECK_THROWS_AS(DeviceMesh::from_world({n, 2}), MeshError);
     CHECK_THROWS_AS(DeviceMesh::from_world({}), MeshError);
   }

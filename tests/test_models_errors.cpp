@@ -169,8 +169,8 @@ TEST_CASE("attention checks its positions, rotary tables and KV cache against ea
   models::KVCache empty;
   // The tokens start at position 2, but the cache holds no position before them.
   CHECK_THROWS_AS(attention(hidden, {2, rotary, empty}), ValueError);
-  CHECK_THROWS_WITH(attention(hidden, {2, rotary, empty}), Catch::Contains("holds 0 positions") &&
-                                                               Catch::Contains("start at position 2"));
+  CHECK_THROWS_WITH(attention(hidden, {2, rotary, empty}),
+                    Catch::Contains("holds 0 positions") && Catch::Contains("start at position 2"));
   // Three tokens, the tables of two positions.
   const RotaryTables two = rotary_tables({0, 1}, config.head_dim, config.rope_theta, DType::F32);
   CHECK_THROWS_WITH(attention(hidden, {0, two, empty}), Catch::Contains("got 3 positions for a forward of 2 tokens"));

@@ -130,10 +130,9 @@ TEST_CASE("Llama and Mixtral logits follow transformers' forward", "[models][ref
     const io::NamedTensors tensors = models_test::tiny_weights(spec);
     models_test::write_checkpoint(dir, models_test::config_json(spec), tensors);
     const Tensor expected = reference_logits(spec, as_f64(tensors), ids);
-    const Tensor got =
-        models::load_sharded(dir.str(), world_line(), models::auto_tp_plan(models::load_hf_config(dir.str())),
-                             DType::F32)
-            ->forward_tokens(ids);
+    const Tensor got = models::load_sharded(dir.str(), world_line(),
+                                            models::auto_tp_plan(models::load_hf_config(dir.str())), DType::F32)
+                           ->forward_tokens(ids);
     CHECK(max_abs_diff(got.to(DType::F64), expected) <= 1e-4);
   }
 }

@@ -206,8 +206,8 @@ TEST_CASE("attention with heads that do not divide the TP size splits whole head
       CHECK(o_bias.dtensor().placements() == Placements{Replicate()});
     } else {  // plain local heads; the bias is added once to the partial sums: whole on rank 0
       CHECK(equal(q.tensor(), head_slice(model->weights["attn.q_proj.weight"], 0, mine.query, 2)));
-      CHECK(equal(o_bias.tensor(), tp_rank() == 0 ? model->weights["attn.o_proj.bias"]
-                                                  : Tensor::zeros({kHidden}, DType::F64)));
+      CHECK(equal(o_bias.tensor(),
+                  tp_rank() == 0 ? model->weights["attn.o_proj.bias"] : Tensor::zeros({kHidden}, DType::F64)));
     }
   }
 }
@@ -248,9 +248,9 @@ TEST_CASE("attention plans that cannot split whole heads are refused", "[nn][hea
     CHECK_THROWS_WITH(nn::apply_tp_plan(*refused.root, kAttentionPlan, world_line(), refused.sources()),
                       Catch::Contains("'attn.q_proj'") && Catch::Contains(fmt::format("TP size {}", tp)) &&
                           Catch::Contains(fmt::format("{} query heads", heads.num_heads)));
-    CHECK_THROWS_WITH(nn::apply_tp_plan(*refused.root, nn::TpPlan{{{"attn.o_proj", "rowwise"}}}, world_line(),
-                                        refused.sources()),
-                      Catch::Contains("'attn.o_proj'"));
+    CHECK_THROWS_WITH(
+        nn::apply_tp_plan(*refused.root, nn::TpPlan{{{"attn.o_proj", "rowwise"}}}, world_line(), refused.sources()),
+        Catch::Contains("'attn.o_proj'"));
     // Refused before anything was loaded.
     for (auto& [name, value] : refused.root->named_parameters()) CHECK_FALSE(value->defined());
     // colwise_rep / rowwise_rep gather or reduce the whole output: heads do not constrain them.
@@ -274,8 +274,10 @@ TEST_CASE("head-granular projections accept replicated DTensor inputs", "[nn][he
   auto o = root->add_module("o", std::make_shared<nn::Linear>(12, kHidden, true, DType::F64));
   q->set_heads(HeadRole::Query, heads);
   o->set_heads(HeadRole::Output, heads);
-  std::map<std::string, Tensor> w = {{"q.weight", ints({12, kHidden}, 21)}, {"q.bias", ints({12}, 22)},
-                                     {"o.weight", ints({kHidden, 12}, 23)}, {"o.bias", ints({kHidden}, 24)}};
+  std::map<std::string, Tensor> w = {{"q.weight", ints({12, kHidden}, 21)},
+                                     {"q.bias", ints({12}, 22)},
+                                     {"o.weight", ints({kHidden, 12}, 23)},
+                                     {"o.bias", ints({kHidden}, 24)}};
   const DeviceMesh mesh = world_line();
   nn::apply_tp_plan(*root, nn::TpPlan{{{"q", "colwise"}, {"o", "rowwise"}}}, mesh,
                     [&](const std::string& n) { return io::tensor_source(w.at(n)); });

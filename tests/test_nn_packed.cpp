@@ -101,7 +101,8 @@ TEST_CASE("packed gate_up: SwiGLU under packed_colwise + rowwise equals the unsh
     const Value& gate_up = mlp.find("gate_up")->parameter("weight");
     CHECK_FALSE(gate_up.is_distributed());
     CHECK(equal(gate_up.tensor(), packed_rows(w.at("gate_up.weight"), 0, span.offset, span.size)));
-    CHECK(equal(mlp.find("gate_up")->parameter("bias").tensor(), packed_rows(w.at("gate_up.bias"), 0, span.offset, span.size)));
+    CHECK(equal(mlp.find("gate_up")->parameter("bias").tensor(),
+                packed_rows(w.at("gate_up.bias"), 0, span.offset, span.size)));
 
     CommRecorder recorder;
     const Tensor y = mlp(x).tensor();
@@ -122,7 +123,8 @@ TEST_CASE("packed_rowwise and local_packed_rowwise take the packed slice of thei
                        {"proj.weight", ints({kHidden, 2 * half}, 7)},
                        {"proj.bias", ints({kHidden}, 8)}};
     const Tensor x = ints({kTokens, kHidden}, 10);
-    const Tensor expected = linear(linear(x, w.at("up.weight"), w.at("up.bias")), w.at("proj.weight"), w.at("proj.bias"));
+    const Tensor expected =
+        linear(linear(x, w.at("up.weight"), w.at("up.bias")), w.at("proj.weight"), w.at("proj.bias"));
     INFO("half " << half << " np " << mesh.size());
 
     // Integer data: every sum is exact, however the ranks split it.
@@ -261,7 +263,8 @@ TEST_CASE("moe_tp_experts equals the unsharded MoE block with one all_reduce", "
       // gate_up: this rank's I rows of each of gate and up; down: its I columns.
       const ChunkSpan span = chunk_span(inner, mesh.size(), mesh.coordinate()[0]);
       nn::Module& experts = *model.root->find("moe.experts");
-      CHECK(equal(experts.parameter("gate_up").tensor(), packed_rows(w.at("moe.experts.gate_up"), 1, span.offset, span.size)));
+      CHECK(equal(experts.parameter("gate_up").tensor(),
+                  packed_rows(w.at("moe.experts.gate_up"), 1, span.offset, span.size)));
       CHECK(equal(experts.parameter("down").tensor(), w.at("moe.experts.down").narrow(2, span.offset, span.size)));
 
       CommRecorder recorder;
@@ -273,7 +276,8 @@ TEST_CASE("moe_tp_experts equals the unsharded MoE block with one all_reduce", "
         CHECK(recorder.calls()[0].kind == CollectiveKind::AllReduce);
       }
       // [B, S, H] input: the same tokens.
-      CHECK(allclose((*model.moe)(x.view({1, kTokens, kHidden})).tensor(), expected.view({1, kTokens, kHidden}), 1e-12, 1e-12));
+      CHECK(allclose((*model.moe)(x.view({1, kTokens, kHidden})).tensor(), expected.view({1, kTokens, kHidden}), 1e-12,
+                     1e-12));
     }
 
     // `local` experts: every rank holds them whole; no communication.
@@ -312,7 +316,8 @@ TEST_CASE("bad routing ids, bad packed shapes and misapplied strategies are type
     Tensor ids = Tensor::zeros({kTokens, kTopK}, DType::I64);
     ids.select(0, 3).select(0, 1).fill(double(bad));
     CHECK_THROWS_AS(experts.route(x, ids, weights), ValueError);
-    CHECK_THROWS_WITH(experts.route(x, ids, weights), Catch::Contains("expert_ids[3, 1]") && Catch::Contains("out of range"));
+    CHECK_THROWS_WITH(experts.route(x, ids, weights),
+                      Catch::Contains("expert_ids[3, 1]") && Catch::Contains("out of range"));
   }
   const Tensor ids = Tensor::zeros({kTokens, kTopK}, DType::I64);
   CHECK_THROWS_AS(experts.route(x, ids, ints({kTokens, 1}, 1)), ShapeError);
@@ -324,10 +329,12 @@ TEST_CASE("bad routing ids, bad packed shapes and misapplied strategies are type
   Weights unpacked = w;
   unpacked["moe.experts.gate_up"] = ints({kExperts, inner, kHidden}, 12);
   MoEModel wrong(inner);
-  CHECK_THROWS_AS(nn::apply_tp_plan(*wrong.root, nn::TpPlan{{{"moe.experts", "moe_tp_experts"}}}, mesh, lookup(unpacked)),
-                  ShapeError);
-  CHECK_THROWS_WITH(nn::apply_tp_plan(*wrong.root, nn::TpPlan{{{"moe.experts", "moe_tp_experts"}}}, mesh, lookup(unpacked)),
-                    Catch::Contains("moe.experts.gate_up"));
+  CHECK_THROWS_AS(
+      nn::apply_tp_plan(*wrong.root, nn::TpPlan{{{"moe.experts", "moe_tp_experts"}}}, mesh, lookup(unpacked)),
+      ShapeError);
+  CHECK_THROWS_WITH(
+      nn::apply_tp_plan(*wrong.root, nn::TpPlan{{{"moe.experts", "moe_tp_experts"}}}, mesh, lookup(unpacked)),
+      Catch::Contains("moe.experts.gate_up"));
 
   // A Linear whose packed dim is odd cannot hold [gate; up].
   auto root = std::make_shared<nn::Module>("Root");
@@ -339,8 +346,9 @@ TEST_CASE("bad routing ids, bad packed shapes and misapplied strategies are type
 
   // The packed Linear strategies refuse experts, moe_tp_experts refuses a Linear.
   MoEModel misapplied(inner);
-  CHECK_THROWS_WITH(nn::apply_tp_plan(*misapplied.root, nn::TpPlan{{{"moe.experts", "packed_colwise"}}}, mesh, lookup(w)),
-                    Catch::Contains("Linear") && Catch::Contains("Experts"));
+  CHECK_THROWS_WITH(
+      nn::apply_tp_plan(*misapplied.root, nn::TpPlan{{{"moe.experts", "packed_colwise"}}}, mesh, lookup(w)),
+      Catch::Contains("Linear") && Catch::Contains("Experts"));
   MoEModel misapplied2(inner);
   CHECK_THROWS_WITH(nn::apply_tp_plan(*misapplied2.root, nn::TpPlan{{{"moe.gate", "moe_tp_experts"}}}, mesh, lookup(w)),
                     Catch::Contains("moe_tp_experts") && Catch::Contains("Experts"));

@@ -2,8 +2,8 @@
 // that the blocks of all mesh coordinates tile the global tensor exactly once.
 #include <catch2/catch.hpp>
 
-#include "placements/sharding.hpp"
 #include "placement_lists.hpp"
+#include "placements/sharding.hpp"
 
 #include <functional>
 #include <map>

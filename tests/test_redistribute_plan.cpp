@@ -41,16 +41,14 @@ TEST_CASE("one mesh dim: each transition is one step of the table", "[plan]") {
 TEST_CASE("N-D plans touch only what must change and respect nesting", "[plan]") {
   const Shape g = {256, 256, 16};
   // The example of the issue: mesh dim 0 keeps S(1); only mesh dim 1 moves.
-  check_steps(plan_redistribute(g, 4, {2, 2}, {Shard(1), Shard(1)}, {Shard(1), Shard(0)}),
-              {{1, StepKind::AllToAll}});
+  check_steps(plan_redistribute(g, 4, {2, 2}, {Shard(1), Shard(1)}, {Shard(1), Shard(0)}), {{1, StepKind::AllToAll}});
   // Mesh dim 0 cannot give up S(0) while mesh dim 1 splits its pieces: unshard 1 first.
   check_steps(plan_redistribute(g, 4, {2, 2}, {Shard(0), Shard(0)}, {Replicate(), Shard(0)}),
               {{1, StepKind::AllGather}, {0, StepKind::AllGather}, {1, StepKind::LocalShard}});
   check_steps(plan_redistribute(g, 4, {2, 2}, {Partial(), Shard(0)}, {Replicate(), Shard(0)}),
               {{0, StepKind::AllReduce}});
   // A mesh dim of size one never communicates.
-  check_steps(plan_redistribute(g, 4, {4, 1}, {Shard(0), Shard(1)}, {Shard(0), Replicate()}),
-              {{1, StepKind::Relabel}});
+  check_steps(plan_redistribute(g, 4, {4, 1}, {Shard(0), Shard(1)}, {Shard(0), Replicate()}), {{1, StepKind::Relabel}});
   // Gathering is cheaper after the reduce-scatter has shrunk the data: order by cost.
   auto plan = plan_redistribute(g, 4, {2, 2}, {Partial(), Shard(0)}, {Replicate(), Replicate()});
   REQUIRE(plan.steps.size() == 2);
@@ -96,8 +94,8 @@ TEST_CASE("every plan over a sweep is a legal path ending at the target", "[plan
 TEST_CASE("explain names each step with its collective and bytes", "[plan]") {
   auto plan = plan_redistribute({6, 4}, 4, {2}, {Shard(0)}, {Replicate()});
   std::string text = explain_plan(plan, {6, 4}, 4, {2}, {1});
-  CHECK_THAT(text, Catch::Contains("mesh dim 0: S(0) -> R") && Catch::Contains("all_gather") &&
-                       Catch::Contains("96 bytes"));
+  CHECK_THAT(text,
+             Catch::Contains("mesh dim 0: S(0) -> R") && Catch::Contains("all_gather") && Catch::Contains("96 bytes"));
   CHECK(&cached_plan({6, 4}, 4, {2}, {Shard(0)}, {Replicate()}) ==
         &cached_plan({6, 4}, 4, {2}, {Shard(0)}, {Replicate()}));
 }

@@ -12,8 +12,8 @@
 
 using namespace dtensor;
 using namespace checkpoint_test;
-using io::SafetensorsFile;
 using Catch::Contains;
+using io::SafetensorsFile;
 
 namespace {
 
@@ -137,7 +137,8 @@ uint64_t peak_resident_bytes() {
 
 }  // namespace
 
-TEST_CASE("safetensors: a column slice of a large tensor never holds the tensor resident", "[checkpoint][safetensors]") {
+TEST_CASE("safetensors: a column slice of a large tensor never holds the tensor resident",
+          "[checkpoint][safetensors]") {
   TempDir dir;
   const std::string path = dir.file("large.safetensors");
   const Shape shape{2000, 4096};  // 31 MiB of f32; rows of 16 KiB, so the slabs end unevenly
@@ -164,10 +165,14 @@ TEST_CASE("safetensors: bad reads name the file and the tensor", "[checkpoint][s
   write_file(path, safetensors_bytes(kHeader, known_data()));
   SafetensorsFile file = SafetensorsFile::open(path);
   CHECK_THAT(message_of<ValueError>([&] { file.read("nope"); }), Contains(path) && Contains("'nope'"));
-  CHECK_THAT(message_of<ShapeError>([&] { file.read_block("rows", {2, 0}, {2, 4}); }),
+  CHECK_THAT(message_of<ShapeError>([&] {
+               file.read_block("rows", {2, 0}, {2, 4});
+             }),
              Contains(path) && Contains("'rows'"));
   CHECK_THROWS_AS(file.read_block("rows", {0}, {3}), ShapeError);
-  CHECK_THAT(message_of<DTypeError>([&] { file.read_block_into("rows", {0, 0}, Tensor::zeros({1, 1}, DType::F64)); }),
+  CHECK_THAT(message_of<DTypeError>([&] {
+               file.read_block_into("rows", {0, 0}, Tensor::zeros({1, 1}, DType::F64));
+             }),
              Contains("'rows'"));
 }
 
@@ -215,31 +220,34 @@ TEST_CASE("safetensors: every header violation is a typed error", "[checkpoint][
   expect_open_error<ValueError>(dir, {"invalid JSON", "{\"w\": {\"dtype\": ", data, {"JSON"}});
   expect_open_error<ValueError>(dir, {"not an object", "[1, 2]", data, {"object"}});
   expect_open_error<ValueError>(dir, {"entry not an object", "{\"w\": 3}", data, {"'w'"}});
-  expect_open_error<ValueError>(dir, {"missing data_offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}", data,
-                                      {"'w'", "data_offsets"}});
-  expect_open_error<DTypeError>(dir, {"unknown dtype", object_of(entry("w", "F17", "[1]", "[0, 4]")), data,
-                                      {"'w'", "F17", "unknown"}});
-  expect_open_error<DTypeError>(dir, {"dtype we lack", object_of(entry("mask", "BOOL", "[4]", "[0, 4]")), data,
-                                      {"'mask'", "not supported"}});
+  expect_open_error<ValueError>(
+      dir, {"missing data_offsets", "{\"w\": {\"dtype\": \"F32\", \"shape\": [1]}}", data, {"'w'", "data_offsets"}});
+  expect_open_error<DTypeError>(
+      dir, {"unknown dtype", object_of(entry("w", "F17", "[1]", "[0, 4]")), data, {"'w'", "F17", "unknown"}});
+  expect_open_error<DTypeError>(
+      dir, {"dtype we lack", object_of(entry("mask", "BOOL", "[4]", "[0, 4]")), data, {"'mask'", "not supported"}});
   expect_open_error<DTypeError>(dir, {"I16 we lack", object_of(entry("s", "I16", "[2]", "[0, 4]")), data, {"'s'"}});
-  expect_open_error<ShapeError>(dir, {"negative dim", object_of(entry("w", "F32", "[-1, 2]", "[0, 8]")), data,
-                                      {"'w'", "non-negative"}});
-  expect_open_error<ShapeError>(dir, {"fractional dim", object_of(entry("w", "F32", "[2.5]", "[0, 8]")), data,
-                                      {"'w'"}});
-  expect_open_error<ShapeError>(dir, {"shape not an array", object_of(entry("w", "F32", "4", "[0, 16]")), data,
-                                      {"'w'"}});
-  expect_open_error<ValueError>(dir, {"end past the data", object_of(good + ", " + entry("w", "F32", "[4]", "[60, 76]")),
-                                      data, {"'w'", "data_offsets"}});
-  expect_open_error<ValueError>(dir, {"begin after end", object_of(entry("w", "F32", "[0]", "[8, 4]")), data,
-                                      {"'w'"}});
-  expect_open_error<ValueError>(dir, {"offsets not a pair", object_of(entry("w", "F32", "[1]", "[0, 4, 8]")), data,
-                                      {"'w'"}});
-  expect_open_error<ShapeError>(dir, {"bytes differ from shape", object_of(entry("w", "F32", "[2, 3]", "[0, 20]")),
-                                      data, {"'w'", "24"}});
-  expect_open_error<ValueError>(dir, {"overlap", object_of(good + ", " + entry("late", "F32", "[4]", "[8, 24]")), data,
+  expect_open_error<ShapeError>(
+      dir, {"negative dim", object_of(entry("w", "F32", "[-1, 2]", "[0, 8]")), data, {"'w'", "non-negative"}});
+  expect_open_error<ShapeError>(dir,
+                                {"fractional dim", object_of(entry("w", "F32", "[2.5]", "[0, 8]")), data, {"'w'"}});
+  expect_open_error<ShapeError>(dir,
+                                {"shape not an array", object_of(entry("w", "F32", "4", "[0, 16]")), data, {"'w'"}});
+  expect_open_error<ValueError>(dir, {"end past the data",
+                                      object_of(good + ", " + entry("w", "F32", "[4]", "[60, 76]")),
+                                      data,
+                                      {"'w'", "data_offsets"}});
+  expect_open_error<ValueError>(dir, {"begin after end", object_of(entry("w", "F32", "[0]", "[8, 4]")), data, {"'w'"}});
+  expect_open_error<ValueError>(
+      dir, {"offsets not a pair", object_of(entry("w", "F32", "[1]", "[0, 4, 8]")), data, {"'w'"}});
+  expect_open_error<ShapeError>(
+      dir, {"bytes differ from shape", object_of(entry("w", "F32", "[2, 3]", "[0, 20]")), data, {"'w'", "24"}});
+  expect_open_error<ValueError>(dir, {"overlap",
+                                      object_of(good + ", " + entry("late", "F32", "[4]", "[8, 24]")),
+                                      data,
                                       {"'ok'", "'late'", "overlap"}});
-  expect_open_error<ValueError>(dir, {"metadata not strings", "{\"__metadata__\": {\"n\": 3}, " + good + "}", data,
-                                      {"__metadata__"}});
+  expect_open_error<ValueError>(
+      dir, {"metadata not strings", "{\"__metadata__\": {\"n\": 3}, " + good + "}", data, {"__metadata__"}});
 }
 
 TEST_CASE("safetensors: truncated files and absurd header lengths", "[checkpoint][safetensors][errors]") {

@@ -69,8 +69,8 @@ TEST_CASE("causal_attention equals masked softmax attention per head", "[tensor]
       // 16-bit: the f64 attention of the same rounded values, within the probabilities' and the
       // output's rounding (2^-8 relative for bf16, 2^-11 for f16).
       const double tol = dtype == DType::F64 ? 1e-12 : dtype == DType::F32 ? 2e-6 : dtype == DType::BF16 ? 2e-2 : 3e-3;
-      const Tensor want = reference_attention(q.to(DType::F64), k.to(DType::F64), v.to(DType::F64),
-                                              grouped(c.heads, c.kv_heads));
+      const Tensor want =
+          reference_attention(q.to(DType::F64), k.to(DType::F64), v.to(DType::F64), grouped(c.heads, c.kv_heads));
       CHECK(allclose(out.to(DType::F64), want, tol, tol));
     }
   }

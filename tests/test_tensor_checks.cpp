@@ -14,8 +14,7 @@ TEST_CASE("allclose, equal and max_abs_diff") {
   CHECK_FALSE(allclose(a, from_values({3}, DType::F32, {1, 2, -inf})));
   CHECK_FALSE(allclose(a, from_values({3}, DType::F32, {1, 2, nan})));
   CHECK_FALSE(allclose(a, from_values({1, 3}, DType::F32, {1, 2, inf})));
-  CHECK(allclose(make({0, 2}, DType::I8, Layout::Contiguous), make({0, 2}, DType::F16,
-                                                                     Layout::Contiguous)));
+  CHECK(allclose(make({0, 2}, DType::I8, Layout::Contiguous), make({0, 2}, DType::F16, Layout::Contiguous)));
 
   const Tensor t = make({3, 4}, DType::BF16, Layout::Transposed, 4);
   CHECK(equal(t, from_values({3, 4}, DType::BF16, read(t))));
@@ -31,8 +30,7 @@ TEST_CASE("allclose, equal and max_abs_diff") {
   big2.data<int64_t>()[0] = int64_t(1) << 60;
   CHECK_FALSE(equal(big, big2));  // differs below double precision
 
-  CHECK(max_abs_diff(from_values({3}, DType::F32, {1, 2, 3}),
-                     from_values({3}, DType::I32, {1, 4, 2})) == 2.0);
+  CHECK(max_abs_diff(from_values({3}, DType::F32, {1, 2, 3}), from_values({3}, DType::I32, {1, 4, 2})) == 2.0);
   CHECK(max_abs_diff(a, a) == 0.0);
   CHECK(std::isnan(max_abs_diff(a, from_values({3}, DType::F32, {1, nan, 3}))));
   expect_error<ShapeError>([&] { max_abs_diff(a, t); }, {"[max_abs_diff]", "[3]", "[3, 4]"});
@@ -49,8 +47,7 @@ TEST_CASE("kernels refuse tensors that are not on the cpu") {
   expect_error<DeviceError>([&] { sum(g); }, {"[sum]"});
   expect_error<DeviceError>([&] { softmax(g, 0); }, {"[softmax]"});
   expect_error<DeviceError>([&] { cat({c, g}, 0); }, {"[cat]"});
-  expect_error<DeviceError>([&] { embedding(g, from_values({1}, DType::I64, {0})); },
-                            {"[embedding]"});
+  expect_error<DeviceError>([&] { embedding(g, from_values({1}, DType::I64, {0})); }, {"[embedding]"});
   // Comparisons copy device tensors to the host; a GPU that does not exist is refused by name.
   expect_error<DeviceError>([&] { allclose(c, g); }, {"[allclose]", "cuda:0"});
   // chunk and split only make views: valid on any device.

@@ -10,9 +10,7 @@ using namespace dtensor;
 
 namespace {
 // Element (i, j) of a row-major [rows, cols] arange is i * cols + j.
-Tensor arange2d(int64_t rows, int64_t cols, DType dtype = DType::F32) {
-  return Tensor::arange({rows, cols}, dtype);
-}
+Tensor arange2d(int64_t rows, int64_t cols, DType dtype = DType::F32) { return Tensor::arange({rows, cols}, dtype); }
 }  // namespace
 
 TEST_CASE("factories set shape, strides and values", "[tensor]") {
@@ -58,10 +56,10 @@ TEST_CASE("bf16 and f16 round to nearest even", "[tensor][half]") {
 
   CHECK(Half(1.0f).bits == 0x3C00);
   CHECK(Half(65504.0f).bits == 0x7BFF);
-  CHECK(Half(65520.0f).bits == 0x7C00);       // rounds past the largest finite half: inf
-  CHECK(Half(0x1.0p-24f).bits == 0x0001);     // smallest subnormal
-  CHECK(Half(0x1.0p-14f).bits == 0x0400);     // smallest normal
-  CHECK(float(Half(0x1.0p-25f)) == 0.0f);     // halfway to the smallest subnormal: even (0)
+  CHECK(Half(65520.0f).bits == 0x7C00);                      // rounds past the largest finite half: inf
+  CHECK(Half(0x1.0p-24f).bits == 0x0001);                    // smallest subnormal
+  CHECK(Half(0x1.0p-14f).bits == 0x0400);                    // smallest normal
+  CHECK(float(Half(0x1.0p-25f)) == 0.0f);                    // halfway to the smallest subnormal: even (0)
   CHECK(float(Half(-0.333251953125f)) == -0.333251953125f);  // exactly representable
   for (float x : {0.1f, 3.14159f, -1000.5f, 1e-5f}) {
     // Half error: half an ulp, or half the subnormal spacing (2^-25) below 2^-14.

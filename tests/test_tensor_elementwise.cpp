@@ -23,10 +23,10 @@ const std::vector<BinaryCase> kBinaryCases = {
     {{6}, Layout::Contiguous, {4, 6}, Layout::Expanded},
     {{4, 1}, Layout::Contiguous, {1, 6}, Layout::Transposed},  // outer broadcast
     {{2, 3, 4}, Layout::Expanded, {3, 1}, Layout::Contiguous},
-    {{}, Layout::Contiguous, {2, 3}, Layout::Transposed},  // 0-d operand
+    {{}, Layout::Contiguous, {2, 3}, Layout::Transposed},   // 0-d operand
     {{0, 3}, Layout::Contiguous, {3}, Layout::Contiguous},  // empty
     {{5, 0}, Layout::Narrowed, {5, 1}, Layout::Contiguous},
-    {{2, 40}, Layout::Contiguous, {2, 40}, Layout::Contiguous},  // long runs: vector code + tail
+    {{2, 40}, Layout::Contiguous, {2, 40}, Layout::Contiguous},    // long runs: vector code + tail
     {{40, 70}, Layout::Transposed, {40, 70}, Layout::Contiguous},  // tiled, partial tiles
     {{2, 35, 33}, Layout::Transposed, {35, 1}, Layout::Narrowed},
 };
@@ -38,12 +38,9 @@ struct BinaryOpCase {
 };
 
 const std::vector<BinaryOpCase> kArithmetic = {
-    {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); },
-     [](double x, double y, bool) { return x + y; }},
-    {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); },
-     [](double x, double y, bool) { return x - y; }},
-    {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); },
-     [](double x, double y, bool) { return x * y; }},
+    {"add", [](const Tensor& a, const Tensor& b) { return add(a, b); }, [](double x, double y, bool) { return x + y; }},
+    {"sub", [](const Tensor& a, const Tensor& b) { return sub(a, b); }, [](double x, double y, bool) { return x - y; }},
+    {"mul", [](const Tensor& a, const Tensor& b) { return mul(a, b); }, [](double x, double y, bool) { return x * y; }},
     {"div", [](const Tensor& a, const Tensor& b) { return div(a, b); },
      [](double x, double y, bool integer) { return integer ? std::trunc(x / y) : x / y; }},
     {"maximum", maximum, [](double x, double y, bool) { return std::max(x, y); }},
@@ -63,9 +60,8 @@ void check_binary_ops(const std::vector<BinaryOpCase>& ops, bool comparison) {
   for (const BinaryOpCase& op : ops) {
     for (DType dt : kAllDTypes) {
       for (const BinaryCase& c : kBinaryCases) {
-        INFO(op.name << " " << dtype_name(dt) << " " << shape_str(c.a) << " "
-                     << layout_name(c.layout_a) << " with " << shape_str(c.b) << " "
-                     << layout_name(c.layout_b));
+        INFO(op.name << " " << dtype_name(dt) << " " << shape_str(c.a) << " " << layout_name(c.layout_a) << " with "
+                     << shape_str(c.b) << " " << layout_name(c.layout_b));
         const bool is_div = std::string(op.name) == "div";
         const Tensor a = make(c.a, dt, c.layout_a, 11);
         const Tensor b = make(c.b, dt, c.layout_b, 23, is_div ? Values::NonZero : Values::Any);
@@ -88,9 +84,7 @@ TEST_CASE("binary arithmetic matches the reference for every dtype, layout and b
   check_binary_ops(kArithmetic, /*comparison=*/false);
 }
 
-TEST_CASE("comparisons give u8 0/1 matching the reference") {
-  check_binary_ops(kComparisons, /*comparison=*/true);
-}
+TEST_CASE("comparisons give u8 0/1 matching the reference") { check_binary_ops(kComparisons, /*comparison=*/true); }
 
 TEST_CASE("integer arithmetic wraps and integer division truncates") {
   const Tensor a = from_values({4}, DType::U8, {250, 3, 7, 0});
@@ -100,8 +94,7 @@ TEST_CASE("integer arithmetic wraps and integer division truncates") {
   const Tensor i = from_values({4}, DType::I32, {-7, 7, -2147483648.0, 9});
   const Tensor j = from_values({4}, DType::I32, {2, -2, -1, 3});
   check_close(div(i, j), {4}, {-3, -3, -2147483648.0, 3}, {0, 0});  // MIN / -1 wraps
-  expect_error<ValueError>([&] { div(i, from_values({4}, DType::I32, {1, 0, 1, 1})); },
-                           {"[div]", "zero"});
+  expect_error<ValueError>([&] { div(i, from_values({4}, DType::I32, {1, 0, 1, 1})); }, {"[div]", "zero"});
 }
 
 TEST_CASE("maximum, minimum and comparisons treat NaN like torch") {
@@ -136,8 +129,7 @@ TEST_CASE("scalar add and mul convert the scalar and match the reference") {
   }
   // Integer dtypes truncate the scalar and refuse one they cannot hold.
   check_close(add(from_values({2}, DType::I32, {1, -1}), 2.9), {2}, {3, 1}, {0, 0});
-  expect_error<ValueError>([] { add(from_values({1}, DType::I8, {1}), 1000.0); },
-                           {"[add]", "1000", "i8"});
+  expect_error<ValueError>([] { add(from_values({1}, DType::I8, {1}), 1000.0); }, {"[add]", "1000", "i8"});
   expect_error<ValueError>([] { mul(from_values({1}, DType::U8, {1}), -1.0); }, {"[mul]", "u8"});
 }
 
@@ -164,8 +156,11 @@ TEST_CASE("where and masked_fill select with broadcast masks") {
   const Tensor a = make({4, 5}, DType::F32, Layout::Contiguous);
   expect_error<DTypeError>([&] { where(a, a, a); }, {"[where]", "cond", "u8", "f32"});
   expect_error<DTypeError>([&] { where(cond, a, a.to(DType::F64)); }, {"[where]", "f32", "f64"});
-  expect_error<ShapeError>([&] { masked_fill(a, from_values({2, 4, 5}, DType::U8, {}), 0); },
-                           {"[masked_fill]", "[2, 4, 5]", "[4, 5]"});
+  expect_error<ShapeError>(
+      [&] {
+        masked_fill(a, from_values({2, 4, 5}, DType::U8, {}), 0);
+      },
+      {"[masked_fill]", "[2, 4, 5]", "[4, 5]"});
   expect_error<DTypeError>([&] { masked_fill(a, a, 0); }, {"[masked_fill]", "mask"});
 }
 
@@ -186,16 +181,13 @@ TEST_CASE("unary math matches std:: functions on floating dtypes") {
       {"tanh", tanh, [](double x) { return std::tanh(x); }, Values::Any},
       {"relu", relu, [](double x) { return std::max(x, 0.0); }, Values::Any},
       {"silu", silu, [](double x) { return x / (1 + std::exp(-x)); }, Values::Any},
-      {"gelu", gelu,
-       [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }, Values::Any},
+      {"gelu", gelu, [](double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }, Values::Any},
   };
   for (const UnaryCase& c : cases) {
     for (DType dt : kFloatDTypes) {
-      for (Layout layout : {Layout::Contiguous, Layout::Transposed, Layout::Narrowed,
-                            Layout::Expanded}) {
+      for (Layout layout : {Layout::Contiguous, Layout::Transposed, Layout::Narrowed, Layout::Expanded}) {
         for (const Shape& shape : {Shape{7, 45}, Shape{0, 4}, Shape{}}) {
-          INFO(c.name << " " << dtype_name(dt) << " " << layout_name(layout) << " "
-                      << shape_str(shape));
+          INFO(c.name << " " << dtype_name(dt) << " " << layout_name(layout) << " " << shape_str(shape));
           const Tensor a = make(shape, dt, layout, 9, c.values);
           std::vector<double> want;
           for (double x : read(a)) want.push_back(c.ref(x));

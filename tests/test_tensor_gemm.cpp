@@ -38,10 +38,14 @@ Reference naive(const Tensor& a, const Tensor& b) {
 Tol gemm_tol(DType dt, int64_t k) {
   const double accumulate = double(k) * 6e-8;
   switch (dt) {
-    case DType::F64: return {1e-14, 0};
-    case DType::F32: return {1e-7 + accumulate, 0};
-    case DType::BF16: return {4e-3 + accumulate, 0};
-    default: return {5e-4 + accumulate, 0};
+    case DType::F64:
+      return {1e-14, 0};
+    case DType::F32:
+      return {1e-7 + accumulate, 0};
+    case DType::BF16:
+      return {4e-3 + accumulate, 0};
+    default:
+      return {5e-4 + accumulate, 0};
   }
 }
 
@@ -183,7 +187,7 @@ TEST_CASE("GEMM family: the matrix-vector kernel of decode steps, with tails, a 
   }
   // Products the kernel does not take are left to GEMM.
   const Tensor x = make({2, 8}, DType::F32, Layout::Contiguous), w = make({8, 4}, DType::F32, Layout::Contiguous);
-  CHECK_FALSE(cpu::gemv(x, w, Tensor(), Tensor::empty({2, 4}, DType::F32)));  // two rows
+  CHECK_FALSE(cpu::gemv(x, w, Tensor(), Tensor::empty({2, 4}, DType::F32)));                  // two rows
   const Tensor every_other = make({8, 8}, DType::F32, Layout::Contiguous).slice(1, 0, 8, 2);  // strides (8, 2)
   CHECK_FALSE(cpu::gemv(x.narrow(0, 0, 1), every_other, Tensor(), Tensor::empty({1, 4}, DType::F32)));
   const Tensor x64 = x.narrow(0, 0, 1).to(DType::F64);

@@ -45,25 +45,29 @@ std::pair<std::vector<double>, std::vector<double>> ref_matmul(const Tensor& a, 
 
 Tol matmul_tol(DType dt) {
   switch (dt) {
-    case DType::F64: return {1e-14, 0};
-    case DType::F32: return {1e-6, 0};
-    case DType::BF16: return {8e-3, 0};
-    default: return {2e-3, 0};
+    case DType::F64:
+      return {1e-14, 0};
+    case DType::F32:
+      return {1e-6, 0};
+    case DType::BF16:
+      return {8e-3, 0};
+    default:
+      return {2e-3, 0};
   }
 }
 
 }  // namespace
 
 TEST_CASE("matmul 2-D matches the naive product for every layout, including empty dims") {
-  const std::vector<std::array<int64_t, 3>> sizes = {
-      {5, 7, 3}, {1, 4, 6}, {6, 1, 2}, {3, 0, 4}, {0, 3, 2}, {33, 70, 19}};
+  const std::vector<std::array<int64_t, 3>> sizes = {{5, 7, 3}, {1, 4, 6}, {6, 1, 2},
+                                                     {3, 0, 4}, {0, 3, 2}, {33, 70, 19}};
   const Layout layouts[] = {Layout::Contiguous, Layout::Transposed, Layout::Narrowed};
   for (DType dt : kFloatDTypes) {
     for (const auto& [m, k, n] : sizes) {
       for (Layout la : layouts) {
         for (Layout lb : layouts) {
-          INFO(dtype_name(dt) << " m=" << m << " k=" << k << " n=" << n << " a "
-                              << layout_name(la) << " b " << layout_name(lb));
+          INFO(dtype_name(dt) << " m=" << m << " k=" << k << " n=" << n << " a " << layout_name(la) << " b "
+                              << layout_name(lb));
           const Tensor a = make({m, k}, dt, la, 1), b = make({k, n}, dt, lb, 2);
           const auto [want, scale] = ref_matmul(a, b);
           const Tensor got = matmul(a, b);
@@ -104,8 +108,7 @@ TEST_CASE("batched matmul and bmm: per-batch, folded and strided batches") {
       scale.insert(scale.end(), s_p.begin(), s_p.end());
     }
     check_close(matmul(shared, b), {3, 4, 2}, want, matmul_tol(dt), scale);
-    check_close(matmul(shared.unsqueeze(0).expand({3, 4, 5}), b), {3, 4, 2}, want,
-                matmul_tol(dt), scale);
+    check_close(matmul(shared.unsqueeze(0).expand({3, 4, 5}), b), {3, 4, 2}, want, matmul_tol(dt), scale);
   }
 }
 
@@ -134,8 +137,8 @@ TEST_CASE("linear computes x @ W^T + b on strided weights and biases") {
         check_close(linear(x, weight), {2, 3, 5}, want, matmul_tol(dt), scale);
         check_close(linear(x, weight, bias), {2, 3, 5}, want_bias, matmul_tol(dt), scale);
         const std::vector<double> first(want_bias.begin(), want_bias.begin() + 5);
-        check_close(linear(x.select(0, 0).select(0, 0), weight, bias), {5}, first,
-                    matmul_tol(dt), std::vector<double>(scale.begin(), scale.begin() + 5));
+        check_close(linear(x.select(0, 0).select(0, 0), weight, bias), {5}, first, matmul_tol(dt),
+                    std::vector<double>(scale.begin(), scale.begin() + 5));
       }
     }
   }
@@ -145,18 +148,17 @@ TEST_CASE("matrix products reject bad shapes and dtypes") {
   const Tensor a = make({2, 3}, DType::F32, Layout::Contiguous);
   const Tensor b = make({4, 5}, DType::F32, Layout::Contiguous);
   expect_error<ShapeError>([&] { matmul(a, b); }, {"[matmul]", "[2, 3]", "[4, 5]"});
-  expect_error<ShapeError>([&] { matmul(a, make({3}, DType::F32, Layout::Contiguous)); },
-                           {"[matmul]", "[3]"});
+  expect_error<ShapeError>([&] { matmul(a, make({3}, DType::F32, Layout::Contiguous)); }, {"[matmul]", "[3]"});
   expect_error<DTypeError>([&] { matmul(a, b.to(DType::F64)); }, {"[matmul]", "f32", "f64"});
   const Tensor i = make({2, 2}, DType::I32, Layout::Contiguous);
   expect_error<DTypeError>([&] { matmul(i, i); }, {"[matmul]", "i32"});
   expect_error<ShapeError>([&] { bmm(a, a.transpose(0, 1)); }, {"[bmm]", "3-D"});
   expect_error<ShapeError>(
-      [&] { bmm(make({2, 2, 3}, DType::F32, Layout::Contiguous),
-                make({3, 3, 2}, DType::F32, Layout::Contiguous)); },
+      [&] {
+        bmm(make({2, 2, 3}, DType::F32, Layout::Contiguous), make({3, 3, 2}, DType::F32, Layout::Contiguous));
+      },
       {"[bmm]", "[2, 2, 3]", "[3, 3, 2]"});
   expect_error<ShapeError>([&] { linear(a, b); }, {"[linear]", "[2, 3]"});
-  expect_error<ShapeError>(
-      [&] { linear(a, b.narrow(1, 0, 3), make({5}, DType::F32, Layout::Contiguous)); },
-      {"[linear]", "bias", "[4]", "[5]"});
+  expect_error<ShapeError>([&] { linear(a, b.narrow(1, 0, 3), make({5}, DType::F32, Layout::Contiguous)); },
+                           {"[linear]", "bias", "[4]", "[5]"});
 }

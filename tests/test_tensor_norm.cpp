@@ -20,8 +20,8 @@ std::vector<double> ref_layer_norm(const Tensor& x, const std::vector<double>& w
     for (int64_t i = 0; i < n; ++i) mean += in[i] / double(n);
     for (int64_t i = 0; i < n; ++i) var += (in[i] - mean) * (in[i] - mean) / double(n);
     for (int64_t i = 0; i < n; ++i) {
-      out[i] = (in[i] - mean) / std::sqrt(var + eps) * (w.empty() ? 1.0 : w[size_t(i)]) +
-               (b.empty() ? 0.0 : b[size_t(i)]);
+      out[i] =
+          (in[i] - mean) / std::sqrt(var + eps) * (w.empty() ? 1.0 : w[size_t(i)]) + (b.empty() ? 0.0 : b[size_t(i)]);
     }
   });
 }
@@ -37,10 +37,14 @@ std::vector<double> ref_rms_norm(const Tensor& x, const std::vector<double>& w, 
 // A few roundings of the compute type (f32 for 16-bit inputs) plus the rounding on store.
 Tol norm_tol(DType dt) {
   switch (dt) {
-    case DType::F64: return {1e-12, 1e-12};
-    case DType::F32: return {1e-5, 1e-5};
-    case DType::BF16: return {1e-2, 1e-2};
-    default: return {2e-3, 2e-3};
+    case DType::F64:
+      return {1e-12, 1e-12};
+    case DType::F32:
+      return {1e-5, 1e-5};
+    case DType::BF16:
+      return {1e-2, 1e-2};
+    default:
+      return {2e-3, 2e-3};
   }
 }
 
@@ -80,8 +84,11 @@ TEST_CASE("bad norm arguments raise typed errors naming the op", "[norm][errors]
   const Tensor w = make({4}, DType::F32, Layout::Contiguous);
   expect_error<ShapeError>([&] { layer_norm(x, make({3}, DType::F32, Layout::Contiguous), w, 1e-5); },
                            {"layer_norm", "weight", "[4]"});
-  expect_error<ShapeError>([&] { layer_norm(x, w, make({4, 1}, DType::F32, Layout::Contiguous), 1e-5); },
-                           {"layer_norm", "bias"});
+  expect_error<ShapeError>(
+      [&] {
+        layer_norm(x, w, make({4, 1}, DType::F32, Layout::Contiguous), 1e-5);
+      },
+      {"layer_norm", "bias"});
   expect_error<ShapeError>([&] { rms_norm(x, make({5}, DType::F32, Layout::Contiguous), 1e-5); },
                            {"rms_norm", "weight"});
   expect_error<DTypeError>([&] { rms_norm(x, w.to(DType::F64), 1e-5); }, {"rms_norm", "weight"});

@@ -46,10 +46,8 @@ std::vector<bool> mask_of(const std::vector<int64_t>& dims, size_t ndim) {
   return mask;
 }
 
-const std::vector<std::vector<int64_t>> kDimSets = {{}, {0}, {1}, {2}, {-1}, {0, 2}, {2, 1},
-                                                    {0, 1, 2}};
-const Layout kAllLayouts[] = {Layout::Contiguous, Layout::Transposed, Layout::Narrowed,
-                              Layout::Expanded};
+const std::vector<std::vector<int64_t>> kDimSets = {{}, {0}, {1}, {2}, {-1}, {0, 2}, {2, 1}, {0, 1, 2}};
+const Layout kAllLayouts[] = {Layout::Contiguous, Layout::Transposed, Layout::Narrowed, Layout::Expanded};
 
 }  // namespace
 
@@ -59,8 +57,7 @@ TEST_CASE("sum, mean, amax, amin over dim subsets match the reference") {
       const Tensor a = make({3, 4, 5}, dt, layout, 7);
       for (const auto& dims : kDimSets) {
         for (bool keepdim : {false, true}) {
-          INFO(dtype_name(dt) << " " << layout_name(layout) << " dims " << shape_str(dims)
-                              << " keepdim " << keepdim);
+          INFO(dtype_name(dt) << " " << layout_name(layout) << " dims " << shape_str(dims) << " keepdim " << keepdim);
           const std::vector<bool> mask = mask_of(dims, 3);
           const Reduced s = ref_reduce(a, mask, 0, [](double x, double y) { return x + y; });
           const Shape shape = drop_reduced(s.shape, mask, keepdim);
@@ -68,12 +65,8 @@ TEST_CASE("sum, mean, amax, amin over dim subsets match the reference") {
           for (double v : s.values) wrapped.push_back(wrap(dt, v));
           const Tol sum_tol = {arith_tol(dt).rel * 2, 0};  // rounding of partial sums too
           check_close(sum(a, dims, keepdim), shape, wrapped, sum_tol, s.magnitude);
-          const Reduced mx = ref_reduce(a, mask, -1e300, [](double x, double y) {
-            return std::max(x, y);
-          });
-          const Reduced mn = ref_reduce(a, mask, 1e300, [](double x, double y) {
-            return std::min(x, y);
-          });
+          const Reduced mx = ref_reduce(a, mask, -1e300, [](double x, double y) { return std::max(x, y); });
+          const Reduced mn = ref_reduce(a, mask, 1e300, [](double x, double y) { return std::min(x, y); });
           check_close(amax(a, dims, keepdim), shape, mx.values, {0, 0});
           check_close(amin(a, dims, keepdim), shape, mn.values, {0, 0});
           if (is_floating(dt)) {
@@ -195,9 +188,7 @@ TEST_CASE("softmax is stable for large inputs and refuses integers") {
   const Tensor a = from_values({3}, DType::F32, {1000, 1001, 1002});
   const double z = 1 + std::exp(-1.0) + std::exp(-2.0);
   check_close(softmax(a, 0), {3}, {std::exp(-2.0) / z, std::exp(-1.0) / z, 1 / z}, {1e-6, 0});
-  check_close(log_softmax(a, 0), {3}, {-2 - std::log(z), -1 - std::log(z), -std::log(z)},
-              {1e-6, 0});
+  check_close(log_softmax(a, 0), {3}, {-2 - std::log(z), -1 - std::log(z), -std::log(z)}, {1e-6, 0});
   check_close(softmax(make({2, 0}, DType::F32, Layout::Contiguous), 1), {2, 0}, {}, {0, 0});
-  expect_error<DTypeError>([] { softmax(from_values({2}, DType::I64, {1, 2}), 0); },
-                           {"[softmax]", "i64"});
+  expect_error<DTypeError>([] { softmax(from_values({2}, DType::I64, {1, 2}), 0); }, {"[softmax]", "i64"});
 }

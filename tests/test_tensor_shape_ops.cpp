@@ -7,10 +7,8 @@
 TEST_CASE("cat joins strided and empty pieces along any dim") {
   for (DType dt : kAllDTypes) {
     INFO(dtype_name(dt));
-    const std::vector<Tensor> rows = {make({2, 3}, dt, Layout::Contiguous, 1),
-                                      make({4, 3}, dt, Layout::Transposed, 2),
-                                      make({0, 3}, dt, Layout::Contiguous, 3),
-                                      make({1, 3}, dt, Layout::Narrowed, 4)};
+    const std::vector<Tensor> rows = {make({2, 3}, dt, Layout::Contiguous, 1), make({4, 3}, dt, Layout::Transposed, 2),
+                                      make({0, 3}, dt, Layout::Contiguous, 3), make({1, 3}, dt, Layout::Narrowed, 4)};
     std::vector<double> want;
     for (const Tensor& t : rows) {
       for (double v : read(t)) want.push_back(v);
@@ -18,8 +16,7 @@ TEST_CASE("cat joins strided and empty pieces along any dim") {
     check_close(cat(rows, 0), {7, 3}, want, {0, 0});
     check_close(cat(rows, -2), {7, 3}, want, {0, 0});
 
-    const std::vector<Tensor> cols = {make({2, 3}, dt, Layout::Narrowed, 5),
-                                      make({2, 0}, dt, Layout::Contiguous, 6),
+    const std::vector<Tensor> cols = {make({2, 3}, dt, Layout::Narrowed, 5), make({2, 0}, dt, Layout::Contiguous, 6),
                                       make({2, 2}, dt, Layout::Expanded, 7)};
     const std::vector<double> c0 = read(cols[0]), c2 = read(cols[2]);
     want = {c0[0], c0[1], c0[2], c2[0], c2[1], c0[3], c0[4], c0[5], c2[2], c2[3]};
@@ -30,8 +27,11 @@ TEST_CASE("cat joins strided and empty pieces along any dim") {
   }
   const Tensor a = make({2, 3}, DType::F32, Layout::Contiguous);
   expect_error<DTypeError>([&] { cat({a, a.to(DType::BF16)}, 0); }, {"[cat]", "f32", "bf16"});
-  expect_error<ShapeError>([&] { cat({a, make({2, 4}, DType::F32, Layout::Contiguous)}, 0); },
-                           {"[cat]", "[2, 4]", "dim 1"});
+  expect_error<ShapeError>(
+      [&] {
+        cat({a, make({2, 4}, DType::F32, Layout::Contiguous)}, 0);
+      },
+      {"[cat]", "[2, 4]", "dim 1"});
   expect_error<ShapeError>([&] { cat({a, a.unsqueeze(0)}, 0); }, {"[cat]", "dims"});
   expect_error<ShapeError>([&] { cat({a, a}, 2); }, {"[cat]", "2"});
   expect_error<ValueError>([&] { cat({}, 0); }, {"[cat]", "non-empty"});
@@ -44,8 +44,12 @@ TEST_CASE("chunk follows torch.chunk and returns views") {
     int64_t n, chunks;
     std::vector<int64_t> sizes;
   };
-  for (const Case& c : std::vector<Case>{{5, 4, {2, 2, 1}}, {6, 4, {2, 2, 2}}, {4, 4, {1, 1, 1, 1}},
-                                          {5, 1, {5}}, {3, 5, {1, 1, 1}}, {0, 3, {0, 0, 0}}}) {
+  for (const Case& c : std::vector<Case>{{5, 4, {2, 2, 1}},
+                                         {6, 4, {2, 2, 2}},
+                                         {4, 4, {1, 1, 1, 1}},
+                                         {5, 1, {5}},
+                                         {3, 5, {1, 1, 1}},
+                                         {0, 3, {0, 0, 0}}}) {
     INFO("n=" << c.n << " chunks=" << c.chunks);
     const Tensor t = a.narrow(1, 0, c.n);
     const std::vector<Tensor> pieces = chunk(t, c.chunks, 1);
@@ -105,14 +109,14 @@ TEST_CASE("index_select gathers along any dim with i32 and i64 indices") {
     }
   }
   const Tensor a = make({4, 5}, DType::F32, Layout::Contiguous);
-  expect_error<ValueError>([&] { index_select(a, 0, from_values({2}, DType::I64, {1, 4})); },
-                           {"[index_select]", "index 4", "[0, 4)"});
-  expect_error<ValueError>([&] { index_select(a, 1, from_values({1}, DType::I32, {-1})); },
-                           {"[index_select]", "-1"});
-  expect_error<DTypeError>([&] { index_select(a, 0, from_values({1}, DType::F32, {1})); },
-                           {"[index_select]", "f32"});
-  expect_error<ShapeError>([&] { index_select(a, 2, from_values({1}, DType::I64, {0})); },
-                           {"[index_select]", "2"});
+  expect_error<ValueError>(
+      [&] {
+        index_select(a, 0, from_values({2}, DType::I64, {1, 4}));
+      },
+      {"[index_select]", "index 4", "[0, 4)"});
+  expect_error<ValueError>([&] { index_select(a, 1, from_values({1}, DType::I32, {-1})); }, {"[index_select]", "-1"});
+  expect_error<DTypeError>([&] { index_select(a, 0, from_values({1}, DType::F32, {1})); }, {"[index_select]", "f32"});
+  expect_error<ShapeError>([&] { index_select(a, 2, from_values({1}, DType::I64, {0})); }, {"[index_select]", "2"});
 }
 
 TEST_CASE("embedding looks up rows for ids of any shape") {
@@ -126,18 +130,19 @@ TEST_CASE("embedding looks up rows for ids of any shape") {
       for (double id : ids) {
         for (int64_t j = 0; j < 3; ++j) want.push_back(vw[size_t(int64_t(id) * 3 + j)]);
       }
-      check_close(embedding(weight, from_values({2, 2}, DType::I64, ids)), {2, 2, 3}, want,
-                  {0, 0});
-      check_close(embedding(weight, from_values({2, 2}, DType::I32, ids).transpose(0, 1)),
-                  {2, 2, 3},
-                  {want[0], want[1], want[2], want[6], want[7], want[8], want[3], want[4],
-                   want[5], want[9], want[10], want[11]},
+      check_close(embedding(weight, from_values({2, 2}, DType::I64, ids)), {2, 2, 3}, want, {0, 0});
+      check_close(embedding(weight, from_values({2, 2}, DType::I32, ids).transpose(0, 1)), {2, 2, 3},
+                  {want[0], want[1], want[2], want[6], want[7], want[8], want[3], want[4], want[5], want[9], want[10],
+                   want[11]},
                   {0, 0});
     }
   }
   const Tensor weight = make({6, 3}, DType::F32, Layout::Contiguous);
-  expect_error<ValueError>([&] { embedding(weight, from_values({2}, DType::I64, {1, 6})); },
-                           {"[embedding]", "index 6", "[0, 6)"});
+  expect_error<ValueError>(
+      [&] {
+        embedding(weight, from_values({2}, DType::I64, {1, 6}));
+      },
+      {"[embedding]", "index 6", "[0, 6)"});
   const Tensor id = from_values({1}, DType::I64, {0});
   expect_error<ShapeError>([&] { embedding(weight.select(1, 0), id); }, {"[embedding]", "2-D"});
 }

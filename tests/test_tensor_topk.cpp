@@ -49,8 +49,10 @@ void check_topk(const Tensor& a, int64_t k, int64_t dim) {
       const auto [v, i] = expected[size_t(c)];
       INFO("line " << r << " rank " << c);
       CHECK(gi[size_t(r * k + c)] == i);
-      if (std::isnan(v)) CHECK(std::isnan(gv[size_t(r * k + c)]));
-      else CHECK(gv[size_t(r * k + c)] == v);
+      if (std::isnan(v))
+        CHECK(std::isnan(gv[size_t(r * k + c)]));
+      else
+        CHECK(gv[size_t(r * k + c)] == v);
     }
   }
 }

@@ -12,8 +12,8 @@
 #include "tensor/error.hpp"
 #include "tools/random_checkpoint.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 
@@ -38,33 +38,41 @@ void add_size_options(CLI::App& app, tools::RandomCheckpointSpec& spec) {
   const auto positive = CLI::PositiveNumber;
   app.add_option("--hidden", spec.hidden, "hidden_size")->check(positive)->capture_default_str();
   app.add_option("--intermediate", spec.intermediate, "intermediate_size (per expert for Mixtral)")
-      ->check(positive)->capture_default_str();
+      ->check(positive)
+      ->capture_default_str();
   app.add_option("--layers", spec.layers, "num_hidden_layers")->check(positive)->capture_default_str();
   app.add_option("--heads", spec.heads, "num_attention_heads")->check(positive)->capture_default_str();
   app.add_option("--kv-heads", spec.kv_heads, "num_key_value_heads")->check(positive)->capture_default_str();
   app.add_option("--head-dim", spec.head_dim, "head_dim (0: hidden / heads, key omitted)")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--vocab", spec.vocab, "vocab_size")->check(positive)->capture_default_str();
   app.add_option("--experts", spec.experts, "num_local_experts (Mixtral)")->check(positive)->capture_default_str();
   app.add_option("--experts-per-tok", spec.experts_per_tok, "num_experts_per_tok (Mixtral)")
-      ->check(positive)->capture_default_str();
+      ->check(positive)
+      ->capture_default_str();
   app.add_option("--max-position-embeddings", spec.max_position_embeddings, "max_position_embeddings")
-      ->check(positive)->capture_default_str();
+      ->check(positive)
+      ->capture_default_str();
 }
 
 void add_options(CLI::App& app, tools::RandomCheckpointSpec& spec, TextFlags& text, std::string& out) {
   app.add_option("--out", out, "checkpoint directory (created; earlier checkpoint files replaced)")->required();
   app.add_option("--arch", text.arch, "llama | mixtral (or the HF class name)")
-      ->check(CLI::IsMember({"llama", "mixtral", "LlamaForCausalLM", "MixtralForCausalLM"}))->capture_default_str();
+      ->check(CLI::IsMember({"llama", "mixtral", "LlamaForCausalLM", "MixtralForCausalLM"}))
+      ->capture_default_str();
   add_size_options(app, spec);
   app.add_flag("--tie-word-embeddings", spec.tie_word_embeddings, "no lm_head.weight: logits use the embedding");
   app.add_option("--rope-theta", spec.rope_theta, "rope_theta")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--rms-norm-eps", spec.rms_norm_eps, "rms_norm_eps")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--rms-norm-eps", spec.rms_norm_eps, "rms_norm_eps")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app.add_option("--dtype", text.dtype, "f32 | bf16")->check(CLI::IsMember({"f32", "bf16"}))->capture_default_str();
   app.add_option("--seed", spec.seed, "random seed")->capture_default_str();
   app.add_option("--max-shard-bytes", spec.max_shard_bytes,
                  "0: one model.safetensors; else shards of at most this many bytes + index")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
 }
 
 int64_t parameter_count(const tools::RandomCheckpointSpec& spec) {

@@ -66,7 +66,8 @@ void add_mlp(std::vector<RandomTensorSpec>& out, const std::string& prefix, cons
 
 void add_moe(std::vector<RandomTensorSpec>& out, const std::string& prefix, const RandomCheckpointSpec& spec) {
   const std::string moe = prefix + "block_sparse_moe.";
-  out.push_back(uniform_with_std(moe + "gate.weight", {spec.experts, spec.hidden}, 2.0 / std::sqrt(double(spec.hidden))));
+  out.push_back(
+      uniform_with_std(moe + "gate.weight", {spec.experts, spec.hidden}, 2.0 / std::sqrt(double(spec.hidden))));
   for (int64_t e = 0; e < spec.experts; ++e) {
     const std::string expert = fmt::format("{}experts.{}.", moe, e);
     out.push_back(linear_weight(expert + "w1.weight", spec.intermediate, spec.hidden));
@@ -183,8 +184,10 @@ std::vector<RandomTensorSpec> random_checkpoint_tensors(const RandomCheckpointSp
     out.push_back(norm_weight(prefix + "input_layernorm.weight", spec.hidden));
     add_attention(out, prefix, spec);
     out.push_back(norm_weight(prefix + "post_attention_layernorm.weight", spec.hidden));
-    if (is_mixtral(spec)) add_moe(out, prefix, spec);
-    else add_mlp(out, prefix, spec);
+    if (is_mixtral(spec))
+      add_moe(out, prefix, spec);
+    else
+      add_mlp(out, prefix, spec);
   }
   out.push_back(norm_weight("model.norm.weight", spec.hidden));
   if (!spec.tie_word_embeddings) {
@@ -194,8 +197,10 @@ std::vector<RandomTensorSpec> random_checkpoint_tensors(const RandomCheckpointSp
 }
 
 Tensor random_checkpoint_tensor(const RandomTensorSpec& tensor, const RandomCheckpointSpec& spec) {
-  RandomOptions options{.seed = tensor_key(tensor.name, spec.seed), .distribution = Distribution::Uniform,
-                        .a = tensor.low, .b = tensor.high};
+  RandomOptions options{.seed = tensor_key(tensor.name, spec.seed),
+                        .distribution = Distribution::Uniform,
+                        .a = tensor.low,
+                        .b = tensor.high};
   return random(tensor.shape, spec.dtype, options);
 }
 

@@ -37,7 +37,7 @@ struct RandomCheckpointSpec {
   int64_t kv_heads = 2;
   int64_t head_dim = 0;  // 0: hidden / heads (config.json then omits the key)
   int64_t vocab = 256;
-  int64_t experts = 4;  // Mixtral only
+  int64_t experts = 4;          // Mixtral only
   int64_t experts_per_tok = 2;  // Mixtral only
   int64_t max_position_embeddings = 4096;
   bool tie_word_embeddings = false;

@@ -84,15 +84,15 @@ bool all_equal(std::span<const int64_t> counts) {
 std::byte* bytes_of(const Tensor& t) { return static_cast<std::byte*>(t.data_ptr()); }
 
 void require_cpu(const char* op, const Tensor& t) {
-  check<DeviceError>(!t.defined() || t.device().is_cpu(), op,
-                     "the mpi backend moves CPU tensors only, got {}", t.device());
+  check<DeviceError>(!t.defined() || t.device().is_cpu(), op, "the mpi backend moves CPU tensors only, got {}",
+                     t.device());
 }
 
 void check_received(const MPI_Status& status, MPI_Datatype type, int expected, int src) {
   int received = 0;
   mpi_check(MPI_Get_count(&status, type, &received), "MPI_Get_count");
-  check<CommError>(received == expected, "recv", "expected {} elements from rank {}, received {}", expected,
-                   src, received);
+  check<CommError>(received == expected, "recv", "expected {} elements from rank {}, received {}", expected, src,
+                   received);
 }
 
 // Runs an operation: `start(nullptr)` makes the blocking MPI calls, `start(&requests)` the
@@ -109,8 +109,8 @@ Work run(bool async, const Start& start, std::vector<std::vector<int>>&& int_arr
   }
   std::vector<MPI_Request> requests;
   start(&requests);
-  return Work(std::make_shared<RequestWork>(std::move(requests), std::vector<Tensor>{keep...},
-                                            std::move(int_arrays), std::move(finish)));
+  return Work(std::make_shared<RequestWork>(std::move(requests), std::vector<Tensor>{keep...}, std::move(int_arrays),
+                                            std::move(finish)));
 }
 
 MPI_Request* add_request(std::vector<MPI_Request>* requests) { return &requests->emplace_back(); }
@@ -128,16 +128,13 @@ class MpiBackend final : public CommBackend {
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) override;
   Work broadcast(const Tensor& buffer, int root, bool async) override;
-  Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                    bool async) override;
+  Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, bool async) override;
   Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, ReduceOp op,
                         bool async) override;
   Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
                     std::span<const int64_t> recv_counts, bool async) override;
-  Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
-                 bool async) override;
-  Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
-                bool async) override;
+  Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root, bool async) override;
+  Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root, bool async) override;
   Work send(const Tensor& buffer, int dst, int tag, bool async) override;
   Work recv(const Tensor& buffer, int src, int tag, bool async) override;
   void barrier() override;
@@ -193,8 +190,7 @@ RequestWork::Finish MpiBackend::divide_if_avg(ReduceOp op, const Tensor& t) cons
 // Every rank starts pipelines in the same order, so the k-th one gets the same tags everywhere.
 Work MpiBackend::run_pipeline(ReducePlan plan, bool async) {
   const int tag = int(2 * (pipelines_started_++ % uint64_t(tag_pairs_)));
-  std::shared_ptr<WorkImpl> work =
-      start_reduce_pipeline(algo_comm_, tag, std::move(plan), kPipelineChunkBytes);
+  std::shared_ptr<WorkImpl> work = start_reduce_pipeline(algo_comm_, tag, std::move(plan), kPipelineChunkBytes);
   if (async) return Work(std::move(work));
   work->wait();
   return {};
@@ -219,8 +215,7 @@ Work MpiBackend::all_reduce_mpi(const Tensor& in, const Tensor& out, ReduceOp op
   auto start = [&](std::vector<MPI_Request>* requests) {
     void* p = out.data_ptr();
     if (!requests) return mpi_check(MPI_Allreduce(send, p, count, type, mpi_reduce_op(op), comm_), "MPI_Allreduce");
-    mpi_check(MPI_Iallreduce(send, p, count, type, mpi_reduce_op(op), comm_, add_request(requests)),
-              "MPI_Iallreduce");
+    mpi_check(MPI_Iallreduce(send, p, count, type, mpi_reduce_op(op), comm_, add_request(requests)), "MPI_Iallreduce");
   };
   return run(async, start, {}, divide_if_avg(op, out), in, out);
 }
@@ -241,8 +236,7 @@ Work MpiBackend::broadcast(const Tensor& buffer, int root, bool async) {
 // Equal counts (the same array on every rank) use MPI_Allgather. MPI_IN_PLACE is
 // only valid when every rank passes it, and whether the others alias is unknown here, so an `in`
 // that is already its block of `out` is sent from a copy of that one block instead.
-Work MpiBackend::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                              bool async) {
+Work MpiBackend::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, bool async) {
   require_cpu("all_gather_v", in);
   require_cpu("all_gather_v", out);
   std::vector<int64_t> displs = displacements(counts);
@@ -260,8 +254,7 @@ Work MpiBackend::all_gather_v(const Tensor& in, const Tensor& out, std::span<con
     void* o = out.data_ptr();
     if (all_equal(counts)) {
       if (!requests) return mpi_check(MPI_Allgather(send, n, type, o, n, type, comm_), "MPI_Allgather");
-      return mpi_check(MPI_Iallgather(send, n, type, o, n, type, comm_, add_request(requests)),
-                       "MPI_Iallgather");
+      return mpi_check(MPI_Iallgather(send, n, type, o, n, type, comm_, add_request(requests)), "MPI_Iallgather");
     }
     if (!requests) return mpi_check(MPI_Allgatherv(send, n, type, o, c, d, type, comm_), "MPI_Allgatherv");
     mpi_check(MPI_Iallgatherv(send, n, type, o, c, d, type, comm_, add_request(requests)), "MPI_Iallgatherv");
@@ -270,13 +263,17 @@ Work MpiBackend::all_gather_v(const Tensor& in, const Tensor& out, std::span<con
 }
 
 // `out` may be exactly this rank's block of `in`: the pipeline reduces in place.
-Work MpiBackend::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                                  ReduceOp op, bool async) {
+Work MpiBackend::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, ReduceOp op,
+                                  bool async) {
   require_cpu("reduce_scatter_v", in);
   require_cpu("reduce_scatter_v", out);
-  return run_pipeline({.dtype = in.dtype(), .op = op, .in = bytes_of(in), .out = bytes_of(out),
+  return run_pipeline({.dtype = in.dtype(),
+                       .op = op,
+                       .in = bytes_of(in),
+                       .out = bytes_of(out),
                        .counts = std::vector<int64_t>(counts.begin(), counts.end()),
-                       .displs = displacements(counts), .keep_alive = {in, out},
+                       .displs = displacements(counts),
+                       .keep_alive = {in, out},
                        .stream_out = out.nbytes() >= kStreamMinBytes},
                       async);
 }
@@ -289,11 +286,10 @@ Work MpiBackend::all_to_all_v(const Tensor& in, std::span<const int64_t> send_co
                               std::span<const int64_t> recv_counts, bool async) {
   require_cpu("all_to_all_v", in);
   require_cpu("all_to_all_v", out);
-  std::vector<std::vector<int>> arrays{
-      mpi_ints(send_counts, "all_to_all_v", "send_counts"),
-      mpi_ints(displacements(send_counts), "all_to_all_v", "send displacement"),
-      mpi_ints(recv_counts, "all_to_all_v", "recv_counts"),
-      mpi_ints(displacements(recv_counts), "all_to_all_v", "recv displacement")};
+  std::vector<std::vector<int>> arrays{mpi_ints(send_counts, "all_to_all_v", "send_counts"),
+                                       mpi_ints(displacements(send_counts), "all_to_all_v", "send displacement"),
+                                       mpi_ints(recv_counts, "all_to_all_v", "recv_counts"),
+                                       mpi_ints(displacements(recv_counts), "all_to_all_v", "recv displacement")};
   const MPI_Datatype type = mpi_datatype(in.dtype());
   const int* sc = arrays[0].data();
   const int* sd = arrays[1].data();
@@ -303,15 +299,13 @@ Work MpiBackend::all_to_all_v(const Tensor& in, std::span<const int64_t> send_co
     const void* i = in.data_ptr();
     void* o = out.data_ptr();
     if (!requests) return mpi_check(MPI_Alltoallv(i, sc, sd, type, o, rc, rd, type, comm_), "MPI_Alltoallv");
-    mpi_check(MPI_Ialltoallv(i, sc, sd, type, o, rc, rd, type, comm_, add_request(requests)),
-              "MPI_Ialltoallv");
+    mpi_check(MPI_Ialltoallv(i, sc, sd, type, o, rc, rd, type, comm_, add_request(requests)), "MPI_Ialltoallv");
   };
   return run(async, start, std::move(arrays), {}, in, out);
 }
 
 // `in` is only defined (and read) on root; the dtype comes from `out`.
-Work MpiBackend::scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
-                           bool async) {
+Work MpiBackend::scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root, bool async) {
   require_cpu("scatter_v", in);
   require_cpu("scatter_v", out);
   std::vector<std::vector<int>> arrays{mpi_ints(counts, "scatter_v", "counts"),
@@ -322,17 +316,14 @@ Work MpiBackend::scatter_v(const Tensor& in, std::span<const int64_t> counts, co
   const int* d = arrays[1].data();
   auto start = [&](std::vector<MPI_Request>* requests) {
     void* o = out.data_ptr();
-    if (!requests)
-      return mpi_check(MPI_Scatterv(i, c, d, type, o, c[rank_], type, root, comm_), "MPI_Scatterv");
-    mpi_check(MPI_Iscatterv(i, c, d, type, o, c[rank_], type, root, comm_, add_request(requests)),
-              "MPI_Iscatterv");
+    if (!requests) return mpi_check(MPI_Scatterv(i, c, d, type, o, c[rank_], type, root, comm_), "MPI_Scatterv");
+    mpi_check(MPI_Iscatterv(i, c, d, type, o, c[rank_], type, root, comm_, add_request(requests)), "MPI_Iscatterv");
   };
   return run(async, start, std::move(arrays), {}, in, out);
 }
 
 // `out` is only defined (and written) on root; the dtype comes from `in`.
-Work MpiBackend::gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
-                          bool async) {
+Work MpiBackend::gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root, bool async) {
   require_cpu("gather_v", in);
   require_cpu("gather_v", out);
   std::vector<std::vector<int>> arrays{mpi_ints(counts, "gather_v", "counts"),
@@ -343,10 +334,8 @@ Work MpiBackend::gather_v(const Tensor& in, const Tensor& out, std::span<const i
   const int* d = arrays[1].data();
   auto start = [&](std::vector<MPI_Request>* requests) {
     const void* i = in.data_ptr();
-    if (!requests)
-      return mpi_check(MPI_Gatherv(i, c[rank_], type, o, c, d, type, root, comm_), "MPI_Gatherv");
-    mpi_check(MPI_Igatherv(i, c[rank_], type, o, c, d, type, root, comm_, add_request(requests)),
-              "MPI_Igatherv");
+    if (!requests) return mpi_check(MPI_Gatherv(i, c[rank_], type, o, c, d, type, root, comm_), "MPI_Gatherv");
+    mpi_check(MPI_Igatherv(i, c[rank_], type, o, c, d, type, root, comm_, add_request(requests)), "MPI_Igatherv");
   };
   return run(async, start, std::move(arrays), {}, in, out);
 }
@@ -370,13 +359,11 @@ Work MpiBackend::recv(const Tensor& buffer, int src, int tag, bool async) {
   require_cpu("recv", buffer);
   const MPI_Datatype type = mpi_datatype(buffer.dtype());
   std::vector<int> expected;
-  for_each_piece(buffer.numel(), buffer.element_size(),
-                 [&](size_t, int count) { expected.push_back(count); });
+  for_each_piece(buffer.numel(), buffer.element_size(), [&](size_t, int count) { expected.push_back(count); });
   auto start = [&](std::vector<MPI_Request>* requests) {
     for_each_piece(buffer.numel(), buffer.element_size(), [&](size_t offset, int count) {
       std::byte* p = bytes_of(buffer) + offset;
-      if (requests)
-        return mpi_check(MPI_Irecv(p, count, type, src, tag, comm_, add_request(requests)), "MPI_Irecv");
+      if (requests) return mpi_check(MPI_Irecv(p, count, type, src, tag, comm_, add_request(requests)), "MPI_Irecv");
       MPI_Status status;
       mpi_check(MPI_Recv(p, count, type, src, tag, comm_, &status), "MPI_Recv");
       check_received(status, type, count, src);
@@ -411,8 +398,8 @@ std::shared_ptr<CommBackend> create_mpi_world(int* argc, char*** argv) {
 void mpi_abort_job(int code) {
   int initialized = 0;
   int finalized = 0;
-  if (MPI_Initialized(&initialized) == MPI_SUCCESS && MPI_Finalized(&finalized) == MPI_SUCCESS &&
-      initialized != 0 && finalized == 0) {
+  if (MPI_Initialized(&initialized) == MPI_SUCCESS && MPI_Finalized(&finalized) == MPI_SUCCESS && initialized != 0 &&
+      finalized == 0) {
     MPI_Abort(MPI_COMM_WORLD, code);
   }
   std::_Exit(code);

@@ -148,9 +148,8 @@ void ReducePipeline::reduce(int64_t step) {
   if (mine.count == 0) return;
   for (int source = 0; source < size_; ++source) {
     const int distance = (rank_ - source + size_) % size_;
-    sources_[size_t(source)] = distance == 0
-                                   ? static_cast<const void*>(plan_.in + byte_offset(rank_, mine.offset))
-                                   : scratch_slot(step, distance);
+    sources_[size_t(source)] = distance == 0 ? static_cast<const void*>(plan_.in + byte_offset(rank_, mine.offset))
+                                             : scratch_slot(step, distance);
   }
   reduce_blocks(plan_.dtype, plan_.op, plan_.out + size_t(mine.offset) * element_size_, sources_, mine.count,
                 plan_.stream_out);
@@ -200,8 +199,7 @@ bool ReducePipeline::advance(bool block) {
 
 }  // namespace
 
-std::shared_ptr<WorkImpl> start_reduce_pipeline(MPI_Comm comm, int tag, ReducePlan plan,
-                                                int64_t chunk_bytes) {
+std::shared_ptr<WorkImpl> start_reduce_pipeline(MPI_Comm comm, int tag, ReducePlan plan, int64_t chunk_bytes) {
   return std::make_shared<ReducePipeline>(comm, tag, std::move(plan), chunk_bytes);
 }
 

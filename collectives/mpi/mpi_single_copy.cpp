@@ -161,8 +161,8 @@ void transfer(const char* op, Direction direction, int peer, pid_t pid, const By
   BlockCursor l(local), r(remote);
   while (r.remaining() > 0) {
     const int64_t n = std::min(l.reach(kMaxIovecs, kMaxBatchBytes), r.reach(kMaxIovecs, kMaxBatchBytes));
-    check<CommError>(n > 0, op, "{} with rank {}: blocks of {} and {} bytes do not match", call, peer,
-                     local.bytes(), remote.bytes());
+    check<CommError>(n > 0, op, "{} with rank {}: blocks of {} and {} bytes do not match", call, peer, local.bytes(),
+                     remote.bytes());
     const int nl = take_iovecs(l, n, local_iov.data());
     const int nr = take_iovecs(r, n, remote_iov.data());
     const ssize_t moved = direction == Direction::Read
@@ -179,13 +179,12 @@ void check_sizes(const char* op, int peer, const ByteBlock& mine_for_peer, const
                  const char* what) {
   const int64_t theirs = peers_for_me.rows * peers_for_me.row_bytes;
   check<CommError>(mine_for_peer.bytes() == theirs, op,
-                   "{}: this rank's block holds {} bytes, rank {}'s holds {} (blocks must match in size)",
-                   what, mine_for_peer.bytes(), peer, theirs);
+                   "{}: this rank's block holds {} bytes, rank {}'s holds {} (blocks must match in size)", what,
+                   mine_for_peer.bytes(), peer, theirs);
 }
 
 // Every transfer this rank performs, peers in ring order so that no rank is everyone's first.
-void move_blocks(const char* op, int rank, int size, const PublishedBlocks& mine,
-                 std::span<const PeerRecord> theirs) {
+void move_blocks(const char* op, int rank, int size, const PublishedBlocks& mine, std::span<const PeerRecord> theirs) {
   for (int j = 0; j < size; ++j) {
     if (j == rank) continue;
     check_sizes(op, j, mine.recv[size_t(j)], theirs[size_t(j)].send, "receiving from rank");
@@ -253,8 +252,8 @@ bool SingleCopyExchange::run(const char* op, std::span<const ByteBlock> send, st
   for (size_t j = 0; j < records.size(); ++j) {
     records[j] = {int64_t(pid_), record_of(mine.send[j]), record_of(mine.recv[j])};
   }
-  mpi_check(MPI_Alltoall(records.data(), int(sizeof(PeerRecord)), MPI_BYTE, theirs.data(),
-                         int(sizeof(PeerRecord)), MPI_BYTE, comm_),
+  mpi_check(MPI_Alltoall(records.data(), int(sizeof(PeerRecord)), MPI_BYTE, theirs.data(), int(sizeof(PeerRecord)),
+                         MPI_BYTE, comm_),
             "MPI_Alltoall");
   std::exception_ptr error;
   try {

@@ -17,9 +17,9 @@
 #include "collectives/byte_block.hpp"
 #include "collectives/mpi/mpi_support.hpp"
 
+#include <sys/types.h>
 #include <cstdint>
 #include <span>
-#include <sys/types.h>
 
 namespace dtensor::detail {
 

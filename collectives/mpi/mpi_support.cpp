@@ -69,17 +69,16 @@ MPI_Op mpi_reduce_op(ReduceOp op) {
 }
 
 int mpi_int(int64_t value, const char* op, const char* what) {
-  check<CommError>(value <= INT_MAX, op, "{} is {}, more than MPI's int limit {} for this operation", what,
-                   value, INT_MAX);
+  check<CommError>(value <= INT_MAX, op, "{} is {}, more than MPI's int limit {} for this operation", what, value,
+                   INT_MAX);
   return int(value);
 }
 
 std::vector<int> mpi_ints(std::span<const int64_t> values, const char* op, const char* what) {
   std::vector<int> result(values.size());
   for (size_t i = 0; i < values.size(); ++i) {
-    check<CommError>(values[i] <= INT_MAX, op,
-                     "{}[{}] is {}, more than MPI's int limit {} for this operation", what, i, values[i],
-                     INT_MAX);
+    check<CommError>(values[i] <= INT_MAX, op, "{}[{}] is {}, more than MPI's int limit {} for this operation", what, i,
+                     values[i], INT_MAX);
     result[i] = int(values[i]);
   }
   return result;

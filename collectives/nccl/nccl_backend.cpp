@@ -24,25 +24,38 @@ void nccl_check(ncclResult_t status, const char* call, ncclComm_t comm = nullptr
 
 ncclDataType_t nccl_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return ncclFloat32;
-    case DType::F64: return ncclFloat64;
-    case DType::BF16: return ncclBfloat16;
-    case DType::F16: return ncclFloat16;
-    case DType::I32: return ncclInt32;
-    case DType::I64: return ncclInt64;
-    case DType::U8: return ncclUint8;
-    case DType::I8: return ncclInt8;
+    case DType::F32:
+      return ncclFloat32;
+    case DType::F64:
+      return ncclFloat64;
+    case DType::BF16:
+      return ncclBfloat16;
+    case DType::F16:
+      return ncclFloat16;
+    case DType::I32:
+      return ncclInt32;
+    case DType::I64:
+      return ncclInt64;
+    case DType::U8:
+      return ncclUint8;
+    case DType::I8:
+      return ncclInt8;
   }
   fail<DTypeError>("nccl", "no NCCL type for dtype code {}", int(dtype));
 }
 
 ncclRedOp_t nccl_op(ReduceOp op) {
   switch (op) {
-    case ReduceOp::Sum: return ncclSum;
-    case ReduceOp::Avg: return ncclAvg;
-    case ReduceOp::Max: return ncclMax;
-    case ReduceOp::Min: return ncclMin;
-    case ReduceOp::Prod: return ncclProd;
+    case ReduceOp::Sum:
+      return ncclSum;
+    case ReduceOp::Avg:
+      return ncclAvg;
+    case ReduceOp::Max:
+      return ncclMax;
+    case ReduceOp::Min:
+      return ncclMin;
+    case ReduceOp::Prod:
+      return ncclProd;
   }
   fail<ValueError>("nccl", "unknown reduce op code {}", int(op));
 }
@@ -127,63 +140,81 @@ class NcclBackend final : public CommBackend {
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) override {
     if (on_host(in)) return host_->all_reduce(in, out, op, async);
-    return run("ncclAllReduce", async, [&](cudaStream_t s) {
-      nccl_check(ncclAllReduce(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in.dtype()), nccl_op(op),
-                               comm_, s),
-                 "ncclAllReduce", comm_);
-    }, in, out);
+    return run(
+        "ncclAllReduce", async,
+        [&](cudaStream_t s) {
+          nccl_check(ncclAllReduce(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in.dtype()),
+                                   nccl_op(op), comm_, s),
+                     "ncclAllReduce", comm_);
+        },
+        in, out);
   }
 
   Work broadcast(const Tensor& buffer, int root, bool async) override {
     if (on_host(buffer)) return host_->broadcast(buffer, root, async);
-    return run("ncclBroadcast", async, [&](cudaStream_t s) {
-      nccl_check(ncclBroadcast(buffer.data_ptr(), buffer.data_ptr(), size_t(buffer.numel()), nccl_type(buffer.dtype()),
-                               root, comm_, s),
-                 "ncclBroadcast", comm_);
-    }, buffer);
+    return run(
+        "ncclBroadcast", async,
+        [&](cudaStream_t s) {
+          nccl_check(ncclBroadcast(buffer.data_ptr(), buffer.data_ptr(), size_t(buffer.numel()),
+                                   nccl_type(buffer.dtype()), root, comm_, s),
+                     "ncclBroadcast", comm_);
+        },
+        buffer);
   }
 
   Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, bool async) override {
     if (on_host(in)) return host_->all_gather_v(in, out, counts, async);
     if (all_equal(counts)) {
-      return run("ncclAllGather", async, [&](cudaStream_t s) {
-        nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()), comm_, s),
-                   "ncclAllGather", comm_);
-      }, in, out);
+      return run(
+          "ncclAllGather", async,
+          [&](cudaStream_t s) {
+            nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()), comm_, s),
+                       "ncclAllGather", comm_);
+          },
+          in, out);
     }
     const std::vector<int64_t> offsets = offsets_of(counts);
-    return run("all_gather_v", async, [&](cudaStream_t s) {
-      grouped("all_gather_v", [&] {
-        for (int peer = 0; peer < size(); ++peer) {
-          send_part(in, 0, in.numel(), peer, s);
-          recv_part(out, offsets[size_t(peer)], counts[size_t(peer)], peer, s);
-        }
-      });
-    }, in, out);
+    return run(
+        "all_gather_v", async,
+        [&](cudaStream_t s) {
+          grouped("all_gather_v", [&] {
+            for (int peer = 0; peer < size(); ++peer) {
+              send_part(in, 0, in.numel(), peer, s);
+              recv_part(out, offsets[size_t(peer)], counts[size_t(peer)], peer, s);
+            }
+          });
+        },
+        in, out);
   }
 
   Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, ReduceOp op,
                         bool async) override {
     if (on_host(in)) return host_->reduce_scatter_v(in, out, counts, op, async);
     if (all_equal(counts)) {
-      return run("ncclReduceScatter", async, [&](cudaStream_t s) {
-        nccl_check(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()),
-                                     nccl_op(op), comm_, s),
-                   "ncclReduceScatter", comm_);
-      }, in, out);
+      return run(
+          "ncclReduceScatter", async,
+          [&](cudaStream_t s) {
+            nccl_check(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()),
+                                         nccl_op(op), comm_, s),
+                       "ncclReduceScatter", comm_);
+          },
+          in, out);
     }
     // One ncclReduce per block, rooted at the rank that keeps it, fused into one group.
     const std::vector<int64_t> offsets = offsets_of(counts);
-    return run("reduce_scatter_v", async, [&](cudaStream_t s) {
-      grouped("reduce_scatter_v", [&] {
-        for (int root = 0; root < size(); ++root) {
-          if (counts[size_t(root)] == 0) continue;
-          nccl_check(ncclReduce(element(in, offsets[size_t(root)]), root == rank() ? out.data_ptr() : nullptr,
-                                size_t(counts[size_t(root)]), nccl_type(in.dtype()), nccl_op(op), root, comm_, s),
-                     "ncclReduce", comm_);
-        }
-      });
-    }, in, out);
+    return run(
+        "reduce_scatter_v", async,
+        [&](cudaStream_t s) {
+          grouped("reduce_scatter_v", [&] {
+            for (int root = 0; root < size(); ++root) {
+              if (counts[size_t(root)] == 0) continue;
+              nccl_check(ncclReduce(element(in, offsets[size_t(root)]), root == rank() ? out.data_ptr() : nullptr,
+                                    size_t(counts[size_t(root)]), nccl_type(in.dtype()), nccl_op(op), root, comm_, s),
+                         "ncclReduce", comm_);
+            }
+          });
+        },
+        in, out);
   }
 
   Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
@@ -191,51 +222,64 @@ class NcclBackend final : public CommBackend {
     if (on_host(in)) return host_->all_to_all_v(in, send_counts, out, recv_counts, async);
     const std::vector<int64_t> send_offsets = offsets_of(send_counts);
     const std::vector<int64_t> recv_offsets = offsets_of(recv_counts);
-    return run("all_to_all_v", async, [&](cudaStream_t s) {
-      grouped("all_to_all_v", [&] {
-        for (int peer = 0; peer < size(); ++peer) {
-          send_part(in, send_offsets[size_t(peer)], send_counts[size_t(peer)], peer, s);
-          recv_part(out, recv_offsets[size_t(peer)], recv_counts[size_t(peer)], peer, s);
-        }
-      });
-    }, in, out);
+    return run(
+        "all_to_all_v", async,
+        [&](cudaStream_t s) {
+          grouped("all_to_all_v", [&] {
+            for (int peer = 0; peer < size(); ++peer) {
+              send_part(in, send_offsets[size_t(peer)], send_counts[size_t(peer)], peer, s);
+              recv_part(out, recv_offsets[size_t(peer)], recv_counts[size_t(peer)], peer, s);
+            }
+          });
+        },
+        in, out);
   }
 
   Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root, bool async) override {
     if (on_host(out)) return host_->scatter_v(in, counts, out, root, async);
     const std::vector<int64_t> offsets = offsets_of(counts);
-    return run("scatter_v", async, [&](cudaStream_t s) {
-      grouped("scatter_v", [&] {
-        if (rank() == root) {
-          for (int peer = 0; peer < size(); ++peer) send_part(in, offsets[size_t(peer)], counts[size_t(peer)], peer, s);
-        }
-        recv_part(out, 0, counts[size_t(rank())], root, s);
-      });
-    }, in, out);
+    return run(
+        "scatter_v", async,
+        [&](cudaStream_t s) {
+          grouped("scatter_v", [&] {
+            if (rank() == root) {
+              for (int peer = 0; peer < size(); ++peer)
+                send_part(in, offsets[size_t(peer)], counts[size_t(peer)], peer, s);
+            }
+            recv_part(out, 0, counts[size_t(rank())], root, s);
+          });
+        },
+        in, out);
   }
 
   Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root, bool async) override {
     if (on_host(in)) return host_->gather_v(in, out, counts, root, async);
     const std::vector<int64_t> offsets = offsets_of(counts);
-    return run("gather_v", async, [&](cudaStream_t s) {
-      grouped("gather_v", [&] {
-        send_part(in, 0, in.numel(), root, s);
-        if (rank() == root) {
-          for (int peer = 0; peer < size(); ++peer) recv_part(out, offsets[size_t(peer)], counts[size_t(peer)], peer, s);
-        }
-      });
-    }, in, out);
+    return run(
+        "gather_v", async,
+        [&](cudaStream_t s) {
+          grouped("gather_v", [&] {
+            send_part(in, 0, in.numel(), root, s);
+            if (rank() == root) {
+              for (int peer = 0; peer < size(); ++peer)
+                recv_part(out, offsets[size_t(peer)], counts[size_t(peer)], peer, s);
+            }
+          });
+        },
+        in, out);
   }
 
   // NCCL has no tags: messages between one pair of ranks match in the order they were posted.
   Work send(const Tensor& buffer, int dst, int tag, bool async) override {
     if (on_host(buffer)) return host_->send(buffer, dst, tag, async);
-    return run("ncclSend", async, [&](cudaStream_t s) { send_part(buffer, 0, buffer.numel(), dst, s); }, buffer);
+    return run(
+        "ncclSend", async, [&](cudaStream_t s) { send_part(buffer, 0, buffer.numel(), dst, s); }, buffer);
   }
 
   Work recv(const Tensor& buffer, int src, int tag, bool async) override {
     if (on_host(buffer)) return host_->recv(buffer, src, tag, async);
-    return run("ncclRecv", async, [&](cudaStream_t s) { recv_part(buffer, 0, buffer.numel(), src, s); }, buffer);
+    return run(
+        "ncclRecv", async, [&](cudaStream_t s) { recv_part(buffer, 0, buffer.numel(), src, s); }, buffer);
   }
 
   // The host barrier, after this rank's queued GPU work has finished.

@@ -38,8 +38,8 @@ std::vector<DimRule> keep_shard_rules(size_t inputs, int64_t ndim, int64_t skip,
 void check_joinable(std::span<const ArgInfo> args, int64_t except, const char* op) {
   const Shape& first = args[0].shape;
   for (size_t i = 1; i < args.size(); ++i) {
-    check<DTypeError>(args[i].dtype == args[0].dtype, op, "tensors[{}] has dtype {}, expected {} like tensors[0]",
-                      i, args[i].dtype, args[0].dtype);
+    check<DTypeError>(args[i].dtype == args[0].dtype, op, "tensors[{}] has dtype {}, expected {} like tensors[0]", i,
+                      args[i].dtype, args[0].dtype);
     const Shape& s = args[i].shape;
     check<ShapeError>(s.size() == first.size(), op, "tensors[{}] has {} dims (shape {}), tensors[0] has {} (shape {})",
                       i, s.size(), shape_str(s), first.size(), shape_str(first));

@@ -61,16 +61,14 @@ using OpParams = std::initializer_list<int64_t>;
 
 // The cheapest rule for these inputs, from the cache or computed (and cached). Inputs must share
 // one mesh (MeshError otherwise); ValueError naming the op and placements when no rule applies.
-const OpDecision& decide(const char* op, OpParams params, std::span<const DTensor* const> inputs,
-                         const OpRules& rules);
+const OpDecision& decide(const char* op, OpParams params, std::span<const DTensor* const> inputs, const OpRules& rules);
 // The same for parameters whose count is only known at run time (a reshape's target shape).
 const OpDecision& decide(const char* op, std::span<const int64_t> params, std::span<const DTensor* const> inputs,
                          const OpRules& rules);
 
 // The inputs' local blocks under the decision (redistributing those whose placements differ;
 // ValueError naming the op instead while a NoImplicitRedistribute guard is alive).
-std::vector<Tensor> prepared_locals(const char* op, std::span<const DTensor* const> inputs,
-                                    const OpDecision& decision);
+std::vector<Tensor> prepared_locals(const char* op, std::span<const DTensor* const> inputs, const OpDecision& decision);
 
 // Wraps a local result as the decision's output (no communication, no check).
 DTensor wrap_output(Tensor local, const DTensor& like, const OpDecision& decision);
@@ -78,8 +76,8 @@ DTensor wrap_output(Tensor local, const DTensor& like, const Placements& placeme
 
 // The whole op: decide, prepare, run `local(locals, decision)`, wrap.
 template <typename Local>
-DTensor run_op(const char* op, OpParams params, std::initializer_list<const DTensor*> inputs,
-               const OpRules& rules, const Local& local) {
+DTensor run_op(const char* op, OpParams params, std::initializer_list<const DTensor*> inputs, const OpRules& rules,
+               const Local& local) {
   std::span<const DTensor* const> in(inputs.begin(), inputs.size());
   const OpDecision& decision = decide(op, params, in, rules);
   std::vector<Tensor> locals = prepared_locals(op, in, decision);

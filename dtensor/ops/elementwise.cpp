@@ -19,13 +19,13 @@ using detail::OpDecision;
 
 // Which Partial inputs an op keeps partial.
 enum class PartialMode {
-  None,        // nonlinear: Partial inputs are reduced first
-  AllLinear,   // add, sub: every input P(sum), or every input P(avg)
-  FirstLinear, // div: the first input P(sum|avg), the others Replicate
-  AnyLinear,   // mul: any one input P(sum|avg), the others Replicate
-  AllMax,      // maximum: every input P(max)
-  AllMin,      // minimum: every input P(min)
-  Values,      // where: cond Replicate, a and b both P(sum) or both P(avg)
+  None,         // nonlinear: Partial inputs are reduced first
+  AllLinear,    // add, sub: every input P(sum), or every input P(avg)
+  FirstLinear,  // div: the first input P(sum|avg), the others Replicate
+  AnyLinear,    // mul: any one input P(sum|avg), the others Replicate
+  AllMax,       // maximum: every input P(max)
+  AllMin,       // minimum: every input P(min)
+  Values,       // where: cond Replicate, a and b both P(sum) or both P(avg)
 };
 
 // The input dim that output dim d reads (-1 when the input broadcasts along d).
@@ -60,13 +60,20 @@ std::vector<DimRule> partial_rules(PartialMode mode, size_t n) {
   for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
     Placement p = Partial(op);
     switch (mode) {
-      case PartialMode::AllLinear: rules.push_back(same(p)); break;
-      case PartialMode::FirstLinear: rules.push_back(one_of(0, p)); break;
+      case PartialMode::AllLinear:
+        rules.push_back(same(p));
+        break;
+      case PartialMode::FirstLinear:
+        rules.push_back(one_of(0, p));
+        break;
       case PartialMode::AnyLinear:
         for (size_t i = 0; i < n; ++i) rules.push_back(one_of(i, p));
         break;
-      case PartialMode::Values: rules.push_back({{Replicate(), p, p}, p}); break;
-      default: break;
+      case PartialMode::Values:
+        rules.push_back({{Replicate(), p, p}, p});
+        break;
+      default:
+        break;
     }
   }
   if (mode == PartialMode::AllMax) rules.push_back(same(Partial(ReduceOp::Max)));
@@ -136,11 +143,15 @@ std::optional<Placement> shifts(const Placement& p) {
 // -x: sums and averages negate, max and min swap.
 std::optional<Placement> negates(const Placement& p) {
   switch (p.reduce_op()) {
-    case ReduceOp::Max: return Partial(ReduceOp::Min);
-    case ReduceOp::Min: return Partial(ReduceOp::Max);
+    case ReduceOp::Max:
+      return Partial(ReduceOp::Min);
+    case ReduceOp::Min:
+      return Partial(ReduceOp::Max);
     case ReduceOp::Sum:
-    case ReduceOp::Avg: return p;
-    default: return std::nullopt;
+    case ReduceOp::Avg:
+      return p;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -162,8 +173,8 @@ DTensor pointwise(const char* op, detail::OpParams params, PointwiseRules::Parti
 // A 0-d tensor of a's dtype (and device) holding s, so scalar ops round exactly as the tensor ops do.
 Tensor scalar_like(const DTensor& a, double s) { return Tensor::full({}, s, a.dtype(), a.to_local().device()); }
 
-#define DTENSOR_UNARY(name, partial)                                                         \
-  DTensor name(const DTensor& a) {                                                           \
+#define DTENSOR_UNARY(name, partial)                                                           \
+  DTensor name(const DTensor& a) {                                                             \
     return pointwise(#name, {}, partial, a, [](const Tensor& t) { return dtensor::name(t); }); \
   }
 
@@ -182,19 +193,16 @@ DTensor div(const DTensor& a, const DTensor& b) {
   return binary("div", PartialMode::FirstLinear, a, b, [](const Tensor& x, const Tensor& y) { return div(x, y); });
 }
 DTensor maximum(const DTensor& a, const DTensor& b) {
-  return binary("maximum", PartialMode::AllMax, a, b,
-                [](const Tensor& x, const Tensor& y) { return maximum(x, y); });
+  return binary("maximum", PartialMode::AllMax, a, b, [](const Tensor& x, const Tensor& y) { return maximum(x, y); });
 }
 DTensor minimum(const DTensor& a, const DTensor& b) {
-  return binary("minimum", PartialMode::AllMin, a, b,
-                [](const Tensor& x, const Tensor& y) { return minimum(x, y); });
+  return binary("minimum", PartialMode::AllMin, a, b, [](const Tensor& x, const Tensor& y) { return minimum(x, y); });
 }
 
 DTensor where(const DTensor& cond, const DTensor& a, const DTensor& b) {
   ElementwiseRules rules("where", PartialMode::Values);
-  return detail::run_op("where", {}, {&cond, &a, &b}, rules, [](const std::vector<Tensor>& t, const OpDecision&) {
-    return where(t[0], t[1], t[2]);
-  });
+  return detail::run_op("where", {}, {&cond, &a, &b}, rules,
+                        [](const std::vector<Tensor>& t, const OpDecision&) { return where(t[0], t[1], t[2]); });
 }
 
 DTensor add(const DTensor& a, double s) {

@@ -38,12 +38,11 @@ class MatmulRules : public detail::OpRules {
   Shape output_shape(std::span<const ArgInfo> args) const override {
     const Shape& a = args[0].shape;
     const Shape& b = args[1].shape;
-    check<DTypeError>(args[0].dtype == args[1].dtype, op_, "dtypes differ: {} and {}", args[0].dtype,
-                      args[1].dtype);
-    check<ShapeError>(a.size() >= 2 && b.size() >= 2, op_, "a and b need at least 2 dims, got {} and {}",
-                      shape_str(a), shape_str(b));
-    check<ShapeError>(a.back() == b[b.size() - 2], op_, "a's last dim {} differs from b's rows {} ({} @ {})",
-                      a.back(), b[b.size() - 2], shape_str(a), shape_str(b));
+    check<DTypeError>(args[0].dtype == args[1].dtype, op_, "dtypes differ: {} and {}", args[0].dtype, args[1].dtype);
+    check<ShapeError>(a.size() >= 2 && b.size() >= 2, op_, "a and b need at least 2 dims, got {} and {}", shape_str(a),
+                      shape_str(b));
+    check<ShapeError>(a.back() == b[b.size() - 2], op_, "a's last dim {} differs from b's rows {} ({} @ {})", a.back(),
+                      b[b.size() - 2], shape_str(a), shape_str(b));
     if (std::string_view(op_) == "bmm") {
       check<ShapeError>(a.size() == 3 && b.size() == 3 && a[0] == b[0], op_,
                         "a and b must be 3-D with equal batch size, got {} and {}", shape_str(a), shape_str(b));
@@ -89,8 +88,8 @@ class LinearRules : public detail::OpRules {
     const Shape& x = args[0].shape;
     const Shape& w = args[1].shape;
     for (size_t i = 1; i < args.size(); ++i) {
-      check<DTypeError>(args[i].dtype == args[0].dtype, op, "dtypes differ: x is {}, input {} is {}",
-                        args[0].dtype, i, args[i].dtype);
+      check<DTypeError>(args[i].dtype == args[0].dtype, op, "dtypes differ: x is {}, input {} is {}", args[0].dtype, i,
+                        args[i].dtype);
     }
     check<ShapeError>(w.size() == 2, op, "weight must be 2-D [out, in], got shape {}", shape_str(w));
     check<ShapeError>(!x.empty() && x.back() == w[1], op,
@@ -108,8 +107,8 @@ class LinearRules : public detail::OpRules {
     const int64_t last = ndim(out) - 1;
     std::vector<DimRule> rules;
     for (int64_t d = 0; d < last; ++d) rules.push_back(with_bias({Shard(d), Replicate()}, Replicate(), Shard(d)));
-    rules.push_back(with_bias({Replicate(), Shard(0)}, Shard(0), Shard(last)));       // colwise
-    rules.push_back(with_bias({Shard(last), Shard(1)}, Partial(), Partial()));         // rowwise
+    rules.push_back(with_bias({Replicate(), Shard(0)}, Shard(0), Shard(last)));  // colwise
+    rules.push_back(with_bias({Shard(last), Shard(1)}, Partial(), Partial()));   // rowwise
     for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
       rules.push_back(with_bias({Partial(op), Replicate()}, Partial(op), Partial(op)));
     }
@@ -144,9 +143,8 @@ DTensor linear(const DTensor& x, const DTensor& weight) {
 
 DTensor linear(const DTensor& x, const DTensor& weight, const DTensor& bias) {
   LinearRules rules(true);
-  return detail::run_op("linear", {1}, {&x, &weight, &bias}, rules, [](const std::vector<Tensor>& t, const OpDecision&) {
-    return linear(t[0], t[1], t[2]);
-  });
+  return detail::run_op("linear", {1}, {&x, &weight, &bias}, rules,
+                        [](const std::vector<Tensor>& t, const OpDecision&) { return linear(t[0], t[1], t[2]); });
 }
 
 }  // namespace dtensor

@@ -96,17 +96,15 @@ DTensor log_softmax(const DTensor& a, int64_t dim) { return softmax_like("log_so
 
 DTensor layer_norm(const DTensor& x, const DTensor& weight, const DTensor& bias, double eps) {
   NormRules rules("layer_norm");
-  return detail::run_op("layer_norm", {}, {&x, &weight, &bias}, rules,
-                        [&](const std::vector<Tensor>& t, const OpDecision&) {
-                          return layer_norm(t[0], t[1], t[2], eps);
-                        });
+  return detail::run_op(
+      "layer_norm", {}, {&x, &weight, &bias}, rules,
+      [&](const std::vector<Tensor>& t, const OpDecision&) { return layer_norm(t[0], t[1], t[2], eps); });
 }
 
 DTensor rms_norm(const DTensor& x, const DTensor& weight, double eps) {
   NormRules rules("rms_norm");
-  return detail::run_op("rms_norm", {}, {&x, &weight}, rules, [&](const std::vector<Tensor>& t, const OpDecision&) {
-    return rms_norm(t[0], t[1], eps);
-  });
+  return detail::run_op("rms_norm", {}, {&x, &weight}, rules,
+                        [&](const std::vector<Tensor>& t, const OpDecision&) { return rms_norm(t[0], t[1], eps); });
 }
 
 }  // namespace dtensor

@@ -65,18 +65,24 @@ int64_t output_dim(const std::vector<bool>& reduced, size_t d, bool keepdim) {
 // The Partial a shard of a reduced dim turns into, and the Partial inputs kept partial.
 Placement partial_of(Reduction r) {
   switch (r) {
-    case Reduction::Max: return Partial(ReduceOp::Max);
-    case Reduction::Min: return Partial(ReduceOp::Min);
-    default: return Partial(ReduceOp::Sum);
+    case Reduction::Max:
+      return Partial(ReduceOp::Max);
+    case Reduction::Min:
+      return Partial(ReduceOp::Min);
+    default:
+      return Partial(ReduceOp::Sum);
   }
 }
 
 bool keeps_partial(Reduction r, const Placement& p) {
   switch (r) {
     case Reduction::Sum:
-    case Reduction::Mean: return detail::is_linear_partial(p);
-    case Reduction::Max: return p.reduce_op() == ReduceOp::Max;
-    case Reduction::Min: return p.reduce_op() == ReduceOp::Min;
+    case Reduction::Mean:
+      return detail::is_linear_partial(p);
+    case Reduction::Max:
+      return p.reduce_op() == ReduceOp::Max;
+    case Reduction::Min:
+      return p.reduce_op() == ReduceOp::Min;
   }
   return false;
 }
@@ -100,8 +106,10 @@ class ReduceRules : public detail::OpRules {
       // A max over nothing has no value (the local op and torch raise too).
       check<ShapeError>(!reduced[d] || shape[d] > 0 || kind_ == Reduction::Sum || kind_ == Reduction::Mean, op_,
                         "cannot reduce over dim {} of size 0 (shape {})", d, shape_str(shape));
-      if (!reduced[d]) out.push_back(shape[d]);
-      else if (keepdim_) out.push_back(1);
+      if (!reduced[d])
+        out.push_back(shape[d]);
+      else if (keepdim_)
+        out.push_back(1);
     }
     return out;
   }
@@ -163,7 +171,8 @@ DTensor reduce(const char* op, Reduction kind, const DTensor& a, const std::vect
         // Valid: output_shape checked the dims before any communication.
         const std::vector<bool> reduced = detail::reduced_dim_mask(dims, a.dim(), op);
         bool reduced_sharded = false;
-        for (const Placement& p : rule.inputs[0]) reduced_sharded = reduced_sharded || (p.is_shard() && reduced[size_t(p.dim())]);
+        for (const Placement& p : rule.inputs[0])
+          reduced_sharded = reduced_sharded || (p.is_shard() && reduced[size_t(p.dim())]);
         bool empty_extent = false;
         int64_t global_count = 1;
         for (size_t d = 0; d < reduced.size(); ++d) {
@@ -172,7 +181,8 @@ DTensor reduce(const char* op, Reduction kind, const DTensor& a, const std::vect
           global_count *= a.shape()[d];
         }
         switch (kind) {
-          case Reduction::Sum: return sum(local, dims, keepdim);
+          case Reduction::Sum:
+            return sum(local, dims, keepdim);
           case Reduction::Mean:
             return reduced_sharded ? sharded_mean(local, dims, keepdim, global_count) : mean(local, dims, keepdim);
           case Reduction::Max:
@@ -207,8 +217,10 @@ class ArgmaxRules : public detail::OpRules {
     check<ShapeError>(shape[size_t(d)] > 0, "argmax", "cannot take argmax over dim {} of size 0 (shape {})", dim_,
                       shape_str(shape));
     Shape out = shape;
-    if (keepdim_) out[size_t(d)] = 1;
-    else out.erase(out.begin() + d);
+    if (keepdim_)
+      out[size_t(d)] = 1;
+    else
+      out.erase(out.begin() + d);
     return out;
   }
 

@@ -51,8 +51,8 @@ class PermuteRules : public detail::OpRules {
 
 // Validates `dims` as a permutation of the input's dims (negative dims count from the end).
 std::vector<int64_t> normalized_permutation(const std::vector<int64_t>& dims, int64_t ndim, const char* op) {
-  check<ShapeError>(int64_t(dims.size()) == ndim, op, "dims {} must name each of the {} dims once",
-                    shape_str(dims), ndim);
+  check<ShapeError>(int64_t(dims.size()) == ndim, op, "dims {} must name each of the {} dims once", shape_str(dims),
+                    ndim);
   std::vector<int64_t> perm;
   std::vector<bool> seen(size_t(ndim), false);
   for (int64_t d : dims) {
@@ -122,8 +122,10 @@ std::vector<DimGroup> reshape_groups(const Shape& in, const Shape& out) {
       const size_t i0 = i, j0 = j;
       int64_t pi = in[i++], pj = out[j++];
       while (pi != pj) {
-        if (pi < pj) pi *= in[i++];
-        else pj *= out[j++];
+        if (pi < pj)
+          pi *= in[i++];
+        else
+          pj *= out[j++];
       }
       groups.push_back({i0, i, j0, j});
     }
@@ -199,8 +201,8 @@ Shape infer_shape(const Shape& shape, const Shape& from, const char* op) {
                       shape_str(shape), numel, shape_str(from));
     out[size_t(inferred)] = numel / known;
   }
-  check<ShapeError>(shape_numel(out) == numel, op, "shape {} has {} elements but the input {} has {}",
-                    shape_str(shape), shape_numel(out), shape_str(from), numel);
+  check<ShapeError>(shape_numel(out) == numel, op, "shape {} has {} elements but the input {} has {}", shape_str(shape),
+                    shape_numel(out), shape_str(from), numel);
   return out;
 }
 
@@ -256,9 +258,8 @@ DTensor narrow(const DTensor& a, int64_t dim, int64_t start, int64_t length) {
   const int64_t d = normalize_dim(dim, a.dim(), op);
   NarrowRules rules(d, start, length);
   // The narrowed dim is whole on every rank under every rule, so the GLOBAL start applies.
-  return detail::run_op(op, {d, start, length}, {&a}, rules, [&](const std::vector<Tensor>& t, const OpDecision&) {
-    return t[0].narrow(d, start, length);
-  });
+  return detail::run_op(op, {d, start, length}, {&a}, rules,
+                        [&](const std::vector<Tensor>& t, const OpDecision&) { return t[0].narrow(d, start, length); });
 }
 
 }  // namespace dtensor

@@ -13,8 +13,8 @@ bool host_has_baseline() {
   __builtin_cpu_init();
 #if defined(__clang__)  // clang 14 knows the features, not the x86-64-vN level names
   const bool v2 = __builtin_cpu_supports("sse4.2") && __builtin_cpu_supports("popcnt");
-  const bool v3 = v2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                  __builtin_cpu_supports("bmi2");
+  const bool v3 =
+      v2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
   if (std::strcmp(DTENSOR_CPU_BASELINE, "x86-64-v2") == 0) return v2;
   if (std::strcmp(DTENSOR_CPU_BASELINE, "x86-64-v3") == 0) return v3;
   return std::strcmp(DTENSOR_CPU_BASELINE, "x86-64") == 0 || __builtin_cpu_supports("avx512f");

@@ -130,11 +130,15 @@ bool gemv(const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& ou
   };
   const bool f32_out = out.dtype() == DType::F32;
   switch (a.dtype()) {
-    case DType::F32: run.template operator()<float, float>(); break;
+    case DType::F32:
+      run.template operator()<float, float>();
+      break;
     case DType::BF16:
       f32_out ? run.template operator()<BFloat16, float>() : run.template operator()<BFloat16, BFloat16>();
       break;
-    default: f32_out ? run.template operator()<Half, float>() : run.template operator()<Half, Half>(); break;
+    default:
+      f32_out ? run.template operator()<Half, float>() : run.template operator()<Half, Half>();
+      break;
   }
   return true;
 #else

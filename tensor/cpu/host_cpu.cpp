@@ -20,9 +20,9 @@ std::string host_cpu_model() {
 
 std::string host_isa() {
   // The kernel's names for the extensions that decide our kernels' speed, in this order.
-  static const char* const kInteresting[] = {"avx2",        "fma",         "f16c",        "avx512f",
-                                             "avx512bw",    "avx512_vnni", "avx512_bf16", "avx512_fp16",
-                                             "amx_tile",    "amx_bf16",    "amx_int8"};
+  static const char* const kInteresting[] = {"avx2",     "fma",         "f16c",        "avx512f",
+                                             "avx512bw", "avx512_vnni", "avx512_bf16", "avx512_fp16",
+                                             "amx_tile", "amx_bf16",    "amx_int8"};
   std::ifstream cpuinfo("/proc/cpuinfo");
   std::set<std::string> flags;
   for (std::string line; std::getline(cpuinfo, line);) {
@@ -42,15 +42,24 @@ std::string host_isa() {
 
 std::string onednn_isa() {
   switch (dnnl::get_effective_cpu_isa()) {
-    case dnnl::cpu_isa::sse41: return "sse41";
-    case dnnl::cpu_isa::avx: return "avx";
-    case dnnl::cpu_isa::avx2: return "avx2";
-    case dnnl::cpu_isa::avx2_vnni: return "avx2_vnni";
-    case dnnl::cpu_isa::avx512_core: return "avx512_core";
-    case dnnl::cpu_isa::avx512_core_vnni: return "avx512_core_vnni";
-    case dnnl::cpu_isa::avx512_core_bf16: return "avx512_core_bf16";
-    case dnnl::cpu_isa::avx512_core_amx: return "avx512_core_amx";
-    default: return "other";
+    case dnnl::cpu_isa::sse41:
+      return "sse41";
+    case dnnl::cpu_isa::avx:
+      return "avx";
+    case dnnl::cpu_isa::avx2:
+      return "avx2";
+    case dnnl::cpu_isa::avx2_vnni:
+      return "avx2_vnni";
+    case dnnl::cpu_isa::avx512_core:
+      return "avx512_core";
+    case dnnl::cpu_isa::avx512_core_vnni:
+      return "avx512_core_vnni";
+    case dnnl::cpu_isa::avx512_core_bf16:
+      return "avx512_core_bf16";
+    case dnnl::cpu_isa::avx512_core_amx:
+      return "avx512_core_amx";
+    default:
+      return "other";
   }
 }
 

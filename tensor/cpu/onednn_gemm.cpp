@@ -23,10 +23,14 @@ constexpr size_t kCacheCapacity = 1024;
 
 std::optional<memory::data_type> onednn_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return memory::data_type::f32;
-    case DType::BF16: return memory::data_type::bf16;
-    case DType::F16: return memory::data_type::f16;
-    default: return std::nullopt;
+    case DType::F32:
+      return memory::data_type::f32;
+    case DType::BF16:
+      return memory::data_type::bf16;
+    case DType::F16:
+      return memory::data_type::f16;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -62,8 +66,8 @@ std::optional<Product> describe(const Tensor& a, const Tensor& b, const Tensor& 
   const size_t rank = size_t(out.dim());
   const auto a_type = onednn_type(a.dtype()), b_type = onednn_type(b.dtype()), out_type = onednn_type(out.dtype());
   if (rank > kMaxDims || !a_type || !b_type || !out_type) return std::nullopt;
-  Product p{layout_of(a, rank), layout_of(b, rank), layout_of(out, rank), {}, *a_type, *b_type, *out_type,
-            memory::data_type::f32, bias.defined()};
+  Product p{layout_of(a, rank), layout_of(b, rank),     layout_of(out, rank), {}, *a_type, *b_type,
+            *out_type,          memory::data_type::f32, bias.defined()};
   if (p.has_bias) {
     const auto bias_type = onednn_type(bias.dtype());
     if (!bias_type) return std::nullopt;
@@ -77,8 +81,8 @@ std::optional<Product> describe(const Tensor& a, const Tensor& b, const Tensor& 
 
 // The cache key: every number that shapes the primitive.
 std::vector<int64_t> key_of(const Product& p) {
-  std::vector<int64_t> key = {int64_t(p.a_type), int64_t(p.b_type), int64_t(p.out_type), int64_t(p.bias_type),
-                              int64_t(p.has_bias), int64_t(p.out.dims.size())};
+  std::vector<int64_t> key = {int64_t(p.a_type),    int64_t(p.b_type),   int64_t(p.out_type),
+                              int64_t(p.bias_type), int64_t(p.has_bias), int64_t(p.out.dims.size())};
   for (const Layout* l : {&p.a, &p.b, &p.out, &p.bias}) {
     key.insert(key.end(), l->dims.begin(), l->dims.end());
     key.insert(key.end(), l->strides.begin(), l->strides.end());
@@ -123,8 +127,7 @@ class PrimitiveCache {
     return entries_.emplace(std::move(key), std::move(entry)).first->second;
   }
 
-  void run(const Entry& e, const Product& p, const Tensor& a, const Tensor& b, const Tensor& bias,
-           const Tensor& out) {
+  void run(const Entry& e, const Product& p, const Tensor& a, const Tensor& b, const Tensor& bias, const Tensor& out) {
     std::unordered_map<int, memory> args = {
         {DNNL_ARG_SRC, memory(desc(p.a, p.a_type), engine_, a.data_ptr())},
         {DNNL_ARG_WEIGHTS, memory(desc(p.b, p.b_type), engine_, b.data_ptr())},
@@ -143,10 +146,10 @@ class PrimitiveCache {
 
   Entry create(const Product& p) {
     try {
-      const dnnl::matmul::desc d = p.has_bias ? dnnl::matmul::desc(desc(p.a, p.a_type), desc(p.b, p.b_type),
-                                                                   desc(p.bias, p.bias_type), desc(p.out, p.out_type))
-                                              : dnnl::matmul::desc(desc(p.a, p.a_type), desc(p.b, p.b_type),
-                                                                   desc(p.out, p.out_type));
+      const dnnl::matmul::desc d =
+          p.has_bias ? dnnl::matmul::desc(desc(p.a, p.a_type), desc(p.b, p.b_type), desc(p.bias, p.bias_type),
+                                          desc(p.out, p.out_type))
+                     : dnnl::matmul::desc(desc(p.a, p.a_type), desc(p.b, p.b_type), desc(p.out, p.out_type));
       const dnnl::matmul::primitive_desc pd(d, engine_);
       return Entry{dnnl::matmul(pd), pd.impl_info_str(), {}};
     } catch (const dnnl::error&) {  // no implementation of these types / layouts on this host

@@ -19,8 +19,8 @@ int positive_env(const char* name) {
   if (text == nullptr || *text == '\0') return 0;
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
-  check<ValueError>(*end == '\0' && value > 0 && value <= 4096, "kernel_threads",
-                    "{}='{}' must be a positive integer", name, text);
+  check<ValueError>(*end == '\0' && value > 0 && value <= 4096, "kernel_threads", "{}='{}' must be a positive integer",
+                    name, text);
   return int(value);
 }
 

@@ -32,8 +32,8 @@ void copy_strided(void* dst, ElemType dst_type, const void* src, ElemType src_ty
     using Dst = typename decltype(dst_tag)::type;
     visit_type(src_type, [&](auto src_tag) {
       using Src = typename decltype(src_tag)::type;
-      copy_kernel<<<grid_for(numel), kThreads, 0, stream>>>(static_cast<Dst*>(dst), static_cast<const Src*>(src),
-                                                            walk, numel);
+      copy_kernel<<<grid_for(numel), kThreads, 0, stream>>>(static_cast<Dst*>(dst), static_cast<const Src*>(src), walk,
+                                                            numel);
     });
   });
 }

@@ -14,9 +14,7 @@ namespace {
 class CudaKernels final : public DeviceKernels {
  public:
   int device_count() override { return cuda::device_count(); }
-  std::shared_ptr<Storage> allocate(size_t nbytes, Device device) override {
-    return allocate_storage(nbytes, device);
-  }
+  std::shared_ptr<Storage> allocate(size_t nbytes, Device device) override { return allocate_storage(nbytes, device); }
   // Portable: usable with every GPU of the process, whichever is current.
   void* allocate_pinned_host(size_t nbytes) override {
     void* data = nullptr;

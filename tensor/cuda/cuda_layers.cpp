@@ -104,8 +104,8 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   const int64_t cols = x.shape().back();
   if (out.numel() == 0) return out;
   DeviceGuard guard(x.device().index);
-  kernels::rms_norm_rows(in.data_ptr(), maybe_ptr(w), out.data_ptr(), elem_type(x.dtype()), x.numel() / cols, cols,
-                         eps, current_stream(x.device().index));
+  kernels::rms_norm_rows(in.data_ptr(), maybe_ptr(w), out.data_ptr(), elem_type(x.dtype()), x.numel() / cols, cols, eps,
+                         current_stream(x.device().index));
   check_launch(op);
   return out;
 }

@@ -21,8 +21,8 @@ int device_of(const char* op, std::initializer_list<std::pair<const Tensor*, con
   const auto& [first, first_name] = *args.begin();
   detail::check_defined(*first, op, first_name);
   const Device device = first->device();
-  check<DeviceError>(device.type == DeviceType::CUDA, op, "argument '{}' must be on a CUDA device, got {}",
-                     first_name, device);
+  check<DeviceError>(device.type == DeviceType::CUDA, op, "argument '{}' must be on a CUDA device, got {}", first_name,
+                     device);
   check_device_exists(device, op);
   for (const auto& [t, name] : args) {
     detail::check_defined(*t, op, name);
@@ -42,8 +42,7 @@ Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b, const char* name) {
   const int device = device_of(name, {{&a, "a"}, {&b, "b"}});
   detail::check_same_dtype(a, b, name, "a", "b");
   check<DTypeError>(op != BinaryOp::Div || is_floating(a.dtype()), name,
-                    "integer division is not built for CUDA tensors (got {}); convert to a floating dtype",
-                    a.dtype());
+                    "integer division is not built for CUDA tensors (got {}); convert to a floating dtype", a.dtype());
   const Shape shape = detail::broadcast_shapes(a.shape(), b.shape(), name);
   Tensor out = Tensor::empty(shape, kernels::is_comparison(op) ? DType::U8 : a.dtype(), a.device());
   if (out.numel() == 0) return out;
@@ -80,8 +79,8 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
                            {detail::broadcast_strides(cond, shape), detail::broadcast_strides(a, shape),
                             detail::broadcast_strides(b, shape)},
                            op);
-  kernels::where(cond.data_ptr(), a.data_ptr(), b.data_ptr(), out.data_ptr(), elem_type(a.dtype()), walk,
-                 out.numel(), stream_of(device));
+  kernels::where(cond.data_ptr(), a.data_ptr(), b.data_ptr(), out.data_ptr(), elem_type(a.dtype()), walk, out.numel(),
+                 stream_of(device));
   check_launch(op);
   return out;
 }

@@ -23,8 +23,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
 Tensor unary(kernels::UnaryOp op, const Tensor& a, const char* name);
 
-Tensor reduce(kernels::RowReduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim,
-              const char* name);
+Tensor reduce(kernels::RowReduce op, const Tensor& a, const std::vector<int64_t>& dims, bool keepdim, const char* name);
 Tensor argmax(const Tensor& a, int64_t dim, bool keepdim);
 Tensor softmax(const Tensor& a, int64_t dim, bool log, const char* name);
 

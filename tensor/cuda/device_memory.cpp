@@ -28,7 +28,7 @@ struct DeviceState {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // size class -> blocks
   AllocatorStats stats;
-  cudaStream_t own_stream = nullptr;      // made on first use, under the mutex
+  cudaStream_t own_stream = nullptr;           // made on first use, under the mutex
   std::atomic<cudaStream_t> current{nullptr};  // read without the mutex: every op asks for it
 };
 
@@ -182,11 +182,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (dst_gpu && src_gpu && dst_device != src_device) {
     // Peer copy, ordered after the source device's work too.
     synchronize(src_device.index);
-    cuda_check(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, nbytes, stream),
-               "cudaMemcpyPeerAsync", "{} bytes {} -> {}", nbytes, src_device, dst_device);
-  } else {
-    cuda_check(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync",
+    cuda_check(cudaMemcpyPeerAsync(dst, dst_device.index, src, src_device.index, nbytes, stream), "cudaMemcpyPeerAsync",
                "{} bytes {} -> {}", nbytes, src_device, dst_device);
+  } else {
+    cuda_check(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDefault, stream), "cudaMemcpyAsync", "{} bytes {} -> {}",
+               nbytes, src_device, dst_device);
   }
   // Host memory may be read or freed by the caller right after: wait when it is involved.
   if (!dst_gpu || !src_gpu) cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");

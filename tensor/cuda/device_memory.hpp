@@ -30,10 +30,10 @@ void check_device_exists(Device device, const char* op);
 std::shared_ptr<Storage> allocate_storage(size_t nbytes, Device device);
 
 struct AllocatorStats {
-  uint64_t device_mallocs = 0;   // cudaMalloc calls made
-  uint64_t cache_hits = 0;       // allocations served from a free list
-  uint64_t bytes_in_use = 0;     // rounded bytes handed out and not yet freed
-  uint64_t bytes_cached = 0;     // rounded bytes held in free lists
+  uint64_t device_mallocs = 0;  // cudaMalloc calls made
+  uint64_t cache_hits = 0;      // allocations served from a free list
+  uint64_t bytes_in_use = 0;    // rounded bytes handed out and not yet freed
+  uint64_t bytes_cached = 0;    // rounded bytes held in free lists
 };
 AllocatorStats allocator_stats(int device);
 // Returns every cached block of the device to the driver.

@@ -11,33 +11,49 @@ namespace {
 
 template <typename C>
 __device__ __forceinline__ bool is_nan(C v) {
-  if constexpr (std::is_floating_point_v<C>) return v != v;
-  else return false;
+  if constexpr (std::is_floating_point_v<C>)
+    return v != v;
+  else
+    return false;
 }
 
 template <typename C>
 __device__ __forceinline__ C apply_binary(BinaryOp op, C x, C y) {
   switch (op) {
-    case BinaryOp::Add: return x + y;
-    case BinaryOp::Sub: return x - y;
-    case BinaryOp::Mul: return x * y;
-    case BinaryOp::Div: return x / y;
-    case BinaryOp::Max: return is_nan(x) || x > y ? x : y;
-    case BinaryOp::Min: return is_nan(x) || x < y ? x : y;
-    default: return C(0);
+    case BinaryOp::Add:
+      return x + y;
+    case BinaryOp::Sub:
+      return x - y;
+    case BinaryOp::Mul:
+      return x * y;
+    case BinaryOp::Div:
+      return x / y;
+    case BinaryOp::Max:
+      return is_nan(x) || x > y ? x : y;
+    case BinaryOp::Min:
+      return is_nan(x) || x < y ? x : y;
+    default:
+      return C(0);
   }
 }
 
 template <typename C>
 __device__ __forceinline__ uint8_t apply_compare(BinaryOp op, C x, C y) {
   switch (op) {
-    case BinaryOp::Eq: return x == y;
-    case BinaryOp::Ne: return x != y;
-    case BinaryOp::Lt: return x < y;
-    case BinaryOp::Le: return x <= y;
-    case BinaryOp::Gt: return x > y;
-    case BinaryOp::Ge: return x >= y;
-    default: return 0;
+    case BinaryOp::Eq:
+      return x == y;
+    case BinaryOp::Ne:
+      return x != y;
+    case BinaryOp::Lt:
+      return x < y;
+    case BinaryOp::Le:
+      return x <= y;
+    case BinaryOp::Gt:
+      return x > y;
+    case BinaryOp::Ge:
+      return x >= y;
+    default:
+      return 0;
   }
 }
 
@@ -51,8 +67,7 @@ __global__ void binary_kernel(BinaryOp op, const T* a, const T* b, T* out, Strid
 }
 
 template <typename T>
-__global__ void compare_kernel(BinaryOp op, const T* a, const T* b, uint8_t* out, StridedWalk<2> walk,
-                               int64_t numel) {
+__global__ void compare_kernel(BinaryOp op, const T* a, const T* b, uint8_t* out, StridedWalk<2> walk, int64_t numel) {
   DTENSOR_GRID_STRIDE(i, numel) {
     int64_t off[2];
     offsets_of(walk, i, off);
@@ -81,31 +96,47 @@ __global__ void masked_fill_kernel(const T* a, const uint8_t* mask, T value, T* 
 
 template <typename C>
 __device__ __forceinline__ bool is_negative(C x) {
-  if constexpr (std::is_unsigned_v<C>) return false;
-  else return x < C(0);
+  if constexpr (std::is_unsigned_v<C>)
+    return false;
+  else
+    return x < C(0);
 }
 
 template <typename C>
 __device__ __forceinline__ C apply_unary(UnaryOp op, C x, C scalar) {
   if constexpr (std::is_floating_point_v<C>) {
     switch (op) {
-      case UnaryOp::Exp: return exp(x);
-      case UnaryOp::Log: return log(x);
-      case UnaryOp::Sqrt: return sqrt(x);
-      case UnaryOp::Rsqrt: return C(1) / sqrt(x);
-      case UnaryOp::Tanh: return tanh(x);
-      case UnaryOp::Silu: return x / (C(1) + exp(-x));
-      case UnaryOp::Gelu: return C(0.5) * x * (C(1) + erf(x * C(0.70710678118654752440)));
-      default: break;
+      case UnaryOp::Exp:
+        return exp(x);
+      case UnaryOp::Log:
+        return log(x);
+      case UnaryOp::Sqrt:
+        return sqrt(x);
+      case UnaryOp::Rsqrt:
+        return C(1) / sqrt(x);
+      case UnaryOp::Tanh:
+        return tanh(x);
+      case UnaryOp::Silu:
+        return x / (C(1) + exp(-x));
+      case UnaryOp::Gelu:
+        return C(0.5) * x * (C(1) + erf(x * C(0.70710678118654752440)));
+      default:
+        break;
     }
   }
   switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Abs: return is_negative(x) ? C(-x) : x;
-    case UnaryOp::Relu: return is_negative(x) ? C(0) : x;  // NaN stays NaN, as torch.relu
-    case UnaryOp::AddScalar: return x + scalar;
-    case UnaryOp::MulScalar: return x * scalar;
-    default: return x;
+    case UnaryOp::Neg:
+      return -x;
+    case UnaryOp::Abs:
+      return is_negative(x) ? C(-x) : x;
+    case UnaryOp::Relu:
+      return is_negative(x) ? C(0) : x;  // NaN stays NaN, as torch.relu
+    case UnaryOp::AddScalar:
+      return x + scalar;
+    case UnaryOp::MulScalar:
+      return x * scalar;
+    default:
+      return x;
   }
 }
 

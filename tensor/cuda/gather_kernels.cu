@@ -26,8 +26,10 @@ __global__ void gather_rows_kernel(const T* table, int64_t vocab, int64_t width,
 // into the sum, so f32 and f64 match the CPU too.
 template <typename C>
 __device__ __forceinline__ C product(C a, C b) {
-  if constexpr (std::is_same_v<C, double>) return __dmul_rn(a, b);
-  else return __fmul_rn(a, b);
+  if constexpr (std::is_same_v<C, double>)
+    return __dmul_rn(a, b);
+  else
+    return __fmul_rn(a, b);
 }
 
 template <typename T>

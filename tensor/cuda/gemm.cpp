@@ -75,8 +75,10 @@ GemmOperand gemm_operand(const Tensor& x) {
   const int64_t row_stride = x.strides()[size_t(d - 2)], col_stride = x.strides()[size_t(d - 1)];
   const int64_t batch_stride = d == 3 && x.size(0) > 1 ? x.strides()[0] : 0;
   if (rows > 0 && cols > 0 && (d == 2 || x.size(0) == 1 || batch_stride > 0)) {
-    if (col_stride == 1 && (rows == 1 || row_stride >= cols)) return {x, false, rows == 1 ? cols : row_stride, batch_stride};
-    if (row_stride == 1 && (cols == 1 || col_stride >= rows)) return {x, true, cols == 1 ? rows : col_stride, batch_stride};
+    if (col_stride == 1 && (rows == 1 || row_stride >= cols))
+      return {x, false, rows == 1 ? cols : row_stride, batch_stride};
+    if (row_stride == 1 && (cols == 1 || col_stride >= rows))
+      return {x, true, cols == 1 ? rows : col_stride, batch_stride};
   }
   const Tensor c = x.contiguous();
   return {c, false, cols, d == 3 ? rows * cols : 0};
@@ -101,10 +103,9 @@ void gemm_rows(const GemmOperand& a, const GemmOperand& b, const Tensor& out, in
   const cublasOperation_t op_b = b.transposed ? CUBLAS_OP_T : CUBLAS_OP_N;
   cublas_check(cublasGemmStridedBatchedEx(handle, op_b, op_a, int(n), int(m), int(k),
                                           f64 ? static_cast<const void*>(&one_d) : &one_f, b.data.data_ptr(), type,
-                                          int(b.ld), b.batch_stride, a.data.data_ptr(), type, int(a.ld),
-                                          a.batch_stride, f64 ? static_cast<const void*>(&zero_d) : &zero_f,
-                                          out.data_ptr(), type, int(n), m * n, int(batch), compute_type(out.dtype()),
-                                          CUBLAS_GEMM_DEFAULT),
+                                          int(b.ld), b.batch_stride, a.data.data_ptr(), type, int(a.ld), a.batch_stride,
+                                          f64 ? static_cast<const void*>(&zero_d) : &zero_f, out.data_ptr(), type,
+                                          int(n), m * n, int(batch), compute_type(out.dtype()), CUBLAS_GEMM_DEFAULT),
                "cublasGemmStridedBatchedEx");
 }
 
@@ -114,11 +115,16 @@ namespace blas {
 
 cudaDataType_t cuda_type(DType dtype) {
   switch (dtype) {
-    case DType::F32: return CUDA_R_32F;
-    case DType::F64: return CUDA_R_64F;
-    case DType::BF16: return CUDA_R_16BF;
-    case DType::F16: return CUDA_R_16F;
-    default: fail<DTypeError>("gemm", "no GEMM for dtype {}", dtype);
+    case DType::F32:
+      return CUDA_R_32F;
+    case DType::F64:
+      return CUDA_R_64F;
+    case DType::BF16:
+      return CUDA_R_16BF;
+    case DType::F16:
+      return CUDA_R_16F;
+    default:
+      fail<DTypeError>("gemm", "no GEMM for dtype {}", dtype);
   }
 }
 
@@ -143,14 +149,15 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   const char* op = "matmul";
   check_gemm_args(a_in, b_in, op, "a", "b");
   check<ShapeError>(a_in.dim() >= 2 && a_in.dim() <= 3 && b_in.dim() >= 2 && b_in.dim() <= 3, op,
-                    "a and b must be 2-D or 3-D, got shapes {} and {}", shape_str(a_in.shape()), shape_str(b_in.shape()));
+                    "a and b must be 2-D or 3-D, got shapes {} and {}", shape_str(a_in.shape()),
+                    shape_str(b_in.shape()));
   check<ShapeError>(a_in.shape().back() == b_in.shape()[size_t(b_in.dim()) - 2], op,
                     "a's last dim ({}) must equal b's second-to-last dim ({}); shapes {} and {}", a_in.shape().back(),
                     b_in.shape()[size_t(b_in.dim()) - 2], shape_str(a_in.shape()), shape_str(b_in.shape()));
   const int64_t a_batch = a_in.dim() == 3 ? a_in.shape()[0] : 1;
   const int64_t b_batch = b_in.dim() == 3 ? b_in.shape()[0] : 1;
-  check<ShapeError>(a_in.dim() < 3 || b_in.dim() < 3 || a_batch == b_batch, op,
-                    "batch sizes differ: shapes {} and {}", shape_str(a_in.shape()), shape_str(b_in.shape()));
+  check<ShapeError>(a_in.dim() < 3 || b_in.dim() < 3 || a_batch == b_batch, op, "batch sizes differ: shapes {} and {}",
+                    shape_str(a_in.shape()), shape_str(b_in.shape()));
   const int64_t m = a_in.shape()[size_t(a_in.dim()) - 2];
   const int64_t k = a_in.shape().back();
   const int64_t n = b_in.shape().back();
@@ -240,7 +247,8 @@ bool lt_aligned(const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data_ptr
 Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in) {
   const char* op = "linear";
   check_gemm_args(x_in, weight_in, op, "x", "weight");
-  check<ShapeError>(weight_in.dim() == 2, op, "weight must be 2-D [out, in], got shape {}", shape_str(weight_in.shape()));
+  check<ShapeError>(weight_in.dim() == 2, op, "weight must be 2-D [out, in], got shape {}",
+                    shape_str(weight_in.shape()));
   check<ShapeError>(x_in.dim() >= 1 && x_in.shape().back() == weight_in.shape()[1], op,
                     "x's last dim must equal weight's in-features {}; got x shape {}", weight_in.shape()[1],
                     shape_str(x_in.shape()));
@@ -270,9 +278,9 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
       Handles& h = handles(device);
       if (bias.defined()) {
         const void* bias_ptr = bias.data_ptr();
-        cublas_check(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr,
-                                                    sizeof(bias_ptr)),
-                     "cublasLtMatmulDescSetAttribute");
+        cublas_check(
+            cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias_ptr, sizeof(bias_ptr)),
+            "cublasLtMatmulDescSetAttribute");
       }
       const float one = 1.0f, zero = 0.0f;
       cublas_check(cublasLtMatmul(h.lt, plan.desc, &one, weight.data_ptr(), plan.w, x.data_ptr(), plan.x, &zero,

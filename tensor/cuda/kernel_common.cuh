@@ -20,14 +20,22 @@ struct TypeTag {
 template <typename Fn>
 void visit_type(ElemType type, Fn&& fn) {
   switch (type) {
-    case ElemType::F32: return fn(TypeTag<float>{});
-    case ElemType::F64: return fn(TypeTag<double>{});
-    case ElemType::BF16: return fn(TypeTag<__nv_bfloat16>{});
-    case ElemType::F16: return fn(TypeTag<__half>{});
-    case ElemType::I32: return fn(TypeTag<int32_t>{});
-    case ElemType::I64: return fn(TypeTag<int64_t>{});
-    case ElemType::U8: return fn(TypeTag<uint8_t>{});
-    case ElemType::I8: return fn(TypeTag<int8_t>{});
+    case ElemType::F32:
+      return fn(TypeTag<float>{});
+    case ElemType::F64:
+      return fn(TypeTag<double>{});
+    case ElemType::BF16:
+      return fn(TypeTag<__nv_bfloat16>{});
+    case ElemType::F16:
+      return fn(TypeTag<__half>{});
+    case ElemType::I32:
+      return fn(TypeTag<int32_t>{});
+    case ElemType::I64:
+      return fn(TypeTag<int64_t>{});
+    case ElemType::U8:
+      return fn(TypeTag<uint8_t>{});
+    case ElemType::I8:
+      return fn(TypeTag<int8_t>{});
   }
 }
 
@@ -35,19 +43,34 @@ void visit_type(ElemType type, Fn&& fn) {
 template <typename Fn>
 void visit_floating(ElemType type, Fn&& fn) {
   switch (type) {
-    case ElemType::F32: return fn(TypeTag<float>{});
-    case ElemType::F64: return fn(TypeTag<double>{});
-    case ElemType::BF16: return fn(TypeTag<__nv_bfloat16>{});
-    case ElemType::F16: return fn(TypeTag<__half>{});
-    default: return;
+    case ElemType::F32:
+      return fn(TypeTag<float>{});
+    case ElemType::F64:
+      return fn(TypeTag<double>{});
+    case ElemType::BF16:
+      return fn(TypeTag<__nv_bfloat16>{});
+    case ElemType::F16:
+      return fn(TypeTag<__half>{});
+    default:
+      return;
   }
 }
 
 // Arithmetic type of T: float for the 16-bit floats (as on the CPU), T otherwise.
-template <typename T> struct ComputeOf { using type = T; };
-template <> struct ComputeOf<__nv_bfloat16> { using type = float; };
-template <> struct ComputeOf<__half> { using type = float; };
-template <typename T> using compute_t = typename ComputeOf<T>::type;
+template <typename T>
+struct ComputeOf {
+  using type = T;
+};
+template <>
+struct ComputeOf<__nv_bfloat16> {
+  using type = float;
+};
+template <>
+struct ComputeOf<__half> {
+  using type = float;
+};
+template <typename T>
+using compute_t = typename ComputeOf<T>::type;
 
 template <typename T>
 __device__ __forceinline__ compute_t<T> load(const T* p) {
@@ -56,9 +79,12 @@ __device__ __forceinline__ compute_t<T> load(const T* p) {
 
 template <typename T>
 __device__ __forceinline__ T to_storage(compute_t<T> v) {
-  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(v);
-  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(v);
-  else return v;
+  if constexpr (std::is_same_v<T, __nv_bfloat16>)
+    return __float2bfloat16_rn(v);
+  else if constexpr (std::is_same_v<T, __half>)
+    return __float2half_rn(v);
+  else
+    return v;
 }
 
 // Any value converted to T's storage, going through T's compute type (as the CPU copy does).

@@ -41,8 +41,8 @@ void binary(BinaryOp op, const void* a, const void* b, void* out, ElemType type,
 void where(const void* cond, const void* a, const void* b, void* out, ElemType type, const StridedWalk<3>& walk,
            int64_t numel, cudaStream_t stream);
 // out = mask != 0 ? value : a; operands 0 = a, 1 = mask (u8).
-void masked_fill(const void* a, const void* mask, double value, void* out, ElemType type,
-                 const StridedWalk<2>& walk, int64_t numel, cudaStream_t stream);
+void masked_fill(const void* a, const void* mask, double value, void* out, ElemType type, const StridedWalk<2>& walk,
+                 int64_t numel, cudaStream_t stream);
 
 using ::dtensor::UnaryOp;
 // out = op(in) over n contiguous elements; `scalar` is used by the *Scalar ops.
@@ -56,8 +56,7 @@ void reduce_rows(RowReduce op, const void* in, void* out, ElemType type, int64_t
 // out[r] (i64) = index of the first maximum of in[r, :] (NaN counts as maximum, as torch).
 void argmax_rows(const void* in, int64_t* out, ElemType type, int64_t rows, int64_t cols, cudaStream_t stream);
 // Floating types only.
-void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log,
-                  cudaStream_t stream);
+void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log, cudaStream_t stream);
 // Causal attention probabilities: scores [rows, cols] with rows ld >= cols apart are f32 (f64
 // when `type` is F64), already scaled; row r is query r % queries of its head and sees columns
 // [0, first_visible + r % queries). out (same layout) in `type` gets the softmax over the visible
@@ -65,8 +64,8 @@ void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_
 void causal_softmax_rows(const void* scores, void* out, ElemType type, int64_t rows, int64_t cols, int64_t ld,
                          int64_t queries, int64_t first_visible, cudaStream_t stream);
 // out = in / sqrt(mean(in^2) + eps) * weight; weight [cols] or null.
-void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols,
-                   double eps, cudaStream_t stream);
+void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols, double eps,
+                   cudaStream_t stream);
 // out = (in - mean) / sqrt(var + eps) * weight + bias; weight and bias [cols] or null.
 void layer_norm_rows(const void* in, const void* weight, const void* bias, void* out, ElemType type, int64_t rows,
                      int64_t cols, double eps, cudaStream_t stream);
@@ -85,8 +84,8 @@ void gather_rows(const void* table, ElemType type, int64_t vocab, int64_t width,
 // Rotary embedding (rotate-half form, as Llama): x [rows, heads, head_dim] contiguous, cos/sin
 // [rows, head_dim / 2] in x's compute type (f32; f64 for f64 x); out[.., i] = x_i cos - x_{i+h} sin,
 // out[.., i+h] = x_{i+h} cos + x_i sin, each product rounded to x's type before the sum.
-void rotary(const void* x, const void* cos, const void* sin, void* out, ElemType type, int64_t rows,
-            int64_t heads, int64_t head_dim, cudaStream_t stream);
+void rotary(const void* x, const void* cos, const void* sin, void* out, ElemType type, int64_t rows, int64_t heads,
+            int64_t head_dim, cudaStream_t stream);
 
 // Attention ----------------------------------------------------------------------------------
 // Operands of one batched GEMM over query heads h < count (count <= kMaxBatchedHeads): operand

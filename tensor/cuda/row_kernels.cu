@@ -11,40 +11,78 @@ namespace dtensor::cuda::kernels {
 
 namespace {
 
-template <typename T> struct AccumulatorOf { using type = float; };
-template <> struct AccumulatorOf<double> { using type = double; };
-template <> struct AccumulatorOf<int32_t> { using type = int64_t; };
-template <> struct AccumulatorOf<int64_t> { using type = int64_t; };
-template <> struct AccumulatorOf<uint8_t> { using type = int64_t; };
-template <> struct AccumulatorOf<int8_t> { using type = int64_t; };
-template <typename T> using acc_t = typename AccumulatorOf<T>::type;
+template <typename T>
+struct AccumulatorOf {
+  using type = float;
+};
+template <>
+struct AccumulatorOf<double> {
+  using type = double;
+};
+template <>
+struct AccumulatorOf<int32_t> {
+  using type = int64_t;
+};
+template <>
+struct AccumulatorOf<int64_t> {
+  using type = int64_t;
+};
+template <>
+struct AccumulatorOf<uint8_t> {
+  using type = int64_t;
+};
+template <>
+struct AccumulatorOf<int8_t> {
+  using type = int64_t;
+};
+template <typename T>
+using acc_t = typename AccumulatorOf<T>::type;
 
 template <typename A>
 __device__ __forceinline__ bool is_nan(A v) {
-  if constexpr (std::is_floating_point_v<A>) return v != v;
-  else return false;
+  if constexpr (std::is_floating_point_v<A>)
+    return v != v;
+  else
+    return false;
 }
 
 struct SumOp {
-  template <typename A> __device__ A operator()(A x, A y) const { return x + y; }
+  template <typename A>
+  __device__ A operator()(A x, A y) const {
+    return x + y;
+  }
 };
 // max/min that propagate NaN (as torch.amax / amin).
 struct MaxOp {
-  template <typename A> __device__ A operator()(A x, A y) const { return is_nan(x) || x > y ? x : y; }
+  template <typename A>
+  __device__ A operator()(A x, A y) const {
+    return is_nan(x) || x > y ? x : y;
+  }
 };
 struct MinOp {
-  template <typename A> __device__ A operator()(A x, A y) const { return is_nan(x) || x < y ? x : y; }
+  template <typename A>
+  __device__ A operator()(A x, A y) const {
+    return is_nan(x) || x < y ? x : y;
+  }
 };
 
-template <typename A> __device__ A lowest() {
-  if constexpr (std::is_same_v<A, float>) return -INFINITY;
-  else if constexpr (std::is_same_v<A, double>) return -double(INFINITY);
-  else return LLONG_MIN;
+template <typename A>
+__device__ A lowest() {
+  if constexpr (std::is_same_v<A, float>)
+    return -INFINITY;
+  else if constexpr (std::is_same_v<A, double>)
+    return -double(INFINITY);
+  else
+    return LLONG_MIN;
 }
-template <typename A> __device__ A highest() {
-  if constexpr (std::is_same_v<A, float>) return INFINITY;
-  else if constexpr (std::is_same_v<A, double>) return double(INFINITY);
-  else return LLONG_MAX;
+template <typename A>
+__device__ A highest() {
+  if constexpr (std::is_same_v<A, float>)
+    return INFINITY;
+  else if constexpr (std::is_same_v<A, double>)
+    return double(INFINITY);
+  else
+    return LLONG_MAX;
 }
 
 // Reduces v over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the
@@ -83,12 +121,18 @@ __global__ void reduce_rows_kernel(RowReduce op, const T* in, T* out, int64_t co
   using A = acc_t<T>;
   A v;
   switch (op) {
-    case RowReduce::Max: v = row_fold(row, cols, MaxOp{}, lowest<A>()); break;
-    case RowReduce::Min: v = row_fold(row, cols, MinOp{}, highest<A>()); break;
-    default: v = row_fold(row, cols, SumOp{}, A(0)); break;
+    case RowReduce::Max:
+      v = row_fold(row, cols, MaxOp{}, lowest<A>());
+      break;
+    case RowReduce::Min:
+      v = row_fold(row, cols, MinOp{}, highest<A>());
+      break;
+    default:
+      v = row_fold(row, cols, SumOp{}, A(0));
+      break;
   }
-  if constexpr (std::is_floating_point_v<A>) {  // mean takes floating dtypes only
-    if (op == RowReduce::Mean) v = v / A(cols);      // 0 / 0 = NaN for an empty row, as torch
+  if constexpr (std::is_floating_point_v<A>) {   // mean takes floating dtypes only
+    if (op == RowReduce::Mean) v = v / A(cols);  // 0 / 0 = NaN for an empty row, as torch
   }
   if (threadIdx.x == 0) out[blockIdx.x] = convert_to<T>(v);
 }
@@ -250,7 +294,7 @@ void reduce_rows(RowReduce op, const void* in, void* out, ElemType type, int64_t
   visit_type(type, [&](auto tag) {
     using T = typename decltype(tag)::type;
     reduce_rows_kernel<<<unsigned(rows), row_threads(cols), 0, stream>>>(op, static_cast<const T*>(in),
-                                                                       static_cast<T*>(out), cols);
+                                                                         static_cast<T*>(out), cols);
   });
 }
 
@@ -262,18 +306,17 @@ void argmax_rows(const void* in, int64_t* out, ElemType type, int64_t rows, int6
   });
 }
 
-void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log,
-                  cudaStream_t stream) {
+void softmax_rows(const void* in, void* out, ElemType type, int64_t rows, int64_t cols, bool log, cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   visit_floating(type, [&](auto tag) {
     using T = typename decltype(tag)::type;
     softmax_rows_kernel<<<unsigned(rows), row_threads(cols), 0, stream>>>(static_cast<const T*>(in),
-                                                                        static_cast<T*>(out), cols, log);
+                                                                          static_cast<T*>(out), cols, log);
   });
 }
 
-void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols,
-                   double eps, cudaStream_t stream) {
+void rms_norm_rows(const void* in, const void* weight, void* out, ElemType type, int64_t rows, int64_t cols, double eps,
+                   cudaStream_t stream) {
   if (rows == 0 || cols == 0) return;
   visit_floating(type, [&](auto tag) {
     using T = typename decltype(tag)::type;
