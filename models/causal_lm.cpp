@@ -17,14 +17,19 @@ const char* model_type_name(const HFConfig& config) {
 }
 
 // Logits [S, vocab] whole on every rank: gathered when lm_head left them split (a DTensor, or
-// this rank's vocab columns under colwise).
+// this rank's vocab columns under a strategy that leaves its output split, as colwise does).
 Tensor full_vocab(const nn::Value& logits, const nn::Module& lm_head, int64_t vocab) {
-  if (logits.is_distributed() || logits.shape().back() == vocab) return whole(logits);
-  check<ValueError>(lm_head.strategy() != nullptr, "CausalLM", "lm_head returned {} columns of a {} vocab",
-                    logits.shape().back(), vocab);
-  const DeviceMesh& mesh = lm_head.strategy_mesh();
+  if (logits.is_distributed()) return whole(logits);
+  const nn::Strategy* strategy = lm_head.strategy();
+  if (strategy == nullptr || !strategy->leaves_output_split()) {
+    check<ValueError>(logits.shape().back() == vocab, "CausalLM", "lm_head returned {} columns of a {} vocab",
+                      logits.shape().back(), vocab);
+    return logits.tensor();
+  }
   const Shape global = {logits.shape()[0], vocab};
-  return DTensor::from_local(logits.tensor(), mesh, {Shard(-1)}, global).redistribute({Replicate()}).to_local();
+  return DTensor::from_local(logits.tensor(), lm_head.strategy_mesh(), {Shard(-1)}, global)
+      .redistribute({Replicate()})
+      .to_local();
 }
 
 void check_ids(const std::vector<int64_t>& ids, int64_t vocab) {
