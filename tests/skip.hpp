@@ -3,7 +3,7 @@
 //   if (world_size() != 4) SKIP_TEST(shape_str(shape) << " needs 4 ranks");
 //
 // Catch2 v2 has no skip of its own, so the reason is recorded and the test case returns.
-// mpi_catch_main.cpp prints a "SKIP:" line per skipped test case, and when every test case of
+// tests/mpi_session.cpp prints a "SKIP:" line per skipped test case, and when every test case of
 // the run was skipped the program exits 77, which meson reports as SKIP instead of a pass.
 #pragma once
 
@@ -11,7 +11,7 @@
 #include <string>
 
 namespace dtensor::testing {
-// Records why the running test case stops here (mpi_catch_main.cpp).
+// Records why the running test case stops here (tests/mpi_session.cpp).
 void record_skip(const std::string& reason);
 }  // namespace dtensor::testing
 
