@@ -6,6 +6,7 @@
 // once, as the forward kernels do. Integer inputs (ids, masks, conditions) get no gradient.
 #pragma once
 
+#include "tensor/attention.hpp"
 #include "tensor/tensor.hpp"
 
 #include <vector>
@@ -79,5 +80,11 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim);
 std::vector<Tensor> chunk(const Tensor& a, int64_t chunks, int64_t dim);
 std::vector<Tensor> split(const Tensor& a, const std::vector<int64_t>& sizes, int64_t dim);
+
+// Decoder attention (ops/attention.cpp). The rotary tables are constants and get no gradient;
+// attention's backward recomputes the probabilities from q and k, and each KV head's gradient
+// sums over the query heads that read it.
+Tensor apply_rotary(const Tensor& x, const RotaryTables& tables);
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, const std::vector<int64_t>& kv_head_of = {});
 
 }  // namespace dtensor::autograd

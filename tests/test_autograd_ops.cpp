@@ -273,3 +273,23 @@ TEST_CASE("cat, stack, chunk and split", "[autograd][concat]") {
         {transposed_normal(3, 4, 7)});
   }
 }
+
+TEST_CASE("apply_rotary", "[autograd][attention]") {
+  dtensor::RotaryTables tables = dtensor::rotary_tables({3, 4, 5}, 6, 10000.0, DType::F64);
+  require_gradcheck([tables](const In& in) { return ag::apply_rotary(in[0], tables); },
+                    {normal({2, 3, 6}, 1).transpose(0, 1)});  // [3 positions, 2 heads, 6] with permuted strides
+}
+
+TEST_CASE("causal_attention", "[autograd][attention]") {
+  auto attention = [](std::vector<int64_t> kv_head_of) {
+    return [kv_head_of](const In& in) { return ag::causal_attention(in[0], in[1], in[2], kv_head_of); };
+  };
+  SECTION("grouped query heads, cached keys before the queries") {
+    // 3 queries after 2 cached positions; 4 query heads over 2 KV heads.
+    require_gradcheck(attention({}), {normal({3, 4, 4}, 1), normal({5, 2, 4}, 2), normal({5, 2, 4}, 3)});
+  }
+  SECTION("an explicit head map, one KV head unread, non-contiguous q") {
+    require_gradcheck(attention({1, 0, 1}),
+                      {normal({3, 4, 2}, 4).permute({1, 0, 2}), normal({4, 3, 2}, 5), normal({4, 3, 2}, 6)});
+  }
+}
