@@ -9,6 +9,7 @@
 #include "tensor/attention.hpp"
 #include "tensor/tensor.hpp"
 
+#include <utility>
 #include <vector>
 
 namespace dtensor::autograd {
@@ -71,8 +72,12 @@ Tensor log_softmax(const Tensor& a, int64_t dim);
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps);
 
-// Gathers (ops/embedding.cpp): the weight's gradient sums the rows of every id, on the host.
+// Gathers (ops/gather.cpp). Their backwards scatter-add on the host (a tensor on a device is
+// copied there and back): a row or element read several times receives the sum of the gradients.
+// topk's indices carry no gradient.
 Tensor embedding(const Tensor& weight, const Tensor& ids);
+Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
+std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim = -1);
 
 // Joining and splitting (ops/concat.cpp). stack is cat of unsqueezed inputs (torch.stack);
 // the pieces of chunk / split share one node, and pieces without a gradient count as zeros.

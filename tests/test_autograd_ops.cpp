@@ -233,9 +233,20 @@ TEST_CASE("layer_norm and rms_norm", "[autograd][normalize]") {
   }
 }
 
-TEST_CASE("embedding sums the gradients of repeated ids", "[autograd][embedding]") {
-  Tensor ids = Tensor::from_vector<int64_t>({4, 0, 4, 2, 6, 4}, {2, 3});
-  require_gradcheck([ids](const In& in) { return ag::embedding(in[0], ids); }, {narrowed_normal({7, 3}, 1)});
+TEST_CASE("gathers sum the gradients of repeated indices", "[autograd][gather]") {
+  SECTION("embedding") {
+    Tensor ids = Tensor::from_vector<int64_t>({4, 0, 4, 2, 6, 4}, {2, 3});
+    require_gradcheck([ids](const In& in) { return ag::embedding(in[0], ids); }, {narrowed_normal({7, 3}, 1)});
+  }
+  SECTION("index_select along a middle dim") {
+    Tensor index = Tensor::from_vector<int32_t>({2, 0, 2, 3, 2}, {5});
+    require_gradcheck([index](const In& in) { return ag::index_select(in[0], 1, index); },
+                      {normal({4, 2, 3}, 2).transpose(0, 1)});
+  }
+  SECTION("topk values") {
+    auto dim = GENERATE(0, -1);
+    require_gradcheck([dim](const In& in) { return ag::topk(in[0], 2, dim).first; }, {narrowed_normal({3, 5}, 3)});
+  }
 }
 
 TEST_CASE("cat, stack, chunk and split", "[autograd][concat]") {
