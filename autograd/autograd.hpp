@@ -1,4 +1,4 @@
-// Reverse-mode automatic differentiation of local tensors (docs/design.md section 5).
+// Reverse-mode automatic differentiation of local tensors (docs/design.md section 13).
 //
 //   namespace ag = dtensor::autograd;
 //   Tensor w = random({3, 4}, DType::F32, {});
