@@ -26,7 +26,10 @@ Tensor add(const Tensor& a, double s);
 Tensor mul(const Tensor& a, double s);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor masked_fill(const Tensor& a, const Tensor& mask, double value);
-Tensor cast(const Tensor& a, DType dtype);  // Tensor::to(dtype); the gradient comes back in a's dtype
+// Copies: the gradient comes back in a's dtype / on a's device.
+Tensor cast(const Tensor& a, DType dtype);         // Tensor::to(dtype)
+Tensor to_device(const Tensor& a, Device device);  // Tensor::to(device)
+Tensor clone(const Tensor& a);
 
 // Unary math (ops/unary.cpp). relu's and abs's gradient at 0 is 0, as torch.
 Tensor neg(const Tensor& a);
@@ -62,6 +65,7 @@ Tensor expand(const Tensor& a, const Shape& shape);
 Tensor transpose(const Tensor& a, int64_t dim0, int64_t dim1);
 Tensor permute(const Tensor& a, const std::vector<int64_t>& dims);
 Tensor narrow(const Tensor& a, int64_t dim, int64_t start, int64_t length);
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
 Tensor select(const Tensor& a, int64_t dim, int64_t index);
 Tensor contiguous(const Tensor& a);
 

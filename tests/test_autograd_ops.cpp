@@ -83,6 +83,12 @@ TEST_CASE("cast sends the gradient back in the input's dtype", "[autograd][eleme
   CHECK(ag::cast(x, DType::F32).autograd_meta() == x.autograd_meta());  // the same tensor, no node
 }
 
+TEST_CASE("to_device on the same device is the tensor itself", "[autograd][elementwise]") {
+  Tensor x = normal({2}, 1);
+  ag::set_requires_grad(x);
+  CHECK(ag::to_device(x, dtensor::Device::cpu()).autograd_meta() == x.autograd_meta());
+}
+
 TEST_CASE("unary ops", "[autograd][unary]") {
   auto [name, op, low] = GENERATE(table<const char*, Tensor (*)(const Tensor&), double>({
       {"neg", ag::neg, -2.0},
@@ -195,6 +201,8 @@ TEST_CASE("views", "[autograd][views]") {
        }},
       {"narrow", [](const In& in) { return ag::narrow(in[0], 2, 1, 2); }},
       {"select", [](const In& in) { return ag::select(in[0], -2, 1); }},
+      {"slice with a step", [](const In& in) { return ag::slice(in[0], 2, 0, 4, 2); }},
+      {"clone", [](const In& in) { return ag::clone(in[0]); }},
   }));
   INFO(name);
   require_gradcheck(fn, {x});

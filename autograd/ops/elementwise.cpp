@@ -1,4 +1,4 @@
-// Elementwise binary ops, where, masked_fill and cast, with their backwards.
+// Elementwise binary ops, where, masked_fill and the copies (cast, to_device, clone), with their backwards.
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/ops/grad_util.hpp"
@@ -125,6 +125,20 @@ Tensor cast(const Tensor& a, DType dtype) {
   if (!should_record(a) || !is_floating(dtype)) return out;  // integers carry no gradient
   return record("cast", {a}, {}, out,
                 [from = a.dtype()](const FunctionNode&, const Tensor& grad) { return Grads{grad.to(from)}; });
+}
+
+Tensor to_device(const Tensor& a, Device device) {
+  if (device == a.device()) return a;
+  Tensor out = a.to(device);
+  if (!should_record(a)) return out;
+  return record("to_device", {a}, {}, out,
+                [from = a.device()](const FunctionNode&, const Tensor& grad) { return Grads{grad.to(from)}; });
+}
+
+Tensor clone(const Tensor& a) {
+  Tensor out = a.clone();
+  if (!should_record(a)) return out;
+  return record("clone", {a}, {}, out, [](const FunctionNode&, const Tensor& grad) { return Grads{grad}; });
 }
 
 }  // namespace dtensor::autograd

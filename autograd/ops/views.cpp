@@ -86,6 +86,12 @@ Tensor narrow(const Tensor& a, int64_t dim, int64_t start, int64_t length) {
   return record_part("narrow", a, out, [=](const Tensor& full) { return full.narrow(dim, start, length); });
 }
 
+Tensor slice(const Tensor& a, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  Tensor out = a.slice(dim, start, end, step);
+  if (!should_record(a)) return out;
+  return record_part("slice", a, out, [=](const Tensor& full) { return full.slice(dim, start, end, step); });
+}
+
 Tensor select(const Tensor& a, int64_t dim, int64_t index) {
   Tensor out = a.select(dim, index);
   if (!should_record(a)) return out;
