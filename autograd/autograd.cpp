@@ -1,9 +1,17 @@
-// Leaves, gradients and detach: the user-facing state of autograd.hpp.
+// Leaves, gradients, detach and grad mode: the user-facing state of autograd.hpp.
 #include "autograd/autograd.hpp"
 
 #include "autograd/node.hpp"
 
 namespace dtensor::autograd {
+
+namespace {
+thread_local bool grad_mode = true;
+}
+
+bool grad_mode_enabled() { return grad_mode; }
+
+void set_grad_mode_enabled(bool enabled) { grad_mode = enabled; }
 
 void set_requires_grad(Tensor& tensor, bool wanted) {
   check<ValueError>(tensor.defined(), "set_requires_grad", "tensor is undefined");

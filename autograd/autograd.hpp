@@ -52,19 +52,18 @@ Tensor detach(const Tensor& tensor);
 // soon as its backward has run, and a later backward through such a node is an AutogradError.
 void backward(const Tensor& root, const Tensor& gradient = Tensor(), bool retain_graph = false);
 
-namespace detail {
-inline thread_local bool grad_mode = true;
-}
-
-// False inside a NoGradGuard on this thread.
-inline bool grad_mode_enabled() { return detail::grad_mode; }
+// False inside a NoGradGuard on this thread. Ops ask only once an input requires a gradient, so
+// inference never does. Defined in the library (not inline) so that one flag per thread serves
+// the library and every program, whatever their symbol visibility.
+bool grad_mode_enabled();
+void set_grad_mode_enabled(bool enabled);
 
 // While alive, ops on this thread record nothing (as torch.no_grad()). Nests; restores the mode
 // it found when destroyed.
 class NoGradGuard {
  public:
-  NoGradGuard() : previous_(detail::grad_mode) { detail::grad_mode = false; }
-  ~NoGradGuard() { detail::grad_mode = previous_; }
+  NoGradGuard() : previous_(grad_mode_enabled()) { set_grad_mode_enabled(false); }
+  ~NoGradGuard() { set_grad_mode_enabled(previous_); }
   NoGradGuard(const NoGradGuard&) = delete;
   NoGradGuard& operator=(const NoGradGuard&) = delete;
 

@@ -88,8 +88,13 @@ Grads AccumulateGrad::apply(const Grads& output_grads) {
   check<AutogradError>(gradient.shape() == shape_ && gradient.dtype() == dtype_, "backward",
                        "the gradient reaching a leaf {} {} is {} {}", dtype_name(dtype_), shape_str(shape_),
                        dtype_name(gradient.dtype()), shape_str(gradient.shape()));
-  // The first gradient is copied: it may be a view of another tensor (a broadcast, the caller's seed).
-  leaf_->grad = leaf_->grad.defined() ? dtensor::add(leaf_->grad, gradient) : gradient.clone();
+  // The first gradient is copied, as it may be a view of another tensor (a broadcast, the caller's
+  // seed); later ones are added into that buffer, which thus stays the same until the leaf goes.
+  if (leaf_->grad.defined()) {
+    leaf_->grad.copy_from(dtensor::add(leaf_->grad, gradient));
+  } else {
+    leaf_->grad = gradient.clone();
+  }
   return {};
 }
 

@@ -30,7 +30,7 @@ struct AutogradMeta {
   bool requires_grad = false;               // a marked leaf, or an output of a recorded op
   std::shared_ptr<autograd::Node> grad_fn;  // the node that made this tensor; null on leaves
   uint32_t output_nr = 0;                   // which of grad_fn's outputs this is
-  Tensor grad;                              // leaves: the accumulated gradient
+  Tensor grad;                              // leaves: the accumulated gradient, one buffer from the first backward
   // Leaves: the node accumulating into grad, shared by every use so that a leaf used twice
   // receives one summed gradient. Weak, as the graph owns it.
   std::weak_ptr<autograd::Node> grad_accumulator;

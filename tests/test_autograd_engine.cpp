@@ -24,10 +24,12 @@ TEST_CASE("a leaf's gradient accumulates over backward calls until zero_grad", "
   auto square_sum = [&] { return ag::sum(ag::mul(x, x)); };  // d/dx = 2x
   ag::backward(square_sum());
   CHECK(values(ag::grad(x)) == std::vector<double>{2.0, -4.0, 6.0});
+  Tensor first = ag::grad(x);
   ag::backward(square_sum());
   CHECK(values(ag::grad(x)) == std::vector<double>{4.0, -8.0, 12.0});
+  CHECK(ag::grad(x).data_ptr() == first.data_ptr());  // added into the same buffer
   ag::zero_grad(x);
-  CHECK(values(ag::grad(x)) == std::vector<double>{0.0, 0.0, 0.0});
+  CHECK(values(first) == std::vector<double>{0.0, 0.0, 0.0});
   ag::backward(square_sum());
   CHECK(values(ag::grad(x)) == std::vector<double>{2.0, -4.0, 6.0});
 }
