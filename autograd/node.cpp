@@ -10,6 +10,23 @@ namespace dtensor::autograd {
 Node::Node(std::vector<Edge> next_edges, size_t num_outputs)
     : next_edges_(std::move(next_edges)), num_outputs_(num_outputs) {}
 
+Node::~Node() {
+  std::vector<std::shared_ptr<Node>> orphans;
+  hand_over_sole_owned(orphans);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    node->hand_over_sole_owned(orphans);
+  }  // each node is destroyed here with no edges left, so its destructor does not recurse
+}
+
+void Node::hand_over_sole_owned(std::vector<std::shared_ptr<Node>>& orphans) {
+  for (Edge& edge : next_edges_) {
+    if (edge.node && edge.node.use_count() == 1) orphans.push_back(std::move(edge.node));
+  }
+  next_edges_.clear();
+}
+
 namespace {
 std::vector<Edge> edges_of(const std::vector<Tensor>& inputs) {
   std::vector<Edge> edges;

@@ -49,7 +49,9 @@ struct Edge {
 class Node {
  public:
   Node(std::vector<Edge> next_edges, size_t num_outputs);
-  virtual ~Node() = default;
+  // Frees the chain of nodes only this one owns in a loop, not by recursion, so that dropping a
+  // graph hundreds of thousands of ops deep does not overflow the stack.
+  virtual ~Node();
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
@@ -64,6 +66,9 @@ class Node {
   size_t num_outputs() const { return num_outputs_; }
 
  private:
+  // Moves the next nodes nothing else owns into `orphans`, leaving this node's edges empty.
+  void hand_over_sole_owned(std::vector<std::shared_ptr<Node>>& orphans);
+
   std::vector<Edge> next_edges_;
   size_t num_outputs_;
 };

@@ -133,6 +133,21 @@ TEST_CASE("a second backward through freed saved tensors is an AutogradError", "
   }
 }
 
+TEST_CASE("a graph hundreds of thousands of ops deep runs backward and is freed", "[autograd][engine]") {
+  // Freed recursively, each node releasing the next from its destructor, this chain would overflow
+  // an 8 MiB stack.
+  Tensor x = Tensor::from_vector<double>({0.0}, {1});
+  ag::set_requires_grad(x);
+  const int depth = 300000;
+  Tensor y = x;
+  for (int i = 0; i < depth; ++i) y = ag::add(y, 1.0);
+  CHECK(y.item<double>() == double(depth));
+  ag::backward(y);
+  CHECK(values(ag::grad(x)) == std::vector<double>{1.0});
+  y = Tensor();  // drops the whole chain
+  CHECK(ag::is_leaf(x));
+}
+
 TEST_CASE("requires_grad is for floating leaves", "[autograd][engine]") {
   Tensor x = leaf_x();
   Tensor y = ag::mul(x, 2.0);
