@@ -312,3 +312,20 @@ TEST_CASE("causal_attention", "[autograd][attention]") {
                       {normal({3, 4, 2}, 4).permute({1, 0, 2}), normal({4, 3, 2}, 5), normal({4, 3, 2}, 6)});
   }
 }
+
+TEST_CASE("a decoder-like composition gradchecks as a whole", "[autograd][composition]") {
+  // embedding -> rms_norm -> linear -> silu -> linear (tied to the embedding) -> log_softmax, and
+  // the mean negative log-likelihood of the targets picked by a one-hot mask.
+  Tensor ids = Tensor::from_vector<int64_t>({3, 1, 4, 1}, {4});
+  Tensor one_hot = Tensor::zeros({4, 6}, DType::F64);
+  for (auto [row, target] : {std::pair{0, 1}, {1, 4}, {2, 1}, {3, 5}})
+    one_hot.select(0, row).select(0, target).fill(1.0);
+  auto loss = [ids, one_hot](const In& in) {
+    const Tensor& embed = in[0];
+    Tensor h = ag::rms_norm(ag::embedding(embed, ids), in[1], 1e-6);
+    h = ag::linear(ag::silu(ag::linear(h, in[2], in[3])), in[4]);
+    Tensor logits = ag::linear(h, embed);
+    return ag::mul(ag::sum(ag::mul(ag::log_softmax(logits, -1), one_hot)), -0.25);
+  };
+  require_gradcheck(loss, {normal({6, 3}, 1), normal({3}, 2), normal({5, 3}, 3), normal({5}, 4), normal({3, 5}, 5)});
+}
