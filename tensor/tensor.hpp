@@ -13,11 +13,16 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace dtensor {
 
 using Shape = std::vector<int64_t>;
+
+// A tensor's autograd state, defined by autograd/ (autograd/node.hpp). tensor/ only carries the
+// slot, as PyTorch's TensorImpl carries AutogradMeta, so it depends on nothing above it.
+struct AutogradMeta;
 
 int64_t shape_numel(const Shape& shape);
 Shape contiguous_strides(const Shape& shape);
@@ -98,6 +103,13 @@ class Tensor {
 
   std::string to_string() const;  // short description: "Tensor(f32, [2, 3], cpu)"
 
+  // Autograd slot (autograd/autograd.hpp reads and sets it). Empty unless the tensor is a leaf that
+  // requires a gradient or the output of a recorded op, so inference copies a null pointer. Copies
+  // of the handle share it; new views and copies made by the methods above start without it (the
+  // methods that return *this keep it).
+  const std::shared_ptr<AutogradMeta>& autograd_meta() const { return autograd_meta_; }
+  void set_autograd_meta(std::shared_ptr<AutogradMeta> meta) { autograd_meta_ = std::move(meta); }
+
  private:
   Tensor(std::shared_ptr<Storage> storage, Shape shape, Shape strides, int64_t offset, DType dtype);
   Tensor with_layout(Shape shape, Shape strides, int64_t offset) const;
@@ -108,6 +120,7 @@ class Tensor {
   Shape strides_;
   int64_t offset_ = 0;
   DType dtype_ = DType::F32;
+  std::shared_ptr<AutogradMeta> autograd_meta_;
 };
 
 // Template definitions ---------------------------------------------------------------------------

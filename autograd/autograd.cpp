@@ -1,0 +1,51 @@
+// Leaves, gradients, detach and grad mode: the user-facing state of autograd.hpp.
+#include "autograd/autograd.hpp"
+
+#include "autograd/node.hpp"
+
+namespace dtensor::autograd {
+
+namespace {
+thread_local bool grad_mode = true;
+}
+
+bool grad_mode_enabled() { return grad_mode; }
+
+void set_grad_mode_enabled(bool enabled) { grad_mode = enabled; }
+
+void set_requires_grad(Tensor& tensor, bool wanted) {
+  check<ValueError>(tensor.defined(), "set_requires_grad", "tensor is undefined");
+  if (!is_leaf(tensor)) {
+    fail<ValueError>("set_requires_grad", "tensor is the output of {}, not a leaf; detach() it to make a new leaf",
+                     tensor.autograd_meta()->grad_fn->name());
+  }
+  check<DTypeError>(!wanted || is_floating(tensor.dtype()), "set_requires_grad",
+                    "only floating tensors can require a gradient, tensor is {}", tensor.dtype());
+  if (!tensor.autograd_meta()) {
+    if (!wanted) return;
+    tensor.set_autograd_meta(std::make_shared<AutogradMeta>());
+  }
+  tensor.autograd_meta()->requires_grad = wanted;
+}
+
+bool requires_grad(const Tensor& tensor) { return tensor.autograd_meta() && tensor.autograd_meta()->requires_grad; }
+
+bool is_leaf(const Tensor& tensor) { return !tensor.autograd_meta() || !tensor.autograd_meta()->grad_fn; }
+
+std::shared_ptr<Node> grad_fn(const Tensor& tensor) {
+  return tensor.autograd_meta() ? tensor.autograd_meta()->grad_fn : nullptr;
+}
+
+Tensor grad(const Tensor& tensor) { return tensor.autograd_meta() ? tensor.autograd_meta()->grad : Tensor(); }
+
+void zero_grad(const Tensor& tensor) {
+  if (tensor.autograd_meta() && tensor.autograd_meta()->grad.defined()) tensor.autograd_meta()->grad.fill(0.0);
+}
+
+Tensor detach(const Tensor& tensor) {
+  Tensor detached = tensor;
+  detached.set_autograd_meta(nullptr);
+  return detached;
+}
+
+}  // namespace dtensor::autograd

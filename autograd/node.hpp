@@ -1,0 +1,139 @@
+// The autograd graph, for writers of differentiable ops (autograd/ops/*.cpp) and of the engine.
+//
+// A recorded op creates one FunctionNode holding the tensors its backward needs (saved without
+// their own autograd state, so a node never keeps itself alive through its output) and one Edge
+// per input: to the node that produced the input, or to the AccumulateGrad node of a leaf, or
+// nothing when the input needs no gradient. The outputs' autograd slots point back at the node.
+// An op writes its forward and backward side by side:
+//
+//   Tensor exp(const Tensor& a) {
+//     Tensor out = dtensor::exp(a);
+//     if (!should_record(a)) return out;          // inference: one pointer test per input
+//     return record("exp", {a}, {out}, out, [](const FunctionNode& node, const Tensor& grad) {
+//       return Grads{dtensor::mul(grad, node.saved(0))};
+//     });
+//   }
+#pragma once
+
+#include "autograd/autograd.hpp"
+#include "tensor/tensor.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+namespace dtensor {
+
+// The state behind Tensor's autograd slot.
+struct AutogradMeta {
+  bool requires_grad = false;               // a marked leaf, or an output of a recorded op
+  std::shared_ptr<autograd::Node> grad_fn;  // the node that made this tensor; null on leaves
+  uint32_t output_nr = 0;                   // which of grad_fn's outputs this is
+  Tensor grad;                              // leaves: the accumulated gradient, one buffer from the first backward
+  // Leaves: the node accumulating into grad, shared by every use so that a leaf used twice
+  // receives one summed gradient. Weak, as the graph owns it.
+  std::weak_ptr<autograd::Node> grad_accumulator;
+};
+
+namespace autograd {
+
+using Grads = std::vector<Tensor>;
+
+// Where a node sends the gradient of one of its inputs: output input_nr of `node`.
+struct Edge {
+  std::shared_ptr<Node> node;
+  uint32_t input_nr = 0;
+};
+
+class Node {
+ public:
+  Node(std::vector<Edge> next_edges, size_t num_outputs);
+  // Frees the chain of nodes only this one owns in a loop, not by recursion, so that dropping a
+  // graph hundreds of thousands of ops deep does not overflow the stack.
+  virtual ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  virtual const char* name() const = 0;
+  // One gradient per output (undefined where none arrived) -> one per next edge (undefined where
+  // the input needs none).
+  virtual Grads apply(const Grads& output_grads) = 0;
+  // Frees what the backward needed; called by the engine right after apply unless retain_graph.
+  virtual void release_saved() {}
+
+  const std::vector<Edge>& next_edges() const { return next_edges_; }
+  size_t num_outputs() const { return num_outputs_; }
+
+ private:
+  // Moves the next nodes nothing else owns into `orphans`, leaving this node's edges empty.
+  void hand_over_sole_owned(std::vector<std::shared_ptr<Node>>& orphans);
+
+  std::vector<Edge> next_edges_;
+  size_t num_outputs_;
+};
+
+// The node of one recorded op: its saved tensors and its backward formula.
+class FunctionNode final : public Node {
+ public:
+  using Backward = std::function<Grads(const FunctionNode& node, const Grads& output_grads)>;
+
+  FunctionNode(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved, size_t num_outputs,
+               Backward backward);
+
+  const char* name() const override { return name_; }
+  Grads apply(const Grads& output_grads) override;
+  void release_saved() override;
+
+  // For the backward formula: the i-th tensor the forward saved, and whether input i wants a gradient.
+  const Tensor& saved(size_t i) const { return saved_[i]; }
+  bool needs_grad(size_t input) const { return bool(next_edges()[input].node); }
+
+ private:
+  void check_gradient(const Tensor& gradient, size_t input) const;
+
+  const char* name_;
+  std::vector<Tensor> saved_;
+  bool saved_released_ = false;
+  std::vector<Shape> input_shapes_;
+  std::vector<DType> input_dtypes_;
+  Backward backward_;
+};
+
+// The sink of a leaf: adds the gradient that reaches it into the leaf's grad.
+class AccumulateGrad final : public Node {
+ public:
+  AccumulateGrad(std::shared_ptr<AutogradMeta> leaf, Shape shape, DType dtype);
+
+  const char* name() const override { return "AccumulateGrad"; }
+  Grads apply(const Grads& output_grads) override;
+
+ private:
+  std::shared_ptr<AutogradMeta> leaf_;
+  Shape shape_;
+  DType dtype_;
+};
+
+// True when an op on these inputs must record: one of them requires a gradient and grad mode is on.
+template <typename... Tensors>
+bool should_record(const Tensors&... inputs) {
+  auto wants = [](const Tensor& t) { return t.autograd_meta() && t.autograd_meta()->requires_grad; };
+  return (wants(inputs) || ...) && grad_mode_enabled();
+}
+bool should_record_any(const std::vector<Tensor>& inputs);
+
+// The edge through which a gradient for `tensor` travels (empty when it needs none).
+Edge gradient_edge(const Tensor& tensor);
+
+// Makes `outputs` the outputs of a new node over `inputs` (the tensors whose gradients the
+// backward returns, in order) that keeps `saved` until its backward has run.
+void record(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved,
+            const std::vector<Tensor*>& outputs, FunctionNode::Backward backward);
+
+// The one-output form: the backward receives the output's gradient; returns the recorded output.
+using SingleOutputBackward = std::function<Grads(const FunctionNode& node, const Tensor& grad)>;
+Tensor record(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved, Tensor output,
+              SingleOutputBackward backward);
+
+}  // namespace autograd
+}  // namespace dtensor
