@@ -28,8 +28,6 @@ std::unordered_map<Node*, int> count_dependencies(Node* root) {
   return dependencies;
 }
 
-void accumulate(Tensor& sum, const Tensor& gradient) { sum = sum.defined() ? dtensor::add(sum, gradient) : gradient; }
-
 Tensor seed_gradient(const Tensor& root, const Tensor& gradient) {
   if (!gradient.defined()) {
     check<ShapeError>(root.numel() == 1, "backward",
@@ -44,33 +42,34 @@ Tensor seed_gradient(const Tensor& root, const Tensor& gradient) {
   return detach(gradient);
 }
 
-void run_graph(const Edge& root, Tensor root_gradient, bool retain_graph) {
+}  // namespace
+
+void run_backward(const Edge& root, Gradient root_gradient, bool retain_graph) {
+  NoGradGuard no_grad;  // the backward formulas call plain kernels; this keeps any other op from recording
   std::unordered_map<Node*, int> dependencies = count_dependencies(root.node.get());
-  std::unordered_map<Node*, Grads> arrived;  // gradients of each pending node's outputs
+  std::unordered_map<Node*, Gradients> arrived;  // gradients of each pending node's outputs
   arrived[root.node.get()].resize(root.node->num_outputs());
   arrived[root.node.get()][root.input_nr] = std::move(root_gradient);
   std::vector<std::shared_ptr<Node>> ready{root.node};
   while (!ready.empty()) {
     std::shared_ptr<Node> node = std::move(ready.back());
     ready.pop_back();
-    Grads output_grads = std::move(arrived[node.get()]);
+    Gradients output_grads = std::move(arrived[node.get()]);
     arrived.erase(node.get());
-    Grads input_grads = node->apply(output_grads);
+    Gradients input_grads = node->apply(output_grads);
     output_grads.clear();
     if (!retain_graph) node->release_saved();
     const std::vector<Edge>& edges = node->next_edges();
     for (size_t i = 0; i < edges.size(); ++i) {
       Node* next = edges[i].node.get();
       if (!next) continue;
-      Grads& slots = arrived[next];
+      Gradients& slots = arrived[next];
       if (slots.empty()) slots.resize(next->num_outputs());
-      if (i < input_grads.size() && input_grads[i].defined()) accumulate(slots[edges[i].input_nr], input_grads[i]);
+      if (i < input_grads.size()) slots[edges[i].input_nr] = slots[edges[i].input_nr].plus(input_grads[i]);
       if (--dependencies[next] == 0) ready.push_back(edges[i].node);
     }
   }
 }
-
-}  // namespace
 
 void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
   check<ValueError>(root.defined(), "backward", "root is undefined");
@@ -79,9 +78,7 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph) {
                     "root {} does not require a gradient: no input of the ops that made it requires one, or "
                     "they ran under NoGradGuard",
                     root.to_string());
-  Tensor seed = seed_gradient(root, gradient);
-  NoGradGuard no_grad;  // the backward formulas call plain kernels; this keeps any other op from recording
-  run_graph(root_edge, std::move(seed), retain_graph);
+  run_backward(root_edge, seed_gradient(root, gradient), retain_graph);
 }
 
 }  // namespace dtensor::autograd

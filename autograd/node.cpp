@@ -42,8 +42,8 @@ std::vector<Tensor> detached(std::vector<Tensor> tensors) {
   return tensors;
 }
 
-bool all_undefined(const Grads& grads) {
-  return std::none_of(grads.begin(), grads.end(), [](const Tensor& g) { return g.defined(); });
+bool all_undefined(const Gradients& grads) {
+  return std::none_of(grads.begin(), grads.end(), [](const Gradient& g) { return g.defined(); });
 }
 }  // namespace
 
@@ -61,14 +61,16 @@ FunctionNode::FunctionNode(const char* name, const std::vector<Tensor>& inputs, 
   }
 }
 
-Grads FunctionNode::apply(const Grads& output_grads) {
-  Grads grads(next_edges().size());
+Gradients FunctionNode::apply(const Gradients& output_grads) {
+  Gradients grads(next_edges().size());
   if (all_undefined(output_grads)) return grads;
   check<AutogradError>(!saved_released_, "backward",
                        "{}'s saved tensors were freed by an earlier backward through this graph; pass "
                        "retain_graph = true to that backward to run backward through it again",
                        name_);
-  Grads computed = backward_(*this, output_grads);
+  Grads local_grads;
+  for (const Gradient& g : output_grads) local_grads.push_back(g.tensor(name_));
+  Grads computed = backward_(*this, local_grads);
   check<AutogradError>(computed.size() == grads.size(), "backward", "{}'s backward returned {} gradients for {} inputs",
                        name_, computed.size(), grads.size());
   for (size_t i = 0; i < grads.size(); ++i) {
@@ -99,8 +101,8 @@ void FunctionNode::release_saved() {
 AccumulateGrad::AccumulateGrad(std::shared_ptr<AutogradMeta> leaf, Shape shape, DType dtype)
     : Node({}, 1), leaf_(std::move(leaf)), shape_(std::move(shape)), dtype_(dtype) {}
 
-Grads AccumulateGrad::apply(const Grads& output_grads) {
-  const Tensor& gradient = output_grads[0];
+Gradients AccumulateGrad::apply(const Gradients& output_grads) {
+  const Tensor& gradient = output_grads[0].tensor("AccumulateGrad");
   if (!gradient.defined()) return {};
   check<AutogradError>(gradient.shape() == shape_ && gradient.dtype() == dtype_, "backward",
                        "the gradient reaching a leaf {} {} is {} {}", dtype_name(dtype_), shape_str(shape_),
@@ -121,16 +123,38 @@ bool should_record_any(const std::vector<Tensor>& inputs) {
   return std::any_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return should_record(t); });
 }
 
-Edge gradient_edge(const Tensor& tensor) {
-  const auto& meta = tensor.autograd_meta();
+Edge gradient_edge(const std::shared_ptr<AutogradMeta>& meta,
+                   const std::function<std::shared_ptr<Node>()>& make_accumulator) {
   if (!meta || !meta->requires_grad) return {};
   if (meta->grad_fn) return {meta->grad_fn, meta->output_nr};
   std::shared_ptr<Node> accumulator = meta->grad_accumulator.lock();
   if (!accumulator) {
-    accumulator = std::make_shared<AccumulateGrad>(meta, tensor.shape(), tensor.dtype());
+    accumulator = make_accumulator();
     meta->grad_accumulator = accumulator;
   }
   return {accumulator, 0};
+}
+
+Edge gradient_edge(const Tensor& tensor) {
+  const auto& meta = tensor.autograd_meta();
+  return gradient_edge(meta, [&] { return std::make_shared<AccumulateGrad>(meta, tensor.shape(), tensor.dtype()); });
+}
+
+// Gradient ---------------------------------------------------------------------------------------
+
+const Tensor& Gradient::tensor(const char* op) const {
+  check<AutogradError>(!value_, "backward", "{} received a DTensor (or other non-local) gradient for a local tensor",
+                       op);
+  return tensor_;
+}
+
+Gradient Gradient::plus(const Gradient& other) const {
+  if (!defined()) return other;
+  if (!other.defined()) return *this;
+  check<AutogradError>(bool(value_) == bool(other.value_), "backward",
+                       "a local and a DTensor gradient reached the same tensor");
+  if (value_) return Gradient(value_->plus(*other.value_));
+  return Gradient(dtensor::add(tensor_, other.tensor_));
 }
 
 void record(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved,

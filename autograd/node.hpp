@@ -40,6 +40,35 @@ namespace autograd {
 
 using Grads = std::vector<Tensor>;
 
+// A gradient value other than a local Tensor, e.g. a DTensor's (dtensor/autograd.hpp). The engine
+// moves and sums gradients without knowing their type, so autograd/ stays below dtensor/.
+class GradientValue {
+ public:
+  virtual ~GradientValue() = default;
+  // this + other, both of the same kind (AutogradError otherwise).
+  virtual std::shared_ptr<const GradientValue> plus(const GradientValue& other) const = 0;
+};
+
+// What travels along an edge: a local Tensor, another GradientValue, or nothing (undefined).
+class Gradient {
+ public:
+  Gradient() = default;
+  Gradient(Tensor tensor) : tensor_(std::move(tensor)) {}  // NOLINT: implicit, formulas return Tensors
+  explicit Gradient(std::shared_ptr<const GradientValue> value) : value_(std::move(value)) {}
+
+  bool defined() const { return tensor_.defined() || value_; }
+  // The local tensor (AutogradError naming `op` when this gradient is another kind of value).
+  const Tensor& tensor(const char* op) const;
+  const GradientValue* value() const { return value_.get(); }
+  // The sum of two gradients reaching the same output; an undefined one counts as zero.
+  Gradient plus(const Gradient& other) const;
+
+ private:
+  Tensor tensor_;
+  std::shared_ptr<const GradientValue> value_;
+};
+using Gradients = std::vector<Gradient>;
+
 // Where a node sends the gradient of one of its inputs: output input_nr of `node`.
 struct Edge {
   std::shared_ptr<Node> node;
@@ -58,7 +87,7 @@ class Node {
   virtual const char* name() const = 0;
   // One gradient per output (undefined where none arrived) -> one per next edge (undefined where
   // the input needs none).
-  virtual Grads apply(const Grads& output_grads) = 0;
+  virtual Gradients apply(const Gradients& output_grads) = 0;
   // Frees what the backward needed; called by the engine right after apply unless retain_graph.
   virtual void release_saved() {}
 
@@ -82,7 +111,7 @@ class FunctionNode final : public Node {
                Backward backward);
 
   const char* name() const override { return name_; }
-  Grads apply(const Grads& output_grads) override;
+  Gradients apply(const Gradients& output_grads) override;
   void release_saved() override;
 
   // For the backward formula: the i-th tensor the forward saved, and whether input i wants a gradient.
@@ -106,7 +135,7 @@ class AccumulateGrad final : public Node {
   AccumulateGrad(std::shared_ptr<AutogradMeta> leaf, Shape shape, DType dtype);
 
   const char* name() const override { return "AccumulateGrad"; }
-  Grads apply(const Grads& output_grads) override;
+  Gradients apply(const Gradients& output_grads) override;
 
  private:
   std::shared_ptr<AutogradMeta> leaf_;
@@ -124,6 +153,15 @@ bool should_record_any(const std::vector<Tensor>& inputs);
 
 // The edge through which a gradient for `tensor` travels (empty when it needs none).
 Edge gradient_edge(const Tensor& tensor);
+// The same for any handle's slot: the producing node, else the leaf's accumulator, made by
+// `make_accumulator` on first use and shared (weakly) by every later use of the leaf.
+Edge gradient_edge(const std::shared_ptr<AutogradMeta>& meta,
+                   const std::function<std::shared_ptr<Node>()>& make_accumulator);
+
+// The engine (engine.cpp): runs the graph below `root` with d loss / d root = `seed`, under
+// NoGradGuard. backward(Tensor) and the DTensor form (dtensor/autograd.hpp) check the root and
+// seed and call this.
+void run_backward(const Edge& root, Gradient seed, bool retain_graph);
 
 // Makes `outputs` the outputs of a new node over `inputs` (the tensors whose gradients the
 // backward returns, in order) that keeps `saved` until its backward has run.

@@ -16,10 +16,15 @@
 #include "dtensor/redistribute_plan.hpp"
 #include "mesh/device_mesh.hpp"
 
+#include <memory>
 #include <optional>
 #include <string>
 
 namespace dtensor {
+
+// A DTensor's autograd state, defined by dtensor/autograd/node.hpp; as Tensor does, a DTensor only
+// carries the slot.
+struct DTensorAutogradMeta;
 
 namespace detail {
 struct OpAccess;  // dtensor/ops: wraps an op's local result (see ops/dispatch.cpp)
@@ -60,6 +65,12 @@ class DTensor {
   // The plan redistribute(target) would run, one line per step, bytes for this rank.
   std::string explain_redistribute(const Placements& target) const;
 
+  // Autograd slot (dtensor/autograd.hpp reads and sets it). Empty unless the DTensor is a leaf
+  // that requires a gradient or the output of a recorded op; handle copies share it, and the
+  // DTensors that calls above return start without it.
+  const std::shared_ptr<DTensorAutogradMeta>& autograd_meta() const { return autograd_meta_; }
+  void set_autograd_meta(std::shared_ptr<DTensorAutogradMeta> meta) { autograd_meta_ = std::move(meta); }
+
  private:
   friend struct detail::OpAccess;
   DTensor(Tensor local, DeviceMesh mesh, Placements placements, Shape shape);
@@ -69,6 +80,7 @@ class DTensor {
   DeviceMesh mesh_;
   Placements placements_;
   Shape shape_;
+  std::shared_ptr<DTensorAutogradMeta> autograd_meta_;
 };
 
 // A redistribute in flight. Steps run in order; each collective step is started without
