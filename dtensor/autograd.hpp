@@ -1,0 +1,71 @@
+// Reverse-mode autograd of DTensors (docs/design.md section 13): the engine of autograd/autograd.hpp
+// with gradients that are DTensors and carry placements.
+//
+//   namespace ag = dtensor::autograd;
+//   DTensor w = DTensor::distribute(full_w, mesh, {Shard(0)});
+//   ag::set_requires_grad(w);
+//   DTensor loss = ag::sum(ag::linear(x, w));   // the DTensor ops below record a graph
+//   ag::backward(loss);                         // ag::grad(w) is a DTensor placed S(0), like w
+//
+// A DTensor op's backward is written with DTensor ops, so their sharding rules give the gradient
+// placements: an intermediate gradient may stay Partial(sum) (two of them add without a
+// reduction); a leaf's gradient is redistributed to the leaf's placements once, when it arrives.
+// The backward of redistribute(src -> dst) redistributes the gradient back to src, a Partial in
+// src read as Replicate (PyTorch's rule). Local tensors and DTensors mix in one graph through
+// from_local / to_local / full_tensor.
+#pragma once
+
+#include "autograd/autograd.hpp"
+#include "dtensor/dtensor.hpp"
+
+#include <optional>
+#include <vector>
+
+namespace dtensor::autograd {
+
+// The leaf state of autograd/autograd.hpp, for DTensors. set_requires_grad: ValueError for a
+// non-leaf, DTypeError for a non-floating dtype.
+void set_requires_grad(DTensor& tensor, bool wanted = true);
+bool requires_grad(const DTensor& tensor);
+bool is_leaf(const DTensor& tensor);
+std::shared_ptr<Node> grad_fn(const DTensor& tensor);
+// The accumulated gradient of a leaf, with the leaf's mesh, placements, shape and dtype
+// (undefined before the first backward that reaches it).
+DTensor grad(const DTensor& tensor);
+// Fills the leaf's accumulated gradient with zeros in place, keeping its buffer.
+void zero_grad(const DTensor& tensor);
+DTensor detach(const DTensor& tensor);
+
+// backward from a DTensor root. `gradient` (same global shape and dtype, any placements) may be
+// omitted for a one-element root, where it is a replicated 1. Collective over the root's mesh:
+// every rank must call it on the same graph.
+void backward(const DTensor& root, const DTensor& gradient = DTensor(), bool retain_graph = false);
+
+// Between layouts and between DTensors and local tensors. redistribute's backward redistributes
+// the gradient to the source placements with Partial read as Replicate; from_local's does the same
+// and returns the local block; to_local's wraps the local gradient with the input's placements
+// (as torch's DTensor.to_local without grad_placements).
+DTensor redistribute(const DTensor& a, const Placements& placements);
+DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements& placements,
+                   const std::optional<Shape>& global_shape = std::nullopt);
+Tensor to_local(const DTensor& a);
+Tensor full_tensor(const DTensor& a);
+
+// The differentiable forms of the ops of dtensor/ops.hpp of the same names and arguments.
+// Broadcast inputs get their gradient summed back over the broadcast dims.
+DTensor add(const DTensor& a, const DTensor& b);
+DTensor sub(const DTensor& a, const DTensor& b);
+DTensor mul(const DTensor& a, const DTensor& b);
+DTensor add(const DTensor& a, double s);
+DTensor mul(const DTensor& a, double s);
+DTensor neg(const DTensor& a);
+DTensor sum(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+DTensor mean(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+DTensor reshape(const DTensor& a, const Shape& shape);
+DTensor transpose(const DTensor& a, int64_t dim0, int64_t dim1);
+// Both operands at least 2-D (ValueError naming the operand otherwise).
+DTensor matmul(const DTensor& a, const DTensor& b);
+DTensor linear(const DTensor& x, const DTensor& weight);
+DTensor linear(const DTensor& x, const DTensor& weight, const DTensor& bias);
+
+}  // namespace dtensor::autograd
