@@ -63,6 +63,22 @@ DTensor sum(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdi
 DTensor mean(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 DTensor reshape(const DTensor& a, const Shape& shape);
 DTensor transpose(const DTensor& a, int64_t dim0, int64_t dim1);
+// Blockwise ops (dtensor/autograd/blockwise.cpp): a Partial input is reduced and the dim they
+// work along gathered first, then the local autograd op runs on the blocks and its backward is
+// the local one. A norm's weight (replicated beside sharded rows) gets a P(sum) gradient.
+DTensor exp(const DTensor& a);
+DTensor log(const DTensor& a);
+DTensor sqrt(const DTensor& a);
+DTensor rsqrt(const DTensor& a);
+DTensor tanh(const DTensor& a);
+DTensor relu(const DTensor& a);
+DTensor silu(const DTensor& a);
+DTensor gelu(const DTensor& a);
+DTensor cast(const DTensor& a, DType dtype);
+DTensor softmax(const DTensor& a, int64_t dim);
+DTensor log_softmax(const DTensor& a, int64_t dim);
+DTensor layer_norm(const DTensor& x, const DTensor& weight, const DTensor& bias, double eps);
+DTensor rms_norm(const DTensor& x, const DTensor& weight, double eps);
 // Both operands at least 2-D (ValueError naming the operand otherwise).
 DTensor matmul(const DTensor& a, const DTensor& b);
 DTensor linear(const DTensor& x, const DTensor& weight);

@@ -85,7 +85,8 @@ void DistributedNode::check_gradient(const Gradient& gradient, size_t input) con
 }
 
 void DistributedNode::release_saved() {
-  if (saved_.empty()) return;  // nothing was saved, so a second backward needs nothing freed
+  if (saved_.empty() && !held_) return;  // nothing was saved, so a second backward needs nothing freed
+  held_.reset();
   saved_.clear();
   saved_.shrink_to_fit();
   saved_released_ = true;

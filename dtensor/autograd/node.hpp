@@ -69,6 +69,12 @@ class DistributedNode final : public Node {
 
   const DTensor& saved(size_t i) const { return saved_[i]; }
   bool needs_grad(size_t input) const { return bool(next_edges()[input].node); }
+  // Other state the backward needs (a blockwise op's local graph), freed with the saved tensors.
+  void hold(std::shared_ptr<void> state) { held_ = std::move(state); }
+  template <typename T>
+  T& held() const {
+    return *static_cast<T*>(held_.get());
+  }
 
  private:
   void check_gradient(const Gradient& gradient, size_t input) const;
@@ -76,6 +82,7 @@ class DistributedNode final : public Node {
   const char* name_;
   std::vector<InputSpec> inputs_;
   DGrads saved_;
+  std::shared_ptr<void> held_;
   bool saved_released_ = false;
   Backward backward_;
 };
