@@ -56,6 +56,7 @@ Tensor full_tensor(const DTensor& a);
 DTensor add(const DTensor& a, const DTensor& b);
 DTensor sub(const DTensor& a, const DTensor& b);
 DTensor mul(const DTensor& a, const DTensor& b);
+DTensor div(const DTensor& a, const DTensor& b);
 DTensor add(const DTensor& a, double s);
 DTensor mul(const DTensor& a, double s);
 DTensor neg(const DTensor& a);
@@ -63,6 +64,17 @@ DTensor sum(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdi
 DTensor mean(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 DTensor reshape(const DTensor& a, const Shape& shape);
 DTensor transpose(const DTensor& a, int64_t dim0, int64_t dim1);
+DTensor view(const DTensor& a, const Shape& shape);
+DTensor flatten(const DTensor& a, int64_t start_dim = 0, int64_t end_dim = -1);
+DTensor permute(const DTensor& a, const std::vector<int64_t>& dims);
+// The gradient is zero outside the narrowed range.
+DTensor narrow(const DTensor& a, int64_t dim, int64_t start, int64_t length);
+// Joins and splits; the pieces of chunk / split share one node and a piece without a gradient
+// counts as zeros.
+DTensor cat(const std::vector<DTensor>& tensors, int64_t dim);
+DTensor stack(const std::vector<DTensor>& tensors, int64_t dim);
+std::vector<DTensor> chunk(const DTensor& a, int64_t chunks, int64_t dim);
+std::vector<DTensor> split(const DTensor& a, const std::vector<int64_t>& sizes, int64_t dim);
 // Blockwise ops (dtensor/autograd/blockwise.cpp): a Partial input is reduced and the dim they
 // work along gathered first, then the local autograd op runs on the blocks and its backward is
 // the local one. A norm's weight (replicated beside sharded rows) gets a P(sum) gradient.
@@ -83,5 +95,6 @@ DTensor rms_norm(const DTensor& x, const DTensor& weight, double eps);
 DTensor matmul(const DTensor& a, const DTensor& b);
 DTensor linear(const DTensor& x, const DTensor& weight);
 DTensor linear(const DTensor& x, const DTensor& weight, const DTensor& bias);
+DTensor bmm(const DTensor& a, const DTensor& b);
 
 }  // namespace dtensor::autograd

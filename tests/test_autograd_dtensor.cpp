@@ -160,6 +160,82 @@ TEST_CASE("matmul and linear: gradients equal the full computation's", "[autogra
   }
 }
 
+TEST_CASE("div and bmm: gradients equal the full computation's", "[autograd][dtensor]") {
+  Tensor denominator = dtensor::random({5, 3}, DType::F64, {.seed = 160, .a = 0.5, .b = 2.0});
+  sweep(
+      {f64({5, 3}, 161), denominator}, [](const auto& x) { return ag::div(x[0], x[1]); },
+      [](const auto& x) { return ag::div(x[0], x[1]); }, 162);
+  sweep(
+      {f64({4, 1, 3}, 163), denominator.narrow(0, 0, 2).contiguous()},
+      [](const auto& x) { return ag::div(x[0], x[1]); }, [](const auto& x) { return ag::div(x[0], x[1]); }, 164);
+  sweep(
+      {f64({3, 4, 5}, 165), f64({3, 5, 2}, 166)}, [](const auto& x) { return ag::bmm(x[0], x[1]); },
+      [](const auto& x) { return ag::bmm(x[0], x[1]); }, 167);
+}
+
+TEST_CASE("views, joins and splits: gradients equal the full computation's", "[autograd][dtensor]") {
+  std::vector<Tensor> one = {f64({5, 2, 3}, 170)};
+  sweep(
+      one,
+      [](const auto& x) {
+        return ag::view(x[0], {5, 6});
+      },
+      [](const auto& x) {
+        return ag::view(x[0], {5, 6});
+      },
+      171);
+  sweep(
+      one, [](const auto& x) { return ag::flatten(x[0], 1, 2); }, [](const auto& x) { return ag::flatten(x[0], 1, 2); },
+      172);
+  sweep(
+      one,
+      [](const auto& x) {
+        return ag::permute(x[0], {2, 0, 1});
+      },
+      [](const auto& x) {
+        return ag::permute(x[0], {2, 0, 1});
+      },
+      173);
+  for (int64_t dim : {0, 2}) {
+    const std::vector<int64_t> sizes = dim == 0 ? std::vector<int64_t>{2, 1, 2} : std::vector<int64_t>{1, 1, 1};
+    sweep(
+        one, [dim](const auto& x) { return ag::narrow(x[0], dim, 1, 2); },
+        [dim](const auto& x) { return ag::narrow(x[0], dim, 1, 2); }, 174 + uint64_t(dim));
+    // Pieces 0 and 2 are used, piece 1 not: its part of the gradient is zero.
+    sweep(
+        one,
+        [dim, sizes](const auto& x) {
+          std::vector<DTensor> pieces = ag::split(x[0], sizes, dim);
+          return ag::cat({pieces[2], ag::mul(pieces[0], 2.0)}, dim);
+        },
+        [dim, sizes](const auto& x) {
+          std::vector<Tensor> pieces = ag::split(x[0], sizes, dim);
+          return ag::cat({pieces[2], ag::mul(pieces[0], 2.0)}, dim);
+        },
+        178 + uint64_t(dim));
+    sweep(
+        one,
+        [dim](const auto& x) {
+          std::vector<DTensor> pieces = ag::chunk(x[0], 2, dim);
+          return ag::stack({pieces[0], pieces[0]}, 0);
+        },
+        [dim](const auto& x) {
+          std::vector<Tensor> pieces = ag::chunk(x[0], 2, dim);
+          return ag::stack({pieces[0], pieces[0]}, 0);
+        },
+        182 + uint64_t(dim));
+  }
+  sweep(
+      {f64({5, 3}, 190), f64({2, 3}, 191)},
+      [](const auto& x) {
+        return ag::cat({x[0], x[1]}, 0);
+      },
+      [](const auto& x) {
+        return ag::cat({x[0], x[1]}, 0);
+      },
+      192);
+}
+
 TEST_CASE("unary math and cast run blockwise: gradients equal the full computation's", "[autograd][dtensor]") {
   // Positive inputs for log, sqrt and rsqrt; non-integers so relu's kink at 0 is never hit.
   Tensor positive = dtensor::random({5, 3}, DType::F64, {.seed = 120, .a = 0.5, .b = 2.0});

@@ -167,6 +167,19 @@ DTensor mul(const DTensor& a, const DTensor& b) {
   });
 }
 
+// d(a / b) = grad / b for a, -grad * out / b for b.
+DTensor div(const DTensor& a, const DTensor& b) {
+  DTensor out = dtensor::div(a, b);
+  if (!should_record(a, b)) return out;
+  return record("div", {a, b}, {b, out}, out, [sa = a.shape()](const DistributedNode& node, const DTensor& grad) {
+    const DTensor &b = node.saved(0), &out = node.saved(1);
+    DTensor ga = node.needs_grad(0) ? sum_to_shape(dtensor::div(grad, b), sa) : DTensor();
+    DTensor gb;
+    if (node.needs_grad(1)) gb = sum_to_shape(dtensor::neg(dtensor::div(dtensor::mul(grad, out), b)), b.shape());
+    return DGrads{ga, gb};
+  });
+}
+
 DTensor add(const DTensor& a, double s) {
   DTensor out = dtensor::add(a, s);
   if (!should_record(a)) return out;
