@@ -91,6 +91,15 @@ DTensor softmax(const DTensor& a, int64_t dim);
 DTensor log_softmax(const DTensor& a, int64_t dim);
 DTensor layer_norm(const DTensor& x, const DTensor& weight, const DTensor& bias, double eps);
 DTensor rms_norm(const DTensor& x, const DTensor& weight, double eps);
+// Broadcasting elementwise ops run blockwise too: the output is laid out as the input of the
+// output's shape (else replicated), the other inputs aligned to it. Ties split the gradient, as
+// torch; cond gets none.
+DTensor maximum(const DTensor& a, const DTensor& b);
+DTensor minimum(const DTensor& a, const DTensor& b);
+DTensor where(const DTensor& cond, const DTensor& a, const DTensor& b);
+// amax / amin gather the reduced dims, then reduce blockwise.
+DTensor amax(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+DTensor amin(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 // Both operands at least 2-D (ValueError naming the operand otherwise).
 DTensor matmul(const DTensor& a, const DTensor& b);
 DTensor linear(const DTensor& x, const DTensor& weight);

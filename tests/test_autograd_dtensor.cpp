@@ -23,7 +23,7 @@ std::vector<Tensor> local_gradients(const LocalFn& fn, const std::vector<Tensor>
   std::vector<Tensor> leaves;
   for (const Tensor& full : fulls) {
     leaves.push_back(full.clone());
-    ag::set_requires_grad(leaves.back());
+    if (is_floating(full.dtype())) ag::set_requires_grad(leaves.back());
   }
   ag::backward(fn(leaves), v);
   std::vector<Tensor> grads;
@@ -45,7 +45,7 @@ void check_gradients(const DeviceMesh& mesh, const std::vector<Tensor>& fulls, c
   std::vector<DTensor> leaves;
   for (size_t i = 0; i < fulls.size(); ++i) {
     leaves.push_back(DTensor::distribute(fulls[i], mesh, layouts[i]));
-    ag::set_requires_grad(leaves.back());
+    if (is_floating(fulls[i].dtype())) ag::set_requires_grad(leaves.back());
   }
   DTensor out = dfn(leaves);
   Tensor v = integer_valued(out.shape(), out.dtype(), rng());
@@ -53,6 +53,7 @@ void check_gradients(const DeviceMesh& mesh, const std::vector<Tensor>& fulls, c
   ag::backward(out, DTensor::distribute(v, mesh, seed_layout));
   std::vector<Tensor> expected = local_gradients(lfn, fulls, v);
   for (size_t i = 0; i < fulls.size(); ++i) {
+    if (!is_floating(fulls[i].dtype())) continue;  // a condition or ids: no gradient
     INFO("mesh " << mesh.to_string() << " inputs " << describe(layouts) << " output "
                  << placements_str(out.placements()) << " seed " << placements_str(seed_layout) << " input " << i);
     DTensor g = ag::grad(leaves[i]);
@@ -234,6 +235,42 @@ TEST_CASE("views, joins and splits: gradients equal the full computation's", "[a
         return ag::cat({x[0], x[1]}, 0);
       },
       192);
+}
+
+TEST_CASE("maximum, minimum, where, amax and amin: gradients equal the full computation's, ties split",
+          "[autograd][dtensor]") {
+  Tensor a = dtensor::random({5, 3}, DType::F64, {.seed = 200, .a = -2.0, .b = 2.0});
+  Tensor b = dtensor::random({3}, DType::F64, {.seed = 201, .a = -2.0, .b = 2.0});
+  Tensor c = dtensor::random({4, 1, 3}, DType::F64, {.seed = 202, .a = -2.0, .b = 2.0});
+  for (const auto& [x, y] : {std::pair{a, b}, std::pair{b, a}, std::pair{c, a}}) {
+    sweep(
+        {x, y}, [](const auto& t) { return ag::maximum(t[0], t[1]); },
+        [](const auto& t) { return ag::maximum(t[0], t[1]); }, 203);
+    sweep(
+        {x, y}, [](const auto& t) { return ag::minimum(t[0], t[1]); },
+        [](const auto& t) { return ag::minimum(t[0], t[1]); }, 204);
+  }
+  // Small integers tie often: the gradient is split between tied inputs and tied maxima, as torch.
+  Tensor ties = f64({5, 3}, 205), other = f64({5, 3}, 206);
+  sweep_layouts(
+      {ties, other}, [](const auto& t) { return ag::maximum(t[0], t[1]); },
+      [](const auto& t) { return ag::maximum(t[0], t[1]); }, 207);
+  Tensor cond = dtensor::gt(a, Tensor::full({}, 0.0, DType::F64));
+  sweep(
+      {cond, c, b}, [](const auto& t) { return ag::where(t[0], t[1], t[2]); },
+      [](const auto& t) { return ag::where(t[0], t[1], t[2]); }, 208);
+  const std::vector<std::pair<std::vector<int64_t>, bool>> reductions = {{{}, false}, {{0}, false}, {{1}, true}};
+  uint64_t seed = 210;
+  for (const auto& [dims, keepdim] : reductions) {
+    auto amax = [dims, keepdim](const auto& t) { return ag::amax(t[0], dims, keepdim); };
+    auto amin = [dims, keepdim](const auto& t) { return ag::amin(t[0], dims, keepdim); };
+    auto local_amax = [dims, keepdim](const auto& t) { return ag::amax(t[0], dims, keepdim); };
+    auto local_amin = [dims, keepdim](const auto& t) { return ag::amin(t[0], dims, keepdim); };
+    sweep({a}, amax, local_amax, seed++);
+    sweep({a}, amin, local_amin, seed++);
+    sweep_layouts({ties}, amax, local_amax, seed++);  // tied maxima share the gradient
+    sweep_layouts({ties}, amin, local_amin, seed++);
+  }
 }
 
 TEST_CASE("unary math and cast run blockwise: gradients equal the full computation's", "[autograd][dtensor]") {
