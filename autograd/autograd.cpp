@@ -14,18 +14,7 @@ bool grad_mode_enabled() { return grad_mode; }
 void set_grad_mode_enabled(bool enabled) { grad_mode = enabled; }
 
 void set_requires_grad(Tensor& tensor, bool wanted) {
-  check<ValueError>(tensor.defined(), "set_requires_grad", "tensor is undefined");
-  if (!is_leaf(tensor)) {
-    fail<ValueError>("set_requires_grad", "tensor is the output of {}, not a leaf; detach() it to make a new leaf",
-                     tensor.autograd_meta()->grad_fn->name());
-  }
-  check<DTypeError>(!wanted || is_floating(tensor.dtype()), "set_requires_grad",
-                    "only floating tensors can require a gradient, tensor is {}", tensor.dtype());
-  if (!tensor.autograd_meta()) {
-    if (!wanted) return;
-    tensor.set_autograd_meta(std::make_shared<AutogradMeta>());
-  }
-  tensor.autograd_meta()->requires_grad = wanted;
+  mark_requires_grad<AutogradMeta>(tensor, tensor.defined(), tensor.dtype(), wanted);
 }
 
 bool requires_grad(const Tensor& tensor) { return tensor.autograd_meta() && tensor.autograd_meta()->requires_grad; }

@@ -51,26 +51,21 @@ bool all_undefined(const Gradients& grads) {
 
 FunctionNode::FunctionNode(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved,
                            size_t num_outputs, Backward backward)
-    : Node(edges_of(inputs), num_outputs),
-      name_(name),
-      saved_(detached(std::move(saved))),
-      backward_(std::move(backward)) {
+    : OpNode(name, edges_of(inputs), num_outputs), saved_(detached(std::move(saved))), backward_(std::move(backward)) {
   for (const Tensor& input : inputs) {
     input_shapes_.push_back(input.shape());
     input_dtypes_.push_back(input.dtype());
   }
 }
 
-Gradients FunctionNode::apply(const Gradients& output_grads) {
+Gradients OpNode::apply(const Gradients& output_grads) {
   Gradients grads(next_edges().size());
   if (all_undefined(output_grads)) return grads;
   check<AutogradError>(!saved_released_, "backward",
                        "{}'s saved tensors were freed by an earlier backward through this graph; pass "
                        "retain_graph = true to that backward to run backward through it again",
                        name_);
-  Grads local_grads;
-  for (const Gradient& g : output_grads) local_grads.push_back(g.tensor(name_));
-  Grads computed = backward_(*this, local_grads);
+  Gradients computed = compute(output_grads);
   check<AutogradError>(computed.size() == grads.size(), "backward", "{}'s backward returned {} gradients for {} inputs",
                        name_, computed.size(), grads.size());
   for (size_t i = 0; i < grads.size(); ++i) {
@@ -81,10 +76,17 @@ Gradients FunctionNode::apply(const Gradients& output_grads) {
   return grads;
 }
 
-// A formula's mistake surfaces here, naming the op, rather than as a wrong leaf gradient.
-void FunctionNode::check_gradient(const Tensor& gradient, size_t input) const {
+Gradients FunctionNode::compute(const Gradients& output_grads) {
+  Grads local_grads;
+  for (const Gradient& g : output_grads) local_grads.push_back(g.tensor(name()));
+  Grads computed = backward_(*this, local_grads);
+  return Gradients(computed.begin(), computed.end());
+}
+
+void FunctionNode::check_gradient(const Gradient& g, size_t input) const {
+  const Tensor& gradient = g.tensor(name());
   check<AutogradError>(gradient.shape() == input_shapes_[input] && gradient.dtype() == input_dtypes_[input], "backward",
-                       "{}'s gradient for input {} is {} {}, expected {} {}", name_, input,
+                       "{}'s gradient for input {} is {} {}, expected {} {}", name(), input,
                        dtype_name(gradient.dtype()), shape_str(gradient.shape()), dtype_name(input_dtypes_[input]),
                        shape_str(input_shapes_[input]));
 }
@@ -93,7 +95,7 @@ void FunctionNode::release_saved() {
   if (saved_.empty()) return;  // nothing was saved, so a second backward needs nothing freed
   saved_.clear();
   saved_.shrink_to_fit();
-  saved_released_ = true;
+  mark_released();
 }
 
 // AccumulateGrad ---------------------------------------------------------------------------------

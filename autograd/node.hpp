@@ -102,28 +102,51 @@ class Node {
   size_t num_outputs_;
 };
 
-// The node of one recorded op: its saved tensors and its backward formula.
-class FunctionNode final : public Node {
+// What the node of every recorded op does around its backward formula, local or distributed
+// (dtensor/autograd/node.hpp): nothing when no gradient arrived, an AutogradError when the saved
+// state was freed, then the formula, and each gradient an input wants checked against that input.
+class OpNode : public Node {
+ public:
+  OpNode(const char* name, std::vector<Edge> next_edges, size_t num_outputs)
+      : Node(std::move(next_edges), num_outputs), name_(name) {}
+
+  const char* name() const final { return name_; }
+  Gradients apply(const Gradients& output_grads) final;
+
+  // For the backward formula: whether input i wants a gradient.
+  bool needs_grad(size_t input) const { return bool(next_edges()[input].node); }
+
+ protected:
+  // The formula: one gradient per next edge (undefined ones allowed).
+  virtual Gradients compute(const Gradients& output_grads) = 0;
+  // A formula's mistake surfaces here, naming the op, rather than as a wrong leaf gradient.
+  virtual void check_gradient(const Gradient& gradient, size_t input) const = 0;
+  // Called by release_saved once it freed something: a later apply is then an AutogradError.
+  void mark_released() { saved_released_ = true; }
+
+ private:
+  const char* name_;
+  bool saved_released_ = false;
+};
+
+// The node of one recorded op on local tensors: its saved tensors and its backward formula.
+class FunctionNode final : public OpNode {
  public:
   using Backward = std::function<Grads(const FunctionNode& node, const Grads& output_grads)>;
 
   FunctionNode(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved, size_t num_outputs,
                Backward backward);
 
-  const char* name() const override { return name_; }
-  Gradients apply(const Gradients& output_grads) override;
   void release_saved() override;
 
-  // For the backward formula: the i-th tensor the forward saved, and whether input i wants a gradient.
+  // For the backward formula: the i-th tensor the forward saved.
   const Tensor& saved(size_t i) const { return saved_[i]; }
-  bool needs_grad(size_t input) const { return bool(next_edges()[input].node); }
 
  private:
-  void check_gradient(const Tensor& gradient, size_t input) const;
+  Gradients compute(const Gradients& output_grads) override;
+  void check_gradient(const Gradient& gradient, size_t input) const override;
 
-  const char* name_;
   std::vector<Tensor> saved_;
-  bool saved_released_ = false;
   std::vector<Shape> input_shapes_;
   std::vector<DType> input_dtypes_;
   Backward backward_;
@@ -150,6 +173,25 @@ bool should_record(const Tensors&... inputs) {
   return (wants(inputs) || ...) && grad_mode_enabled();
 }
 bool should_record_any(const std::vector<Tensor>& inputs);
+
+// set_requires_grad for any handle whose autograd slot holds a Meta (an AutogradMeta): Tensor's
+// here, DTensor's in dtensor/autograd/. `defined` and `dtype` are the handle's.
+template <typename Meta, typename Handle>
+void mark_requires_grad(Handle& tensor, bool defined, DType dtype, bool wanted) {
+  check<ValueError>(defined, "set_requires_grad", "tensor is undefined");
+  const auto& meta = tensor.autograd_meta();
+  if (meta && meta->grad_fn) {
+    fail<ValueError>("set_requires_grad", "tensor is the output of {}, not a leaf; detach() it to make a new leaf",
+                     meta->grad_fn->name());
+  }
+  check<DTypeError>(!wanted || is_floating(dtype), "set_requires_grad",
+                    "only floating tensors can require a gradient, tensor is {}", dtype);
+  if (!meta) {
+    if (!wanted) return;
+    tensor.set_autograd_meta(std::make_shared<Meta>());
+  }
+  tensor.autograd_meta()->requires_grad = wanted;
+}
 
 // The edge through which a gradient for `tensor` travels (empty when it needs none).
 Edge gradient_edge(const Tensor& tensor);

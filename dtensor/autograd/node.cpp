@@ -40,47 +40,26 @@ DGrads detached(DGrads tensors) {
 
 DistributedNode::DistributedNode(const char* name, std::vector<Edge> edges, std::vector<InputSpec> inputs, DGrads saved,
                                  size_t num_outputs, Backward backward)
-    : Node(std::move(edges), num_outputs),
-      name_(name),
+    : OpNode(name, std::move(edges), num_outputs),
       inputs_(std::move(inputs)),
       saved_(detached(std::move(saved))),
       backward_(std::move(backward)) {}
-
-Gradients DistributedNode::apply(const Gradients& output_grads) {
-  Gradients grads(next_edges().size());
-  if (std::none_of(output_grads.begin(), output_grads.end(), [](const Gradient& g) { return g.defined(); })) {
-    return grads;
-  }
-  check<AutogradError>(!saved_released_, "backward",
-                       "{}'s saved tensors were freed by an earlier backward through this graph; pass "
-                       "retain_graph = true to that backward to run backward through it again",
-                       name_);
-  Gradients computed = backward_(*this, output_grads);
-  check<AutogradError>(computed.size() == grads.size(), "backward", "{}'s backward returned {} gradients for {} inputs",
-                       name_, computed.size(), grads.size());
-  for (size_t i = 0; i < grads.size(); ++i) {
-    if (!needs_grad(i) || !computed[i].defined()) continue;
-    check_gradient(computed[i], i);
-    grads[i] = std::move(computed[i]);
-  }
-  return grads;
-}
 
 void DistributedNode::check_gradient(const Gradient& gradient, size_t input) const {
   const InputSpec& spec = inputs_[input];
   Shape shape;
   DType dtype;
   if (spec.distributed) {
-    DTensor g = as_dtensor(gradient, name_);
+    DTensor g = as_dtensor(gradient, name());
     shape = g.shape();
     dtype = g.dtype();
   } else {
-    const Tensor& g = gradient.tensor(name_);
+    const Tensor& g = gradient.tensor(name());
     shape = g.shape();
     dtype = g.dtype();
   }
   check<AutogradError>(shape == spec.shape && dtype == spec.dtype, "backward",
-                       "{}'s gradient for input {} is {} {}, expected {} {}", name_, input, dtype_name(dtype),
+                       "{}'s gradient for input {} is {} {}, expected {} {}", name(), input, dtype_name(dtype),
                        shape_str(shape), dtype_name(spec.dtype), shape_str(spec.shape));
 }
 
@@ -89,7 +68,7 @@ void DistributedNode::release_saved() {
   held_.reset();
   saved_.clear();
   saved_.shrink_to_fit();
-  saved_released_ = true;
+  mark_released();
 }
 
 // AccumulateDTensorGrad --------------------------------------------------------------------------
@@ -178,18 +157,7 @@ DTensor record(const char* name, const std::vector<DTensor>& inputs, DGrads save
 // The leaf API -----------------------------------------------------------------------------------
 
 void set_requires_grad(DTensor& tensor, bool wanted) {
-  check<ValueError>(tensor.to_local().defined(), "set_requires_grad", "tensor is undefined");
-  if (!is_leaf(tensor)) {
-    fail<ValueError>("set_requires_grad", "tensor is the output of {}, not a leaf; detach() it to make a new leaf",
-                     tensor.autograd_meta()->grad_fn->name());
-  }
-  check<DTypeError>(!wanted || is_floating(tensor.dtype()), "set_requires_grad",
-                    "only floating tensors can require a gradient, tensor is {}", tensor.dtype());
-  if (!tensor.autograd_meta()) {
-    if (!wanted) return;
-    tensor.set_autograd_meta(std::make_shared<DTensorAutogradMeta>());
-  }
-  tensor.autograd_meta()->requires_grad = wanted;
+  mark_requires_grad<DTensorAutogradMeta>(tensor, tensor.to_local().defined(), tensor.dtype(), wanted);
 }
 
 bool requires_grad(const DTensor& tensor) { return wants(tensor); }

@@ -56,19 +56,16 @@ struct InputSpec {
 };
 
 // The node of one recorded op over DTensors and, for from_local / to_local, local tensors.
-class DistributedNode final : public Node {
+class DistributedNode final : public OpNode {
  public:
   using Backward = std::function<Gradients(const DistributedNode& node, const Gradients& output_grads)>;
 
   DistributedNode(const char* name, std::vector<Edge> edges, std::vector<InputSpec> inputs, DGrads saved,
                   size_t num_outputs, Backward backward);
 
-  const char* name() const override { return name_; }
-  Gradients apply(const Gradients& output_grads) override;
   void release_saved() override;
 
   const DTensor& saved(size_t i) const { return saved_[i]; }
-  bool needs_grad(size_t input) const { return bool(next_edges()[input].node); }
   // Other state the backward needs (a blockwise op's local graph), freed with the saved tensors.
   void hold(std::shared_ptr<void> state) { held_ = std::move(state); }
   template <typename T>
@@ -77,13 +74,12 @@ class DistributedNode final : public Node {
   }
 
  private:
-  void check_gradient(const Gradient& gradient, size_t input) const;
+  Gradients compute(const Gradients& output_grads) override { return backward_(*this, output_grads); }
+  void check_gradient(const Gradient& gradient, size_t input) const override;
 
-  const char* name_;
   std::vector<InputSpec> inputs_;
   DGrads saved_;
   std::shared_ptr<void> held_;
-  bool saved_released_ = false;
   Backward backward_;
 };
 
