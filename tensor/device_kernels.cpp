@@ -35,7 +35,9 @@ struct Backend {
 };
 
 Backend& backend_of(DeviceType type) {
-  static Backend cuda;
+  // Never destroyed: objects released at exit after it (the world communicator's pinned staging
+  // area) still call its kernels.
+  static Backend& cuda = *new Backend;
   check<DeviceError>(type == DeviceType::CUDA, "device backend", "the CPU has no device backend");
   return cuda;
 }

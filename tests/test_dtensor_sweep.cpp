@@ -102,7 +102,7 @@ struct Sweep {
         expected.calls[k] += 1;
         expected.bytes[k] += uint64_t(step_bytes(step, x.shape(), 8, mesh.shape(), mesh.coordinate()));
       }
-      const CommStats& now = mesh.comm(m).stats();
+      const CommStats now = mesh.comm(m).stats();
       for (size_t k = 0; k < kCollectiveKinds; ++k) {
         CHECK(now.calls[k] - before[size_t(m)].calls[k] == expected.calls[k]);
         CHECK(now.bytes[k] - before[size_t(m)].bytes[k] == expected.bytes[k]);

@@ -209,10 +209,13 @@ TEST_CASE("rotary embedding (rotate-half)") {
   // rounded to x's dtype before the sum (as torch's three ops): f32 products and sums are exact
   // IEEE operations on both sides, and so are the bf16 roundings.
   Tensor cb = c.unsqueeze(1), sb = s.unsqueeze(1);
+  // The reference computes in x's compute dtype: f64 for f64, else f32.
   auto reference = [&](const Tensor& in) {
-    const Tensor x1 = in.narrow(2, 0, half).to(DType::F32), x2 = in.narrow(2, half, half).to(DType::F32);
-    auto product = [&](const Tensor& a, const Tensor& b) { return mul(a, b).to(in.dtype()).to(DType::F32); };
-    return cat({sub(product(x1, cb), product(x2, sb)), add(product(x2, cb), product(x1, sb))}, 2).to(in.dtype());
+    const DType compute = in.dtype() == DType::F64 ? DType::F64 : DType::F32;
+    const Tensor x1 = in.narrow(2, 0, half).to(compute), x2 = in.narrow(2, half, half).to(compute);
+    const Tensor cc = cb.to(compute), sc = sb.to(compute);
+    auto product = [&](const Tensor& a, const Tensor& b) { return mul(a, b).to(in.dtype()).to(compute); };
+    return cat({sub(product(x1, cc), product(x2, sc)), add(product(x2, cc), product(x1, sc))}, 2).to(in.dtype());
   };
   require_matches(cuda::rotary_embedding(x.to(kGpu), c.to(kGpu), s.to(kGpu)), reference(x), 1e-6, 1e-6);
   const Tensor xb = x.to(DType::BF16);
