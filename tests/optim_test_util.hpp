@@ -4,6 +4,7 @@
 #pragma once
 
 #include "dtensor_ops_check.hpp"
+#include "placement_lists.hpp"
 
 #include "autograd/ops.hpp"
 #include "dtensor/autograd.hpp"
