@@ -65,6 +65,8 @@ double clip_grad_norm(const NamedParameters& params, double max_norm) {
   check(std::isfinite(max_norm) && max_norm > 0, kOp, "max_norm must be a finite value > 0, got {}", max_norm);
   autograd::NoGradGuard no_grad;
   const DeviceMesh* mesh = detail::common_mesh(params, kOp);
+  check<MeshError>(mesh == nullptr || mesh->is_member(), kOp, "this rank is not in the parameters' mesh {}",
+                   mesh == nullptr ? "" : mesh->to_string());
   double local_sum = 0;
   Device device = Device::cpu();
   std::vector<Tensor> grads;
