@@ -1,6 +1,7 @@
 #include "optim/adamw.hpp"
 
 #include "autograd/autograd.hpp"
+#include "optim/fused_cpu.hpp"
 #include "tensor/ops.hpp"
 
 #include <cmath>
@@ -38,28 +39,31 @@ int64_t AdamW::step_count(const std::string& param_name) const {
   fail("AdamW", "parameter \"{}\" is not one of this optimizer's parameters", param_name);
 }
 
-// torch.optim.AdamW's _single_tensor_adam with decoupled weight decay, each product and sum
-// rounded as its in-place ops round (lerp_ for the first moment, addcmul_ for the second).
+// torch.optim.AdamW's _single_tensor_adam with decoupled weight decay: one fused pass where the
+// tensors allow it, else the same update as ops, each rounded as its in-place op rounds (lerp_ for
+// the first moment, addcmul_ for the second, addcdiv_ for the parameter). States are updated in
+// place either way.
 void AdamW::update(size_t i, const Tensor& grad) {
   const Tensor& param = params_[i].second->local();
-  const DType dtype = detail::compute_dtype(param.dtype());
-  const int64_t t = ++steps_[i];
-  const double lr = this->lr();
-  const double beta1 = options_.beta1, beta2 = options_.beta2;
+  const Tensor m = state_or_zeros(i, "exp_avg").local();
+  const Tensor v = state_or_zeros(i, "exp_avg_sq").local();
+  const double t = double(++steps_[i]);
+  const detail::AdamWStep step{.lr = lr(),
+                               .beta1 = options_.beta1,
+                               .beta2 = options_.beta2,
+                               .eps = options_.eps,
+                               .weight_decay = options_.weight_decay,
+                               .step_size = lr() / (1 - std::pow(options_.beta1, t)),
+                               .bias_correction2_sqrt = std::sqrt(1 - std::pow(options_.beta2, t))};
+  if (detail::fusable(param, {grad, m, v})) return detail::adamw_fused(param, grad, m, v, step);
 
-  Tensor p = mul(param.to(dtype), 1 - lr * options_.weight_decay);
+  const DType dtype = m.dtype();
+  Tensor p = mul(param.to(dtype), 1 - step.lr * step.weight_decay);
   Tensor g = grad.to(dtype);
-  Tensor m = state_or_zeros(i, "exp_avg").local();
-  Tensor v = state_or_zeros(i, "exp_avg_sq").local();
-  m = add(m, mul(sub(g, m), 1 - beta1));
-  v = add(mul(v, beta2), mul(mul(g, g), 1 - beta2));
-  set_state(i, "exp_avg", m);
-  set_state(i, "exp_avg_sq", v);
-
-  const double step_size = lr / (1 - std::pow(beta1, double(t)));
-  const double bias_correction2_sqrt = std::sqrt(1 - std::pow(beta2, double(t)));
-  Tensor denom = add(div(sqrt(v), Tensor::full({}, bias_correction2_sqrt, dtype, v.device())), options_.eps);
-  param.copy_from(add(p, mul(div(m, denom), -step_size)));
+  m.copy_from(add(m, mul(sub(g, m), 1 - step.beta1)));
+  v.copy_from(add(mul(v, step.beta2), mul(mul(g, g), 1 - step.beta2)));
+  Tensor denom = add(div(sqrt(v), Tensor::full({}, step.bias_correction2_sqrt, dtype, v.device())), step.eps);
+  param.copy_from(add(p, mul(div(m, denom), -step.step_size)));
 }
 
 }  // namespace dtensor::optim

@@ -2,6 +2,7 @@
 
 #include "collectives/runtime.hpp"
 #include "dtensor/autograd.hpp"
+#include "optim/fused_cpu.hpp"
 #include "tensor/ops.hpp"
 
 #include <cmath>
@@ -36,6 +37,7 @@ bool counted_here(const std::string& name, const nn::Value& param, const DeviceM
 }
 
 double sum_of_squares(const Tensor& grad) {
+  if (detail::fusable(grad, {})) return detail::sum_of_squares_fused(grad);
   Tensor g = grad.to(DType::F64);
   return sum(mul(g, g)).item<double>();
 }
@@ -63,6 +65,8 @@ double clip_grad_norm(const NamedParameters& params, double max_norm) {
   check(std::isfinite(max_norm) && max_norm > 0, kOp, "max_norm must be a finite value > 0, got {}", max_norm);
   autograd::NoGradGuard no_grad;
   const DeviceMesh* mesh = detail::common_mesh(params, kOp);
+  check<MeshError>(mesh == nullptr || mesh->is_member(), kOp, "this rank is not in the parameters' mesh {}",
+                   mesh == nullptr ? "" : mesh->to_string());
   double local_sum = 0;
   Device device = Device::cpu();
   std::vector<Tensor> grads;
@@ -77,7 +81,13 @@ double clip_grad_norm(const NamedParameters& params, double max_norm) {
   const double total = std::sqrt(mesh == nullptr ? local_sum : sum_over_mesh(local_sum, *mesh, device));
   const double coef = max_norm / (total + 1e-6);
   if (coef < 1) {
-    for (const Tensor& grad : grads) grad.copy_from(mul(grad, coef));
+    for (const Tensor& grad : grads) {
+      if (detail::fusable(grad, {})) {
+        detail::scale_fused(grad, coef);
+      } else {
+        grad.copy_from(mul(grad, coef));
+      }
+    }
   }
   return total;
 }

@@ -112,8 +112,4 @@ nn::Value& Optimizer::state_or_zeros(size_t i, const std::string& which) {
   return state->second;
 }
 
-void Optimizer::set_state(size_t i, const std::string& which, const Tensor& local) {
-  states_[params_[i].first][which] = detail::with_layout_of(*params_[i].second, local);
-}
-
 }  // namespace dtensor::optim

@@ -54,12 +54,11 @@ class Optimizer {
   // the parameter and both meshes). `op` names the optimizer in errors.
   Optimizer(NamedParameters params, double lr, const char* op);
 
-  // The state `which` of parameter i, created as zeros laid out like it when missing.
+  // The state `which` of parameter i, created as zeros laid out like it when missing. Updates
+  // write into its block in place, so the buffer stays put.
   nn::Value& state_or_zeros(size_t i, const std::string& which);
   // Whether parameter i has the state `which`.
   bool has_state(size_t i, const std::string& which) const;
-  // Sets the state `which` of parameter i to `local`, wrapped with the parameter's layout.
-  void set_state(size_t i, const std::string& which, const Tensor& local);
 
   const char* op_;
   NamedParameters params_;

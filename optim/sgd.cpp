@@ -1,6 +1,7 @@
 #include "optim/sgd.hpp"
 
 #include "autograd/autograd.hpp"
+#include "optim/fused_cpu.hpp"
 #include "tensor/ops.hpp"
 
 #include <cmath>
@@ -36,22 +37,31 @@ void SGD::step() {
   }
 }
 
-// torch.optim.SGD's _single_tensor_sgd, each product and sum rounded as its in-place ops round.
+// torch.optim.SGD's _single_tensor_sgd: one fused pass where the tensors allow it (the momentum
+// buffer updated in place), else the same update as ops, each rounded as its in-place op rounds.
 void SGD::update(size_t i, const Tensor& grad) {
   const Tensor& param = params_[i].second->local();
+  const bool first = !has_state(i, "momentum_buffer");
+  const bool momentum = options_.momentum != 0;
+  const Tensor buffer = momentum ? state_or_zeros(i, "momentum_buffer").local() : Tensor();
+  if (detail::fusable(param,
+                      momentum ? std::initializer_list<Tensor>{grad, buffer} : std::initializer_list<Tensor>{grad})) {
+    detail::sgd_fused(param, grad, buffer,
+                      {.lr = lr(),
+                       .momentum = options_.momentum,
+                       .dampening = options_.dampening,
+                       .weight_decay = options_.weight_decay,
+                       .nesterov = options_.nesterov,
+                       .first = first});
+    return;
+  }
   const DType dtype = detail::compute_dtype(param.dtype());
   Tensor p = param.to(dtype);
   Tensor g = grad.to(dtype);
   if (options_.weight_decay != 0) g = add(g, mul(p, options_.weight_decay));
-  if (options_.momentum != 0) {
-    Tensor buffer;
-    if (has_state(i, "momentum_buffer")) {
-      buffer =
-          add(mul(state_or_zeros(i, "momentum_buffer").local(), options_.momentum), mul(g, 1 - options_.dampening));
-    } else {
-      buffer = g.shares_storage(grad) ? g.clone() : g;  // never the gradient's own buffer, which zero_grad zeros
-    }
-    set_state(i, "momentum_buffer", buffer);
+  if (momentum) {
+    Tensor updated = first ? g : add(mul(buffer, options_.momentum), mul(g, 1 - options_.dampening));
+    buffer.copy_from(updated);
     g = options_.nesterov ? add(g, mul(buffer, options_.momentum)) : buffer;
   }
   param.copy_from(add(p, mul(g, -lr())));

@@ -63,7 +63,7 @@ inline Tensor tensor_of(const std::vector<double>& values, const Shape& shape) {
 struct ReferenceSGD {
   double momentum = 0, dampening = 0, weight_decay = 0;
   bool nesterov = false;
-  std::vector<double> p, buffer;
+  std::vector<double> p = {}, buffer = {};
 
   void step(const std::vector<double>& grad, double lr) {
     const bool first = buffer.empty();
@@ -82,7 +82,7 @@ struct ReferenceSGD {
 // torch.optim.AdamW's update on whole tensors.
 struct ReferenceAdamW {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 1e-2;
-  std::vector<double> p, m, v;
+  std::vector<double> p = {}, m = {}, v = {};
   int t = 0;
 
   void step(const std::vector<double>& grad, double lr) {

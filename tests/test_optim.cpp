@@ -17,12 +17,13 @@ struct ParamCase {
   std::string name;
   Shape shape;
   bool distributed;
-  int first_step;  // the first step that gives it a gradient; -1: never
+  int first_step;        // the first step that gives it a gradient; -1: never
+  bool strided = false;  // a plain tensor that is a transposed view: the optimizers' path for views
 };
 
 const std::vector<ParamCase> kParams = {
-    {"w", {5, 3}, true, 0},      {"b", {7}, true, 0},    {"x", {3, 2, 5}, true, 0},
-    {"plain", {4, 3}, false, 0}, {"late", {6}, true, 2}, {"frozen", {2, 2}, true, -1},
+    {"w", {5, 3}, true, 0}, {"b", {7}, true, 0},          {"x", {3, 2, 5}, true, 0},        {"plain", {4, 3}, false, 0},
+    {"late", {6}, true, 2}, {"frozen", {2, 2}, true, -1}, {"view", {3, 4}, false, 1, true},
 };
 const std::vector<double> kLrs = {0.1, 0.05, 0.2, 0.02};
 
@@ -48,6 +49,14 @@ void check_layout(const nn::Value& state, const nn::Value& param) {
   }
 }
 
+// A leaf holding `full` (2-D) in a transposed layout, so not contiguous.
+nn::Value make_strided_param(const Tensor& full) {
+  Tensor view = full.transpose(0, 1).contiguous().transpose(0, 1);
+  REQUIRE(!view.is_contiguous());
+  ag::set_requires_grad(view);
+  return view;
+}
+
 bool close(const Tensor& got, const Tensor& expected, double tol) {
   return allclose(got.to(DType::F64), expected.to(DType::F64), tol, tol);
 }
@@ -67,7 +76,7 @@ void check_steps(const DeviceMesh& mesh, const Options& options, const Reference
     Tensor full = mul(integer_valued(c.shape, DType::F64, rng()), 0.25).to(dtype);
     std::optional<Placements> placements;
     if (c.distributed) placements = random_placements(rng, mesh, int64_t(c.shape.size()), false);
-    params[i] = make_param(full, mesh, placements);
+    params[i] = c.strided ? make_strided_param(full) : make_param(full, mesh, placements);
     refs[i].p = values_of(full);
     initial_blocks.push_back(params[i].local().clone());
     handles.push_back(params[i].local());
