@@ -71,7 +71,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
                 [vocab = weight.size(0), dtype = weight.dtype(), device = weight.device()](const FunctionNode& node,
                                                                                            const Tensor& grad) {
                   Tensor rows = grad.reshape({-1, grad.size(-1)});
-                  return Grads{detail::scatter_add_rows(rows, node.saved(0).to_vector<int64_t>(), 0, vocab, dtype, device)};
+                  std::vector<int64_t> ids = node.saved(0).to_vector<int64_t>();
+                  return Grads{detail::scatter_add_rows(rows, ids, 0, vocab, dtype, device)};
                 });
 }
 
