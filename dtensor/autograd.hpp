@@ -106,4 +106,19 @@ DTensor linear(const DTensor& x, const DTensor& weight);
 DTensor linear(const DTensor& x, const DTensor& weight, const DTensor& bias);
 DTensor bmm(const DTensor& a, const DTensor& b);
 
+// embedding (dtensor/autograd/embedding.cpp): the weight's gradient has the weight's placements and
+// is made without gathering the weight: vocab-parallel S(0) and S(1) scatter-add locally into the
+// rank's block; a replicated weight beside split ids gets a P(sum) gradient, reduced once at the
+// leaf. Where the weight is split the lookup runs with the ids replicated. ids get no gradient.
+DTensor embedding(const DTensor& weight, const DTensor& ids);
+
+// Cross-entropy (dtensor/autograd/cross_entropy.cpp): autograd::cross_entropy of autograd/ops.hpp
+// over DTensor logits [..., vocab] and the WHOLE labels (a plain tensor, the same on every rank),
+// returning a replicated 0-d DTensor. A Partial logits is reduced first; a sharded vocab dim is
+// never gathered: three all-reduces over the mesh dims that shard it (row max, sum of exp, label
+// logit), one more over the mesh dims that shard rows (the summed loss), none in backward, whose
+// gradient has the logits' placements (Partial read as Replicate). Label errors are raised on
+// every rank alike.
+DTensor cross_entropy(const DTensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+
 }  // namespace dtensor::autograd

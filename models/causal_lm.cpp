@@ -1,6 +1,7 @@
 #include "models/causal_lm.hpp"
 
 #include "models/layout.hpp"
+#include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
 #include <algorithm>
@@ -30,6 +31,27 @@ Tensor full_vocab(const nn::Value& logits, const nn::Module& lm_head, int64_t vo
   return DTensor::from_local(logits.tensor(), lm_head.strategy_mesh(), {Shard(-1)}, global)
       .redistribute({Replicate()})
       .to_local();
+}
+
+// Logits as lm_head left them, a vocab split of plain columns wrapped as the DTensor it is.
+nn::Value vocab_sharded(const nn::Value& logits, const nn::Module& lm_head, int64_t vocab) {
+  const nn::Strategy* strategy = lm_head.strategy();
+  if (logits.is_distributed() || strategy == nullptr || !strategy->leaves_output_split()) return logits;
+  return DTensor::from_local(logits.tensor(), lm_head.strategy_mesh(), {Shard(-1)}, Shape{logits.shape()[0], vocab});
+}
+
+void check_training_ids(const Tensor& ids, int64_t vocab) {
+  check<ValueError>(ids.defined(), "training_logits", "ids is undefined");
+  check<ShapeError>(ids.dim() == 2 && ids.numel() > 0, "training_logits",
+                    "ids must be a non-empty [batch, length] tensor, got {}", shape_str(ids.shape()));
+  check<DTypeError>(ids.dtype() == DType::I64 || ids.dtype() == DType::I32, "training_logits",
+                    "ids must be i64 or i32, got {}", ids.dtype());
+  const std::vector<int64_t> values = ids.to(DType::I64).to_vector<int64_t>();
+  for (size_t i = 0; i < values.size(); ++i) {
+    check<ValueError>(values[i] >= 0 && values[i] < vocab, "training_logits",
+                      "id {} at [{}, {}] is outside the vocab [0, {})", values[i], int64_t(i) / ids.size(1),
+                      int64_t(i) % ids.size(1), vocab);
+  }
 }
 
 void check_ids(const std::vector<int64_t>& ids, int64_t vocab) {
@@ -62,11 +84,7 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
   std::iota(positions.begin(), positions.end(), cache_length_);
   const RotaryTables rotary = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_, device());
   try {
-    nn::Value h = (*embed_tokens_)(tokens);
-    for (size_t i = 0; i < layers_.size(); ++i) h = (*layers_[i])(h, {cache_length_, rotary, caches_[i]});
-    h = (*norm_)(h);
-    // An lm_head without a strategy takes plain input; with one, its strategy gathers the sequence.
-    nn::Value logits = (*lm_head_)(lm_head_->strategy() ? h : nn::Value(whole(h)));
+    nn::Value logits = run(tokens, rotary, /*cache=*/true, 1);
     cache_length_ += tokens.numel();
     return logits;
   } catch (...) {
@@ -74,6 +92,68 @@ nn::Value CausalLM::forward(const nn::Value& ids) {
     for (KVCache& cache : caches_) cache.truncate(cache_length_);
     throw;
   }
+}
+
+nn::Value CausalLM::run(const Tensor& tokens, const RotaryTables& rotary, bool cache, int64_t sequences) {
+  nn::Value h = (*embed_tokens_)(tokens);
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    h = (*layers_[i])(h, {cache ? cache_length_ : 0, rotary, cache ? &caches_[i] : nullptr, sequences});
+  }
+  return head((*norm_)(h));
+}
+
+nn::Value CausalLM::head(const nn::Value& hidden) {
+  // An lm_head without a strategy takes plain input; with one, its strategy gathers the sequence.
+  const nn::Value input = lm_head_->strategy() ? hidden : nn::Value(whole(hidden));
+  if (!tied_) return (*lm_head_)(input);
+  // Tied: lm_head borrows the embedding's weight (the same handle, so one gradient) for this call.
+  nn::Value weight = embed_tokens_->parameter("weight");
+  if (tied_head_placements_) weight = weight.dtensor().redistribute(*tied_head_placements_);
+  nn::Value& slot = lm_head_->parameter("weight");
+  slot = weight;
+  try {
+    nn::Value logits = (*lm_head_)(input);
+    slot = nn::Value();
+    return logits;
+  } catch (...) {
+    slot = nn::Value();
+    throw;
+  }
+}
+
+nn::Value CausalLM::training_logits(const Tensor& ids) {
+  check_training_ids(ids, config_.vocab_size);
+  const int64_t batch = ids.size(0), length = ids.size(1);
+  std::vector<int64_t> positions;
+  positions.reserve(size_t(batch * length));
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t t = 0; t < length; ++t) positions.push_back(t);
+  }
+  const RotaryTables rotary = rotary_tables(positions, config_.head_dim, config_.rope_theta, dtype_, device());
+  const Tensor tokens = ids.to(DType::I64).reshape({batch * length}).to(device());
+  return vocab_sharded(run(tokens, rotary, /*cache=*/false, batch), *lm_head_, config_.vocab_size);
+}
+
+void CausalLM::set_activation_checkpointing(bool on) {
+  checkpointing_ = on;
+  for (const auto& layer : layers_) layer->set_checkpointing(on);
+}
+
+void CausalLM::tie_word_embeddings() {
+  if (!config_.tie_word_embeddings) return;
+  const nn::Value& embedding = embed_tokens_->parameter("weight");
+  nn::Value& own = lm_head_->parameter("weight");
+  const bool both_distributed = embedding.is_distributed() && own.is_distributed();
+  const bool both_plain_alike =
+      !embedding.is_distributed() && !own.is_distributed() && embedding.shape() == own.shape();
+  check<ValueError>(embedding.defined() && own.defined() && (both_distributed || both_plain_alike), "CausalLM",
+                    "tie_word_embeddings: model.embed_tokens.weight ({}) cannot serve as lm_head.weight ({}); split "
+                    "them alike in the plan",
+                    embedding.describe(), own.describe());
+  if (both_distributed && own.dtensor().placements() != embedding.dtensor().placements())
+    tied_head_placements_ = own.dtensor().placements();
+  own = nn::Value();
+  tied_ = true;
 }
 
 Tensor CausalLM::forward_tokens(const std::vector<int64_t>& ids) {

@@ -14,6 +14,13 @@
 //   models::Generation g = models::generate_greedy(*model, {1, 15, 7}, /*max_new_tokens=*/8);
 //   Tensor next = model->forward_tokens({g.new_ids.back()});   // continues from the cache
 //   model->to(Device::cuda(0));                                // parameters and caches move to the GPU
+//
+// Training (docs/design.md section 13): mark the parameters, run a batch, backpropagate the loss.
+//   model->requires_grad_();
+//   model->set_activation_checkpointing(true);                 // optional: recompute layers in backward
+//   nn::Value logits = model->training_logits(ids);            // ids [B, T] -> [B * T, vocab]
+//   DTensor loss = autograd::cross_entropy(logits.dtensor(), labels);   // vocab-parallel under colwise lm_head
+//   autograd::backward(loss);
 #pragma once
 
 #include "io/checkpoint.hpp"
@@ -21,6 +28,7 @@
 #include "nn/tp_plan.hpp"
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +49,28 @@ class CausalLM : public nn::Module {
   // ValueError naming the id when one is outside [0, vocab), or when ids is empty.
   Tensor forward_tokens(const std::vector<int64_t>& ids);
 
+  // Training: ids [B, T] (i64 or i32), each row its own sequence at positions 0 .. T-1, no KV cache
+  // (the cache is neither read nor changed). Returns logits of global shape [B * T, vocab] in the
+  // model's dtype, row b * T + t for token t of sequence b: a plain tensor when lm_head's output is
+  // whole, a DTensor sharded on the vocab dim (Shard(-1)) when its strategy leaves the vocab split
+  // (colwise): never gathered, for a vocab-parallel loss. Records a graph when a parameter requires
+  // a gradient; with activation checkpointing, decoder layers keep only their inputs.
+  // ValueError naming [row, column] for an id outside [0, vocab); ShapeError / DTypeError for ids
+  // that are not a non-empty 2-D integer tensor.
+  nn::Value training_logits(const Tensor& ids);
+
+  // Checkpoints every decoder layer (DecoderLayer::set_checkpointing): a recorded forward keeps
+  // only each layer's input, and the backward recomputes the layer. Off by default.
+  void set_activation_checkpointing(bool on);
+  bool activation_checkpointing() const { return checkpointing_; }
+
+  // With tie_word_embeddings the embedding's weight is the one parameter both lookups and lm_head
+  // use, so its gradient sums both uses; lm_head's own "weight" stays unloaded (named_parameters
+  // lists it undefined, as torch lists a tied parameter once). The loaders call this. ValueError
+  // naming both when the plan laid the two out so that one cannot serve as the other (plain
+  // tensors of different shapes); DTensors of other placements are redistributed for lm_head.
+  void tie_word_embeddings();
+
   // Where the parameters are (the embedding's): the CPU after loading, until to(Device) moves the
   // model. Ids and rotary tables go there; logits come back there.
   Device device() const;
@@ -56,6 +86,11 @@ class CausalLM : public nn::Module {
   nn::Value forward(const nn::Value& ids) override;
 
  private:
+  // tokens [S] through embedding, layers and norm, then lm_head; `cache`: append to the KV caches.
+  nn::Value run(const Tensor& tokens, const RotaryTables& rotary, bool cache, int64_t sequences);
+  // lm_head on the final hidden states (the embedding's weight when tied).
+  nn::Value head(const nn::Value& hidden);
+
   HFConfig config_;
   DType dtype_;
   std::shared_ptr<nn::Embedding> embed_tokens_;
@@ -64,6 +99,9 @@ class CausalLM : public nn::Module {
   std::shared_ptr<nn::Linear> lm_head_;
   std::vector<KVCache> caches_;  // one per layer, as transformers' past_key_values
   int64_t cache_length_ = 0;     // the positions every cache holds
+  bool checkpointing_ = false;
+  bool tied_ = false;
+  std::optional<Placements> tied_head_placements_;  // lm_head's placements when tied DTensors differ
 };
 
 // The model's built-in ("auto") plan: q/k/v colwise, o rowwise (whole heads per rank), MLP

@@ -1,18 +1,33 @@
 #include "models/decoder_layers.hpp"
 
+#include "autograd/ops.hpp"
+#include "dtensor/autograd.hpp"
+#include "models/activation_checkpoint.hpp"
 #include "models/layout.hpp"
 #include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
 namespace dtensor::models {
 
+namespace ag = dtensor::autograd;
+
 namespace {
 
 // transformers: weight * (x * rsqrt(mean(x^2) + eps)).to(input_dtype). For f32 / f64 the fused
 // kernel rounds exactly as that does; 16-bit inputs round the normalised value first.
 Tensor hf_rms_norm(const Tensor& x, const Tensor& weight, double eps) {
-  if (dtype_size(x.dtype()) >= 4) return rms_norm(x, weight, eps);
-  return mul(weight, rms_norm(x, Tensor(), eps));
+  if (dtype_size(x.dtype()) >= 4) return ag::rms_norm(x, weight, eps);
+  return ag::mul(weight, ag::rms_norm(x, Tensor(), eps));
+}
+
+// The same on DTensor rows (DTensor ops: a weight replicated beside row-sharded x gets a P(sum)
+// gradient). ones() rounds nothing, so rms_norm(x, ones) is the normalised value rounded once.
+DTensor hf_rms_norm(const DTensor& x, const DTensor& weight, double eps) {
+  if (dtype_size(x.dtype()) >= 4) return ag::rms_norm(x, weight, eps);
+  const Device device = nn::Value(x).local().device();
+  const DTensor ones = DTensor::from_local(Tensor::full(weight.shape(), 1.0, x.dtype(), device), weight.mesh(),
+                                           weight.placements(), weight.shape());
+  return ag::mul(weight, ag::rms_norm(x, ones, eps));
 }
 
 // Whether every rank holds whole rows (the last dim neither split nor partial).
@@ -23,10 +38,10 @@ bool rows_whole(const DTensor& x) {
   return true;
 }
 
-const Tensor& loaded_weight(const nn::Module& m, const char* name) {
+const nn::Value& loaded_weight(const nn::Module& m, const char* name) {
   const nn::Value& w = m.parameter(name);
   check<ValueError>(w.defined(), m.type_name().c_str(), "parameter '{}' is not loaded", name);
-  return w.local();
+  return w;
 }
 
 }  // namespace
@@ -38,14 +53,18 @@ LlamaRMSNorm::LlamaRMSNorm(int64_t hidden, double eps, DType dtype) : Module("Ll
 }
 
 nn::Value LlamaRMSNorm::forward(const nn::Value& x) {
-  const Tensor& weight = loaded_weight(*this, "weight");
-  check<ShapeError>(weight.shape() == parameter_shape("weight"), "LlamaRMSNorm",
+  const nn::Value& weight = loaded_weight(*this, "weight");
+  check<ShapeError>(weight.local().shape() == parameter_shape("weight"), "LlamaRMSNorm",
                     "this rank holds weight {} of {}: a norm's weight must be whole (replicate or sequence_parallel)",
-                    shape_str(weight.shape()), shape_str(parameter_shape("weight")));
-  if (!x.is_distributed()) return hf_rms_norm(x.tensor(), weight, eps_);
+                    shape_str(weight.local().shape()), shape_str(parameter_shape("weight")));
+  if (!x.is_distributed()) return hf_rms_norm(x.tensor(), whole(weight), eps_);
   DTensor rows = x.dtensor();
   if (!rows_whole(rows)) rows = rows.redistribute(Placements(size_t(rows.mesh().ndim()), Replicate()));
-  return DTensor::from_local(hf_rms_norm(rows.to_local(), weight, eps_), rows.mesh(), rows.placements(), rows.shape());
+  const Placements replicated(size_t(rows.mesh().ndim()), Replicate());
+  const DTensor w = weight.is_distributed()
+                        ? weight.dtensor().redistribute(replicated)
+                        : DTensor::from_local(weight.tensor(), rows.mesh(), replicated, weight.shape());
+  return hf_rms_norm(rows, w, eps_);
 }
 
 // LlamaAttention ----------------------------------------------------------------------------------
@@ -82,6 +101,8 @@ void LlamaAttention::plan_applied(const std::string& name, const DeviceMesh& tp_
                     "module '{}': q_proj, k_proj and v_proj must all leave this rank's heads (colwise) or all their "
                     "whole output; split: q {}, k {}, v {}",
                     name, q, k, v);
+  tp_mesh_ = tp_mesh;
+  kv_heads_shared_ = q && nn::kv_heads_shared(heads_, tp_mesh.size());
   if (q) {
     set_heads_here(nn::rank_heads(heads_, tp_mesh.size(), tp_mesh.coordinate()[0]));
   } else {
@@ -102,24 +123,62 @@ void LlamaAttention::check_projection_widths(const Tensor& q, const Tensor& k, c
                     heads_here_.kv.begin, heads_here_.kv.end, d, query, kv, kv);
 }
 
-// The attention output of this rank's query heads, [S, query heads * head_dim], before o_proj.
-Tensor LlamaAttention::attend(const Tensor& input, const LayerInputs& inputs) {
-  const int64_t seq = input.size(0), d = heads_.head_dim;
+void LlamaAttention::check_inputs(int64_t tokens, const LayerInputs& inputs) const {
   // A plain tensor that a sequence_parallel norm took for this rank's rows comes back np times longer.
-  check<ValueError>(seq == inputs.rotary.cos.size(0), "LlamaAttention",
+  check<ValueError>(tokens == inputs.rotary.cos.size(0), "LlamaAttention",
                     "got {} positions for a forward of {} tokens: under sequence_parallel norms the residual stream "
                     "must arrive split on the sequence (embed_tokens: rowwise_to_sequence)",
-                    seq, inputs.rotary.cos.size(0));
-  check<ValueError>(inputs.cache.length() == inputs.first_position, "LlamaAttention",
-                    "the KV cache holds {} positions, but the tokens start at position {}", inputs.cache.length(),
+                    tokens, inputs.rotary.cos.size(0));
+  check<ValueError>(inputs.sequences >= 1 && tokens % inputs.sequences == 0, "LlamaAttention",
+                    "{} tokens do not split into {} sequences of equal length", tokens, inputs.sequences);
+  if (inputs.cache == nullptr) return;
+  check<ValueError>(inputs.sequences == 1, "LlamaAttention", "a KV cache holds one sequence, got {} sequences",
+                    inputs.sequences);
+  check<ValueError>(inputs.cache->length() == inputs.first_position, "LlamaAttention",
+                    "the KV cache holds {} positions, but the tokens start at position {}", inputs.cache->length(),
                     inputs.first_position);
-  const Tensor q = whole((*q_proj_)(input)), k = whole((*k_proj_)(input)), v = whole((*v_proj_)(input));
+}
+
+// k or v of this rank's KV heads. When other ranks hold some of them too, a recorded forward runs
+// the projection's strategy around a product with sum_shared_head_gradients(weight), so that each
+// head's weight gradient sums over every rank reading it.
+Tensor LlamaAttention::project_kv(nn::Linear& projection, const Tensor& hidden) {
+  const nn::Value& weight = projection.parameter("weight");
+  if (!kv_heads_shared_ || !weight.defined() || weight.is_distributed() || !ag::requires_grad(weight.tensor()))
+    return whole(projection(hidden));
+  const nn::Strategy& strategy = *projection.strategy();
+  const DeviceMesh& mesh = projection.strategy_mesh();
+  const nn::Value input = strategy.prepare_input(hidden, projection, mesh);
+  const Tensor summed = nn::sum_shared_head_gradients(weight.tensor(), heads_, heads_here_.kv, tp_mesh_);
+  return whole(strategy.prepare_output(ag::linear(input.tensor("KV projection input"), summed), projection, mesh));
+}
+
+// Causal attention within each of `sequences` equal runs of q's rows (and k's, v's: no cache).
+Tensor LlamaAttention::attention_per_sequence(const Tensor& q, const Tensor& k, const Tensor& v,
+                                              int64_t sequences) const {
+  if (sequences == 1) return ag::causal_attention(q, k, v, kv_head_of_);
+  const int64_t length = q.size(0) / sequences;
+  std::vector<Tensor> outputs;
+  for (int64_t s = 0; s < sequences; ++s) {
+    const int64_t first = s * length;
+    outputs.push_back(ag::causal_attention(ag::narrow(q, 0, first, length), ag::narrow(k, 0, first, length),
+                                           ag::narrow(v, 0, first, length), kv_head_of_));
+  }
+  return ag::cat(outputs, 0);
+}
+
+// The attention output of this rank's query heads, [S, query heads * head_dim], before o_proj.
+Tensor LlamaAttention::attend(const Tensor& input, const LayerInputs& inputs) {
+  const int64_t tokens = input.size(0), d = heads_.head_dim;
+  check_inputs(tokens, inputs);
+  const Tensor q = whole((*q_proj_)(input)), k = project_kv(*k_proj_, input), v = project_kv(*v_proj_, input);
   check_projection_widths(q, k, v);
   const int64_t query_heads = heads_here_.query.count(), kv_heads = heads_here_.kv.count();
-  const Tensor q_rot = apply_rotary(q.reshape({seq, query_heads, d}), inputs.rotary);
-  const Tensor k_rot = apply_rotary(k.reshape({seq, kv_heads, d}), inputs.rotary);
-  const auto [keys, values] = inputs.cache.append(k_rot, v.reshape({seq, kv_heads, d}));
-  return causal_attention(q_rot, keys, values, kv_head_of_).view({seq, query_heads * d});
+  const Tensor q_rot = ag::apply_rotary(ag::reshape(q, {tokens, query_heads, d}), inputs.rotary);
+  Tensor keys = ag::apply_rotary(ag::reshape(k, {tokens, kv_heads, d}), inputs.rotary);
+  Tensor values = ag::reshape(v, {tokens, kv_heads, d});
+  if (inputs.cache != nullptr) std::tie(keys, values) = inputs.cache->append(keys, values);
+  return ag::reshape(attention_per_sequence(q_rot, keys, values, inputs.sequences), {tokens, query_heads * d});
 }
 
 // LlamaMLP ----------------------------------------------------------------------------------------
@@ -134,7 +193,7 @@ nn::Value LlamaMLP::forward(const nn::Value& x) {
   const Tensor input = whole(x);
   // colwise gate / up give this rank's intermediate columns, the slice a rowwise down expects.
   const Tensor gate = whole((*gate_proj_)(input)), up = whole((*up_proj_)(input));
-  return (*down_proj_)(mul(silu(gate), up));
+  return (*down_proj_)(ag::mul(ag::silu(gate), up));
 }
 
 // DecoderLayer ------------------------------------------------------------------------------------
@@ -155,7 +214,14 @@ DecoderLayer::DecoderLayer(const HFConfig& config, DType dtype) : Module("Decode
 }
 
 nn::Value DecoderLayer::operator()(const nn::Value& hidden, const LayerInputs& inputs) {
-  return call_with_strategy(hidden, [&](const nn::Value& x) { return residual_blocks(x, inputs); });
+  if (!checkpointing_ || inputs.cache != nullptr)
+    return call_with_strategy(hidden, [&](const nn::Value& x) { return residual_blocks(x, inputs); });
+  // The body runs again in the backward, after this call returned: it owns copies of its inputs.
+  const int64_t first = inputs.first_position, sequences = inputs.sequences;
+  return checkpointed(hidden, *this, [this, first, rotary = inputs.rotary, sequences](const nn::Value& h) {
+    const LayerInputs own{first, rotary, nullptr, sequences};
+    return call_with_strategy(h, [&](const nn::Value& x) { return residual_blocks(x, own); });
+  });
 }
 
 nn::Value DecoderLayer::residual_blocks(const nn::Value& x, const LayerInputs& inputs) {

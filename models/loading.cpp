@@ -88,6 +88,7 @@ std::shared_ptr<CausalLM> load_sharded(const std::string& dir, const DeviceMesh&
   auto model = std::make_shared<CausalLM>(config, dtype);
   const io::Checkpoint checkpoint = io::Checkpoint::open(dir);
   nn::PlanReport applied = nn::apply_tp_plan(*model, plan, tp_mesh, checkpoint_sources(checkpoint, config));
+  model->tie_word_embeddings();
   if (report != nullptr) *report = std::move(applied);
   return model;
 }
@@ -96,6 +97,7 @@ std::shared_ptr<CausalLM> load_unsharded(const std::string& dir, DType dtype) {
   const HFConfig config = load_hf_config(dir);
   auto model = std::make_shared<CausalLM>(config, dtype);
   nn::load_unsharded(*model, checkpoint_sources(io::Checkpoint::open(dir), config));
+  model->tie_word_embeddings();
   return model;
 }
 

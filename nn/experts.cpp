@@ -1,10 +1,15 @@
 #include "nn/experts.hpp"
 
+#include "autograd/node.hpp"
+#include "autograd/ops.hpp"
+#include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
 #include <algorithm>
 
 namespace dtensor::nn {
+
+namespace ag = dtensor::autograd;
 
 namespace {
 
@@ -90,9 +95,9 @@ Tensor expert_mlp(const Tensor& x, const Tensor& gate_up, const Tensor& down) {
   const int64_t batch = x.size(0), rows = x.size(1), inter = gate_up.size(1) / 2;
   // [b * m, 2I]: [gate | up]; the activation on 2-D halves (the elementwise kernels run faster
   // on 2-D strided views than on 3-D ones).
-  const Tensor gu = bmm(x, gate_up.transpose(1, 2)).view({batch * rows, 2 * inter});
-  const Tensor act = mul(silu(gu.narrow(1, 0, inter)), gu.narrow(1, inter, inter));
-  return bmm(act.view({batch, rows, inter}), down.transpose(1, 2));
+  const Tensor gu = ag::view(ag::bmm(x, ag::transpose(gate_up, 1, 2)), {batch * rows, 2 * inter});
+  const Tensor act = ag::mul(ag::silu(ag::narrow(gu, 1, 0, inter)), ag::narrow(gu, 1, inter, inter));
+  return ag::bmm(ag::view(act, {batch, rows, inter}), ag::transpose(down, 1, 2));
 }
 
 }  // namespace
@@ -113,8 +118,24 @@ Value Experts::forward(const Value&) {
 
 Value Experts::route(const Value& hidden, const Tensor& expert_ids, const Tensor& routing_weights) {
   return call_with_strategy(hidden, [&](const Value& in) -> Value {
-    return compute(in.tensor("Experts hidden states"), expert_ids, routing_weights);
+    return compute(in.tensor("Experts hidden states"), expert_ids, partial_sum_gradient(routing_weights));
   });
+}
+
+// With the intermediate dim split (moe_tp_experts), this rank's expert outputs are partial sums,
+// so the routing weights' gradient (the output gradient dotted with each expert's output) is
+// partial too: all-reduce it in the backward (Megatron's copy to the tensor-parallel region), so
+// the replicated router receives the whole gradient on every rank.
+Tensor Experts::partial_sum_gradient(const Tensor& routing_weights) const {
+  const Value& gate_up = parameter("gate_up");
+  if (!ag::should_record(routing_weights) || !gate_up.defined() || strategy() == nullptr ||
+      gate_up.local().size(1) == parameter_shape("gate_up")[1])
+    return routing_weights;
+  const DeviceMesh mesh = strategy_mesh();
+  return ag::record("Experts routing weights", {routing_weights}, {}, ag::detach(routing_weights),
+                    [mesh](const ag::FunctionNode&, const Tensor& grad) {
+                      return ag::Grads{all_reduce_partial(grad, mesh)};
+                    });
 }
 
 Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Tensor& routing_weights) const {
@@ -146,21 +167,23 @@ Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Te
   // The padded layout's input rows: each pair's token at its row, token 0 on padding rows.
   std::vector<int64_t> token_of_row(size_t(g.rows), 0);
   for (size_t p = 0; p < ids.size(); ++p) token_of_row[size_t(g.row_of_pair[p])] = int64_t(p) / k;
-  const Tensor x = index_select(hidden, 0, i64_tensor(token_of_row, hidden.device()));  // [rows, H]
+  const Tensor x = ag::index_select(hidden, 0, i64_tensor(token_of_row, hidden.device()));  // [rows, H]
   std::vector<Tensor> outputs;
   for (const ExpertBatch& b : g.batches) {
-    const Tensor xb = x.narrow(0, b.row_start, b.experts * b.rows).view({b.experts, b.rows, hidden_});
-    outputs.push_back(expert_mlp(xb, gate_up.narrow(0, b.first, b.experts), down.narrow(0, b.first, b.experts))
-                          .reshape({b.experts * b.rows, hidden_}));
+    const Tensor xb = ag::view(ag::narrow(x, 0, b.row_start, b.experts * b.rows), {b.experts, b.rows, hidden_});
+    const Tensor yb =
+        expert_mlp(xb, ag::narrow(gate_up, 0, b.first, b.experts), ag::narrow(down, 0, b.first, b.experts));
+    outputs.push_back(ag::reshape(yb, {b.experts * b.rows, hidden_}));
   }
-  const Tensor y = outputs.size() == 1 ? outputs[0] : cat(outputs, 0);
+  const Tensor y = outputs.size() == 1 ? outputs[0] : ag::cat(outputs, 0);
   // Back to (token, slot) order, weighted, then the k contributions of each token summed.
-  const Tensor per_pair = index_select(y, 0, i64_tensor(g.row_of_pair, hidden.device()));  // [T*k, H]
+  const Tensor per_pair = ag::index_select(y, 0, i64_tensor(g.row_of_pair, hidden.device()));  // [T*k, H]
   // Weighted and summed in f32 (f64 for f64), rounded once: transformers multiplies the 16-bit expert
   // output by the f32 routing weight too, and rounding the weight first doubles the error.
   const DType accumulate = hidden.dtype() == DType::F64 ? DType::F64 : DType::F32;
-  const Tensor w = routing_weights.to(accumulate).reshape({-1, 1});
-  return sum(mul(per_pair.to(accumulate), w).view({tokens, k, hidden_}), {1}).to(hidden.dtype());
+  const Tensor w = ag::reshape(ag::cast(routing_weights, accumulate), {-1, 1});
+  const Tensor weighted = ag::view(ag::mul(ag::cast(per_pair, accumulate), w), {tokens, k, hidden_});
+  return ag::cast(ag::sum(weighted, {1}), hidden.dtype());
 }
 
 SparseMoE::SparseMoE(int64_t num_experts, int64_t top_k, int64_t hidden, int64_t intermediate, DType dtype)
@@ -173,15 +196,16 @@ SparseMoE::SparseMoE(int64_t num_experts, int64_t top_k, int64_t hidden, int64_t
 
 Value SparseMoE::forward(const Value& x) {
   const Tensor& input = x.tensor("SparseMoE input");
-  const Tensor tokens = input.reshape({-1, experts_->hidden()});
+  const Tensor tokens = ag::reshape(input, {-1, experts_->hidden()});
   // The router is replicated: every rank computes the same routing from the same tokens.
-  const Tensor logits = (*gate_)(tokens).local();
-  // Softmax in f32 as Mixtral does (f64 stays f64: never below the input's precision).
+  const Tensor logits = replicated_plain((*gate_)(tokens)).tensor("SparseMoE router logits");
+  // Softmax in f32 as Mixtral does (f64 stays f64: never below the input's precision). The
+  // gradient reaches the router through the top-k values and their renormalisation.
   const DType routing_dtype = logits.dtype() == DType::F64 ? DType::F64 : DType::F32;
-  auto [weights, ids] = topk(softmax(logits.to(routing_dtype), -1), top_k_, -1);
-  weights = div(weights, sum(weights, {-1}, /*keepdim=*/true));
+  auto [weights, ids] = ag::topk(ag::softmax(ag::cast(logits, routing_dtype), -1), top_k_, -1);
+  weights = ag::div(weights, ag::sum(weights, {-1}, /*keepdim=*/true));
   const Value out = experts_->route(tokens, ids, weights);
-  return out.tensor("SparseMoE output").reshape(input.shape());
+  return ag::reshape(out.tensor("SparseMoE output"), input.shape());
 }
 
 }  // namespace dtensor::nn

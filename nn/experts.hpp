@@ -41,12 +41,18 @@ class Experts : public Module {
   // The computation on this rank's (plain) weights; with intermediate-sharded weights the result
   // is this rank's partial sum.
   Tensor compute(const Tensor& hidden, const Tensor& expert_ids, const Tensor& routing_weights) const;
+  // routing_weights, whose gradient is all-reduced over the strategy's mesh in the backward when
+  // this rank's weights are a slice of the intermediate dim.
+  Tensor partial_sum_gradient(const Tensor& routing_weights) const;
 
   int64_t num_experts_, hidden_;
 };
 
 // router (Linear H -> E, no bias) -> softmax over experts -> top-k -> the k weights renormalised to
-// sum to 1 (Mixtral) -> Experts. Children: "gate" and "experts".
+// sum to 1 (Mixtral) -> Experts. Children: "gate" and "experts". Trains as Mixtral does: the
+// router's gradient flows through the top-k weights and their renormalisation (the choice of
+// experts itself has none); with the experts' intermediate dim split over ranks, the routing
+// weights' partial gradient is all-reduced, so the replicated router gets the whole gradient.
 class SparseMoE : public Module {
  public:
   SparseMoE(int64_t num_experts, int64_t top_k, int64_t hidden, int64_t intermediate, DType dtype = DType::F32);

@@ -1,6 +1,9 @@
 #include "nn/head_sharding.hpp"
 
+#include "autograd/node.hpp"
+#include "nn/strategy.hpp"
 #include "tensor/error.hpp"
+#include "tensor/ops.hpp"
 
 #include <algorithm>
 
@@ -44,6 +47,33 @@ bool heads_split_like_chunk(const AttentionHeads& heads, HeadRole role, int64_t 
   // Equal whole-head blocks are torch.chunk's blocks. For KV heads, kv % tp == 0 also makes the
   // query split even (num_heads is a multiple of num_kv_heads), so rule 2 gives the same blocks.
   return count % tp_size == 0;
+}
+
+bool kv_heads_shared(const AttentionHeads& heads, int64_t tp_size) {
+  // Ranks hold ascending KV ranges, so a head is shared exactly when neighbours' ranges overlap.
+  for (int64_t r = 1; r < tp_size; ++r) {
+    if (rank_heads(heads, tp_size, r).kv.begin < rank_heads(heads, tp_size, r - 1).kv.end) return true;
+  }
+  return false;
+}
+
+Tensor sum_shared_head_gradients(const Tensor& weight, const AttentionHeads& heads, HeadRange kv,
+                                 const DeviceMesh& tp_mesh) {
+  if (!autograd::should_record(weight)) return weight;
+  const int64_t d = heads.head_dim;
+  check<ShapeError>(weight.dim() == 2 && weight.size(0) == kv.count() * d, "sum_shared_head_gradients",
+                    "weight {} is not the rows of KV heads [{}, {}) of head_dim {}", shape_str(weight.shape()),
+                    kv.begin, kv.end, d);
+  Tensor out = autograd::detach(weight);
+  return autograd::record("sum_shared_head_gradients", {weight}, {}, out,
+                          [heads, kv, tp_mesh](const autograd::FunctionNode&, const Tensor& grad) {
+                            const int64_t d = heads.head_dim;
+                            Tensor all = Tensor::zeros({heads.num_kv_heads * d, grad.size(1)}, grad.dtype(),
+                                                       grad.device());
+                            all.narrow(0, kv.begin * d, kv.count() * d).copy_from(grad);
+                            Tensor summed = all_reduce_partial(all, tp_mesh);
+                            return autograd::Grads{summed.narrow(0, kv.begin * d, kv.count() * d).contiguous()};
+                          });
 }
 
 }  // namespace dtensor::nn

@@ -33,6 +33,9 @@
 // with the block's one all-reduce.
 #pragma once
 
+#include "mesh/device_mesh.hpp"
+#include "tensor/tensor.hpp"
+
 #include <cstdint>
 #include <string>
 
@@ -80,5 +83,19 @@ RankHeads rank_heads(const AttentionHeads& heads, int64_t tp_size, int64_t tp_ra
 // Whether every rank's heads of `role` are exactly its torch.chunk block (so a DTensor Shard
 // describes the split): the head count of that role divides by the TP size.
 bool heads_split_like_chunk(const AttentionHeads& heads, HeadRole role, int64_t tp_size);
+
+// Whether some KV head is held by more than one of `tp_size` ranks (rule 2's replicated and
+// straddling heads). The same answer on every rank.
+bool kv_heads_shared(const AttentionHeads& heads, int64_t tp_size);
+
+// Training with shared KV heads. A rank's k / v projection weight (its KV heads `kv`, rows of
+// head_dim each) receives from its own query heads only part of the gradient of a head that other
+// ranks hold too. This op is the identity on `weight` going forward and records, when it requires
+// a gradient, a backward that sums each KV head's gradient over the ranks holding it: one
+// all-reduce over `tp_mesh` of every KV head's rows, zeros where a rank holds none. So every
+// replica of a head gets the same whole gradient and stays equal to the others after an update.
+// Collective in the backward: every rank of the mesh must run it.
+Tensor sum_shared_head_gradients(const Tensor& weight, const AttentionHeads& heads, HeadRange kv,
+                                 const DeviceMesh& tp_mesh);
 
 }  // namespace dtensor::nn

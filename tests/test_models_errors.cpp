@@ -168,12 +168,12 @@ TEST_CASE("attention checks its positions, rotary tables and KV cache against ea
   const RotaryTables rotary = rotary_tables({2, 3, 4}, config.head_dim, config.rope_theta, DType::F32);
   models::KVCache empty;
   // The tokens start at position 2, but the cache holds no position before them.
-  CHECK_THROWS_AS(attention(hidden, {2, rotary, empty}), ValueError);
-  CHECK_THROWS_WITH(attention(hidden, {2, rotary, empty}),
+  CHECK_THROWS_AS(attention(hidden, {2, rotary, &empty}), ValueError);
+  CHECK_THROWS_WITH(attention(hidden, {2, rotary, &empty}),
                     Catch::Contains("holds 0 positions") && Catch::Contains("start at position 2"));
   // Three tokens, the tables of two positions.
   const RotaryTables two = rotary_tables({0, 1}, config.head_dim, config.rope_theta, DType::F32);
-  CHECK_THROWS_WITH(attention(hidden, {0, two, empty}), Catch::Contains("got 3 positions for a forward of 2 tokens"));
+  CHECK_THROWS_WITH(attention(hidden, {0, two, &empty}), Catch::Contains("got 3 positions for a forward of 2 tokens"));
   CHECK(empty.length() == 0);
   // Called as a module of one tensor, it names itself: it needs its other inputs.
   nn::Module& as_module = attention;
