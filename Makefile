@@ -2,7 +2,7 @@
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives redistribute dispatch load tp-forward
+BENCHES := collectives redistribute dispatch load tp-forward train
 
 .PHONY: all deps build demo demo-collectives test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
@@ -92,6 +92,26 @@ bench-tp-forward: build $(BENCH_MODEL)/config.json
 	$(MPIRUN) -np 1 $(TP_FORWARD)
 	$(MPIRUN) -np 2 $(TP_FORWARD)
 	$(MPIRUN) -np 4 $(TP_FORWARD) --summary
+
+# Training steps of a smaller Llama than bench-tp-forward's (hidden 256, 4 layers, 8 heads / 4 KV
+# heads, intermediate 688, vocab 2000, f32), batch 8 x 256 tokens, so a step takes a second or two
+# on one core: transformers + torch on 1 thread first (skipped where torch does not import), then
+# np 1 on one thread with and without activation checkpointing, np 2 and np 4 (oversubscribed on
+# fewer than 4 cores). Each run prints the table so far; the last line is the summary
+# (bench/bench_train.cpp).
+TRAIN_MODEL = $(BUILD)/bench-train-model
+TRAIN = $(BUILD)/bench/bench_train --model $(TRAIN_MODEL) --results $(BUILD)/bench-train
+$(TRAIN_MODEL)/config.json: | build
+	$(BUILD)/tools/make_checkpoint --out $(TRAIN_MODEL) --arch llama --hidden 256 --intermediate 688 \
+	  --layers 4 --heads 8 --kv-heads 4 --vocab 2000 --dtype f32 --seed 1
+
+bench-train: build $(TRAIN_MODEL)/config.json
+	rm -rf $(BUILD)/bench-train && mkdir -p $(BUILD)/bench-train
+	-python3 bench/torch_train.py $(TRAIN_MODEL) $(BUILD)/bench-train/torch.json
+	DTENSOR_NUM_THREADS=1 $(MPIRUN) -np 1 $(TRAIN)
+	DTENSOR_NUM_THREADS=1 $(MPIRUN) -np 1 $(TRAIN) --checkpoint-activations
+	$(MPIRUN) -np 2 $(TRAIN)
+	$(MPIRUN) -np 4 $(TRAIN) --summary
 
 # GPU: torch's timings first (skipped where torch is missing), then bench_gpu on 1 rank. The
 # prefill model has TinyLlama-1.1B's shape (hidden 2048, intermediate 5632, 22 layers, 32 heads /

@@ -1,7 +1,9 @@
 // The programs' building blocks that need no model: the random checkpoint generator (config.json
 // our parser and transformers read, every tensor with its shape and dtype, one file or shards +
-// index, determinism, scales, bad specs) and the .npy writer of generate --dump-logits.
+// index, determinism, scales, bad specs), the .npy writer of generate --dump-logits, and train's
+// choice of rows per step and its check of the token ids.
 #include "checkpoint_test_util.hpp"
+#include "training.hpp"
 
 #include "io/checkpoint.hpp"
 #include "io/npy.hpp"
@@ -185,4 +187,28 @@ TEST_CASE("npy files have a v1.0 header padded to 64 bytes and f32 data in C ord
   CHECK(io::npy_header({7}).find("'shape': (7,)") != std::string::npos);
   CHECK_THROWS_AS(io::write_npy(dir.file("b.npy"), Tensor::zeros({2}, DType::I64)), DTypeError);
   CHECK_THROWS_AS(io::write_npy((dir.path() / "missing" / "c.npy").string(), logits), ValueError);
+}
+
+TEST_CASE("train: step s uses rows (s*B .. s*B+B-1) mod N", "[programs][train]") {
+  std::vector<int64_t> ids;
+  for (int64_t i = 0; i < 5 * 3; ++i) ids.push_back(i);
+  const Tensor tokens = Tensor::from_vector(ids, {5, 3});  // row r holds 3r, 3r+1, 3r+2
+  auto first_column = [](const Tensor& rows) {
+    std::vector<int64_t> out;
+    for (int64_t r = 0; r < rows.size(0); ++r) out.push_back(rows.select(0, r).select(0, 0).item<int64_t>() / 3);
+    return out;
+  };
+  CHECK(first_column(training::batch_rows(tokens, 0, 2)) == std::vector<int64_t>{0, 1});
+  CHECK(first_column(training::batch_rows(tokens, 2, 2)) == std::vector<int64_t>{4, 0});
+  CHECK(first_column(training::batch_rows(tokens, 3, 4)) == std::vector<int64_t>{2, 3, 4, 0});
+  CHECK(first_column(training::batch_rows(tokens, 7, 5)) == std::vector<int64_t>{0, 1, 2, 3, 4});
+  CHECK(equal(training::batch_rows(tokens, 1, 1), tokens.narrow(0, 1, 1)));
+}
+
+TEST_CASE("train: a token id outside the vocabulary is named with its row and column", "[programs][train]") {
+  const Tensor tokens = Tensor::from_vector<int64_t>({0, 9, 3, 4, 10, 1}, {2, 3});
+  CHECK_NOTHROW(training::check_token_ids(tokens, 11, "t.npy"));
+  CHECK_THROWS_WITH(training::check_token_ids(tokens, 10, "t.npy"),
+                    Catch::Contains("t.npy: id 10 at row 1 column 1 is outside the vocabulary [0, 10)"));
+  CHECK_THROWS_AS(training::check_token_ids(Tensor::from_vector<int64_t>({-1, 2}, {1, 2}), 10, "t.npy"), ValueError);
 }

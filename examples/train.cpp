@@ -1,0 +1,282 @@
+// Trains a Llama / Mixtral checkpoint sharded over every rank (tensor parallel) on a token file.
+//
+//   scripts/mpirun.sh -np 4 build/examples/train --model DIR --tokens tokens.npy --steps 10 --batch 4
+//       --lr 1e-3 [--weight-decay 0.01] [--clip-grad-norm 1.0] [--plan auto|plan.json] [--dtype f32|bf16]
+//       [--checkpoint-activations] [--log steps.jsonl] [--save OUT_DIR] [--check]   (one line)
+//
+// tokens.npy holds integer ids [N, T+1] (int32 or int64, as numpy.save writes them). Step s trains
+// on rows (s*B .. s*B+B-1) mod N: inputs row[:-1], labels row[1:], the mean token cross-entropy,
+// AdamW (betas 0.9 / 0.95, eps 1e-8, weight decay on every parameter) after clip_grad_norm_ when
+// --clip-grad-norm is given: torch's semantics, so tools/compare_torch_training.py reproduces the
+// run with transformers (examples/training.hpp). Rank 0 prints, and appends to --log, one line per
+// step: {"step": s, "loss": x, "grad_norm": g}. --dtype bf16 computes in bf16 and trains f32 master
+// weights with f32 AdamW states. --save writes the trained f32 weights as a Hugging Face checkpoint
+// (config.json copied) that generate and transformers load. --check reruns the steps with the
+// unsharded model on rank 0 and prints
+//   check: loss_max_rel_diff=X weight_max_abs_diff=X (NAME) ok|MISMATCH
+// exiting 1 on every rank when a loss differs by more than 1e-5 relative or a weight by more than
+// 1e-5 (f32; bf16: 2e-2 and 2e-2, its rounding of differently ordered sums). Bad flags and inputs
+// (a missing or float --tokens file, one not 2-D, a batch larger than its rows, an id outside the
+// vocabulary) are typed errors naming the value: the lowest rank that found one prints it and
+// every rank exits 1.
+#include "training.hpp"
+
+#include "autograd/autograd.hpp"
+#include "collectives/runtime.hpp"
+#include "io/checkpoint_writer.hpp"
+#include "io/npy.hpp"
+#include "mesh/device_mesh.hpp"
+#include "models/hf_config.hpp"
+#include "nn/tp_plan.hpp"
+#include "tensor/ops.hpp"
+#include "tools/parse_on_every_rank.hpp"
+
+#include <fmt/format.h>
+#include <fmt/os.h>
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+using namespace dtensor;
+
+namespace {
+
+constexpr const char* kOp = "train";
+
+struct Options {
+  std::string model_dir;
+  std::string tokens_file;
+  int64_t steps = 1;
+  int64_t batch = 1;
+  double lr = 1e-3;
+  double weight_decay = 0.01;
+  std::optional<double> clip_grad_norm;
+  std::string plan_file = "auto";
+  std::string dtype_flag = "f32";
+  bool checkpoint_activations = false;
+  std::string log_file;  // empty: none
+  std::string save_dir;  // empty: none
+  bool check = false;
+};
+
+void add_options(CLI::App& app, Options& o) {
+  app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors)")->required();
+  app.add_option("--tokens", o.tokens_file, ".npy of integer token ids [N, T+1]")->required();
+  app.add_option("--steps", o.steps, "optimizer steps")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->required();
+  app.add_option("--batch", o.batch, "rows per step")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->required();
+  app.add_option("--lr", o.lr, "AdamW learning rate")->check(CLI::Range(0.0, 1e6))->required();
+  app.add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay, on every parameter")
+      ->check(CLI::Range(0.0, 1e6))
+      ->capture_default_str();
+  app.add_option("--clip-grad-norm", o.clip_grad_norm, "clip the global gradient 2-norm to this before each step")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--plan", o.plan_file, "JSON tp_plan file {\"pattern\": \"strategy\"}, or auto (the model's own plan)")
+      ->capture_default_str();
+  app.add_option("--dtype", o.dtype_flag, "f32 | bf16 (bf16 compute, f32 master weights and AdamW states)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  app.add_flag("--checkpoint-activations", o.checkpoint_activations, "recompute each decoder layer in backward");
+  app.add_option("--log", o.log_file, "append each step's JSON line to this file (rank 0)");
+  app.add_option("--save", o.save_dir, "write the trained weights here as a Hugging Face checkpoint");
+  app.add_flag("--check", o.check, "rerun the steps unsharded on rank 0 and compare losses and weights");
+}
+
+training::TrainOptions train_options(const Options& o) {
+  return {.lr = o.lr,
+          .weight_decay = o.weight_decay,
+          .clip_grad_norm = o.clip_grad_norm,
+          .dtype = dtype_from_name(o.dtype_flag),
+          .checkpoint_activations = o.checkpoint_activations};
+}
+
+// What every rank reads and checks before training.
+struct Prepared {
+  models::HFConfig config;
+  Tensor tokens;  // [N, T+1] i64
+  std::shared_ptr<models::CausalLM> model;
+};
+
+Prepared prepare(const Options& o, const DeviceMesh& mesh) {
+  Prepared p;
+  p.config = models::load_hf_config(o.model_dir);
+  p.tokens = io::read_token_ids(o.tokens_file);
+  check(o.batch <= p.tokens.size(0), kOp, "--batch {} is larger than the {} rows of --tokens {}", o.batch,
+        p.tokens.size(0), o.tokens_file);
+  training::check_token_ids(p.tokens, p.config.vocab_size, o.tokens_file);
+  const nn::TpPlan plan =
+      o.plan_file == "auto" ? models::auto_tp_plan(p.config) : nn::TpPlan::from_json_file(o.plan_file);
+  p.model = models::load_sharded(o.model_dir, mesh, plan, dtype_from_name(o.dtype_flag));
+  return p;
+}
+
+// Runs prepare on every rank (it has no collective). When it fails anywhere, the lowest failing
+// rank prints its error and every rank gets nullopt, so the job ends without an abort.
+std::optional<Prepared> prepare_on_every_rank(const Options& o, const DeviceMesh& mesh, Communicator& world) {
+  std::optional<Prepared> prepared;
+  std::string error;
+  try {
+    prepared = prepare(o, mesh);
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  Tensor first_failing = Tensor::full({1}, error.empty() ? world.size() : world.rank(), DType::I32);
+  world.all_reduce(first_failing, ReduceOp::Min);
+  if (first_failing.item<int32_t>() == world.size()) return prepared;
+  if (first_failing.item<int32_t>() == world.rank()) fmt::print(stderr, "error: {}\n", error);
+  return std::nullopt;
+}
+
+std::string step_line(const training::StepResult& r) {
+  return fmt::format("{{\"step\": {}, \"loss\": {}, \"grad_norm\": {}}}", r.step, r.loss, r.grad_norm);
+}
+
+std::vector<training::StepResult> train(training::Trainer& trainer, const Options& o, const Tensor& tokens,
+                                        bool print) {
+  std::ofstream log;
+  if (print && !o.log_file.empty()) {
+    log.open(o.log_file, std::ios::trunc);
+    check(bool(log), kOp, "--log {}: cannot write the file", o.log_file);
+  }
+  std::vector<training::StepResult> results;
+  for (int64_t s = 0; s < o.steps; ++s) {
+    results.push_back(trainer.step(s, tokens, o.batch));
+    if (!print) continue;
+    fmt::print("{}\n", step_line(results.back()));
+    std::fflush(stdout);
+    if (log.is_open()) log << step_line(results.back()) << '\n' << std::flush;
+  }
+  return results;
+}
+
+// Every trained weight whole on rank 0 (DTensors gathered, collectively), by parameter name;
+// nothing on the other ranks.
+std::map<std::string, Tensor> whole_weights(const optim::NamedParameters& weights, bool root) {
+  autograd::NoGradGuard no_grad;
+  std::map<std::string, Tensor> out;
+  for (const auto& [name, value] : weights) {
+    Tensor whole = value->is_distributed() ? value->dtensor().full_tensor() : value->tensor().clone();
+    if (root) out[name] = std::move(whole);
+  }
+  return out;
+}
+
+// The Hugging Face names of a weight: Mixtral's packed experts.gate_up [E, 2I, H] and
+// experts.down [E, H, I] become experts.{e}.w1 / w3 (the rows of gate and up) and w2.
+io::NamedDTensors hf_tensors(const std::string& name, const nn::Value& value, const DeviceMesh& mesh) {
+  auto replicated = [&](const Tensor& t) {
+    return DTensor::from_local(t.contiguous(), mesh, {Replicate()}, t.shape());
+  };
+  const bool gate_up = name.ends_with(".experts.gate_up"), down = name.ends_with(".experts.down");
+  if (!gate_up && !down) return {{name, value.is_distributed() ? value.dtensor() : replicated(value.tensor())}};
+  const std::string experts = name.substr(0, name.rfind('.'));
+  const Tensor whole = value.is_distributed() ? value.dtensor().full_tensor() : value.tensor();
+  io::NamedDTensors out;
+  for (int64_t e = 0; e < whole.size(0); ++e) {
+    const Tensor expert = whole.select(0, e);
+    const std::string prefix = fmt::format("{}.{}.", experts, e);
+    if (down) {
+      out.emplace_back(prefix + "w2.weight", replicated(expert));
+      continue;
+    }
+    const int64_t inter = expert.size(0) / 2;
+    out.emplace_back(prefix + "w1.weight", replicated(expert.narrow(0, 0, inter)));
+    out.emplace_back(prefix + "w3.weight", replicated(expert.narrow(0, inter, inter)));
+  }
+  return out;
+}
+
+// A tied lm_head has no weight of its own (the embedding's), so none is written, as
+// save_pretrained does.
+void save(const Options& o, const optim::NamedParameters& weights, const DeviceMesh& mesh, bool root) {
+  autograd::NoGradGuard no_grad;
+  io::NamedDTensors tensors;
+  for (const auto& [name, value] : weights) {
+    for (auto& named : hf_tensors(name, *value, mesh)) tensors.push_back(std::move(named));
+  }
+  io::save_dtensors(o.save_dir, tensors);
+  if (root) {
+    namespace fs = std::filesystem;
+    fs::copy_file(fs::path(o.model_dir) / "config.json", fs::path(o.save_dir) / "config.json",
+                  fs::copy_options::overwrite_existing);
+    fmt::print("saved: {} ({} tensors, f32)\n", o.save_dir, tensors.size());
+  }
+}
+
+struct Bounds {
+  double loss_rel, weight_abs;
+};
+Bounds check_bounds(DType dtype) { return dtype == DType::F32 ? Bounds{1e-5, 1e-5} : Bounds{2e-2, 2e-2}; }
+
+// Rank 0: the same steps with the unsharded model. Returns whether losses and weights match.
+bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::vector<training::StepResult>& sharded,
+                             const std::map<std::string, Tensor>& sharded_weights) {
+  const training::TrainOptions options = train_options(o);
+  training::Trainer reference(models::load_unsharded(o.model_dir, options.dtype), options);
+  const std::vector<training::StepResult> expected = train(reference, o, tokens, false);
+  double loss_diff = 0;
+  int64_t worst_step = 0;
+  for (size_t s = 0; s < expected.size(); ++s) {
+    const double rel = std::abs(sharded[s].loss - expected[s].loss) / std::max(std::abs(expected[s].loss), 1e-30);
+    if (rel > loss_diff) std::tie(loss_diff, worst_step) = std::pair{rel, int64_t(s)};
+  }
+  double weight_diff = 0;
+  std::string worst_weight;
+  for (const auto& [name, value] : reference.weights()) {
+    const double diff = max_abs_diff(sharded_weights.at(name), value->tensor());
+    if (diff >= weight_diff) std::tie(weight_diff, worst_weight) = std::pair{diff, name};
+  }
+  const Bounds bounds = check_bounds(options.dtype);
+  const bool ok = loss_diff <= bounds.loss_rel && weight_diff <= bounds.weight_abs;
+  fmt::print("check: loss_max_rel_diff={:.3g} (step {}: {} vs unsharded {}) weight_max_abs_diff={:.3g} ({}) {}\n",
+             loss_diff, worst_step, sharded[size_t(worst_step)].loss, expected[size_t(worst_step)].loss, weight_diff,
+             worst_weight, ok ? "ok" : "MISMATCH");
+  if (!ok)
+    fmt::print("check: bounds for {}: loss {:g} relative, weights {:g}\n", o.dtype_flag, bounds.loss_rel,
+               bounds.weight_abs);
+  return ok;
+}
+
+// Every rank gets rank 0's verdict; the others wait without spinning, so rank 0's check runs at
+// full speed on an oversubscribed machine.
+bool share_verdict(Communicator& world, bool ok_on_root) {
+  Tensor verdict = Tensor::full({1}, ok_on_root ? 1.0 : 0.0, DType::I32);
+  Work work = world.broadcast(verdict, 0, CommMode::Async);
+  while (!work.test()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return verdict.item<int32_t>() == 1;
+}
+
+int run(Communicator& world, const Options& o) {
+  const DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
+  std::optional<Prepared> p = prepare_on_every_rank(o, mesh, world);
+  if (!p) return 1;
+  const bool root = world.rank() == 0;
+  if (root) {
+    fmt::print(
+        "train: {} ({} layers, hidden {}, vocab {}), tokens {} [{}, {}], {} steps of batch {}, {} on {} rank(s)\n",
+        o.model_dir, p->config.num_hidden_layers, p->config.hidden_size, p->config.vocab_size, o.tokens_file,
+        p->tokens.size(0), p->tokens.size(1), o.steps, o.batch, o.dtype_flag, world.size());
+  }
+  auto trainer = std::make_unique<training::Trainer>(std::move(p->model), train_options(o));
+  const std::vector<training::StepResult> results = train(*trainer, o, p->tokens, root);
+  if (!o.save_dir.empty()) save(o, trainer->weights(), mesh, root);
+  if (!o.check) return 0;
+  const std::map<std::string, Tensor> weights = whole_weights(trainer->weights(), root);
+  trainer.reset();  // frees this rank's shards before rank 0 loads the whole model
+  const bool ok = share_verdict(world, root ? check_against_unsharded(o, p->tokens, results, weights) : true);
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return run_main(argc, argv, [&](Communicator& world) {
+    CLI::App app{"Trains a checkpoint sharded over every rank on a .npy of token ids (mpirun -np N)."};
+    Options options;
+    add_options(app, options);
+    if (auto code = tools::parse_on_every_rank(app, argc, argv, world)) return *code;
+    return run(world, options);
+  });
+}
