@@ -97,6 +97,7 @@ struct Prepared {
   models::HFConfig config;
   Tensor tokens;  // [N, T+1] i64
   std::shared_ptr<models::CausalLM> model;
+  std::shared_ptr<models::CausalLM> f32_weights;  // bf16: the master weights' source
 };
 
 Prepared prepare(const Options& o, const DeviceMesh& mesh) {
@@ -108,7 +109,9 @@ Prepared prepare(const Options& o, const DeviceMesh& mesh) {
   training::check_token_ids(p.tokens, p.config.vocab_size, o.tokens_file);
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(p.config) : nn::TpPlan::from_json_file(o.plan_file);
-  p.model = models::load_sharded(o.model_dir, mesh, plan, dtype_from_name(o.dtype_flag));
+  const DType dtype = dtype_from_name(o.dtype_flag);
+  p.model = models::load_sharded(o.model_dir, mesh, plan, dtype);
+  if (dtype != DType::F32) p.f32_weights = models::load_sharded(o.model_dir, mesh, plan, DType::F32);
   return p;
 }
 
@@ -214,7 +217,8 @@ Bounds check_bounds(DType dtype) { return dtype == DType::F32 ? Bounds{1e-5, 1e-
 bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::vector<training::StepResult>& sharded,
                              const std::map<std::string, Tensor>& sharded_weights) {
   const training::TrainOptions options = train_options(o);
-  training::Trainer reference(models::load_unsharded(o.model_dir, options.dtype), options);
+  training::Trainer reference(models::load_unsharded(o.model_dir, options.dtype), options,
+                              options.dtype == DType::F32 ? nullptr : models::load_unsharded(o.model_dir, DType::F32));
   const std::vector<training::StepResult> expected = train(reference, o, tokens, false);
   double loss_diff = 0;
   int64_t worst_step = 0;
@@ -259,7 +263,7 @@ int run(Communicator& world, const Options& o) {
         o.model_dir, p->config.num_hidden_layers, p->config.hidden_size, p->config.vocab_size, o.tokens_file,
         p->tokens.size(0), p->tokens.size(1), o.steps, o.batch, o.dtype_flag, world.size());
   }
-  auto trainer = std::make_unique<training::Trainer>(std::move(p->model), train_options(o));
+  auto trainer = std::make_unique<training::Trainer>(std::move(p->model), train_options(o), std::move(p->f32_weights));
   const std::vector<training::StepResult> results = train(*trainer, o, p->tokens, root);
   if (!o.save_dir.empty()) save(o, trainer->weights(), mesh, root);
   if (!o.check) return 0;

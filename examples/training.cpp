@@ -92,7 +92,8 @@ void check_token_ids(const Tensor& tokens, int64_t vocab, const std::string& fil
   }
 }
 
-Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& options)
+Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& options,
+                 std::shared_ptr<models::CausalLM> f32_weights)
     : model_(std::move(model)), options_(options) {
   check<DTypeError>(options.dtype == DType::F32 || options.dtype == DType::BF16, kOp,
                     "--dtype must be f32 or bf16, got {}", dtype_name(options.dtype));
@@ -103,16 +104,27 @@ Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& op
   if (options.dtype == DType::F32) {
     for (auto& [name, value] : model_parameters_) mark_requires_grad(*value);
     weights_ = model_parameters_;
-  } else {
-    for (const auto& [name, value] : model_parameters_) {
-      masters_.push_back(std::make_unique<nn::Value>(f32_copy(*value)));
-      mark_requires_grad(*masters_.back());
-      weights_.emplace_back(name, masters_.back().get());
-    }
+    make_optimizer();
+    return;
   }
+  const optim::NamedParameters f32 = f32_weights ? loaded_parameters(*f32_weights) : optim::NamedParameters{};
+  check(f32.empty() || f32.size() == model_parameters_.size(), kOp, "the f32 weights have {} parameters, the model {}",
+        f32.size(), model_parameters_.size());
+  for (size_t i = 0; i < model_parameters_.size(); ++i) {
+    const auto& [name, value] = model_parameters_[i];
+    check(f32.empty() || f32[i].first == name, kOp, "the f32 weights' parameter {} is '{}', the model's '{}'", i,
+          f32.empty() ? "" : f32[i].first, name);
+    masters_.push_back(std::make_unique<nn::Value>(f32.empty() ? f32_copy(*value) : *f32[i].second));
+    mark_requires_grad(*masters_.back());
+    weights_.emplace_back(name, masters_.back().get());
+  }
+  make_optimizer();
+}
+
+void Trainer::make_optimizer() {
   optimizer_ = std::make_unique<optim::AdamW>(
       weights_,
-      optim::AdamWOptions{.lr = options.lr, .beta2 = 0.95, .eps = 1e-8, .weight_decay = options.weight_decay});
+      optim::AdamWOptions{.lr = options_.lr, .beta2 = 0.95, .eps = 1e-8, .weight_decay = options_.weight_decay});
 }
 
 void Trainer::cast_masters_into_model() {

@@ -50,8 +50,11 @@ void check_token_ids(const Tensor& tokens, int64_t vocab, const std::string& fil
 
 class Trainer {
  public:
-  // `model` is loaded in options.dtype (f32 or bf16; DTypeError otherwise).
-  Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& options);
+  // `model` is loaded in options.dtype (f32 or bf16; DTypeError otherwise). With bf16, the f32
+  // master weights are taken from `f32_weights` (the same checkpoint and plan loaded in f32) when
+  // given, so they start from the checkpoint's values rather than their bf16 rounding.
+  Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& options,
+          std::shared_ptr<models::CausalLM> f32_weights = nullptr);
 
   StepResult step(int64_t step, const Tensor& tokens, int64_t batch);
 
@@ -61,6 +64,7 @@ class Trainer {
   models::CausalLM& model() { return *model_; }
 
  private:
+  void make_optimizer();
   void cast_masters_into_model();
 
   std::shared_ptr<models::CausalLM> model_;
