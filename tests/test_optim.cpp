@@ -205,3 +205,24 @@ TEST_CASE("zero_grad zeros the gradients in their buffers", "[optim]") {
   CHECK(equal(w_grad, Tensor::zeros(w_grad.shape(), DType::F64)));
   CHECK(equal(v_grad, Tensor::zeros({4}, DType::F64)));
 }
+
+TEST_CASE("a parameter given twice, as tied weights are, is updated and counted once", "[optim][tied]") {
+  DeviceMesh mesh = DeviceMesh::from_world({world().size()});
+  Tensor full = integer_valued({6, 2}, DType::F64, 30), g = integer_valued({6, 2}, DType::F64, 31);
+  nn::Value w = make_param(full, mesh, Placements{Shard(0)});
+  nn::Value tied = w;  // a copy of the handle: the same leaf
+  give_grad(w, g);
+  NamedParameters named = {{"embed.weight", &w}, {"lm_head.weight", &tied}, {"again", &w}};
+  double expected_sq = 0;
+  for (double v : values_of(g)) expected_sq += v * v;
+  CHECK(std::abs(optim::clip_grad_norm(named, 1e9) - std::sqrt(expected_sq)) <= 1e-12 * std::sqrt(expected_sq));
+
+  optim::SGD opt(named, {.lr = 0.1, .momentum = 0.9});
+  REQUIRE(opt.parameters().size() == 1);
+  CHECK(opt.parameters()[0].first == "embed.weight");
+  opt.step();
+  ReferenceSGD reference{.momentum = 0.9};
+  reference.p = values_of(full);
+  reference.step(values_of(g), 0.1);
+  CHECK(close(w.local(), block_like(w, tensor_of(reference.p, {6, 2})), 1e-12));
+}
