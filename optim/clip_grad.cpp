@@ -70,7 +70,7 @@ double clip_grad_norm(const NamedParameters& params, double max_norm) {
   double local_sum = 0;
   Device device = Device::cpu();
   std::vector<Tensor> grads;
-  for (const auto& [name, param] : params) {
+  for (const auto& [name, param] : detail::without_duplicates(params)) {
     check(param != nullptr, kOp, "parameter \"{}\" is a null pointer", name);
     Tensor grad = detail::local_grad(*param);
     if (!grad.defined()) continue;

@@ -9,7 +9,7 @@ namespace dtensor::optim {
 // The 2-norm of all the parameters' gradients together, each element of each logical gradient
 // counted once, computed in f64; then, when coef = max_norm / (norm + 1e-6) is below 1, every
 // gradient is multiplied by coef in place. Returns the norm before clipping, the same on every
-// rank. Parameters without a gradient are skipped.
+// rank. Parameters without a gradient are skipped; one given twice (tied weights) counts once.
 //
 // A DTensor gradient's sum of squares counts only on the ranks whose mesh coordinate is 0 on every
 // mesh dim where it is Replicate, so a replicated parameter counts once and a sharded one block by

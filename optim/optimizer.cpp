@@ -22,6 +22,23 @@ nn::Value with_layout_of(const nn::Value& like, const Tensor& local) {
   return DTensor::from_local(local, d.mesh(), d.placements(), d.shape());
 }
 
+NamedParameters without_duplicates(const NamedParameters& params) {
+  NamedParameters unique;
+  std::set<const void*> seen;
+  for (const auto& entry : params) {
+    const nn::Value* param = entry.second;
+    const void* leaf = nullptr;  // the autograd state copies of one leaf's handle share
+    if (param != nullptr && param->defined()) {
+      leaf = param->is_distributed() ? static_cast<const void*>(param->dtensor().autograd_meta().get())
+                                     : static_cast<const void*>(param->tensor().autograd_meta().get());
+    }
+    if (param != nullptr && !seen.insert(param).second) continue;
+    if (leaf != nullptr && !seen.insert(leaf).second) continue;
+    unique.push_back(entry);
+  }
+  return unique;
+}
+
 const DeviceMesh* common_mesh(const NamedParameters& params, const char* op) {
   const DeviceMesh* mesh = nullptr;
   const std::string* first = nullptr;
@@ -65,6 +82,7 @@ Optimizer::Optimizer(NamedParameters params, double lr, const char* op) : op_(op
     check_parameter(name, param, op_);
   }
   detail::common_mesh(params_, op_);
+  params_ = detail::without_duplicates(params_);
   set_lr(lr);
 }
 

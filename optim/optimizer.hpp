@@ -51,7 +51,8 @@ class Optimizer {
  protected:
   // Checks the parameters on every rank: none null, names unique, floating dtypes (DTypeError
   // naming the parameter), no Partial placements, every DTensor on one mesh (ValueError naming
-  // the parameter and both meshes). `op` names the optimizer in errors.
+  // the parameter and both meshes). A parameter given again under another name (tied weights)
+  // is kept once, under its first name. `op` names the optimizer in errors.
   Optimizer(NamedParameters params, double lr, const char* op);
 
   // The state `which` of parameter i, created as zeros laid out like it when missing. Updates
@@ -76,6 +77,10 @@ DType compute_dtype(DType param_dtype);
 // `local` wrapped with the layout of `like` (a DTensor with its mesh, placements and shape, or a
 // plain tensor); no communication.
 nn::Value with_layout_of(const nn::Value& like, const Tensor& local);
+// The parameters with each one kept once, under its first name: a later entry holding the same
+// value (the same nn::Value, or a handle sharing its autograd state, as tied weights do) is
+// dropped, as torch's named_parameters() drops duplicates.
+NamedParameters without_duplicates(const NamedParameters& params);
 // The one mesh every DTensor parameter lives on (null when none is a DTensor); ValueError naming
 // the first parameter on another mesh and both meshes.
 const DeviceMesh* common_mesh(const NamedParameters& params, const char* op);

@@ -25,7 +25,7 @@ class SGD : public Optimizer {
  public:
   // ValueError naming the option: lr, momentum or weight_decay negative; nesterov without a
   // positive momentum and zero dampening. Parameters are checked as Optimizer's constructor says.
-  SGD(NamedParameters params, SGDOptions options);
+  SGD(NamedParameters params, SGDOptions options = {});
 
   void step() override;
   const SGDOptions& options() const { return options_; }

@@ -61,66 +61,84 @@ bool close(const Tensor& got, const Tensor& expected, double tol) {
   return allclose(got.to(DType::F64), expected.to(DType::F64), tol, tol);
 }
 
-// Runs kLrs.size() steps of Opt over kParams (random layouts on `mesh`) and of the reference on
-// the whole tensors, then compares every block and state.
+// kParams made on `mesh` (random layouts) in `dtype`, with the reference's copy of each.
+template <typename Reference>
+struct Setup {
+  std::vector<nn::Value> params = std::vector<nn::Value>(kParams.size());
+  std::vector<Reference> refs;
+  std::vector<Tensor> initial_blocks;  // clones of the first blocks
+  std::vector<Tensor> handles;         // the blocks the model holds
+  NamedParameters named;
+  std::string layouts;
+
+  Setup(const DeviceMesh& mesh, const Reference& reference, DType dtype, std::mt19937& rng)
+      : refs(kParams.size(), reference) {
+    for (size_t i = 0; i < kParams.size(); ++i) {
+      const ParamCase& c = kParams[i];
+      Tensor full = mul(integer_valued(c.shape, DType::F64, rng()), 0.25).to(dtype);
+      std::optional<Placements> placements;
+      if (c.distributed) placements = random_placements(rng, mesh, int64_t(c.shape.size()), false);
+      params[i] = c.strided ? make_strided_param(full) : make_param(full, mesh, placements);
+      refs[i].p = values_of(full);
+      initial_blocks.push_back(params[i].local().clone());
+      handles.push_back(params[i].local());
+      named.push_back({c.name, &params[i]});
+      layouts += c.name + " " + params[i].describe() + "; ";
+    }
+  }
+};
+
+// Every block of every parameter and state against the reference's whole tensors.
+template <typename Opt, typename Reference>
+void compare(const Opt& opt, const Setup<Reference>& setup, DType dtype, double tol) {
+  for (size_t i = 0; i < kParams.size(); ++i) {
+    const ParamCase& c = kParams[i];
+    const nn::Value& param = setup.params[i];
+    INFO("parameter " << c.name);
+    CHECK(param.local().dtype() == dtype);
+    if (c.first_step < 0) {
+      CHECK(equal(param.local(), setup.initial_blocks[i]));
+      CHECK_THROWS_AS(opt.state(c.name, "momentum_buffer"), ValueError);
+      CHECK_THROWS_AS(opt.state(c.name, "exp_avg"), ValueError);
+      continue;
+    }
+    // Updated in place: the block the model held before the steps holds the new values.
+    CHECK(param.local().data_ptr() == setup.handles[i].data_ptr());
+    CHECK(close(setup.handles[i], block_like(param, tensor_of(setup.refs[i].p, c.shape)), tol));
+    for (const auto& [which, values] : reference_states(setup.refs[i])) {
+      INFO("state " << which);
+      const nn::Value& state = opt.state(c.name, which);
+      check_layout(state, param);
+      CHECK(close(state.local(), block_like(param, tensor_of(values, c.shape)), tol));
+    }
+  }
+}
+
+// Runs kLrs.size() steps of Opt over kParams and of the reference on the whole tensors, each
+// parameter getting gradients from its first_step on, then compares.
 template <typename Opt, typename Options, typename Reference>
 void check_steps(const DeviceMesh& mesh, const Options& options, const Reference& reference, DType dtype, double tol,
                  std::mt19937& rng) {
-  std::vector<nn::Value> params(kParams.size());
-  std::vector<Reference> refs(kParams.size(), reference);
-  std::vector<Tensor> initial_blocks, handles;  // clones of the first blocks; the blocks the model holds
-  NamedParameters named;
-  std::string layouts;
-  for (size_t i = 0; i < kParams.size(); ++i) {
-    const ParamCase& c = kParams[i];
-    Tensor full = mul(integer_valued(c.shape, DType::F64, rng()), 0.25).to(dtype);
-    std::optional<Placements> placements;
-    if (c.distributed) placements = random_placements(rng, mesh, int64_t(c.shape.size()), false);
-    params[i] = c.strided ? make_strided_param(full) : make_param(full, mesh, placements);
-    refs[i].p = values_of(full);
-    initial_blocks.push_back(params[i].local().clone());
-    handles.push_back(params[i].local());
-    named.push_back({c.name, &params[i]});
-    layouts += c.name + " " + params[i].describe() + "; ";
-  }
-  INFO("mesh " << mesh.to_string() << " " << layouts << " dtype " << dtype_name(dtype));
-  Opt opt(named, options);
+  Setup<Reference> setup(mesh, reference, dtype, rng);
+  INFO("mesh " << mesh.to_string() << " " << setup.layouts << " dtype " << dtype_name(dtype));
+  Opt opt(setup.named, options);
   for (size_t k = 0; k < kLrs.size(); ++k) {
     opt.set_lr(kLrs[k]);
     for (size_t i = 0; i < kParams.size(); ++i) {
       if (kParams[i].first_step < 0 || int(k) < kParams[i].first_step) continue;
       Tensor g = integer_valued(kParams[i].shape, dtype, rng());
-      give_grad(params[i], g);
-      refs[i].step(values_of(g), kLrs[k]);
+      give_grad(setup.params[i], g);
+      std::vector<double>& p = setup.refs[i].p;
+      setup.refs[i].step(values_of(g), kLrs[k]);
       // A 16-bit parameter is rounded to its dtype after each update.
-      const Shape flat = {int64_t(refs[i].p.size())};
-      if (dtype != DType::F64 && dtype != DType::F32) refs[i].p = values_of(tensor_of(refs[i].p, flat).to(dtype));
+      if (dtype != DType::F64 && dtype != DType::F32) p = values_of(tensor_of(p, {int64_t(p.size())}).to(dtype));
     }
     CommRecorder recorder;
     opt.step();
     CHECK(recorder.calls().empty());
     opt.zero_grad();
   }
-  for (size_t i = 0; i < kParams.size(); ++i) {
-    const ParamCase& c = kParams[i];
-    INFO("parameter " << c.name);
-    CHECK(params[i].local().dtype() == dtype);
-    if (c.first_step < 0) {
-      CHECK(equal(params[i].local(), initial_blocks[i]));
-      CHECK_THROWS_AS(opt.state(c.name, "momentum_buffer"), ValueError);
-      CHECK_THROWS_AS(opt.state(c.name, "exp_avg"), ValueError);
-      continue;
-    }
-    // Updated in place: the block the model held before the steps holds the new values.
-    CHECK(params[i].local().data_ptr() == handles[i].data_ptr());
-    CHECK(close(handles[i], block_like(params[i], tensor_of(refs[i].p, c.shape)), tol));
-    for (const auto& [which, values] : reference_states(refs[i])) {
-      INFO("state " << which);
-      const nn::Value& state = opt.state(c.name, which);
-      check_layout(state, params[i]);
-      CHECK(close(state.local(), block_like(params[i], tensor_of(values, c.shape)), tol));
-    }
-  }
+  compare(opt, setup, dtype, tol);
 }
 
 }  // namespace
@@ -204,4 +222,25 @@ TEST_CASE("zero_grad zeros the gradients in their buffers", "[optim]") {
   CHECK(ag::grad(v.tensor()).data_ptr() == v_grad.data_ptr());
   CHECK(equal(w_grad, Tensor::zeros(w_grad.shape(), DType::F64)));
   CHECK(equal(v_grad, Tensor::zeros({4}, DType::F64)));
+}
+
+TEST_CASE("a parameter given twice, as tied weights are, is updated and counted once", "[optim][tied]") {
+  DeviceMesh mesh = DeviceMesh::from_world({world().size()});
+  Tensor full = integer_valued({6, 2}, DType::F64, 30), g = integer_valued({6, 2}, DType::F64, 31);
+  nn::Value w = make_param(full, mesh, Placements{Shard(0)});
+  nn::Value tied = w;  // a copy of the handle: the same leaf
+  give_grad(w, g);
+  NamedParameters named = {{"embed.weight", &w}, {"lm_head.weight", &tied}, {"again", &w}};
+  double expected_sq = 0;
+  for (double v : values_of(g)) expected_sq += v * v;
+  CHECK(std::abs(optim::clip_grad_norm(named, 1e9) - std::sqrt(expected_sq)) <= 1e-12 * std::sqrt(expected_sq));
+
+  optim::SGD opt(named, {.lr = 0.1, .momentum = 0.9});
+  REQUIRE(opt.parameters().size() == 1);
+  CHECK(opt.parameters()[0].first == "embed.weight");
+  opt.step();
+  ReferenceSGD reference{.momentum = 0.9};
+  reference.p = values_of(full);
+  reference.step(values_of(g), 0.1);
+  CHECK(close(w.local(), block_like(w, tensor_of(reference.p, {6, 2})), 1e-12));
 }
