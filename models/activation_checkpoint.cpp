@@ -62,10 +62,27 @@ class CaptureGradient final : public ag::Node {
   ag::Gradient gradient_;
 };
 
+// The random draw counts of every module of a subtree, in named_modules order.
+class RandomCalls {
+ public:
+  explicit RandomCalls(nn::Module& root) : root_(&root), modules_(root.named_modules()) {
+    for (const auto& [name, module] : modules_) calls_.push_back(module->random_calls());
+  }
+  nn::Module& root() const { return *root_; }
+  void restore() const {
+    for (size_t i = 0; i < modules_.size(); ++i) modules_[i].second->set_random_calls(calls_[i]);
+  }
+
+ private:
+  nn::Module* root_;
+  std::vector<std::pair<std::string, nn::Module*>> modules_;
+  std::vector<uint64_t> calls_;
+};
+
 class CheckpointNode final : public ag::Node {
  public:
-  CheckpointNode(const nn::Value& input, CheckpointBody body)
-      : Node({gradient_edge(input)}, 1), input_(detached(input)), body_(std::move(body)) {}
+  CheckpointNode(const nn::Value& input, CheckpointBody body, RandomCalls before)
+      : Node({gradient_edge(input)}, 1), input_(detached(input)), body_(std::move(body)), before_(std::move(before)) {}
 
   const char* name() const override { return "checkpoint"; }
 
@@ -79,8 +96,12 @@ class CheckpointNode final : public ag::Node {
     const nn::Value x = next_edges()[0].node ? output_of(capture, input_) : input_;
     nn::Value y;
     {
+      // The recomputation draws what the first forward drew; the counts reached since are kept.
+      const RandomCalls since(before_.root());
+      before_.restore();
       EnableGrad recording;
       y = body_(x);
+      since.restore();
     }
     const ag::Edge root = gradient_edge(y);
     if (root.node) ag::run_backward(root, output_grads[0], /*retain_graph=*/false);
@@ -92,6 +113,7 @@ class CheckpointNode final : public ag::Node {
  private:
   nn::Value input_;  // detached: the node keeps the values, not the graph that made them
   CheckpointBody body_;
+  RandomCalls before_;  // the draw counts the first forward started from
 };
 
 }  // namespace
@@ -107,12 +129,13 @@ bool wants_gradient(const nn::Value& x, nn::Module& module) {
 
 nn::Value checkpointed(const nn::Value& x, nn::Module& module, CheckpointBody body) {
   if (!wants_gradient(x, module)) return body(x);
+  RandomCalls before(module);
   nn::Value y;
   {
     ag::NoGradGuard not_recorded;
     y = body(x);
   }
-  return output_of(std::make_shared<CheckpointNode>(x, std::move(body)), y);
+  return output_of(std::make_shared<CheckpointNode>(x, std::move(body), std::move(before)), y);
 }
 
 }  // namespace dtensor::models

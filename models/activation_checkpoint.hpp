@@ -8,8 +8,9 @@
 // arriving gradient through the graph it just recorded (the parameters of `module` accumulate
 // their gradients there, as without checkpointing) and passes x's gradient on. Both forwards run
 // the same kernels on the same values, so the gradients equal those of an uncheckpointed forward
-// bit for bit; the price is one more forward of the body. Modules that draw random numbers
-// (nn::Dropout) replay the draws of the first forward (Module::random_calls). Otherwise `body`
+// bit for bit; the price is one more forward of the body. The modules of `module`'s subtree that
+// draw random numbers (nn::Dropout) are rewound for the recomputation (Module::random_calls), so
+// it draws exactly what the first forward drew, and set forward again after it. Otherwise `body`
 // simply runs. `body` must own (capture by value) everything it reads besides x and the modules:
 // it runs again in the backward, after the caller has returned.
 #pragma once

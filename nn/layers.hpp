@@ -77,6 +77,8 @@ class Dropout : public Module {
  public:
   explicit Dropout(double p, uint64_t seed = 0);
   void train(bool on) { training_ = on; }
+  uint64_t random_calls() const override { return calls_; }
+  void set_random_calls(uint64_t calls) override { calls_ = calls; }
 
  protected:
   Value forward(const Value& x) override;

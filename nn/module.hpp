@@ -79,6 +79,12 @@ class Module {
   // path. The default does nothing.
   virtual void plan_applied(const std::string& /*name*/, const DeviceMesh& /*tp_mesh*/) {}
 
+  // How many random draws this module has made (Dropout: one Philox stream per call), so that
+  // activation checkpointing can rewind it and a recomputed forward draws exactly as the first
+  // one did (models/activation_checkpoint.hpp). Modules that draw nothing keep the defaults.
+  virtual uint64_t random_calls() const { return 0; }
+  virtual void set_random_calls(uint64_t /*calls*/) {}
+
  protected:
   // Modules of one tensor override this; containers and modules that take more inputs have none
   // (ValueError).
