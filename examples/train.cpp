@@ -37,6 +37,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -226,13 +227,15 @@ bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::
     const double rel = std::abs(sharded[s].loss - expected[s].loss) / std::max(std::abs(expected[s].loss), 1e-30);
     if (rel > loss_diff) std::tie(loss_diff, worst_step) = std::pair{rel, int64_t(s)};
   }
-  double weight_diff = 0;
-  std::string worst_weight;
-  for (const auto& [name, value] : reference.weights()) {
-    const double diff = max_abs_diff(sharded_weights.at(name), value->tensor());
-    if (diff >= weight_diff) std::tie(weight_diff, worst_weight) = std::pair{diff, name};
-  }
+  std::vector<std::pair<double, std::string>> weight_diffs;
+  for (const auto& [name, value] : reference.weights())
+    weight_diffs.emplace_back(max_abs_diff(sharded_weights.at(name), value->tensor()), name);
+  std::sort(weight_diffs.rbegin(), weight_diffs.rend());
+  const auto [weight_diff, worst_weight] = weight_diffs.at(0);
   const Bounds bounds = check_bounds(options.dtype);
+  for (const auto& [diff, name] : weight_diffs) {
+    if (diff > bounds.weight_abs) fmt::print("check: weight {} differs by up to {:.3g}\n", name, diff);
+  }
   const bool ok = loss_diff <= bounds.loss_rel && weight_diff <= bounds.weight_abs;
   fmt::print("check: loss_max_rel_diff={:.3g} (step {}: {} vs unsharded {}) weight_max_abs_diff={:.3g} ({}) {}\n",
              loss_diff, worst_step, sharded[size_t(worst_step)].loss, expected[size_t(worst_step)].loss, weight_diff,

@@ -102,7 +102,7 @@ Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& op
   model_->set_activation_checkpointing(options.checkpoint_activations);
   model_parameters_ = loaded_parameters(*model_);
   if (options.dtype == DType::F32) {
-    for (auto& [name, value] : model_parameters_) mark_requires_grad(*value);
+    model_->requires_grad_(true);
     weights_ = model_parameters_;
     make_optimizer();
     return;
