@@ -284,3 +284,16 @@ TEST_CASE("packed strategies train: packed_colwise, packed_rowwise, local_packed
     check_gradients(sliced);
   }
 }
+
+TEST_CASE("every registered strategy has a gradient case in this suite", "[nn][grad]") {
+  // A strategy registered later must bring its own case above. moe_tp_experts applies to Experts
+  // modules only (nn/experts.hpp); their training is checked with the MoE models that hold them.
+  const std::set<std::string> covered = {
+      "colwise",        "colwise_rep",          "rowwise",       "rowwise_rep", "rowwise_to_sequence", "replicate",
+      "local_colwise",  "local_rowwise",        "local",         "gather",      "sequence_parallel",   "packed_colwise",
+      "packed_rowwise", "local_packed_rowwise", "moe_tp_experts"};
+  for (const std::string& name : nn::StrategyRegistry::global().names()) {
+    INFO(name);
+    CHECK(covered.count(name) == 1);
+  }
+}
