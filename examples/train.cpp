@@ -13,8 +13,8 @@
 // weights with f32 AdamW states. --save writes the trained f32 weights as a Hugging Face checkpoint
 // (config.json copied) that generate and transformers load. --check reruns the steps with the
 // unsharded model on rank 0 and prints
-//   check: loss_max_rel_diff=X weight_max_abs_diff=X (NAME) ok|MISMATCH
-// exiting 1 on every rank when a loss differs by more than 1e-5 relative or a weight by more than
+//   check: loss_max_rel_diff=X (...) grad_norm_max_rel_diff=X weight_max_abs_diff=X (NAME) ok|MISMATCH
+// exiting 1 on every rank when a loss or a gradient norm differs by more than 1e-5 relative or a weight by more than
 // 1e-5 (f32; bf16: 2e-2 and 2e-2, its rounding of differently ordered sums). Bad flags and inputs
 // (a missing or float --tokens file, one not 2-D, a batch larger than its rows, an id outside the
 // vocabulary) are typed errors naming the value: the lowest rank that found one prints it and
@@ -35,9 +35,9 @@
 #include <fmt/os.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
 #include <map>
 #include <thread>
 
@@ -155,13 +155,12 @@ std::vector<training::StepResult> train(training::Trainer& trainer, const Option
   return results;
 }
 
-// Every trained weight whole on rank 0 (DTensors gathered, collectively), by parameter name;
-// nothing on the other ranks.
-std::map<std::string, Tensor> whole_weights(const optim::NamedParameters& weights, bool root) {
-  autograd::NoGradGuard no_grad;
+// Every trained weight whole on rank 0 (gathered collectively), by parameter name; nothing on
+// the other ranks.
+std::map<std::string, Tensor> whole_weights(training::Trainer& trainer, const DeviceMesh& mesh, bool root) {
   std::map<std::string, Tensor> out;
-  for (const auto& [name, value] : weights) {
-    Tensor whole = value->is_distributed() ? value->dtensor().full_tensor() : value->tensor().clone();
+  for (const auto& [name, value] : trainer.weights()) {
+    Tensor whole = training::whole_weight(trainer.model(), name, *value, mesh);
     if (root) out[name] = std::move(whole);
   }
   return out;
@@ -169,14 +168,18 @@ std::map<std::string, Tensor> whole_weights(const optim::NamedParameters& weight
 
 // The Hugging Face names of a weight: Mixtral's packed experts.gate_up [E, 2I, H] and
 // experts.down [E, H, I] become experts.{e}.w1 / w3 (the rows of gate and up) and w2.
-io::NamedDTensors hf_tensors(const std::string& name, const nn::Value& value, const DeviceMesh& mesh) {
+// A DTensor that needs no unpacking goes as it is (gathered to the writing rank only); the others
+// are made whole on every rank first (training::whole_weight).
+io::NamedDTensors hf_tensors(training::Trainer& trainer, const std::string& name, const nn::Value& value,
+                             const DeviceMesh& mesh) {
   auto replicated = [&](const Tensor& t) {
     return DTensor::from_local(t.contiguous(), mesh, {Replicate()}, t.shape());
   };
   const bool gate_up = name.ends_with(".experts.gate_up"), down = name.ends_with(".experts.down");
-  if (!gate_up && !down) return {{name, value.is_distributed() ? value.dtensor() : replicated(value.tensor())}};
+  if (!gate_up && !down && value.is_distributed()) return {{name, value.dtensor()}};
+  const Tensor whole = training::whole_weight(trainer.model(), name, value, mesh);
+  if (!gate_up && !down) return {{name, replicated(whole)}};
   const std::string experts = name.substr(0, name.rfind('.'));
-  const Tensor whole = value.is_distributed() ? value.dtensor().full_tensor() : value.tensor();
   io::NamedDTensors out;
   for (int64_t e = 0; e < whole.size(0); ++e) {
     const Tensor expert = whole.select(0, e);
@@ -194,11 +197,11 @@ io::NamedDTensors hf_tensors(const std::string& name, const nn::Value& value, co
 
 // A tied lm_head has no weight of its own (the embedding's), so none is written, as
 // save_pretrained does.
-void save(const Options& o, const optim::NamedParameters& weights, const DeviceMesh& mesh, bool root) {
+void save(const Options& o, training::Trainer& trainer, const DeviceMesh& mesh, bool root) {
   autograd::NoGradGuard no_grad;
   io::NamedDTensors tensors;
-  for (const auto& [name, value] : weights) {
-    for (auto& named : hf_tensors(name, *value, mesh)) tensors.push_back(std::move(named));
+  for (const auto& [name, value] : trainer.weights()) {
+    for (auto& named : hf_tensors(trainer, name, *value, mesh)) tensors.push_back(std::move(named));
   }
   io::save_dtensors(o.save_dir, tensors);
   if (root) {
@@ -221,11 +224,13 @@ bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::
   training::Trainer reference(models::load_unsharded(o.model_dir, options.dtype), options,
                               options.dtype == DType::F32 ? nullptr : models::load_unsharded(o.model_dir, DType::F32));
   const std::vector<training::StepResult> expected = train(reference, o, tokens, false);
-  double loss_diff = 0;
+  auto relative = [](double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); };
+  double loss_diff = 0, norm_diff = 0;
   int64_t worst_step = 0;
   for (size_t s = 0; s < expected.size(); ++s) {
-    const double rel = std::abs(sharded[s].loss - expected[s].loss) / std::max(std::abs(expected[s].loss), 1e-30);
+    const double rel = relative(sharded[s].loss, expected[s].loss);
     if (rel > loss_diff) std::tie(loss_diff, worst_step) = std::pair{rel, int64_t(s)};
+    norm_diff = std::max(norm_diff, relative(sharded[s].grad_norm, expected[s].grad_norm));
   }
   std::vector<std::pair<double, std::string>> weight_diffs;
   for (const auto& [name, value] : reference.weights())
@@ -236,10 +241,13 @@ bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::
   for (const auto& [diff, name] : weight_diffs) {
     if (diff > bounds.weight_abs) fmt::print("check: weight {} differs by up to {:.3g}\n", name, diff);
   }
-  const bool ok = loss_diff <= bounds.loss_rel && weight_diff <= bounds.weight_abs;
-  fmt::print("check: loss_max_rel_diff={:.3g} (step {}: {} vs unsharded {}) weight_max_abs_diff={:.3g} ({}) {}\n",
-             loss_diff, worst_step, sharded[size_t(worst_step)].loss, expected[size_t(worst_step)].loss, weight_diff,
-             worst_weight, ok ? "ok" : "MISMATCH");
+  // The gradient norm is held to the loss's bound.
+  const bool ok = loss_diff <= bounds.loss_rel && norm_diff <= bounds.loss_rel && weight_diff <= bounds.weight_abs;
+  fmt::print(
+      "check: loss_max_rel_diff={:.3g} (step {}: {} vs unsharded {}) grad_norm_max_rel_diff={:.3g} "
+      "weight_max_abs_diff={:.3g} ({}) {}\n",
+      loss_diff, worst_step, sharded[size_t(worst_step)].loss, expected[size_t(worst_step)].loss, norm_diff,
+      weight_diff, worst_weight, ok ? "ok" : "MISMATCH");
   if (!ok)
     fmt::print("check: bounds for {}: loss {:g} relative, weights {:g}\n", o.dtype_flag, bounds.loss_rel,
                bounds.weight_abs);
@@ -268,9 +276,9 @@ int run(Communicator& world, const Options& o) {
   }
   auto trainer = std::make_unique<training::Trainer>(std::move(p->model), train_options(o), std::move(p->f32_weights));
   const std::vector<training::StepResult> results = train(*trainer, o, p->tokens, root);
-  if (!o.save_dir.empty()) save(o, trainer->weights(), mesh, root);
+  if (!o.save_dir.empty()) save(o, *trainer, mesh, root);
   if (!o.check) return 0;
-  const std::map<std::string, Tensor> weights = whole_weights(trainer->weights(), root);
+  const std::map<std::string, Tensor> weights = whole_weights(*trainer, mesh, root);
   trainer.reset();  // frees this rank's shards before rank 0 loads the whole model
   const bool ok = share_verdict(world, root ? check_against_unsharded(o, p->tokens, results, weights) : true);
   return ok ? 0 : 1;

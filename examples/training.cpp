@@ -2,10 +2,14 @@
 
 #include "autograd/ops.hpp"
 #include "dtensor/autograd.hpp"
-#include "optim/clip_grad.hpp"
+#include "nn/head_sharding.hpp"
+#include "nn/layers.hpp"
+#include "placements/sharding.hpp"
 #include "tensor/ops.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 
 namespace dtensor::training {
@@ -72,6 +76,84 @@ double loss_and_backward(const nn::Value& logits, const Tensor& labels, std::chr
   return loss.to(DType::F64).item<double>();
 }
 
+// Rows of a parameter's split dim: `count` from `local` in this rank's block go to `global`.
+struct Piece {
+  int64_t global = 0, local = 0, count = 0;
+};
+
+// The one dim along which `block` is a part of `shape`.
+int64_t split_dim(const Shape& block, const Shape& shape, const std::string& name) {
+  int64_t dim = -1;
+  for (size_t d = 0; d < shape.size() && block.size() == shape.size(); ++d) {
+    if (block[d] == shape[d]) continue;
+    check(dim < 0, kOp, "parameter '{}': block {} of {} is split on more than one dim", name, shape_str(block),
+          shape_str(shape));
+    dim = int64_t(d);
+  }
+  check(dim >= 0, kOp, "parameter '{}': block {} is not a part of {}", name, shape_str(block), shape_str(shape));
+  return dim;
+}
+
+// A projection's heads on this rank that no lower rank holds (ranks hold increasing head ranges;
+// a KV head shared by several ranks is taken from the first).
+Piece head_piece(const nn::Linear::HeadLayout& layout, const DeviceMesh& tp_mesh) {
+  const int64_t tp = tp_mesh.size(), rank = tp_mesh.coordinate()[0];
+  const nn::HeadRange mine = nn::rank_heads(layout.heads, tp, rank).of(layout.role);
+  const int64_t first =
+      rank == 0 ? mine.begin : std::max(mine.begin, nn::rank_heads(layout.heads, tp, rank - 1).of(layout.role).end);
+  const int64_t head_dim = layout.heads.head_dim;
+  return {first * head_dim, (first - mine.begin) * head_dim, std::max<int64_t>(mine.end - first, 0) * head_dim};
+}
+
+// A packed parameter holds this rank's torch.chunk slice of each of its `parts`, one after the
+// other (the packed strategies of nn/strategies_packed.cpp: a Linear's [gate; up] and an
+// Experts' gate_up in 2 parts, an Experts' down in 1).
+std::vector<Piece> packed_pieces(int64_t full, int64_t parts, const DeviceMesh& tp_mesh) {
+  const int64_t rank = tp_mesh.coordinate()[0];
+  const ChunkSpan span = chunk_span(full / parts, tp_mesh.size(), rank);
+  std::vector<Piece> pieces;
+  for (int64_t p = 0; p < parts; ++p) pieces.push_back({p * (full / parts) + span.offset, p * span.size, span.size});
+  return pieces;
+}
+
+double sum_of_squares(const Tensor& t) {
+  const Tensor x = t.to(DType::F64);
+  return sum(mul(x, x)).item<double>();
+}
+
+// The rows of a plain parameter's split dim that this rank is the first to hold: its heads that no
+// lower rank holds, its chunks of a packed parameter, or (replicated) everything on rank 0 only.
+// The same decision on every rank: a rank may hold every KV head when others do not.
+struct Ownership {
+  bool replicated = false;
+  int64_t dim = 0;
+  std::vector<Piece> pieces;
+};
+
+Ownership owned_rows(nn::Module& model, const std::string& name, const Tensor& local, const DeviceMesh& tp_mesh) {
+  const size_t dot = name.rfind('.');
+  nn::Module* owner = dot == std::string::npos ? &model : model.find(name.substr(0, dot));
+  check(owner != nullptr, kOp, "no module holds parameter '{}'", name);
+  const std::string param = name.substr(dot + 1);
+  const Shape& shape = owner->parameter_shape(param);
+  const auto* linear = dynamic_cast<const nn::Linear*>(owner);
+  const bool heads = linear != nullptr && linear->heads() && param == "weight" && tp_mesh.size() > 1;
+  Ownership own;
+  if (!heads && local.shape() == shape) {
+    own.replicated = true;
+    if (tp_mesh.coordinate()[0] == 0 && !shape.empty()) own.pieces.push_back({0, 0, shape[0]});
+    return own;
+  }
+  if (heads) {
+    own.dim = linear->heads()->role == nn::HeadRole::Output ? 1 : 0;
+    own.pieces.push_back(head_piece(*linear->heads(), tp_mesh));
+  } else {
+    own.dim = split_dim(local.shape(), shape, name);
+    own.pieces = packed_pieces(shape[size_t(own.dim)], param == "down" ? 1 : 2, tp_mesh);
+  }
+  return own;
+}
+
 }  // namespace
 
 Tensor batch_rows(const Tensor& tokens, int64_t step, int64_t batch) {
@@ -90,6 +172,51 @@ void check_token_ids(const Tensor& tokens, int64_t vocab, const std::string& fil
           "--tokens {}: id {} at row {} column {} is outside the vocabulary [0, {})", file, data[i], i / columns,
           i % columns, vocab);
   }
+}
+
+Tensor whole_weight(nn::Module& model, const std::string& name, const nn::Value& value, const DeviceMesh& tp_mesh) {
+  autograd::NoGradGuard no_grad;
+  if (value.is_distributed()) return value.dtensor().full_tensor();
+  const Tensor& local = value.tensor();
+  const Ownership own = owned_rows(model, name, local, tp_mesh);
+  if (own.replicated) return local.clone();
+  const size_t dot = name.rfind('.');
+  Tensor whole = Tensor::zeros(model.find(name.substr(0, dot))->parameter_shape(name.substr(dot + 1)), local.dtype());
+  for (const Piece& p : own.pieces)
+    whole.narrow(own.dim, p.global, p.count).copy_from(local.narrow(own.dim, p.local, p.count));
+  tp_mesh.comm(0).all_reduce(whole);
+  return whole;
+}
+
+double clip_grad_norm(nn::Module& model, const optim::NamedParameters& weights, double max_norm) {
+  autograd::NoGradGuard no_grad;
+  const DeviceMesh* mesh = optim::detail::common_mesh(weights, kOp);
+  double local_sum = 0;
+  std::vector<Tensor> grads;
+  for (const auto& [name, value] : weights) {
+    const Tensor grad = optim::detail::local_grad(*value);
+    if (!grad.defined()) continue;
+    grads.push_back(grad);
+    if (mesh == nullptr) {
+      local_sum += sum_of_squares(grad);
+    } else if (value->is_distributed()) {
+      const Placements& placements = value->dtensor().placements();
+      const bool counted = std::all_of(placements.begin(), placements.end(),
+                                       [&](const Placement& p) { return p.is_shard() || mesh->coordinate()[0] == 0; });
+      if (counted) local_sum += sum_of_squares(grad);
+    } else {
+      const Ownership own = owned_rows(model, name, grad, *mesh);
+      for (const Piece& p : own.pieces) local_sum += sum_of_squares(grad.narrow(own.dim, p.local, p.count));
+    }
+  }
+  Tensor total = Tensor::full({1}, local_sum, DType::F64);
+  if (mesh != nullptr && mesh->size() > 1) mesh->comm(0).all_reduce(total);
+  const double norm = std::sqrt(total.item<double>());
+  const double coef = max_norm / (norm + 1e-6);
+  if (coef < 1) {
+    for (const Tensor& grad : grads) grad.copy_from(mul(grad, coef));
+  }
+  return norm;
 }
 
 Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& options,
@@ -149,7 +276,7 @@ StepResult Trainer::step(int64_t step, const Tensor& tokens, int64_t batch) {
   const auto optimizer_start = std::chrono::steady_clock::now();
   // Without clipping, the largest bound: clip_grad_norm computes the norm and scales nothing.
   result.grad_norm =
-      optim::clip_grad_norm(weights_, options_.clip_grad_norm.value_or(std::numeric_limits<double>::max()));
+      clip_grad_norm(*model_, weights_, options_.clip_grad_norm.value_or(std::numeric_limits<double>::max()));
   optimizer_->step();
   result.optimizer_seconds = seconds_since(optimizer_start);
   return result;

@@ -48,6 +48,22 @@ Tensor batch_rows(const Tensor& tokens, int64_t step, int64_t batch);
 // ValueError naming the row and column of the first id outside [0, vocab).
 void check_token_ids(const Tensor& tokens, int64_t vocab, const std::string& file);
 
+// The whole (global) tensor of the parameter `name` of `model`, whose value (or a master copy of it
+// laid out the same way) is `value`, on every rank; collective over `tp_mesh`. A DTensor is
+// gathered; a plain tensor of the declared shape is replicated and returned as it is; a plain tensor
+// holding this rank's attention heads (head-granular q / k / v / o projections: uneven heads, or
+// KV heads shared by several ranks) is assembled from every rank's heads, each head taken from the
+// first rank that holds it.
+Tensor whole_weight(nn::Module& model, const std::string& name, const nn::Value& value, const DeviceMesh& tp_mesh);
+
+// torch's clip_grad_norm_ over `weights` (the parameters of `model`, or masters laid out as them):
+// returns the global 2-norm of their gradients (f64) and scales them by max_norm / (norm + 1e-6)
+// when that is below 1. optim::clip_grad_norm counts a plain-tensor parameter as replicated; here a
+// plain tensor that holds this rank's attention heads or packed chunks (head-granular and packed
+// strategies) counts each of its rows once, on the first rank holding it. Collective over the
+// weights' mesh.
+double clip_grad_norm(nn::Module& model, const optim::NamedParameters& weights, double max_norm);
+
 class Trainer {
  public:
   // `model` is loaded in options.dtype (f32 or bf16; DTypeError otherwise). With bf16, the f32

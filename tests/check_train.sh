@@ -2,7 +2,8 @@
 # The train program end to end on tiny generated checkpoints: 10 AdamW steps with --check passing
 # (losses within 1e-5 relative of the unsharded run on rank 0, weights within 1e-5) at np 1..4
 # for a Llama with tied embeddings, an uneven vocab and 6 heads over 2 KV heads (at 4 ranks: the KV
-# heads replicated, the heads uneven) and for a Mixtral; --log writes one JSON line per step;
+# heads replicated, the heads uneven) and for a Mixtral; --dtype bf16 and --checkpoint-activations
+# pass --check at np 2; --log writes one JSON line per step;
 # --save writes a checkpoint generate loads (and --check passes on it); bad inputs (float, 1-D,
 # 3-D or single-column --tokens, a batch larger than the file, a missing file, an id outside the
 # vocabulary, nonsense flags) end every rank non-zero with the error, without an MPI abort.
@@ -59,11 +60,16 @@ tokens "$dir/llama-tokens.npy" 7 9 301
 tokens "$dir/mixtral-tokens.npy" 5 7 203
 
 for np in 1 2 3 4; do
-  run_case "llama 10 steps" $np 0 "weight_max_abs_diff" "$train" --model "$dir/llama" --tokens "$dir/llama-tokens.npy" \
-    --steps 10 --batch 3 --lr 1e-2 --clip-grad-norm 1.0 --log "$dir/llama-np$np.jsonl" --check
-  run_case "mixtral 10 steps" $np 0 "weight_max_abs_diff" "$train" --model "$dir/mixtral" \
-    --tokens "$dir/mixtral-tokens.npy" --steps 10 --batch 2 --lr 1e-2 --weight-decay 0.1 --check
+  run_case "llama 10 steps" $np 0 ") ok" "$train" --model "$dir/llama" --tokens "$dir/llama-tokens.npy" \
+    --steps 10 --batch 3 --lr 1e-3 --clip-grad-norm 1.0 --log "$dir/llama-np$np.jsonl" --check
+  run_case "mixtral 10 steps" $np 0 ") ok" "$train" --model "$dir/mixtral" \
+    --tokens "$dir/mixtral-tokens.npy" --steps 10 --batch 2 --lr 1e-3 --weight-decay 0.1 --check
 done
+# bf16 compute over f32 masters, and activation checkpointing (the same numbers as without), at np 2.
+run_case "llama bf16" 2 0 ") ok" "$train" --model "$dir/llama" --tokens "$dir/llama-tokens.npy" --steps 5 --batch 3 \
+  --lr 1e-3 --dtype bf16 --check
+run_case "mixtral checkpointing" 2 0 ") ok" "$train" --model "$dir/mixtral" --tokens "$dir/mixtral-tokens.npy" \
+  --steps 5 --batch 2 --lr 1e-3 --checkpoint-activations --check
 if [ "$(grep -c '^{"step": [0-9]*, "loss": [0-9.e-]*, "grad_norm": [0-9.e-]*}$' "$dir/llama-np2.jsonl")" != 10 ]; then
   echo "--- log: $dir/llama-np2.jsonl lacks 10 step lines"
   failures=$((failures + 1))
