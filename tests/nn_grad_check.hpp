@@ -55,6 +55,7 @@ struct GradCase {
   // gradient is checked there only.
   std::set<std::string> first_rank_only;
   double tolerance = 0;  // 0: exact (integer-valued data)
+  const nn::StrategyRegistry* registry = &nn::StrategyRegistry::global();
 };
 
 struct TreeGradients {
@@ -136,7 +137,7 @@ inline std::vector<CommRecorder::Call> check_gradients(const GradCase& c) {
   const DeviceMesh mesh = world_line();
   const TreeGradients expected = reference_gradients(c);
   std::shared_ptr<nn::Module> tree = c.make();
-  nn::apply_tp_plan(*tree, c.plan, mesh, sources_of(c));
+  nn::apply_tp_plan(*tree, c.plan, mesh, sources_of(c), *c.registry);
   tree->requires_grad_();
 
   nn::Value input;
