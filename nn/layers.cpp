@@ -94,7 +94,7 @@ Embedding::Embedding(int64_t vocab, int64_t hidden, DType dtype) : Module("Embed
 
 Value Embedding::forward(const Value& ids) {
   const Value& w = loaded(*this, "weight");
-  if (distributed("Embedding", {&ids, &w})) return embedding(w.dtensor(), ids.dtensor());
+  if (distributed("Embedding", {&ids, &w})) return ag::embedding(w.dtensor(), ids.dtensor());
   return ag::embedding(w.tensor(), ids.tensor());
 }
 
