@@ -1,7 +1,8 @@
 // Training gradients of the models (models/causal_lm.hpp, models/activation_checkpoint.hpp):
 // - a Llama and a Mixtral decoder layer gradchecked in f64 against finite differences (input and
 //   every parameter, two sequences in one batch);
-// - the loss and EVERY parameter's gradient of a tied Llama (uneven vocab 37, 6 query heads over
+// - the loss (cross_entropy, vocab-parallel on vocab-sharded logits) and EVERY parameter's gradient of a tied Llama
+// (uneven vocab 37, 6 query heads over
 //   2 KV heads: uneven heads and replicated KV heads at np 4) and of a Mixtral (intermediate 22)
 //   under the auto, sequence-parallel and vocab-parallel plans at np 1..4, against the unsharded
 //   model, within 1e-5 relative in f32;
@@ -62,15 +63,17 @@ std::vector<std::pair<std::string, nn::TpPlan>> training_plans(const models::HFC
 const Tensor kIds = Tensor::from_vector<int64_t>({3, 17, 0, 36, 5, 22, 9, 11, 30, 1, 1, 28}, {2, 6});
 const std::vector<int64_t> kLabels = {17, 0, 36, 5, 22, 4, 11, 30, 1, 1, 28, 13};
 
-// The mean token cross-entropy, written with autograd ops on the whole logits (gathered when the
-// vocab is sharded: the gather records too).
-Tensor token_cross_entropy(const nn::Value& logits) {
-  const Tensor whole = logits.is_distributed() ? logits.dtensor().full_tensor() : logits.tensor();
-  const int64_t rows = whole.size(0), vocab = whole.size(1);
-  std::vector<int64_t> picked;
-  for (int64_t r = 0; r < rows; ++r) picked.push_back(r * vocab + kLabels[size_t(r)]);
-  const Tensor log_probs = ag::reshape(ag::log_softmax(whole, -1), {rows * vocab});
-  return ag::neg(ag::mean(ag::index_select(log_probs, 0, Tensor::from_vector(picked, {rows}))));
+// The mean token cross-entropy of a step, backpropagated: vocab-parallel on sharded logits.
+double backward_of_loss(const nn::Value& logits) {
+  const Tensor labels = Tensor::from_vector(kLabels, {int64_t(kLabels.size())});
+  if (logits.is_distributed()) {
+    const DTensor loss = ag::cross_entropy(logits.dtensor(), labels);
+    ag::backward(loss);
+    return loss.local_tensor().item<double>();
+  }
+  const Tensor loss = ag::cross_entropy(logits.tensor(), labels);
+  ag::backward(loss);
+  return loss.item<double>();
 }
 
 Tensor gradient_of(const nn::Value& parameter) {
@@ -84,9 +87,7 @@ struct Step {
 
 Step train_step(models::CausalLM& model) {
   model.requires_grad_();
-  const Tensor loss = token_cross_entropy(model.training_logits(kIds));
-  ag::backward(loss);
-  Step step{loss.item<double>(), {}};
+  Step step{backward_of_loss(model.training_logits(kIds)), {}};
   for (const auto& [name, value] : model.named_parameters()) {
     if (value->defined()) step.grads[name] = gradient_of(*value);
   }
