@@ -1,13 +1,13 @@
 // Training gradients of the models (models/causal_lm.hpp, models/activation_checkpoint.hpp):
 // - a Llama and a Mixtral decoder layer gradchecked in f64 against finite differences (input and
 //   every parameter, two sequences in one batch);
-// - the loss (cross_entropy, vocab-parallel on vocab-sharded logits) and EVERY parameter's gradient of a tied Llama
-// (uneven vocab 37, 6 query heads over
-//   2 KV heads: uneven heads and replicated KV heads at np 4) and of a Mixtral (intermediate 22)
-//   under the auto, sequence-parallel and vocab-parallel plans at np 1..4, against the unsharded
-//   model, within 1e-5 relative in f32;
-// - activation checkpointing gives bit-identical gradients, and the peak memory of a step with
-//   and without it (printed by rank 0).
+// - the loss (cross_entropy, vocab-parallel on vocab-sharded logits) and EVERY parameter's
+//   gradient of a tied Llama (uneven vocab 37, 6 query heads over 2 KV heads: uneven heads and
+//   replicated KV heads at np 4) and of a Mixtral (intermediate 22) under the auto,
+//   sequence-parallel and vocab-parallel plans at np 1..4, against the unsharded model, within
+//   1e-5 relative in f32;
+// - activation checkpointing gives bit-identical gradients, replays dropout's draws, and keeps
+//   less for the backward (the bytes held after the forward, with and without, printed by rank 0).
 #include "test_models_util.hpp"
 
 #include "autograd/gradcheck.hpp"
