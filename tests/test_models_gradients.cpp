@@ -283,3 +283,25 @@ TEST_CASE("activation checkpointing replays dropout's draws", "[models][training
   CHECK(calls == 2);
   CHECK(expected_calls == 2);
 }
+
+TEST_CASE("Experts::route's gradients match finite differences, in one batch or per expert",
+          "[models][training][gradcheck]") {
+  nn::Experts experts(/*experts=*/4, /*hidden=*/6, /*intermediate=*/5, DType::F64);
+  const std::vector<Tensor> inputs = {
+      models_test::uniform({3, 6}, 1, 1.0, DType::F64), models_test::uniform({4, 10, 6}, 2, 0.5, DType::F64),
+      models_test::uniform({4, 6, 5}, 3, 0.5, DType::F64), models_test::uniform({3, 2}, 4, 0.2, DType::F64, 0.5)};
+  // Every expert of the range has tokens (one padded batch), or experts 1 and 2 have none (one
+  // product per expert with tokens).
+  for (const std::vector<int64_t>& ids :
+       {std::vector<int64_t>{0, 1, 2, 3, 1, 2}, std::vector<int64_t>{0, 3, 3, 0, 0, 3}}) {
+    const Tensor expert_ids = Tensor::from_vector(ids, {3, 2});
+    const auto run = [&](const std::vector<Tensor>& in) {
+      experts.parameter("gate_up") = in[1];
+      experts.parameter("down") = in[2];
+      return experts.route(in[0], expert_ids, in[3]).tensor();
+    };
+    const ag::GradcheckResult result = ag::gradcheck(run, inputs);
+    INFO("expert ids " << ids[0] << ids[1] << ids[2] << ids[3] << ids[4] << ids[5] << ": " << result.report);
+    CHECK(result.passed);
+  }
+}
