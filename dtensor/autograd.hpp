@@ -104,12 +104,6 @@ DTensor where(const DTensor& cond, const DTensor& a, const DTensor& b);
 // amax / amin gather the reduced dims, then reduce blockwise.
 DTensor amax(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 DTensor amin(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
-// Both operands at least 2-D (ValueError naming the operand otherwise).
-DTensor matmul(const DTensor& a, const DTensor& b);
-DTensor linear(const DTensor& x, const DTensor& weight);
-DTensor linear(const DTensor& x, const DTensor& weight, const DTensor& bias);
-DTensor bmm(const DTensor& a, const DTensor& b);
-
 // embedding (dtensor/autograd/embedding.cpp): the weight's gradient has the weight's placements and
 // is made without gathering the weight: vocab-parallel S(0) and S(1) scatter-add locally into the
 // rank's block; a replicated weight beside split ids gets a P(sum) gradient, reduced once at the
@@ -124,5 +118,11 @@ DTensor embedding(const DTensor& weight, const DTensor& ids);
 // gradient has the logits' placements (Partial read as Replicate). Label errors are raised on
 // every rank alike.
 DTensor cross_entropy(const DTensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+
+// Both operands at least 2-D (ValueError naming the operand otherwise).
+DTensor matmul(const DTensor& a, const DTensor& b);
+DTensor linear(const DTensor& x, const DTensor& weight);
+DTensor linear(const DTensor& x, const DTensor& weight, const DTensor& bias);
+DTensor bmm(const DTensor& a, const DTensor& b);
 
 }  // namespace dtensor::autograd

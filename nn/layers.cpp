@@ -2,9 +2,7 @@
 
 #include "autograd/ops.hpp"
 #include "dtensor/autograd.hpp"
-#include "dtensor/ops.hpp"
 #include "nn/linear_profile.hpp"
-#include "tensor/ops.hpp"
 
 #include <chrono>
 

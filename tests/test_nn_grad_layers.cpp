@@ -195,3 +195,22 @@ TEST_CASE("inference records nothing: no autograd state on outputs", "[nn][grad]
     CHECK_FALSE(has_autograd_state(block(ids)));
   }
 }
+
+TEST_CASE("Embedding trains whole, replicated, hidden-split and vocab-parallel", "[nn][grad][embedding]") {
+  for (int64_t vocab : {7, 3, 8}) {
+    for (const char* strategy : {"", "replicate", "colwise", "rowwise"}) {
+      GradCase c;
+      c.make = [vocab] { return std::make_shared<Holder>(std::make_shared<nn::Embedding>(vocab, 5, DType::F64)); };
+      c.weights = {{"layer.weight", ints({vocab, 5}, 1)}};
+      if (*strategy != '\0') c.plan = nn::TpPlan{{{"layer", strategy}}};
+      // Repeated ids: a row read twice gets the sum of both gradients.
+      c.x = random({3, 4}, DType::I64, {.seed = 2, .a = 0, .b = double(vocab)});
+      c.cotangent = ints({3, 4, 5}, 3);
+      if (std::string(strategy) == "colwise") c.output_block = [](const Tensor& full) { return rank_chunk(full, -1); };
+      INFO(strategy << " vocab " << vocab << " np " << world().size());
+      const std::vector<CommRecorder::Call> calls = check_gradients(c);
+      // A vocab-parallel table's gradient is each rank's own rows: nothing is communicated.
+      if (std::string(strategy) == "rowwise") CHECK(calls.empty());
+    }
+  }
+}

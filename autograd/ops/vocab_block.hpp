@@ -50,7 +50,7 @@ class VocabBlock {
   Tensor logits_;    // [rows, width], compute dtype
   Shape shape_;      // the block's shape
   DType dtype_;      // the block's dtype
-  Tensor column_;    // [rows, 1] i64: the label's column in the block; -1 outside the block or ignored
+  Tensor column_;    // [rows, 1] f32 / f64: the label's column in the block; -1 outside the block or ignored
   Tensor position_;  // [rows] i64: the flat index of that column (any valid one where there is none)
   Tensor in_block_;  // [rows] u8: whether the block holds the label's column
   Tensor counted_;   // [rows, 1] u8: whether the row's label counts

@@ -144,6 +144,7 @@ DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements
 Tensor to_local(const DTensor& a) { return a.to_local(); }
 
 Tensor to_local(const DTensor& a, const Placements& grad_placements) {
+  if (!should_record(a)) return a.local_tensor();
   Placements normalized = normalize_placements(grad_placements, a.dim(), a.mesh().ndim(), "to_local");
   return record_to_local(a, a.local_tensor(), normalized);
 }
