@@ -144,7 +144,8 @@ void LlamaAttention::check_inputs(int64_t tokens, const LayerInputs& inputs) con
 // head's weight gradient sums over every rank reading it.
 Tensor LlamaAttention::project_kv(nn::Linear& projection, const Tensor& hidden) {
   const nn::Value& weight = projection.parameter("weight");
-  if (!kv_heads_shared_ || !weight.defined() || weight.is_distributed() || !ag::requires_grad(weight.tensor()))
+  if (!kv_heads_shared_ || projection.strategy() == nullptr || !weight.defined() || weight.is_distributed() ||
+      !ag::requires_grad(weight.tensor()))
     return whole(projection(hidden));
   const nn::Strategy& strategy = *projection.strategy();
   const DeviceMesh& mesh = projection.strategy_mesh();
