@@ -83,6 +83,13 @@ Tensor embedding(const Tensor& weight, const Tensor& ids);
 Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index);
 std::pair<Tensor, Tensor> topk(const Tensor& values, int64_t k, int64_t dim = -1);
 
+// Loss (ops/loss.cpp): torch's F.cross_entropy with reduction "mean". logits [..., vocab] (floating),
+// labels i32 / i64 of the logits' shape less the last dim. Returns the 0-d mean of
+// lse(row) - row[label] over the counted tokens (label != ignore_index) in the logits' dtype,
+// computed in f32 for bf16 / f16; NaN when every token is ignored. A label outside [0, vocab)
+// other than ignore_index is a ValueError naming labels, its flat position and its value.
+Tensor cross_entropy(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+
 // Joining and splitting (ops/concat.cpp). stack is cat of unsqueezed inputs (torch.stack);
 // the pieces of chunk / split share one node, and pieces without a gradient count as zeros.
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim);

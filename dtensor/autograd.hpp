@@ -100,6 +100,21 @@ DTensor where(const DTensor& cond, const DTensor& a, const DTensor& b);
 // amax / amin gather the reduced dims, then reduce blockwise.
 DTensor amax(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
 DTensor amin(const DTensor& a, const std::vector<int64_t>& dims = {}, bool keepdim = false);
+// embedding (dtensor/autograd/embedding.cpp): the weight's gradient has the weight's placements and
+// is made without gathering the weight: vocab-parallel S(0) and S(1) scatter-add locally into the
+// rank's block; a replicated weight beside split ids gets a P(sum) gradient, reduced once at the
+// leaf. Where the weight is split the lookup runs with the ids replicated. ids get no gradient.
+DTensor embedding(const DTensor& weight, const DTensor& ids);
+
+// Cross-entropy (dtensor/autograd/cross_entropy.cpp): autograd::cross_entropy of autograd/ops.hpp
+// over DTensor logits [..., vocab] and the WHOLE labels (a plain tensor, the same on every rank),
+// returning a replicated 0-d DTensor. A Partial logits is reduced first; a sharded vocab dim is
+// never gathered: three all-reduces over the mesh dims that shard it (row max, sum of exp, label
+// logit), one more over the mesh dims that shard rows (the summed loss), none in backward, whose
+// gradient has the logits' placements (Partial read as Replicate). Label errors are raised on
+// every rank alike.
+DTensor cross_entropy(const DTensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+
 // Both operands at least 2-D (ValueError naming the operand otherwise).
 DTensor matmul(const DTensor& a, const DTensor& b);
 DTensor linear(const DTensor& x, const DTensor& weight);

@@ -3,6 +3,7 @@
 // host in f64 and are rounded once to the input's dtype.
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
+#include "autograd/ops/grad_util.hpp"
 #include "tensor/ops.hpp"
 
 #include <algorithm>
@@ -10,23 +11,26 @@
 
 namespace dtensor::autograd {
 
-namespace {
-// Row i of `rows` [count, width] added into row row_of[i] of a zero [size, width] tensor.
-Tensor scatter_add_rows(const Tensor& rows, const std::vector<int64_t>& row_of, int64_t size, DType dtype,
-                        Device device) {
+namespace detail {
+Tensor scatter_add_rows(const Tensor& rows, const std::vector<int64_t>& row_of, int64_t offset, int64_t size,
+                        DType dtype, Device device) {
   int64_t width = rows.size(1);
   Tensor in = rows.to(Device::cpu()).to(DType::F64).contiguous();
   Tensor sums = Tensor::zeros({size, width}, DType::F64);
   const double* from = in.data<double>();
   double* to = sums.data<double>();
   for (size_t i = 0; i < row_of.size(); ++i) {
+    const int64_t target_row = row_of[i] - offset;
+    if (target_row < 0 || target_row >= size) continue;
     const double* row = from + int64_t(i) * width;
-    double* target = to + row_of[i] * width;
+    double* target = to + target_row * width;
     std::transform(row, row + width, target, target, std::plus<>());
   }
   return sums.to(dtype).to(device);
 }
+}  // namespace detail
 
+namespace {
 // The dims of an n-dim tensor with `dim` moved to the front, and the permutation undoing it.
 std::vector<int64_t> dim_first(int64_t dim, int64_t ndim) {
   std::vector<int64_t> order{dim};
@@ -67,7 +71,8 @@ Tensor embedding(const Tensor& weight, const Tensor& ids) {
                 [vocab = weight.size(0), dtype = weight.dtype(), device = weight.device()](const FunctionNode& node,
                                                                                            const Tensor& grad) {
                   Tensor rows = grad.reshape({-1, grad.size(-1)});
-                  return Grads{scatter_add_rows(rows, node.saved(0).to_vector<int64_t>(), vocab, dtype, device)};
+                  std::vector<int64_t> ids = node.saved(0).to_vector<int64_t>();
+                  return Grads{detail::scatter_add_rows(rows, ids, 0, vocab, dtype, device)};
                 });
 }
 
@@ -81,7 +86,8 @@ Tensor index_select(const Tensor& a, int64_t dim, const Tensor& index) {
       [d, shape = a.shape(), dtype = a.dtype(), device = a.device()](const FunctionNode& node, const Tensor& grad) {
         std::vector<int64_t> order = dim_first(d, int64_t(shape.size()));
         Tensor rows = grad.permute(order).reshape({grad.size(d), -1});
-        Tensor sums = scatter_add_rows(rows, node.saved(0).to_vector<int64_t>(), shape[size_t(d)], dtype, device);
+        Tensor sums =
+            detail::scatter_add_rows(rows, node.saved(0).to_vector<int64_t>(), 0, shape[size_t(d)], dtype, device);
         Shape moved_shape;
         for (int64_t axis : order) moved_shape.push_back(shape[size_t(axis)]);
         return Grads{sums.reshape(moved_shape).permute(inverse_of(order))};

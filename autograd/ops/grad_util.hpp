@@ -21,4 +21,11 @@ inline Tensor scalar_like(const Tensor& t, double value) { return Tensor::full({
 // The gradient of reduce(a, dims, keepdim) spread back over a's shape (a broadcast view).
 Tensor expand_reduced(const Tensor& grad, const Shape& input_shape, const std::vector<int64_t>& dims, bool keepdim);
 
+// Row i of `rows` [count, width] added into row row_of[i] - offset of a zero [size, width] tensor, in f64 on the
+// host, rounded once to dtype on device: the backward of gathering rows. Rows whose target lies outside
+// [0, size) contribute nothing, so a rank holding vocab rows [offset, offset + size) of an embedding
+// collects exactly the gradient of its own rows.
+Tensor scatter_add_rows(const Tensor& rows, const std::vector<int64_t>& row_of, int64_t offset, int64_t size,
+                        DType dtype, Device device);
+
 }  // namespace dtensor::autograd::detail
