@@ -49,6 +49,10 @@ DTensor redistribute(const DTensor& a, const Placements& placements);
 DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements& placements,
                    const std::optional<Shape>& global_shape = std::nullopt);
 Tensor to_local(const DTensor& a);
+// The same, with the local gradient wrapped as `grad_placements` instead (torch's
+// to_local(grad_placements=...)): Partial() where the ranks use their copies of a replicated block
+// differently (each its own slice or heads), so that each rank's gradient is one summand.
+Tensor to_local(const DTensor& a, const Placements& grad_placements);
 Tensor full_tensor(const DTensor& a);
 
 // The differentiable forms of the ops of dtensor/ops.hpp of the same names and arguments.

@@ -1,6 +1,7 @@
 // DTensor construction (from_local, distribute), redistribute and full_tensor.
 #include "dtensor/dtensor.hpp"
 
+#include "dtensor/autograd/methods.hpp"
 #include "dtensor/redistribute.hpp"
 
 namespace dtensor {
@@ -84,7 +85,16 @@ DTensor DTensor::from_local(const Tensor& local, const DeviceMesh& mesh, const P
         block.shape == local.shape(), op, "local shape {} is not the block {} gives of global shape {} (expected {})",
         shape_str(local.shape()), placements_str(normalized), shape_str(global), shape_str(block.shape));
   }
-  return DTensor(local, mesh, std::move(normalized), std::move(global));
+  DTensor out(local, mesh, std::move(normalized), std::move(global));
+  // dtensor/autograd/ is part of this library. The methods reach it themselves so that code
+  // written with them (strategies' hooks, users' code) records a graph without naming autograd::.
+  if (!local.autograd_meta()) return out;
+  return autograd::record_from_local(local, std::move(out));
+}
+
+Tensor DTensor::to_local() const {
+  if (!autograd_meta_) return local_;
+  return autograd::record_to_local(*this, local_);
 }
 
 Tensor DTensor::full_tensor() const { return redistribute(Placements(size_t(mesh_.ndim()), Replicate())).to_local(); }
@@ -119,6 +129,12 @@ struct DTensor::Pending::State {
   StepContext context() const { return {source.mesh_, source.shape_, source.mesh_.shape(), source.mesh_.coordinate()}; }
   std::function<void()> finish_in_flight;
 
+  // Runs the remaining steps to the end: the redistributed tensor, without autograd state.
+  DTensor finish() {
+    while (!advance()) in_flight.wait();
+    return DTensor(current, source.mesh_, plan->dst, source.shape_);
+  }
+
   // Starts steps until one is in flight (async) or all are done; true when all are done.
   bool advance() {
     while (in_flight.test()) {
@@ -150,12 +166,17 @@ DTensor::Pending DTensor::start_redistribute(const Placements& target, bool bloc
   return pending;
 }
 
+DTensor DTensor::redistribute_untracked(const Placements& target) const {
+  return start_redistribute(target, /*blocking=*/true).state_->finish();
+}
+
 bool DTensor::Pending::test() { return state_->advance(); }
 
 DTensor DTensor::Pending::wait() {
-  while (!state_->advance()) state_->in_flight.wait();
-  const DTensor& src = state_->source;
-  return DTensor(state_->current, src.mesh_, state_->plan->dst, src.shape_);
+  DTensor out = state_->finish();
+  // The one place both redistribute forms record (see from_local for why the method does).
+  if (!state_->source.autograd_meta_) return out;
+  return autograd::record_redistribute(state_->source, std::move(out));
 }
 
 }  // namespace dtensor

@@ -10,6 +10,11 @@
 //   Tensor everything = y.full_tensor();
 //
 // Construction and redistribute are collective over the mesh; a rank outside it gets a MeshError.
+//
+// from_local, to_local, redistribute and full_tensor are differentiable, as in PyTorch: when their
+// input requires a gradient (dtensor/autograd.hpp) and grad mode is on, they record a graph node,
+// so code written with these methods (every nn strategy's hooks) trains with nothing else
+// written. Otherwise they cost one null test of the autograd slot.
 #pragma once
 
 #include "collectives/work.hpp"
@@ -34,10 +39,12 @@ class DTensor {
  public:
   DTensor() = default;
 
-  // Wraps this rank's block without communication. Without `global_shape` it is inferred: every
-  // Shard dim is assumed evenly split (as torch's from_local does), which with `check` is then
-  // verified across ranks. With `check`, ranks also agree on dtype, and each local shape must
-  // equal the block the placements give it (ShapeError / DTypeError naming the rank otherwise).
+  // Wraps this rank's block without communication (a graph node when `local` requires a gradient:
+  // the gradient of the result comes back as this rank's block, a Partial read as Replicate).
+  // Without `global_shape` it is inferred: every Shard dim is assumed evenly split (as torch's
+  // from_local does), which with `check` is then verified across ranks. With `check`, ranks also
+  // agree on dtype, and each local shape must equal the block the placements give it (ShapeError /
+  // DTypeError naming the rank otherwise).
   static DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements& placements,
                             const std::optional<Shape>& global_shape = std::nullopt, bool check = false);
 
@@ -47,7 +54,12 @@ class DTensor {
   // A rank's blocks live on the device of the tensor it passed, or the source's if it passed none.
   static DTensor distribute(const Tensor& full, const DeviceMesh& mesh, const Placements& placements, int src_rank = 0);
 
-  const Tensor& to_local() const { return local_; }
+  // This rank's block; with autograd state recorded as a new handle (the gradient of the block is
+  // wrapped with this DTensor's placements), hence returned by value.
+  Tensor to_local() const;
+  // This rank's block itself, never recorded: for code that records its own node (dtensor ops and
+  // their backwards) or wants no graph (checkpoint writing, shapes and devices).
+  const Tensor& local_tensor() const { return local_; }
   const DeviceMesh& mesh() const { return mesh_; }
   const Placements& placements() const { return placements_; }
   const Shape& shape() const { return shape_; }
@@ -56,10 +68,12 @@ class DTensor {
 
   // The whole logical tensor on every mesh rank (a redistribute to all-Replicate).
   Tensor full_tensor() const;
+  // Its backward redistributes the gradient back to this tensor's placements, a Partial read as
+  // Replicate (PyTorch's rule).
   DTensor redistribute(const Placements& target) const;
   // The same, refusing (MeshError) a mesh other than this tensor's: data moves within one mesh.
   DTensor redistribute(const DeviceMesh& mesh, const Placements& target) const;
-  // Starts the redistribute; the result is valid after wait().
+  // Starts the redistribute; the result is valid after wait() (which records as redistribute does).
   class Pending;
   Pending redistribute_async(const Placements& target) const;
   // The plan redistribute(target) would run, one line per step, bytes for this rank.
@@ -75,6 +89,9 @@ class DTensor {
   friend struct detail::OpAccess;
   DTensor(Tensor local, DeviceMesh mesh, Placements placements, Shape shape);
   Pending start_redistribute(const Placements& target, bool blocking) const;
+  // The data movement of redistribute, never recorded (dtensor ops read their inputs so: the op
+  // records its own node).
+  DTensor redistribute_untracked(const Placements& target) const;
 
   Tensor local_;
   DeviceMesh mesh_;

@@ -1,13 +1,17 @@
 #include "nn/layers.hpp"
 
-#include "dtensor/ops.hpp"
+#include "autograd/ops.hpp"
+#include "dtensor/autograd.hpp"
 #include "nn/linear_profile.hpp"
-#include "tensor/ops.hpp"
-#include "tensor/random.hpp"
 
 #include <chrono>
 
 namespace dtensor::nn {
+
+// The forwards call the autograd:: forms of the ops (autograd/ops.hpp for plain tensors,
+// dtensor/autograd.hpp for DTensors): they record a graph when a parameter or the input requires
+// a gradient, and cost one null test per operand otherwise (inference).
+namespace ag = autograd;
 
 namespace {
 
@@ -38,9 +42,9 @@ const Value& loaded(const Module& m, const char* name) {
 // x @ weight^T (+ bias) on plain tensors or on DTensors, as the strategy (if any) left them.
 Value linear_value(const Value& x, const Value& w, const Value* b) {
   if (distributed("Linear", {&x, &w, b})) {
-    return b ? linear(x.dtensor(), w.dtensor(), b->dtensor()) : linear(x.dtensor(), w.dtensor());
+    return b ? ag::linear(x.dtensor(), w.dtensor(), b->dtensor()) : ag::linear(x.dtensor(), w.dtensor());
   }
-  return b ? linear(x.tensor(), w.tensor(), b->tensor()) : linear(x.tensor(), w.tensor());
+  return ag::linear(x.tensor(), w.tensor(), b ? b->tensor() : Tensor());
 }
 
 // linear_value timed and counted (2 * M * N * K of this rank's product) for the profiles alive.
@@ -88,8 +92,8 @@ Embedding::Embedding(int64_t vocab, int64_t hidden, DType dtype) : Module("Embed
 
 Value Embedding::forward(const Value& ids) {
   const Value& w = loaded(*this, "weight");
-  if (distributed("Embedding", {&ids, &w})) return embedding(w.dtensor(), ids.dtensor());
-  return embedding(w.tensor(), ids.tensor());
+  if (distributed("Embedding", {&ids, &w})) return ag::embedding(w.dtensor(), ids.dtensor());
+  return ag::embedding(w.tensor(), ids.tensor());
 }
 
 RMSNorm::RMSNorm(int64_t hidden, double eps, DType dtype) : Module("RMSNorm"), eps_(eps) {
@@ -98,8 +102,8 @@ RMSNorm::RMSNorm(int64_t hidden, double eps, DType dtype) : Module("RMSNorm"), e
 
 Value RMSNorm::forward(const Value& x) {
   const Value& w = loaded(*this, "weight");
-  if (distributed("RMSNorm", {&x, &w})) return rms_norm(x.dtensor(), w.dtensor(), eps_);
-  return rms_norm(x.tensor(), w.tensor(), eps_);
+  if (distributed("RMSNorm", {&x, &w})) return ag::rms_norm(x.dtensor(), w.dtensor(), eps_);
+  return ag::rms_norm(x.tensor(), w.tensor(), eps_);
 }
 
 LayerNorm::LayerNorm(int64_t hidden, double eps, DType dtype) : Module("LayerNorm"), eps_(eps) {
@@ -110,37 +114,16 @@ LayerNorm::LayerNorm(int64_t hidden, double eps, DType dtype) : Module("LayerNor
 Value LayerNorm::forward(const Value& x) {
   const Value& w = loaded(*this, "weight");
   const Value& b = loaded(*this, "bias");
-  if (distributed("LayerNorm", {&x, &w, &b})) return layer_norm(x.dtensor(), w.dtensor(), b.dtensor(), eps_);
-  return layer_norm(x.tensor(), w.tensor(), b.tensor(), eps_);
+  if (distributed("LayerNorm", {&x, &w, &b})) return ag::layer_norm(x.dtensor(), w.dtensor(), b.dtensor(), eps_);
+  return ag::layer_norm(x.tensor(), w.tensor(), b.tensor(), eps_);
 }
 
-Dropout::Dropout(double p, uint64_t seed) : Module("Dropout"), p_(p), seed_(seed) {
-  check<ValueError>(p >= 0 && p < 1, "Dropout", "p must be in [0, 1), got {}", p);
+Value SiLU::forward(const Value& x) {
+  return x.is_distributed() ? Value(ag::silu(x.dtensor())) : Value(ag::silu(x.tensor()));
 }
 
-Value Dropout::forward(const Value& x) {
-  if (!training_ || p_ == 0) return x;
-  // A fresh stream per call; the element's global index picks its number within the stream.
-  RandomOptions stream{.seed = seed_ * 0x9E3779B97F4A7C15ull + calls_++};
-  const Tensor& local = x.local();
-  Shape offset(local.shape().size(), 0);
-  if (x.is_distributed()) {
-    const DTensor& d = x.dtensor();
-    offset = local_block(d.shape(), d.mesh().shape(), d.mesh().coordinate(), d.placements()).offset;
-  }
-  // Drawn on the host, so a GPU tensor drops the same elements as its CPU copy would.
-  Tensor draw = random_block(x.shape(), offset, local.shape(), DType::F64, stream);
-  Tensor keep = ge(draw, Tensor::full({}, p_, DType::F64)).to(local.device());
-  Tensor scaled = mul(local, Tensor::full({}, 1.0 / (1.0 - p_), local.dtype(), local.device()));
-  Tensor out = where(keep, scaled, Tensor::zeros({}, local.dtype(), local.device()));
-  if (!x.is_distributed()) return out;
-  // Dropping is linear per element, so Partial values drop alike and stay partial.
-  const DTensor& d = x.dtensor();
-  return DTensor::from_local(out, d.mesh(), d.placements(), d.shape());
+Value GELU::forward(const Value& x) {
+  return x.is_distributed() ? Value(ag::gelu(x.dtensor())) : Value(ag::gelu(x.tensor()));
 }
-
-Value SiLU::forward(const Value& x) { return x.is_distributed() ? Value(silu(x.dtensor())) : Value(silu(x.tensor())); }
-
-Value GELU::forward(const Value& x) { return x.is_distributed() ? Value(gelu(x.dtensor())) : Value(gelu(x.tensor())); }
 
 }  // namespace dtensor::nn

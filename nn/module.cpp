@@ -1,5 +1,6 @@
 #include "nn/module.hpp"
 
+#include "dtensor/autograd.hpp"
 #include "nn/strategy.hpp"
 
 #include <fmt/ranges.h>
@@ -26,7 +27,7 @@ const DTensor& Value::dtensor(const char* what) const {
 }
 
 const Tensor& Value::local() const {
-  return is_distributed() ? std::get<DTensor>(v_).to_local() : std::get<Tensor>(v_);
+  return is_distributed() ? std::get<DTensor>(v_).local_tensor() : std::get<Tensor>(v_);
 }
 
 Shape Value::shape() const { return is_distributed() ? std::get<DTensor>(v_).shape() : std::get<Tensor>(v_).shape(); }
@@ -36,7 +37,7 @@ std::string Value::describe() const {
   if (!is_distributed()) return fmt::format("Tensor {} {}", shape_str(shape()), dtype());
   const DTensor& d = std::get<DTensor>(v_);
   return fmt::format("DTensor {} global {} local {} {}", placements_str(d.placements()), shape_str(d.shape()),
-                     shape_str(d.to_local().shape()), dtype());
+                     shape_str(d.local_tensor().shape()), dtype());
 }
 
 // Module -----------------------------------------------------------------------------------------
@@ -124,15 +125,42 @@ std::vector<std::pair<std::string, Value*>> Module::named_parameters(const std::
   return out;
 }
 
+namespace {
+// Marks the leaf a Value holds; the slot is per handle, so the marked handle is stored back.
+void set_value_requires_grad(Value& value, bool on) {
+  if (value.is_distributed()) {
+    DTensor d = value.dtensor();
+    autograd::set_requires_grad(d, on);
+    value = d;
+  } else {
+    Tensor t = value.tensor();
+    autograd::set_requires_grad(t, on);
+    value = t;
+  }
+}
+
+bool value_requires_grad(const Value& value) {
+  return value.is_distributed() ? autograd::requires_grad(value.dtensor()) : autograd::requires_grad(value.tensor());
+}
+}  // namespace
+
+void Module::requires_grad_(bool on) {
+  for (auto& [name, value] : named_parameters()) {
+    if (value->defined() && is_floating(value->dtype())) set_value_requires_grad(*value, on);
+  }
+}
+
 void Module::to(Device device) {
   for (auto& [name, value] : named_parameters()) {
     if (!value->defined()) continue;
+    const bool wanted = value_requires_grad(*value);
     if (value->is_distributed()) {
       const DTensor& d = value->dtensor();
-      *value = DTensor::from_local(d.to_local().to(device), d.mesh(), d.placements(), d.shape());
+      *value = DTensor::from_local(d.local_tensor().to(device), d.mesh(), d.placements(), d.shape());
     } else {
       *value = value->tensor().to(device);
     }
+    if (wanted) set_value_requires_grad(*value, true);
   }
 }
 

@@ -65,8 +65,15 @@ class Module {
   // Every parameter of this subtree as (dotted name, value).
   std::vector<std::pair<std::string, Value*>> named_parameters(const std::string& prefix = "");
 
+  // Marks every loaded floating parameter of this subtree (Tensor or DTensor) a leaf that requires
+  // a gradient (or no longer does): the forwards then record a graph, and autograd::backward fills
+  // each parameter's autograd::grad, with a DTensor parameter's placements. Integer parameters are
+  // left alone. ValueError if a parameter is not a leaf (it was set to an op's output).
+  void requires_grad_(bool on = true);
+
   // Moves every loaded parameter of this subtree to `device` (a DTensor keeps its mesh, placements
-  // and global shape; only this rank's block moves). Unloaded parameters stay unloaded.
+  // and global shape; only this rank's block moves). Unloaded parameters stay unloaded; one that
+  // required a gradient still does (a new leaf: gradients already accumulated stay behind).
   void to(Device device);
   // Installed by apply_tp_plan; the mesh is the 1-D tensor-parallel mesh.
   void set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh);

@@ -10,8 +10,9 @@
 //   rowwise_rep   as rowwise, input Replicate and sliced locally.
 //   replicate     parameters Replicate; input and output plain.
 //   local_colwise, local_rowwise   parameters as colwise / rowwise but plain local tensors, no
-//                 hooks; a local_rowwise result is a partial sum (its bias is held by the first
-//                 rank only) until a parent `gather` all-reduces it.
+//                 forward hooks; a local_rowwise result is a partial sum (its bias is held by the
+//                 first rank only) until a parent `gather` all-reduces it. In backward,
+//                 local_colwise all-reduces its input's gradient (each rank's is one summand).
 //   local         parameters whole and plain, no hooks (isolated modules).
 //   gather        parameters whole and plain; the module's (partial) output is all-reduced.
 //   sequence_parallel   parameters Replicate; input split on the sequence dim (-2), output left
@@ -31,6 +32,7 @@
 // keep torch.chunk.
 #include "nn/strategy.hpp"
 
+#include "autograd/ops.hpp"
 #include "nn/head_sharding.hpp"
 #include "nn/layers.hpp"
 
@@ -85,10 +87,13 @@ Value as_dtensor(const Value& x, const DeviceMesh& mesh, const Placements& place
 
 Value replicated_input(const Value& x, const DeviceMesh& mesh) { return as_dtensor(x, mesh, {Replicate()}, x.shape()); }
 
+// This rank's block as a plain tensor (to_local, so that a graph records through it).
+Value local_block_of(const Value& y) { return y.is_distributed() ? y.dtensor().to_local() : y.tensor(); }
+
 // Back to a plain tensor once the layout is `target`.
 Value plain(const Value& y, const Placements& target) {
   if (!y.is_distributed()) return y;
-  return y.dtensor().placements() == target ? y.local() : y.dtensor().redistribute(target).to_local();
+  return y.dtensor().placements() == target ? y.dtensor().to_local() : y.dtensor().redistribute(target).to_local();
 }
 
 class Colwise : public Strategy {
@@ -106,12 +111,12 @@ class Colwise : public Strategy {
     return read_sharded(source, mesh, {param == "bias" ? Shard(0) : split});
   }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
-    if (head_granular(m, mesh)) return replicated_plain(x);
+    if (head_granular(m, mesh)) return replicated_for_split(x, mesh);
     return replicated_input(x, mesh);
   }
   Value prepare_output(const Value& y, const Module&, const DeviceMesh&) const override {
     if (gather_output_) return plain(y, {Replicate()});
-    return y.local();  // this rank's columns
+    return local_block_of(y);  // this rank's columns
   }
   bool leaves_output_split() const override { return !gather_output_; }
 
@@ -142,8 +147,8 @@ class Rowwise : public Strategy {
     if (head_granular(m, mesh)) {
       if (!x.is_distributed()) return x;  // already this rank's head columns (attention on its heads)
       HeadRange cols = rank_head_features(m, /*rowwise=*/true, mesh);
-      Tensor full = x.dtensor().redistribute({Replicate()}).to_local();
-      return full.narrow(full.dim() - 1, cols.begin, cols.count());
+      Tensor full = diverging_local(x.dtensor().redistribute({Replicate()}));
+      return autograd::narrow(full, full.dim() - 1, cols.begin, cols.count());
     }
     if (is_embedding(m) || (replicated_input_ && !x.is_distributed())) {
       Value r = replicated_input(x, mesh);
@@ -186,7 +191,11 @@ class Replicated : public Strategy {
 
 class LocalColwise : public Strategy {
  public:
-  bool leaves_output_split() const override { return true; }  // no hooks: this rank's columns
+  bool leaves_output_split() const override { return true; }  // this rank's columns
+  // Nothing in the forward; in backward the input's gradient, one summand per rank, is summed.
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+    return replicated_for_split(x, mesh);
+  }
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
     check_head_plan(m, name, mesh, /*rowwise=*/false);
   }

@@ -23,6 +23,7 @@
 //
 // Rowwise bias: the partial sums of all ranks add up to the output, so only the first rank holds
 // the bias (the others zeros) and it is added exactly once.
+#include "autograd/ops.hpp"
 #include "nn/strategy.hpp"
 #include "placements/sharding.hpp"
 #include "tensor/ops.hpp"
@@ -53,6 +54,20 @@ Tensor read_packed_shard(const io::TensorSource& source, int64_t dim, int64_t pa
   return source.read_packed(dim, parts, offset, sizes);
 }
 
+// The same slice of a whole tensor every rank holds, through autograd ops, so a graph records
+// through it (the input of packed_rowwise).
+Tensor packed_slice(const Tensor& whole, int64_t dim, int64_t parts, const DeviceMesh& mesh, const char* strategy) {
+  dim = normalize_dim(dim, whole.dim(), strategy);
+  check<ShapeError>(whole.size(dim) % parts == 0, strategy,
+                    "input of shape {}: dim {} ({}) does not split into {} packed parts", shape_str(whole.shape()),
+                    dim, whole.size(dim), parts);
+  const int64_t part = whole.size(dim) / parts;
+  const ChunkSpan span = chunk_span(part, mesh.size(), mesh.coordinate()[0]);
+  std::vector<Tensor> pieces;
+  for (int64_t k = 0; k < parts; ++k) pieces.push_back(autograd::narrow(whole, dim, k * part + span.offset, span.size));
+  return autograd::cat(pieces, dim);
+}
+
 class PackedColwise : public Strategy {
  public:
   Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
@@ -60,7 +75,9 @@ class PackedColwise : public Strategy {
     require_module(m, "Linear", "packed_colwise", param);
     return read_packed_shard(source, 0, kGateUpParts, mesh, param, "packed_colwise");  // weight rows, bias
   }
-  Value prepare_input(const Value& x, const Module&, const DeviceMesh&) const override { return replicated_plain(x); }
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+    return replicated_for_split(x, mesh);
+  }
   bool leaves_output_split() const override { return true; }  // [gate_r | up_r]
 };
 
@@ -85,7 +102,7 @@ class PackedRowwise : public Strategy {
                         "a DTensor input must be Replicate (a Shard cannot hold the packed layout), got {}",
                         placements_str(d.placements()));
       const int64_t last = d.dim() - 1;
-      return read_packed_shard(io::tensor_source(d.to_local()), last, kGateUpParts, mesh, "input", "packed_rowwise");
+      return packed_slice(diverging_local(d), last, kGateUpParts, mesh, "packed_rowwise");
     }
     const int64_t local_in = m.parameter("weight").shape()[1];
     check<ShapeError>(x.shape().back() == local_in, "packed_rowwise",
@@ -109,7 +126,9 @@ class MoeTpExperts : public Strategy {
     if (param == "gate_up") return read_packed_shard(source, 1, kGateUpParts, mesh, param, "moe_tp_experts");
     return read_local_block(source, mesh, {Shard(2)});  // down [E, H, I]: this rank's I columns
   }
-  Value prepare_input(const Value& x, const Module&, const DeviceMesh&) const override { return replicated_plain(x); }
+  Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
+    return replicated_for_split(x, mesh);
+  }
   Value prepare_output(const Value& y, const Module&, const DeviceMesh& mesh) const override {
     return Value(all_reduce_partial(y.tensor("partial output"), mesh));
   }

@@ -1,5 +1,8 @@
 #include "nn/strategy.hpp"
 
+#include "autograd/node.hpp"
+#include "dtensor/autograd.hpp"
+
 #include <fmt/ranges.h>
 
 namespace dtensor::nn {
@@ -42,9 +45,17 @@ Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh
   return mesh.coordinate()[0] == 0 ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
 }
 
+Tensor diverging_local(const DTensor& replicated) { return autograd::to_local(replicated, {Partial()}); }
+
 Value replicated_plain(const Value& x) {
   if (!x.is_distributed()) return x;
   return x.dtensor().redistribute({Replicate()}).to_local();
+}
+
+Value replicated_for_split(const Value& x, const DeviceMesh& mesh) {
+  if (x.is_distributed()) return diverging_local(x.dtensor().redistribute({Replicate()}));
+  if (!autograd::should_record(x.tensor())) return x;
+  return diverging_local(DTensor::from_local(x.tensor(), mesh, {Replicate()}, x.shape()));
 }
 
 Tensor all_reduce_partial(const Tensor& partial, const DeviceMesh& mesh) {

@@ -66,8 +66,16 @@ Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh
 
 // Layout helpers for hooks ----------------------------------------------------------------------
 
-// The input as a plain tensor every rank holds whole (a plain input is taken as replicated).
+// The input as a plain tensor every rank holds whole (a plain input is taken as replicated), for
+// computing the same on every rank: the gradient is taken as the same on every rank.
 Value replicated_plain(const Value& x);
+// The same for a module whose ranks compute different parts from it (colwise by heads, packed,
+// experts): its gradient is the sum of the ranks' (one all-reduce in backward, Megatron's f;
+// nothing when the input needs no gradient).
+Value replicated_for_split(const Value& x, const DeviceMesh& mesh);
+// This rank's copy of a replicated DTensor, used differently on each rank: its gradient comes back
+// P(sum) (autograd::to_local with Partial grad placements).
+Tensor diverging_local(const DTensor& replicated);
 // This rank's plain partial sum -> the full sum on every rank (one all-reduce).
 Tensor all_reduce_partial(const Tensor& partial, const DeviceMesh& mesh);
 

@@ -9,11 +9,17 @@ namespace dtensor::autograd {
 namespace {
 Tensor transposed(const Tensor& m) { return m.transpose(-1, -2); }
 
+// t as a matrix of its last dim's rows. The row count is spelled out rather than -1, which a
+// tensor with an empty last dim (a rank's empty shard) would leave undetermined.
+Tensor as_rows(const Tensor& t) {
+  int64_t rows = 1;
+  for (int64_t d = 0; d + 1 < t.dim(); ++d) rows *= t.size(d);
+  return t.reshape({rows, t.size(-1)});
+}
+
 // b's gradient when a batch of a [B, m, k] multiplied one matrix b [k, n]: the batch folds into rows.
 Tensor shared_matrix_grad(const Tensor& a, const Tensor& grad) {
-  Tensor rows_a = a.reshape({-1, a.size(-1)});
-  Tensor rows_grad = grad.reshape({-1, grad.size(-1)});
-  return dtensor::matmul(transposed(rows_a), rows_grad);
+  return dtensor::matmul(transposed(as_rows(a)), as_rows(grad));
 }
 }  // namespace
 
@@ -51,9 +57,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return record("linear", inputs, {x, weight}, out, [](const FunctionNode& node, const Tensor& grad) {
     const Tensor& x = node.saved(0);
     const Tensor& weight = node.saved(1);
-    Tensor grad_rows = grad.reshape({-1, weight.size(0)});
+    Tensor grad_rows = as_rows(grad);
     Grads grads{node.needs_grad(0) ? dtensor::matmul(grad_rows, weight).reshape(x.shape()) : Tensor(),
-                node.needs_grad(1) ? dtensor::matmul(transposed(grad_rows), x.reshape({-1, x.size(-1)})) : Tensor()};
+                node.needs_grad(1) ? dtensor::matmul(transposed(grad_rows), as_rows(x)) : Tensor()};
     if (node.next_edges().size() == 3) grads.push_back(dtensor::sum(grad_rows, {0}));
     return grads;
   });

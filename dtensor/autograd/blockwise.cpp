@@ -45,7 +45,7 @@ std::shared_ptr<LocalGraph> run_local(const std::vector<DTensor>& inputs, const 
                                       const LocalOp& local) {
   auto graph = std::make_shared<LocalGraph>();
   for (size_t i = 0; i < inputs.size(); ++i) {
-    Tensor block = autograd::detach(ready[i].to_local());
+    Tensor block = autograd::detach(ready[i].local_tensor());
     if (requires_grad(inputs[i])) set_requires_grad(block);
     graph->leaves.push_back(block);
   }
@@ -62,7 +62,8 @@ DTensor blockwise(const char* name, const std::vector<DTensor>& inputs, const st
   std::vector<InputSpec> specs;
   for (size_t i = 0; i < inputs.size(); ++i) {
     const DTensor& input = inputs[i];
-    ready.push_back(input.placements() == layouts[i] ? input : input.redistribute(layouts[i]));
+    // Detached: this op records its own node over `input`, so moving it must record nothing.
+    ready.push_back(input.placements() == layouts[i] ? input : autograd::detach(input).redistribute(layouts[i]));
     edges.push_back(gradient_edge(input));
     specs.push_back(spec_of(input));
   }
@@ -73,7 +74,7 @@ DTensor blockwise(const char* name, const std::vector<DTensor>& inputs, const st
     LocalGraph& graph = node.held<LocalGraph>();
     DTensor grad = as_dtensor(grads[0], name).redistribute(mesh, output_layout);
     // retain_graph: the outer graph decides when the local one is freed (release_saved).
-    autograd::backward(graph.output, grad.to_local(), /*retain_graph=*/true);
+    autograd::backward(graph.output, grad.local_tensor(), /*retain_graph=*/true);
     Gradients input_grads(graph.leaves.size());
     for (size_t i = 0; i < graph.leaves.size(); ++i) {
       const Tensor& leaf = graph.leaves[i];

@@ -56,11 +56,12 @@ DTensor cross_entropy(const DTensor& logits, const Tensor& labels, int64_t ignor
   const int64_t count = detail::counted_labels(whole_labels, ignore_index);
   const DeviceMesh& mesh = logits.mesh();
   const Placements layout = partials_reduced(logits.placements());
-  const DTensor ready = layout == logits.placements() ? logits : logits.redistribute(layout);
+  // Untracked (detached, local_tensor): this op records its own node over logits.
+  const DTensor ready = layout == logits.placements() ? logits : detach(logits).redistribute(layout);
   const int64_t vocab_dim = logits.dim() - 1;
   const Block block = local_block(logits.shape(), mesh.shape(), mesh.coordinate(), layout);
   const int64_t offset = block.offset.back();
-  auto saved = std::make_shared<SavedBlock>(SavedBlock{ready.to_local(), block_labels(whole_labels, block), {}});
+  auto saved = std::make_shared<SavedBlock>(SavedBlock{ready.local_tensor(), block_labels(whole_labels, block), {}});
   detail::VocabBlock rows(saved->logits, saved->labels, ignore_index, offset);
 
   Tensor max = rows.row_max();

@@ -71,7 +71,7 @@ DTensor embedding(const DTensor& weight, const DTensor& ids) {
   DTensor out = dtensor::embedding(weight, lookup_ids);
   // The weight's layout, not the weight: the graph need not keep a non-leaf weight alive.
   auto backward = [mesh = weight.mesh(), placements = weight.placements(), shape = weight.shape(),
-                   dtype = weight.dtype(), device = weight.to_local().device(),
+                   dtype = weight.dtype(), device = weight.local_tensor().device(),
                    ids_layout](const DistributedNode& node, const DTensor& grad) {
     const Placements grad_layout = output_grad_layout(placements, ids_layout, grad.placements(), grad.dim() - 1);
     const Tensor rows = grad.redistribute(mesh, grad_layout).to_local();

@@ -18,7 +18,7 @@ std::shared_ptr<const GradientValue> DTensorGradient::plus(const GradientValue& 
 }
 
 Gradient as_gradient(const DTensor& gradient) {
-  if (!gradient.to_local().defined()) return {};
+  if (!gradient.local_tensor().defined()) return {};
   return Gradient(std::make_shared<DTensorGradient>(gradient));
 }
 
@@ -83,18 +83,18 @@ AccumulateDTensorGrad::AccumulateDTensorGrad(std::shared_ptr<DTensorAutogradMeta
 
 Gradients AccumulateDTensorGrad::apply(const Gradients& output_grads) {
   DTensor gradient = as_dtensor(output_grads[0], name());
-  if (!gradient.to_local().defined()) return {};
+  if (!gradient.local_tensor().defined()) return {};
   check<AutogradError>(gradient.shape() == shape_ && gradient.dtype() == dtype_, "backward",
                        "the gradient reaching a leaf {} {} is {} {}", dtype_name(dtype_), shape_str(shape_),
                        dtype_name(gradient.dtype()), shape_str(gradient.shape()));
   // The one place a leaf's gradient is reduced or moved: e.g. P(sum) -> R is one all-reduce.
   if (gradient.placements() != placements_) gradient = gradient.redistribute(mesh_, placements_);
   DTensor& sum = leaf_->dtensor_grad;
-  if (sum.to_local().defined()) {
+  if (sum.local_tensor().defined()) {
     // Same placements on both sides, so the local blocks add: the buffer stays put, as for tensors.
-    sum.to_local().copy_from(dtensor::add(sum.to_local(), gradient.to_local()));
+    sum.local_tensor().copy_from(dtensor::add(sum.local_tensor(), gradient.local_tensor()));
   } else {
-    sum = DTensor::from_local(gradient.to_local().clone(), mesh_, placements_, shape_);
+    sum = DTensor::from_local(gradient.local_tensor().clone(), mesh_, placements_, shape_);
   }
   return {};
 }
@@ -157,7 +157,7 @@ DTensor record(const char* name, const std::vector<DTensor>& inputs, DGrads save
 // The leaf API -----------------------------------------------------------------------------------
 
 void set_requires_grad(DTensor& tensor, bool wanted) {
-  mark_requires_grad<DTensorAutogradMeta>(tensor, tensor.to_local().defined(), tensor.dtype(), wanted);
+  mark_requires_grad<DTensorAutogradMeta>(tensor, tensor.local_tensor().defined(), tensor.dtype(), wanted);
 }
 
 bool requires_grad(const DTensor& tensor) { return wants(tensor); }
@@ -173,8 +173,8 @@ DTensor grad(const DTensor& tensor) {
 }
 
 void zero_grad(const DTensor& tensor) {
-  if (tensor.autograd_meta() && tensor.autograd_meta()->dtensor_grad.to_local().defined()) {
-    tensor.autograd_meta()->dtensor_grad.to_local().fill(0.0);
+  if (tensor.autograd_meta() && tensor.autograd_meta()->dtensor_grad.local_tensor().defined()) {
+    tensor.autograd_meta()->dtensor_grad.local_tensor().fill(0.0);
   }
 }
 
@@ -188,12 +188,12 @@ DTensor detach(const DTensor& tensor) {
 
 namespace {
 DTensor seed_gradient(const DTensor& root, const DTensor& gradient) {
-  if (!gradient.to_local().defined()) {
+  if (!gradient.local_tensor().defined()) {
     check<ShapeError>(shape_numel(root.shape()) == 1, "backward",
                       "a gradient can be left out only for a one-element root, root is {}; pass gradient",
                       shape_str(root.shape()));
     Placements replicated(root.placements().size(), Replicate());
-    Tensor one = Tensor::full(root.shape(), 1.0, root.dtype(), root.to_local().device());
+    Tensor one = Tensor::full(root.shape(), 1.0, root.dtype(), root.local_tensor().device());
     return DTensor::from_local(one, root.mesh(), replicated, root.shape());
   }
   check<ShapeError>(gradient.shape() == root.shape(), "backward", "gradient has shape {}, root has {}",
@@ -205,7 +205,7 @@ DTensor seed_gradient(const DTensor& root, const DTensor& gradient) {
 }  // namespace
 
 void backward(const DTensor& root, const DTensor& gradient, bool retain_graph) {
-  check<ValueError>(root.to_local().defined(), "backward", "root is undefined");
+  check<ValueError>(root.local_tensor().defined(), "backward", "root is undefined");
   Edge root_edge = gradient_edge(root);
   check<ValueError>(bool(root_edge.node), "backward",
                     "root does not require a gradient: no input of the ops that made it requires one, or they ran "

@@ -3,6 +3,7 @@
 // input gradient of a column-parallel linear comes out P(sum) and stays so until a leaf or an op
 // needs it whole.
 #include "dtensor/ops.hpp"
+#include "dtensor/autograd/methods.hpp"
 #include "dtensor/autograd/node.hpp"
 #include "tensor/ops.hpp"
 
@@ -51,10 +52,10 @@ struct Layout {
 Layout layout_of(const DTensor& a) {
   return {a.mesh(),
           partial_as_replicate(a.placements()),
-          a.to_local().shape(),
+          a.local_tensor().shape(),
           a.shape(),
           a.dtype(),
-          a.to_local().device()};
+          a.local_tensor().device()};
 }
 
 DTensor zeros_like(const Layout& layout) {
@@ -95,22 +96,21 @@ void check_at_least_2d(const DTensor& t, const char* op, const char* argument) {
 
 // Layouts ----------------------------------------------------------------------------------------
 
-DTensor redistribute(const DTensor& a, const Placements& placements) {
-  DTensor out = a.redistribute(placements);
-  if (!should_record(a)) return out;
-  return record("redistribute", {a}, {}, out,
-                [mesh = a.mesh(), source = partial_as_replicate(a.placements())](
-                    const DistributedNode&, const DTensor& grad) { return DGrads{grad.redistribute(mesh, source)}; });
+DTensor record_redistribute(const DTensor& source, DTensor out) {
+  if (!should_record(source)) return out;
+  return record("redistribute", {source}, {}, std::move(out),
+                [mesh = source.mesh(), placements = partial_as_replicate(source.placements())](
+                    const DistributedNode&, const DTensor& grad) {
+                  return DGrads{grad.redistribute(mesh, placements)};
+                });
 }
 
-DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements& placements,
-                   const std::optional<Shape>& global_shape) {
-  DTensor out = DTensor::from_local(local, mesh, placements, global_shape);
+DTensor record_from_local(const Tensor& local, DTensor out) {
   if (!autograd::should_record(local)) return out;
-  auto backward = [mesh, source = partial_as_replicate(out.placements())](const DistributedNode& node,
-                                                                          const Gradients& grads) {
+  auto backward = [mesh = out.mesh(), source = partial_as_replicate(out.placements())](const DistributedNode& node,
+                                                                                       const Gradients& grads) {
     DTensor grad = as_dtensor(grads[0], node.name());
-    return Gradients{grad.redistribute(mesh, source).to_local()};
+    return Gradients{grad.redistribute(mesh, source).local_tensor()};
   };
   auto node = std::make_shared<DistributedNode>("from_local", std::vector<Edge>{gradient_edge(local)},
                                                 std::vector<InputSpec>{spec_of(local)}, DGrads{}, 1, backward);
@@ -118,23 +118,38 @@ DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements
   return out;
 }
 
-Tensor to_local(const DTensor& a) {
-  Tensor out = a.to_local();
-  if (!should_record(a)) return out;
-  auto backward = [mesh = a.mesh(), placements = a.placements(), shape = a.shape()](const DistributedNode& node,
-                                                                                    const Gradients& grads) {
+Tensor record_to_local(const DTensor& source, Tensor out, const Placements& grad_placements) {
+  if (!should_record(source)) return out;
+  Placements placements = grad_placements.empty() ? source.placements() : grad_placements;
+  auto backward = [mesh = source.mesh(), placements = std::move(placements), shape = source.shape()](
+                      const DistributedNode& node, const Gradients& grads) {
     const Tensor& grad = grads[0].tensor(node.name());
     return Gradients{as_gradient(DTensor::from_local(grad, mesh, placements, shape))};
   };
-  auto node = std::make_shared<DistributedNode>("to_local", std::vector<Edge>{gradient_edge(a)},
-                                                std::vector<InputSpec>{spec_of(a)}, DGrads{}, 1, backward);
+  auto node = std::make_shared<DistributedNode>("to_local", std::vector<Edge>{gradient_edge(source)},
+                                                std::vector<InputSpec>{spec_of(source)}, DGrads{}, 1, backward);
   attach(node, out, 0);
   return out;
 }
 
-Tensor full_tensor(const DTensor& a) {
-  return to_local(redistribute(a, Placements(a.placements().size(), Replicate())));
+// The methods record (dtensor/autograd/methods.hpp); these forms exist to read alike beside the
+// other autograd:: ops.
+DTensor redistribute(const DTensor& a, const Placements& placements) { return a.redistribute(placements); }
+
+DTensor from_local(const Tensor& local, const DeviceMesh& mesh, const Placements& placements,
+                   const std::optional<Shape>& global_shape) {
+  return DTensor::from_local(local, mesh, placements, global_shape);
 }
+
+Tensor to_local(const DTensor& a) { return a.to_local(); }
+
+Tensor to_local(const DTensor& a, const Placements& grad_placements) {
+  if (!should_record(a)) return a.local_tensor();
+  Placements normalized = normalize_placements(grad_placements, a.dim(), a.mesh().ndim(), "to_local");
+  return record_to_local(a, a.local_tensor(), normalized);
+}
+
+Tensor full_tensor(const DTensor& a) { return a.full_tensor(); }
 
 // Elementwise ------------------------------------------------------------------------------------
 

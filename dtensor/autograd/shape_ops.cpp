@@ -28,7 +28,7 @@ DTensor join_gradients(const DTensor& like, const std::vector<Piece>& pieces, co
   std::vector<DTensor> parts;
   for (size_t i = 0; i < pieces.size(); ++i) {
     DTensor g = as_dtensor(grads[i], op);
-    if (!g.to_local().defined()) {
+    if (!g.local_tensor().defined()) {
       g = replicated_zeros(like.mesh(), like.placements().size(), pieces[i].shape, pieces[i].dtype, pieces[i].device);
     }
     parts.push_back(g);
@@ -39,7 +39,7 @@ DTensor join_gradients(const DTensor& like, const std::vector<Piece>& pieces, co
 // The node of chunk / split: one output per piece, the gradient the pieces' gradients joined.
 std::vector<DTensor> record_split(const char* name, const DTensor& a, std::vector<DTensor> pieces, int64_t dim) {
   std::vector<Piece> shapes;
-  for (const DTensor& piece : pieces) shapes.push_back({piece.shape(), piece.dtype(), piece.to_local().device()});
+  for (const DTensor& piece : pieces) shapes.push_back({piece.shape(), piece.dtype(), piece.local_tensor().device()});
   // A detached handle for the mesh and layout only (no autograd state, so no cycle through it).
   auto backward = [name, like = detach(a), shapes, dim](const DistributedNode&, const Gradients& grads) {
     return Gradients{as_gradient(join_gradients(like, shapes, grads, dim, name))};
@@ -89,7 +89,7 @@ DTensor narrow(const DTensor& a, int64_t dim, int64_t start, int64_t length) {
   DTensor out = dtensor::narrow(a, dim, start, length);
   if (!should_record(a)) return out;
   const int64_t d = normalize_dim(dim, a.dim(), "narrow");
-  Piece before{a.shape(), a.dtype(), a.to_local().device()}, after = before;
+  Piece before{a.shape(), a.dtype(), a.local_tensor().device()}, after = before;
   before.shape[size_t(d)] = start;
   after.shape[size_t(d)] = a.shape()[size_t(d)] - start - length;
   return record("narrow", {a}, {}, out,

@@ -16,6 +16,10 @@ struct OpAccess {
   static DTensor make(Tensor local, const DeviceMesh& mesh, Placements placements, Shape shape) {
     return DTensor(std::move(local), mesh, std::move(placements), std::move(shape));
   }
+  // An op's input moved to the layout its rule reads, unrecorded: the op records its own node.
+  static DTensor redistribute(const DTensor& input, const Placements& target) {
+    return input.redistribute_untracked(target);
+  }
 };
 
 namespace {
@@ -107,7 +111,7 @@ double redistribute_cost(std::span<const DTensor* const> inputs, const OpDecisio
   for (size_t i = 0; i < inputs.size(); ++i) {
     const DTensor& t = *inputs[i];
     if (rule.inputs[i] == t.placements()) continue;
-    cost += cached_plan(t.shape(), t.to_local().element_size(), t.mesh().shape(), t.placements(), rule.inputs[i])
+    cost += cached_plan(t.shape(), t.local_tensor().element_size(), t.mesh().shape(), t.placements(), rule.inputs[i])
                 .estimated_us;
   }
   return cost;
@@ -193,8 +197,8 @@ std::vector<Tensor> prepared_locals(const char* op, std::span<const DTensor* con
   locals.reserve(inputs.size());
   for (size_t i = 0; i < inputs.size(); ++i) {
     const DTensor& t = *inputs[i];
-    locals.push_back(t.placements() == decision.inputs[i] ? t.to_local()
-                                                          : t.redistribute(decision.inputs[i]).to_local());
+    const bool ready = t.placements() == decision.inputs[i];
+    locals.push_back(ready ? t.local_tensor() : OpAccess::redistribute(t, decision.inputs[i]).local_tensor());
   }
   return locals;
 }

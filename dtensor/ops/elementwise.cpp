@@ -171,7 +171,7 @@ DTensor pointwise(const char* op, detail::OpParams params, PointwiseRules::Parti
 }
 
 // A 0-d tensor of a's dtype (and device) holding s, so scalar ops round exactly as the tensor ops do.
-Tensor scalar_like(const DTensor& a, double s) { return Tensor::full({}, s, a.dtype(), a.to_local().device()); }
+Tensor scalar_like(const DTensor& a, double s) { return Tensor::full({}, s, a.dtype(), a.local_tensor().device()); }
 
 #define DTENSOR_UNARY(name, partial)                                                           \
   DTensor name(const DTensor& a) {                                                             \
