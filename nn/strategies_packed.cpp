@@ -92,6 +92,9 @@ class PackedRowwise : public Strategy {
     if (param == "bias") return read_on_first_rank(source, mesh);
     return read_packed_shard(source, 1, kGateUpParts, mesh, param, name);
   }
+  bool trains_here(const Module&, const std::string& param, const DeviceMesh& mesh) const override {
+    return param != "bias" || is_first_rank(mesh);
+  }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
     if (!hooks_) return x;
     const int64_t full_in = m.parameter_shape("weight")[1];
