@@ -147,7 +147,8 @@ bool value_requires_grad(const Value& value) {
 void Module::requires_grad_(bool on) {
   for (auto& [path, module] : named_modules()) {
     for (Parameter& p : module->parameters_) {
-      const bool trains = module->strategy_ == nullptr || module->strategy_->trains_here(*module, p.name, module->strategy_mesh_);
+      const bool trains =
+          module->strategy_ == nullptr || module->strategy_->trains_here(*module, p.name, module->strategy_mesh_);
       if (p.value.defined() && is_floating(p.value.dtype()) && trains) set_value_requires_grad(p.value, on);
     }
   }
