@@ -140,7 +140,7 @@ void CausalLM::set_activation_checkpointing(bool on) {
 }
 
 void CausalLM::tie_word_embeddings() {
-  if (!config_.tie_word_embeddings) return;
+  if (!config_.tie_word_embeddings || tied_) return;
   const nn::Value& embedding = embed_tokens_->parameter("weight");
   nn::Value& own = lm_head_->parameter("weight");
   const bool both_distributed = embedding.is_distributed() && own.is_distributed();

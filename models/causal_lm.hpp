@@ -69,6 +69,7 @@ class CausalLM : public nn::Module {
   // lists it undefined, as torch lists a tied parameter once). The loaders call this. ValueError
   // naming both when the plan laid the two out so that one cannot serve as the other (plain
   // tensors of different shapes); DTensors of other placements are redistributed for lm_head.
+  // Nothing without tie_word_embeddings or once tied.
   void tie_word_embeddings();
 
   // Where the parameters are (the embedding's): the CPU after loading, until to(Device) moves the

@@ -144,7 +144,8 @@ void LlamaAttention::check_inputs(int64_t tokens, const LayerInputs& inputs) con
 // head's weight gradient sums over every rank reading it.
 Tensor LlamaAttention::project_kv(nn::Linear& projection, const Tensor& hidden) {
   const nn::Value& weight = projection.parameter("weight");
-  if (!kv_heads_shared_ || !weight.defined() || weight.is_distributed() || !ag::requires_grad(weight.tensor()))
+  if (!kv_heads_shared_ || projection.strategy() == nullptr || !weight.defined() || weight.is_distributed() ||
+      !ag::requires_grad(weight.tensor()))
     return whole(projection(hidden));
   const nn::Strategy& strategy = *projection.strategy();
   const DeviceMesh& mesh = projection.strategy_mesh();
@@ -157,13 +158,11 @@ Tensor LlamaAttention::project_kv(nn::Linear& projection, const Tensor& hidden) 
 Tensor LlamaAttention::attention_per_sequence(const Tensor& q, const Tensor& k, const Tensor& v,
                                               int64_t sequences) const {
   if (sequences == 1) return ag::causal_attention(q, k, v, kv_head_of_);
-  const int64_t length = q.size(0) / sequences;
+  // chunk: one node per tensor, whose backward joins the pieces' gradients once.
+  const std::vector<Tensor> qs = ag::chunk(q, sequences, 0), ks = ag::chunk(k, sequences, 0),
+                            vs = ag::chunk(v, sequences, 0);
   std::vector<Tensor> outputs;
-  for (int64_t s = 0; s < sequences; ++s) {
-    const int64_t first = s * length;
-    outputs.push_back(ag::causal_attention(ag::narrow(q, 0, first, length), ag::narrow(k, 0, first, length),
-                                           ag::narrow(v, 0, first, length), kv_head_of_));
-  }
+  for (size_t s = 0; s < qs.size(); ++s) outputs.push_back(ag::causal_attention(qs[s], ks[s], vs[s], kv_head_of_));
   return ag::cat(outputs, 0);
 }
 

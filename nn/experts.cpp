@@ -100,6 +100,30 @@ Tensor expert_mlp(const Tensor& x, const Tensor& gate_up, const Tensor& down) {
   return ag::bmm(ag::view(act, {batch, rows, inter}), ag::transpose(down, 1, 2));
 }
 
+// Each batch's input rows and expert weights. Several batches take them through one split node
+// per tensor, whose backward joins the pieces' gradients once, rather than one narrow each (each
+// of which would send back a zero-padded gradient of the whole tensor).
+struct BatchPieces {
+  std::vector<Tensor> rows, gate_up, down;
+};
+
+BatchPieces batch_pieces(const ExpertGrouping& g, const Tensor& x, const Tensor& gate_up, const Tensor& down) {
+  const ExpertBatch& only = g.batches.front();
+  if (g.batches.size() == 1) {
+    return {{x}, {ag::narrow(gate_up, 0, only.first, only.experts)}, {ag::narrow(down, 0, only.first, only.experts)}};
+  }
+  std::vector<int64_t> row_sizes;  // batches of one expert each, in expert order
+  for (const ExpertBatch& b : g.batches) row_sizes.push_back(b.rows);
+  const std::vector<int64_t> one_each(size_t(gate_up.size(0)), 1);
+  const std::vector<Tensor> gate_ups = ag::split(gate_up, one_each, 0), downs = ag::split(down, one_each, 0);
+  BatchPieces pieces{ag::split(x, row_sizes, 0), {}, {}};
+  for (const ExpertBatch& b : g.batches) {
+    pieces.gate_up.push_back(gate_ups[size_t(b.first)]);
+    pieces.down.push_back(downs[size_t(b.first)]);
+  }
+  return pieces;
+}
+
 }  // namespace
 
 Experts::Experts(int64_t num_experts, int64_t hidden, int64_t intermediate, DType dtype)
@@ -168,11 +192,12 @@ Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Te
   std::vector<int64_t> token_of_row(size_t(g.rows), 0);
   for (size_t p = 0; p < ids.size(); ++p) token_of_row[size_t(g.row_of_pair[p])] = int64_t(p) / k;
   const Tensor x = ag::index_select(hidden, 0, i64_tensor(token_of_row, hidden.device()));  // [rows, H]
+  const BatchPieces pieces = batch_pieces(g, x, gate_up, down);
   std::vector<Tensor> outputs;
-  for (const ExpertBatch& b : g.batches) {
-    const Tensor xb = ag::view(ag::narrow(x, 0, b.row_start, b.experts * b.rows), {b.experts, b.rows, hidden_});
-    const Tensor yb =
-        expert_mlp(xb, ag::narrow(gate_up, 0, b.first, b.experts), ag::narrow(down, 0, b.first, b.experts));
+  for (size_t i = 0; i < g.batches.size(); ++i) {
+    const ExpertBatch& b = g.batches[i];
+    const Tensor xb = ag::view(pieces.rows[i], {b.experts, b.rows, hidden_});
+    const Tensor yb = expert_mlp(xb, pieces.gate_up[i], pieces.down[i]);
     outputs.push_back(ag::reshape(yb, {b.experts * b.rows, hidden_}));
   }
   const Tensor y = outputs.size() == 1 ? outputs[0] : ag::cat(outputs, 0);

@@ -145,8 +145,12 @@ bool value_requires_grad(const Value& value) {
 }  // namespace
 
 void Module::requires_grad_(bool on) {
-  for (auto& [name, value] : named_parameters()) {
-    if (value->defined() && is_floating(value->dtype())) set_value_requires_grad(*value, on);
+  for (auto& [path, module] : named_modules()) {
+    for (Parameter& p : module->parameters_) {
+      const bool trains =
+          module->strategy_ == nullptr || module->strategy_->trains_here(*module, p.name, module->strategy_mesh_);
+      if (p.value.defined() && is_floating(p.value.dtype()) && trains) set_value_requires_grad(p.value, on);
+    }
   }
 }
 

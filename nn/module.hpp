@@ -68,7 +68,9 @@ class Module {
   // Marks every loaded floating parameter of this subtree (Tensor or DTensor) a leaf that requires
   // a gradient (or no longer does): the forwards then record a graph, and autograd::backward fills
   // each parameter's autograd::grad, with a DTensor parameter's placements. Integer parameters are
-  // left alone. ValueError if a parameter is not a leaf (it was set to an op's output).
+  // left alone, and so is a value the module's strategy holds only to keep shapes alike
+  // (Strategy::trains_here: the zero bias of ranks other than the first under rowwise splits).
+  // ValueError if a parameter is not a leaf (it was set to an op's output).
   void requires_grad_(bool on = true);
 
   // Moves every loaded parameter of this subtree to `device` (a DTensor keeps its mesh, placements

@@ -143,6 +143,9 @@ class Rowwise : public Strategy {
     if (param == "bias") return read_sharded(source, mesh, {Replicate()});
     return read_sharded(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
   }
+  bool trains_here(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    return param != "bias" || !head_granular(m, mesh) || is_first_rank(mesh);
+  }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
     if (head_granular(m, mesh)) {
       if (!x.is_distributed()) return x;  // already this rank's head columns (attention on its heads)
@@ -217,6 +220,9 @@ class LocalRowwise : public Strategy {
     if (param == "bias") return read_on_first_rank(source, mesh);
     if (heads_uneven(m, /*rowwise=*/true, mesh)) return read_rank_heads(m, source, 1, mesh);
     return read_local_block(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
+  }
+  bool trains_here(const Module&, const std::string& param, const DeviceMesh& mesh) const override {
+    return param != "bias" || is_first_rank(mesh);
   }
 };
 

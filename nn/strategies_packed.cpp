@@ -59,8 +59,8 @@ Tensor read_packed_shard(const io::TensorSource& source, int64_t dim, int64_t pa
 Tensor packed_slice(const Tensor& whole, int64_t dim, int64_t parts, const DeviceMesh& mesh, const char* strategy) {
   dim = normalize_dim(dim, whole.dim(), strategy);
   check<ShapeError>(whole.size(dim) % parts == 0, strategy,
-                    "input of shape {}: dim {} ({}) does not split into {} packed parts", shape_str(whole.shape()),
-                    dim, whole.size(dim), parts);
+                    "input of shape {}: dim {} ({}) does not split into {} packed parts", shape_str(whole.shape()), dim,
+                    whole.size(dim), parts);
   const int64_t part = whole.size(dim) / parts;
   const ChunkSpan span = chunk_span(part, mesh.size(), mesh.coordinate()[0]);
   std::vector<Tensor> pieces;
@@ -91,6 +91,9 @@ class PackedRowwise : public Strategy {
     require_module(m, "Linear", name, param);
     if (param == "bias") return read_on_first_rank(source, mesh);
     return read_packed_shard(source, 1, kGateUpParts, mesh, param, name);
+  }
+  bool trains_here(const Module&, const std::string& param, const DeviceMesh& mesh) const override {
+    return param != "bias" || is_first_rank(mesh);
   }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
     if (!hooks_) return x;

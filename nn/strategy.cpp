@@ -42,8 +42,10 @@ DTensor read_sharded(const io::TensorSource& source, const DeviceMesh& mesh, con
 }
 
 Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh) {
-  return mesh.coordinate()[0] == 0 ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
+  return is_first_rank(mesh) ? source.read_all() : Tensor::zeros(source.shape, source.dtype);
 }
+
+bool is_first_rank(const DeviceMesh& mesh) { return mesh.coordinate()[0] == 0; }
 
 Tensor diverging_local(const DTensor& replicated) { return autograd::to_local(replicated, {Partial()}); }
 

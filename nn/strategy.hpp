@@ -36,6 +36,13 @@ class Strategy {
   // rather than the whole output: colwise, local_colwise, packed_colwise. A parent whose
   // computation follows that split (attention on this rank's heads) asks it when the plan is applied.
   virtual bool leaves_output_split() const { return false; }
+  // Whether this rank's value of `param` takes a gradient (Module::requires_grad_ asks). False for
+  // a value held only to keep shapes alike: the zero bias of the ranks after the first where only
+  // the first adds it to the partial sums; its gradient there would be the whole bias's, and an
+  // optimizer applying it would make the bias count once per rank.
+  virtual bool trains_here(const Module& /*module*/, const std::string& /*param*/, const DeviceMesh& /*mesh*/) const {
+    return true;
+  }
 };
 
 class StrategyRegistry {
@@ -63,6 +70,8 @@ Tensor read_local_block(const io::TensorSource& source, const DeviceMesh& mesh, 
 // The whole tensor on the mesh's first rank, zeros elsewhere: a bias added to partial sums, so
 // that it is added once.
 Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh);
+// Whether this rank is the one read_on_first_rank gives the tensor to.
+bool is_first_rank(const DeviceMesh& mesh);
 
 // Layout helpers for hooks ----------------------------------------------------------------------
 

@@ -179,3 +179,18 @@ TEST_CASE("attention checks its positions, rotary tables and KV cache against ea
   nn::Module& as_module = attention;
   CHECK_THROWS_WITH(as_module(hidden), Catch::Contains("LlamaAttention") && Catch::Contains("forward of one tensor"));
 }
+
+TEST_CASE("tied embeddings laid out so that one cannot serve as the other are refused when loading",
+          "[models][errors][training]") {
+  TinySpec spec;
+  spec.tie = true;
+  SharedDir dir;
+  models_test::write_checkpoint(dir, spec);
+  nn::TpPlan plan = models::auto_tp_plan(models::load_hf_config(dir.str()));
+  for (nn::TpRule& rule : plan.rules)
+    if (rule.pattern == "model.embed_tokens") rule.strategy = "local_rowwise";  // a plain block beside a DTensor
+  CHECK_THROWS_AS(models::load_sharded(dir.str(), world_line(), plan, DType::F32), ValueError);
+  CHECK_THROWS_WITH(models::load_sharded(dir.str(), world_line(), plan, DType::F32),
+                    Catch::Contains("tie_word_embeddings") && Catch::Contains("model.embed_tokens.weight") &&
+                        Catch::Contains("lm_head.weight"));
+}

@@ -5,6 +5,7 @@
 // a Mixtral whose intermediate size the TP size does not divide.
 #include "test_models_util.hpp"
 
+#include "dtensor/autograd.hpp"
 #include "models/causal_lm.hpp"
 #include "models/hf_config.hpp"
 #include "tensor/ops.hpp"
@@ -82,6 +83,10 @@ void check_training_logits(const TinySpec& spec) {
       CHECK(logits.dtensor().placements() == Placements{Shard(1)});
     }
     CHECK(max_abs_diff(whole_logits(logits), expected) <= 1e-4);
+    // No parameter requires a gradient: nothing was recorded.
+    const bool recorded =
+        logits.is_distributed() ? autograd::requires_grad(logits.dtensor()) : autograd::requires_grad(logits.tensor());
+    CHECK_FALSE(recorded);
   }
 }
 
