@@ -108,6 +108,9 @@ Prepared prepare(const Options& o, const DeviceMesh& mesh) {
   check(o.batch <= p.tokens.size(0), kOp, "--batch {} is larger than the {} rows of --tokens {}", o.batch,
         p.tokens.size(0), o.tokens_file);
   training::check_token_ids(p.tokens, p.config.vocab_size, o.tokens_file);
+  // Refused here rather than on rank 0 alone once training has started.
+  check(o.log_file.empty() || bool(std::ofstream(o.log_file, std::ios::app)), kOp, "--log {}: cannot write the file",
+        o.log_file);
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(p.config) : nn::TpPlan::from_json_file(o.plan_file);
   const DType dtype = dtype_from_name(o.dtype_flag);

@@ -6,7 +6,8 @@
 # pass --check at np 2; --log writes one JSON line per step;
 # --save writes a checkpoint generate loads (and --check passes on it); bad inputs (float, 1-D,
 # 3-D or single-column --tokens, a batch larger than the file, a missing file, an id outside the
-# vocabulary, nonsense flags) end every rank non-zero with the error, without an MPI abort.
+# vocabulary, an unwritable --log, nonsense flags) end every rank non-zero with the error, without
+# an MPI abort.
 # Usage: check_train.sh MPIRUN_WRAPPER MAKE_CHECKPOINT_EXE TRAIN_EXE GENERATE_EXE
 set -u
 mpirun_wrapper=$1
@@ -109,6 +110,8 @@ run_case "missing tokens" 2 nonzero "$dir/absent.npy: cannot read the file" "$tr
   --tokens "$dir/absent.npy" --batch 1
 run_case "id outside the vocab" 2 nonzero "id 301 at row 1 column 1 is outside the vocabulary [0, 301)" "$train" \
   "${llama[@]}" --tokens "$dir/outside.npy" --batch 1
+run_case "unwritable log" 2 nonzero "--log $dir/absent/steps.jsonl: cannot write the file" "$train" "${llama[@]}" \
+  --tokens "$dir/llama-tokens.npy" --batch 1 --log "$dir/absent/steps.jsonl"
 run_case "nonsense flag" 2 nonzero "--bogus" "$train" "${llama[@]}" --tokens "$dir/llama-tokens.npy" --batch 1 --bogus
 run_case "nonsense number" 2 nonzero "--steps" "$train" --model "$dir/llama" --tokens "$dir/llama-tokens.npy" \
   --steps ten --batch 1 --lr 1e-3
