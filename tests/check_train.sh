@@ -102,7 +102,8 @@ run_case "float tokens" 2 nonzero "token ids must be integers, the file holds f3
   --tokens "$dir/float.npy" --batch 1
 run_case "1-D tokens" 2 nonzero "must be 2-D [N, T+1], the file's shape is [6]" "$train" "${llama[@]}" \
   --tokens "$dir/flat.npy" --batch 1
-run_case "3-D tokens" 3 nonzero "the file's shape is [1, 2, 3]" "$train" "${llama[@]}" --tokens "$dir/cube.npy" --batch 1
+run_case "3-D tokens" 3 nonzero "the file's shape is [1, 2, 3]" "$train" "${llama[@]}" --tokens "$dir/cube.npy" \
+  --batch 1
 run_case "T+1 < 2" 2 nonzero "T+1 >= 2 columns" "$train" "${llama[@]}" --tokens "$dir/one-column.npy" --batch 1
 run_case "batch > rows" 4 nonzero "--batch 8 is larger than the 7 rows" "$train" "${llama[@]}" \
   --tokens "$dir/llama-tokens.npy" --batch 8
