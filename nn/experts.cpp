@@ -156,10 +156,9 @@ Tensor Experts::partial_sum_gradient(const Tensor& routing_weights) const {
       gate_up.local().size(1) == parameter_shape("gate_up")[1])
     return routing_weights;
   const DeviceMesh mesh = strategy_mesh();
-  return ag::record("Experts routing weights", {routing_weights}, {}, ag::detach(routing_weights),
-                    [mesh](const ag::FunctionNode&, const Tensor& grad) {
-                      return ag::Grads{all_reduce_partial(grad, mesh)};
-                    });
+  return ag::record(
+      "Experts routing weights", {routing_weights}, {}, ag::detach(routing_weights),
+      [mesh](const ag::FunctionNode&, const Tensor& grad) { return ag::Grads{all_reduce_partial(grad, mesh)}; });
 }
 
 Tensor Experts::compute(const Tensor& hidden, const Tensor& expert_ids, const Tensor& routing_weights) const {

@@ -65,15 +65,15 @@ Tensor sum_shared_head_gradients(const Tensor& weight, const AttentionHeads& hea
                     "weight {} is not the rows of KV heads [{}, {}) of head_dim {}", shape_str(weight.shape()),
                     kv.begin, kv.end, d);
   Tensor out = autograd::detach(weight);
-  return autograd::record("sum_shared_head_gradients", {weight}, {}, out,
-                          [heads, kv, tp_mesh](const autograd::FunctionNode&, const Tensor& grad) {
-                            const int64_t d = heads.head_dim;
-                            Tensor all = Tensor::zeros({heads.num_kv_heads * d, grad.size(1)}, grad.dtype(),
-                                                       grad.device());
-                            all.narrow(0, kv.begin * d, kv.count() * d).copy_from(grad);
-                            Tensor summed = all_reduce_partial(all, tp_mesh);
-                            return autograd::Grads{summed.narrow(0, kv.begin * d, kv.count() * d).contiguous()};
-                          });
+  return autograd::record(
+      "sum_shared_head_gradients", {weight}, {}, out,
+      [heads, kv, tp_mesh](const autograd::FunctionNode&, const Tensor& grad) {
+        const int64_t d = heads.head_dim;
+        Tensor all = Tensor::zeros({heads.num_kv_heads * d, grad.size(1)}, grad.dtype(), grad.device());
+        all.narrow(0, kv.begin * d, kv.count() * d).copy_from(grad);
+        Tensor summed = all_reduce_partial(all, tp_mesh);
+        return autograd::Grads{summed.narrow(0, kv.begin * d, kv.count() * d).contiguous()};
+      });
 }
 
 }  // namespace dtensor::nn

@@ -98,11 +98,10 @@ void check_at_least_2d(const DTensor& t, const char* op, const char* argument) {
 
 DTensor record_redistribute(const DTensor& source, DTensor out) {
   if (!should_record(source)) return out;
-  return record("redistribute", {source}, {}, std::move(out),
-                [mesh = source.mesh(), placements = partial_as_replicate(source.placements())](
-                    const DistributedNode&, const DTensor& grad) {
-                  return DGrads{grad.redistribute(mesh, placements)};
-                });
+  return record(
+      "redistribute", {source}, {}, std::move(out),
+      [mesh = source.mesh(), placements = partial_as_replicate(source.placements())](
+          const DistributedNode&, const DTensor& grad) { return DGrads{grad.redistribute(mesh, placements)}; });
 }
 
 DTensor record_from_local(const Tensor& local, DTensor out) {
