@@ -103,7 +103,7 @@ TRAIN_MODEL = $(BUILD)/bench-train-model
 TRAIN = $(BUILD)/bench/bench_train --model $(TRAIN_MODEL) --results $(BUILD)/bench-train
 $(TRAIN_MODEL)/config.json: | build
 	$(BUILD)/tools/make_checkpoint --out $(TRAIN_MODEL) --arch llama --hidden 256 --intermediate 688 \
-	  --layers 4 --heads 8 --kv-heads 4 --vocab 2000 --dtype f32 --seed 1
+	  --layers 8 --heads 8 --kv-heads 4 --vocab 2000 --dtype f32 --seed 1
 
 bench-train: build $(TRAIN_MODEL)/config.json
 	rm -rf $(BUILD)/bench-train && mkdir -p $(BUILD)/bench-train

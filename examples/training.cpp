@@ -7,6 +7,8 @@
 #include "placements/sharding.hpp"
 #include "tensor/ops.hpp"
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -155,6 +157,11 @@ Ownership owned_rows(nn::Module& model, const std::string& name, const Tensor& l
 }
 
 }  // namespace
+
+void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest threshold
+  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
+}
 
 Tensor batch_rows(const Tensor& tokens, int64_t step, int64_t batch) {
   const int64_t rows = tokens.size(0);
