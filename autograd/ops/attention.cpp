@@ -9,8 +9,10 @@
 #include "autograd/node.hpp"
 #include "autograd/ops.hpp"
 #include "autograd/ops/grad_util.hpp"
+#include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -46,8 +48,54 @@ struct AttentionGrads {
   Tensor dq, dk, dv;  // in the compute dtype, accumulated head by head
 };
 
+// Row i of scores [queries, keys] (contiguous) becomes softmax(scale * scores) over the keys it may
+// see, zeros after them: P in one pass instead of scale, mask fill and softmax apart.
+template <typename T>
+void causal_softmax_rows(Tensor& scores, T scale) {
+  const int64_t queries = scores.size(0), keys = scores.size(1);
+  for (int64_t i = 0; i < queries; ++i) {
+    T* row = scores.data<T>() + i * keys;
+    const int64_t visible = std::clamp<int64_t>(keys - queries + i + 1, 0, keys);
+    dtensor::detail::ArrayMap<T> x(row, visible);
+    x *= scale;
+    x = (x - x.maxCoeff()).exp();
+    x /= x.sum();
+    std::fill(row + visible, row + keys, T(0));
+  }
+}
+
+// dP [queries, keys] becomes scale * dS = scale * P (dP - rowsum(dP P)) in one pass per row.
+template <typename T>
+void softmax_backward_rows(const Tensor& p, Tensor& dp, T scale) {
+  const int64_t rows = dp.size(0), cols = dp.size(1);
+  for (int64_t i = 0; i < rows; ++i) {
+    dtensor::detail::ConstArrayMap<T> pr(p.data<T>() + i * cols, cols);
+    dtensor::detail::ArrayMap<T> dr(dp.data<T>() + i * cols, cols);
+    const T dot = (dr * pr).sum();
+    dr = scale * pr * (dr - dot);
+  }
+}
+
+// The CPU form of the head's backward below, with P and scale * dS each made in one pass.
+template <typename T>
+void attention_head_backward_cpu(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout, T scale,
+                                 AttentionGrads& grads) {
+  Tensor p = dtensor::matmul(q, k.transpose(0, 1));
+  causal_softmax_rows<T>(p, scale);
+  Tensor ds = dtensor::matmul(dout, v.transpose(0, 1));
+  softmax_backward_rows<T>(p, ds, scale);
+  grads.dq.copy_from(dtensor::matmul(ds, k));
+  grads.dk.copy_from(dtensor::add(grads.dk, dtensor::matmul(ds.transpose(0, 1), q)));
+  grads.dv.copy_from(dtensor::add(grads.dv, dtensor::matmul(p.transpose(0, 1), dout)));
+}
+
 void attention_head_backward(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& dout, const Tensor& mask,
                              double scale, AttentionGrads& grads) {
+  if (q.device().is_cpu() && q.dtype() == DType::F32) {
+    return attention_head_backward_cpu<float>(q, k, v, dout, float(scale), grads);
+  }
+  if (q.device().is_cpu() && q.dtype() == DType::F64)
+    return attention_head_backward_cpu<double>(q, k, v, dout, scale, grads);
   Tensor scores = dtensor::masked_fill(dtensor::mul(dtensor::matmul(q, k.transpose(0, 1)), scale), mask,
                                        -std::numeric_limits<double>::infinity());
   Tensor p = dtensor::softmax(scores, -1);

@@ -10,6 +10,9 @@
 #include "autograd/ops/grad_util.hpp"
 #include "tensor/ops.hpp"
 
+#include <cmath>
+#include <vector>
+
 namespace dtensor::autograd {
 
 using detail::to_compute;
@@ -37,7 +40,58 @@ struct NormOptions {
   DType bias_dtype;
 };
 
+// rms_norm's backward in one pass per row over contiguous CPU f32 / f64 data (the formulas above
+// with n = x r and g = dout w; the weight's gradient summed in f64), instead of the ten temporaries
+// of the op form below, which serves other dtypes, layouts and devices (make bench-train).
+bool rms_backward_fusable(const Tensor& x, const Tensor& weight, const Tensor& grad) {
+  const bool native = x.dtype() == DType::F32 || x.dtype() == DType::F64;
+  const bool weight_ok = !weight.defined() || (weight.dtype() == x.dtype() && weight.is_contiguous() &&
+                                               weight.device().is_cpu() && weight.dim() == 1);
+  return native && weight_ok && grad.dtype() == x.dtype() && grad.shape() == x.shape() && x.device().is_cpu() &&
+         grad.device().is_cpu() && x.is_contiguous() && grad.is_contiguous() && x.dim() >= 1 && x.numel() > 0;
+}
+
+template <typename T>
+Grads rms_norm_backward_fused(const FunctionNode& node, const Tensor& grad, double eps) {
+  const Tensor& x = node.saved(0);
+  const Tensor& weight = node.saved(1);
+  const int64_t width = x.size(-1), rows = x.numel() / width;
+  const bool weight_grad = weight.defined() && node.needs_grad(1);
+  Tensor dx = Tensor::empty(x.shape(), x.dtype());
+  std::vector<double> dw(weight_grad ? size_t(width) : 0, 0.0);
+  const T* w = weight.defined() ? weight.data<T>() : nullptr;
+  for (int64_t i = 0; i < rows; ++i) {
+    const T* xr = x.data<T>() + i * width;
+    const T* gr = grad.data<T>() + i * width;
+    T* out = dx.data<T>() + i * width;
+    double squares = 0, dot = 0;
+    for (int64_t j = 0; j < width; ++j) squares += double(xr[j]) * xr[j];
+    const double r = 1.0 / std::sqrt(squares / double(width) + eps);
+    for (int64_t j = 0; j < width; ++j) dot += double(gr[j]) * (w ? w[j] : 1.0) * xr[j] * r;
+    dot /= double(width);
+    for (int64_t j = 0; j < width; ++j) {
+      const double n = double(xr[j]) * r;
+      out[j] = T(r * (double(gr[j]) * (w ? w[j] : 1.0) - n * dot));
+      if (weight_grad) dw[size_t(j)] += double(gr[j]) * n;
+    }
+  }
+  Grads grads{dx};
+  if (weight.defined()) {
+    Tensor dweight;
+    if (weight_grad) {
+      dweight = Tensor::empty({width}, weight.dtype());
+      for (int64_t j = 0; j < width; ++j) dweight.data<T>()[j] = T(dw[size_t(j)]);
+    }
+    grads.push_back(dweight);
+  }
+  return grads;
+}
+
 Grads norm_backward(const FunctionNode& node, const Tensor& grad, const NormOptions& options) {
+  if (!options.subtract_mean && rms_backward_fusable(node.saved(0), node.saved(1), grad)) {
+    return grad.dtype() == DType::F32 ? rms_norm_backward_fused<float>(node, grad, options.eps)
+                                      : rms_norm_backward_fused<double>(node, grad, options.eps);
+  }
   Tensor x = to_compute(node.saved(0));
   const Tensor& weight = node.saved(1);
   Tensor dout = to_compute(grad);
