@@ -2,9 +2,7 @@
 
 #include "autograd/ops.hpp"
 #include "dtensor/autograd.hpp"
-#include "nn/head_sharding.hpp"
-#include "nn/layers.hpp"
-#include "placements/sharding.hpp"
+#include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
 #include <malloc.h>
@@ -78,82 +76,23 @@ double loss_and_backward(const nn::Value& logits, const Tensor& labels, std::chr
   return loss.to(DType::F64).item<double>();
 }
 
-// Rows of a parameter's split dim: `count` from `local` in this rank's block go to `global`.
-struct Piece {
-  int64_t global = 0, local = 0, count = 0;
-};
-
-// The one dim along which `block` is a part of `shape`.
-int64_t split_dim(const Shape& block, const Shape& shape, const std::string& name) {
-  int64_t dim = -1;
-  for (size_t d = 0; d < shape.size() && block.size() == shape.size(); ++d) {
-    if (block[d] == shape[d]) continue;
-    check(dim < 0, kOp, "parameter '{}': block {} of {} is split on more than one dim", name, shape_str(block),
-          shape_str(shape));
-    dim = int64_t(d);
-  }
-  check(dim >= 0, kOp, "parameter '{}': block {} is not a part of {}", name, shape_str(block), shape_str(shape));
-  return dim;
-}
-
-// A projection's heads on this rank that no lower rank holds (ranks hold increasing head ranges;
-// a KV head shared by several ranks is taken from the first).
-Piece head_piece(const nn::Linear::HeadLayout& layout, const DeviceMesh& tp_mesh) {
-  const int64_t tp = tp_mesh.size(), rank = tp_mesh.coordinate()[0];
-  const nn::HeadRange mine = nn::rank_heads(layout.heads, tp, rank).of(layout.role);
-  const int64_t first =
-      rank == 0 ? mine.begin : std::max(mine.begin, nn::rank_heads(layout.heads, tp, rank - 1).of(layout.role).end);
-  const int64_t head_dim = layout.heads.head_dim;
-  return {first * head_dim, (first - mine.begin) * head_dim, std::max<int64_t>(mine.end - first, 0) * head_dim};
-}
-
-// A packed parameter holds this rank's torch.chunk slice of each of its `parts`, one after the
-// other (the packed strategies of nn/strategies_packed.cpp: a Linear's [gate; up] and an
-// Experts' gate_up in 2 parts, an Experts' down in 1).
-std::vector<Piece> packed_pieces(int64_t full, int64_t parts, const DeviceMesh& tp_mesh) {
-  const int64_t rank = tp_mesh.coordinate()[0];
-  const ChunkSpan span = chunk_span(full / parts, tp_mesh.size(), rank);
-  std::vector<Piece> pieces;
-  for (int64_t p = 0; p < parts; ++p) pieces.push_back({p * (full / parts) + span.offset, p * span.size, span.size});
-  return pieces;
-}
-
 double sum_of_squares(const Tensor& t) {
   const Tensor x = t.to(DType::F64);
   return sum(mul(x, x)).item<double>();
 }
 
-// The rows of a plain parameter's split dim that this rank is the first to hold: its heads that no
-// lower rank holds, its chunks of a packed parameter, or (replicated) everything on rank 0 only.
-// The same decision on every rank: a rank may hold every KV head when others do not.
-struct Ownership {
-  bool replicated = false;
-  int64_t dim = 0;
-  std::vector<Piece> pieces;
-};
-
-Ownership owned_rows(nn::Module& model, const std::string& name, const Tensor& local, const DeviceMesh& tp_mesh) {
+// The rows of a plain parameter's split dim that this rank is the first to hold, as its module's
+// strategy lays them out (nn::Strategy::plain_share); a whole value belongs to rank 0.
+nn::PlainShare owned_rows(nn::Module& model, const std::string& name, const DeviceMesh& tp_mesh) {
   const size_t dot = name.rfind('.');
   nn::Module* owner = dot == std::string::npos ? &model : model.find(name.substr(0, dot));
   check(owner != nullptr, kOp, "no module holds parameter '{}'", name);
   const std::string param = name.substr(dot + 1);
+  nn::PlainShare share;
+  if (owner->strategy() != nullptr) share = owner->strategy()->plain_share(*owner, param, owner->strategy_mesh());
   const Shape& shape = owner->parameter_shape(param);
-  const auto* linear = dynamic_cast<const nn::Linear*>(owner);
-  const bool heads = linear != nullptr && linear->heads() && param == "weight" && tp_mesh.size() > 1;
-  Ownership own;
-  if (!heads && local.shape() == shape) {
-    own.replicated = true;
-    if (tp_mesh.coordinate()[0] == 0 && !shape.empty()) own.pieces.push_back({0, 0, shape[0]});
-    return own;
-  }
-  if (heads) {
-    own.dim = linear->heads()->role == nn::HeadRole::Output ? 1 : 0;
-    own.pieces.push_back(head_piece(*linear->heads(), tp_mesh));
-  } else {
-    own.dim = split_dim(local.shape(), shape, name);
-    own.pieces = packed_pieces(shape[size_t(own.dim)], param == "down" ? 1 : 2, tp_mesh);
-  }
-  return own;
+  if (share.whole && tp_mesh.coordinate()[0] == 0 && !shape.empty()) share.runs.push_back({0, 0, shape[0]});
+  return share;
 }
 
 }  // namespace
@@ -185,19 +124,29 @@ Tensor whole_weight(nn::Module& model, const std::string& name, const nn::Value&
   autograd::NoGradGuard no_grad;
   if (value.is_distributed()) return value.dtensor().full_tensor();
   const Tensor& local = value.tensor();
-  const Ownership own = owned_rows(model, name, local, tp_mesh);
-  if (own.replicated) return local.clone();
+  const nn::PlainShare own = owned_rows(model, name, tp_mesh);
+  if (own.whole) return local.clone();
   const size_t dot = name.rfind('.');
   Tensor whole = Tensor::zeros(model.find(name.substr(0, dot))->parameter_shape(name.substr(dot + 1)), local.dtype());
-  for (const Piece& p : own.pieces)
-    whole.narrow(own.dim, p.global, p.count).copy_from(local.narrow(own.dim, p.local, p.count));
+  for (const nn::PlainRun& r : own.runs)
+    whole.narrow(own.dim, r.global, r.count).copy_from(local.narrow(own.dim, r.local, r.count));
   tp_mesh.comm(0).all_reduce(whole);
   return whole;
 }
 
+// The mesh the plan split `model` over (that of its first module with a strategy), or null.
+const DeviceMesh* plan_mesh(nn::Module& model) {
+  for (const auto& [name, module] : model.named_modules()) {
+    if (module->strategy() != nullptr) return &module->strategy_mesh();
+  }
+  return nullptr;
+}
+
 double clip_grad_norm(nn::Module& model, const optim::NamedParameters& weights, double max_norm) {
   autograd::NoGradGuard no_grad;
+  // A plan of local strategies leaves no DTensor parameter to name the mesh: the plan's then.
   const DeviceMesh* mesh = optim::detail::common_mesh(weights, kOp);
+  if (mesh == nullptr) mesh = plan_mesh(model);
   double local_sum = 0;
   std::vector<Tensor> grads;
   for (const auto& [name, value] : weights) {
@@ -212,8 +161,8 @@ double clip_grad_norm(nn::Module& model, const optim::NamedParameters& weights, 
                                        [&](const Placement& p) { return p.is_shard() || mesh->coordinate()[0] == 0; });
       if (counted) local_sum += sum_of_squares(grad);
     } else {
-      const Ownership own = owned_rows(model, name, grad, *mesh);
-      for (const Piece& p : own.pieces) local_sum += sum_of_squares(grad.narrow(own.dim, p.local, p.count));
+      const nn::PlainShare own = owned_rows(model, name, *mesh);
+      for (const nn::PlainRun& r : own.runs) local_sum += sum_of_squares(grad.narrow(own.dim, r.local, r.count));
     }
   }
   Tensor total = Tensor::full({1}, local_sum, DType::F64);

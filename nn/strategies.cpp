@@ -79,6 +79,17 @@ Tensor read_rank_heads(const Module& m, const io::TensorSource& source, int64_t 
   return source.read(offset, sizes);
 }
 
+// The plain share of read_rank_heads along dim 0 (rows) or 1 (columns, rowwise): this rank's heads
+// that no lower rank holds (ranks hold increasing head ranges; a shared KV head is the lowest's).
+PlainShare head_share(const Module& m, bool rowwise, const DeviceMesh& mesh) {
+  const Linear::HeadLayout& h = *split_heads(m, rowwise);
+  const int64_t tp = mesh.size(), rank = mesh.coordinate()[0];
+  const HeadRange mine = rank_heads(h.heads, tp, rank).of(h.role);
+  const int64_t first = rank == 0 ? mine.begin : std::max(mine.begin, rank_heads(h.heads, tp, rank - 1).of(h.role).end);
+  const int64_t d = h.heads.head_dim;
+  return {false, rowwise ? 1 : 0, {{first * d, (first - mine.begin) * d, std::max<int64_t>(mine.end - first, 0) * d}}};
+}
+
 // Plain input -> DTensor with `placements` (global shape given); a DTensor is redistributed.
 Value as_dtensor(const Value& x, const DeviceMesh& mesh, const Placements& placements, const Shape& global) {
   if (x.is_distributed()) return x.dtensor().redistribute(placements);
@@ -109,6 +120,9 @@ class Colwise : public Strategy {
     // Linear weight rows and bias, or the hidden columns of an embedding table.
     Placement split = is_embedding(m) ? Shard(1) : Shard(0);
     return read_sharded(source, mesh, {param == "bias" ? Shard(0) : split});
+  }
+  PlainShare plain_share(const Module& m, const std::string&, const DeviceMesh& mesh) const override {
+    return head_granular(m, mesh) ? head_share(m, /*rowwise=*/false, mesh) : PlainShare{};
   }
   Value prepare_input(const Value& x, const Module& m, const DeviceMesh& mesh) const override {
     if (head_granular(m, mesh)) return replicated_for_split(x, mesh);
@@ -142,6 +156,9 @@ class Rowwise : public Strategy {
       return param == "bias" ? read_on_first_rank(source, mesh) : read_rank_heads(m, source, 1, mesh);
     if (param == "bias") return read_sharded(source, mesh, {Replicate()});
     return read_sharded(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
+  }
+  PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    return param != "bias" && head_granular(m, mesh) ? head_share(m, /*rowwise=*/true, mesh) : PlainShare{};
   }
   bool trains_here(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
     return param != "bias" || !head_granular(m, mesh) || is_first_rank(mesh);
@@ -207,6 +224,10 @@ class LocalColwise : public Strategy {
     if (heads_uneven(m, /*rowwise=*/false, mesh)) return read_rank_heads(m, source, 0, mesh);
     return read_local_block(source, mesh, {param == "bias" || !is_embedding(m) ? Shard(0) : Shard(1)});
   }
+  PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    if (heads_uneven(m, /*rowwise=*/false, mesh)) return head_share(m, /*rowwise=*/false, mesh);
+    return block_share(m.parameter_shape(param), param == "bias" || !is_embedding(m) ? 0 : 1, mesh);
+  }
 };
 
 class LocalRowwise : public Strategy {
@@ -220,6 +241,11 @@ class LocalRowwise : public Strategy {
     if (param == "bias") return read_on_first_rank(source, mesh);
     if (heads_uneven(m, /*rowwise=*/true, mesh)) return read_rank_heads(m, source, 1, mesh);
     return read_local_block(source, mesh, {is_embedding(m) ? Shard(0) : Shard(1)});
+  }
+  PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    if (param == "bias") return {};
+    if (heads_uneven(m, /*rowwise=*/true, mesh)) return head_share(m, /*rowwise=*/true, mesh);
+    return block_share(m.parameter_shape(param), is_embedding(m) ? 0 : 1, mesh);
   }
   bool trains_here(const Module&, const std::string& param, const DeviceMesh& mesh) const override {
     return param != "bias" || is_first_rank(mesh);

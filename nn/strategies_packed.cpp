@@ -54,6 +54,15 @@ Tensor read_packed_shard(const io::TensorSource& source, int64_t dim, int64_t pa
   return source.read_packed(dim, parts, offset, sizes);
 }
 
+// The plain share of read_packed_shard: this rank's chunk of each part, one after the other.
+PlainShare packed_share(const Shape& full, int64_t dim, int64_t parts, const DeviceMesh& mesh) {
+  const int64_t part = full[size_t(dim)] / parts;
+  const ChunkSpan span = chunk_span(part, mesh.size(), mesh.coordinate()[0]);
+  PlainShare share{false, dim, {}};
+  for (int64_t k = 0; k < parts; ++k) share.runs.push_back({k * part + span.offset, k * span.size, span.size});
+  return share;
+}
+
 // The same slice of a whole tensor every rank holds, through autograd ops, so a graph records
 // through it (the input of packed_rowwise).
 Tensor packed_slice(const Tensor& whole, int64_t dim, int64_t parts, const DeviceMesh& mesh, const char* strategy) {
@@ -75,6 +84,9 @@ class PackedColwise : public Strategy {
     require_module(m, "Linear", "packed_colwise", param);
     return read_packed_shard(source, 0, kGateUpParts, mesh, param, "packed_colwise");  // weight rows, bias
   }
+  PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    return packed_share(m.parameter_shape(param), 0, kGateUpParts, mesh);
+  }
   Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
     return replicated_for_split(x, mesh);
   }
@@ -91,6 +103,9 @@ class PackedRowwise : public Strategy {
     require_module(m, "Linear", name, param);
     if (param == "bias") return read_on_first_rank(source, mesh);
     return read_packed_shard(source, 1, kGateUpParts, mesh, param, name);
+  }
+  PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    return param == "bias" ? PlainShare{} : packed_share(m.parameter_shape(param), 1, kGateUpParts, mesh);
   }
   bool trains_here(const Module&, const std::string& param, const DeviceMesh& mesh) const override {
     return param != "bias" || is_first_rank(mesh);
@@ -128,6 +143,10 @@ class MoeTpExperts : public Strategy {
     require_module(m, "Experts", "moe_tp_experts", param);
     if (param == "gate_up") return read_packed_shard(source, 1, kGateUpParts, mesh, param, "moe_tp_experts");
     return read_local_block(source, mesh, {Shard(2)});  // down [E, H, I]: this rank's I columns
+  }
+  PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
+    if (param == "gate_up") return packed_share(m.parameter_shape(param), 1, kGateUpParts, mesh);
+    return block_share(m.parameter_shape(param), 2, mesh);
   }
   Value prepare_input(const Value& x, const Module&, const DeviceMesh& mesh) const override {
     return replicated_for_split(x, mesh);

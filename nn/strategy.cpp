@@ -2,6 +2,7 @@
 
 #include "autograd/node.hpp"
 #include "dtensor/autograd.hpp"
+#include "placements/sharding.hpp"
 
 #include <fmt/ranges.h>
 
@@ -46,6 +47,11 @@ Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh
 }
 
 bool is_first_rank(const DeviceMesh& mesh) { return mesh.coordinate()[0] == 0; }
+
+PlainShare block_share(const Shape& full, int64_t dim, const DeviceMesh& mesh) {
+  const Block block = local_block(full, mesh.shape(), mesh.coordinate(), {Shard(dim)});
+  return {false, dim, {{block.offset[size_t(dim)], 0, block.shape[size_t(dim)]}}};
+}
 
 Tensor diverging_local(const DTensor& replicated) { return autograd::to_local(replicated, {Partial()}); }
 

@@ -20,6 +20,19 @@
 
 namespace dtensor::nn {
 
+// Where a parameter's plain value on this rank lies in the full parameter (Strategy::plain_share):
+// rows [local, local + count) along `dim` of the value are rows [global, global + count) of the
+// full tensor. Only the runs this rank is the first to hold are listed (a KV head that several
+// ranks hold belongs to the lowest), so a sum over ranks meets every element once.
+struct PlainRun {
+  int64_t global = 0, local = 0, count = 0;
+};
+struct PlainShare {
+  bool whole = true;  // the value is the full tensor, which belongs to the mesh's first rank
+  int64_t dim = 0;
+  std::vector<PlainRun> runs;
+};
+
 class Strategy {
  public:
   virtual ~Strategy() = default;
@@ -36,6 +49,13 @@ class Strategy {
   // rather than the whole output: colwise, local_colwise, packed_colwise. A parent whose
   // computation follows that split (attention on this rank's heads) asks it when the plan is applied.
   virtual bool leaves_output_split() const { return false; }
+  // Where this rank's value of `param`, when partition made it a plain tensor, lies in the full
+  // parameter: what a gradient norm must count once and what gathering the whole weight must
+  // place (a DTensor says it with its placements). The default: the value is the whole tensor.
+  virtual PlainShare plain_share(const Module& /*module*/, const std::string& /*param*/,
+                                 const DeviceMesh& /*mesh*/) const {
+    return {};
+  }
   // Whether this rank's value of `param` takes a gradient (Module::requires_grad_ asks). False for
   // a value held only to keep shapes alike: the zero bias of the ranks after the first where only
   // the first adds it to the partial sums; its gradient there would be the whole bias's, and an
@@ -72,6 +92,8 @@ Tensor read_local_block(const io::TensorSource& source, const DeviceMesh& mesh, 
 Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh);
 // Whether this rank is the one read_on_first_rank gives the tensor to.
 bool is_first_rank(const DeviceMesh& mesh);
+// The plain share of read_local_block(source, mesh, {Shard(dim)}) on a 1-D mesh.
+PlainShare block_share(const Shape& full, int64_t dim, const DeviceMesh& mesh);
 
 // Layout helpers for hooks ----------------------------------------------------------------------
 

@@ -66,6 +66,19 @@ for np in 1 2 3 4; do
   run_case "mixtral 10 steps" $np 0 ") ok" "$train" --model "$dir/mixtral" \
     --tokens "$dir/mixtral-tokens.npy" --steps 10 --batch 2 --lr 1e-3 --weight-decay 0.1 --check
 done
+# A plan of local strategies: every parameter a plain tensor, the attention's split by heads (6 over
+# 2 KV heads), so the gradient norm and the gathered weights follow each strategy's plain_share.
+cat >"$dir/local-plan.json" <<'EOF'
+{"model.layers.*.self_attn.q_proj": "local_colwise", "model.layers.*.self_attn.k_proj": "local_colwise",
+ "model.layers.*.self_attn.v_proj": "local_colwise", "model.layers.*.self_attn.o_proj": "local_rowwise",
+ "model.layers.*.self_attn": "gather", "model.layers.*.mlp.gate_proj": "local_colwise",
+ "model.layers.*.mlp.up_proj": "local_colwise", "model.layers.*.mlp.down_proj": "local_rowwise",
+ "model.layers.*.mlp": "gather"}
+EOF
+for np in 3 4; do
+  run_case "llama local plan" $np 0 ") ok" "$train" --model "$dir/llama" --tokens "$dir/llama-tokens.npy" \
+    --steps 5 --batch 3 --lr 1e-3 --clip-grad-norm 1.0 --plan "$dir/local-plan.json" --check
+done
 # bf16 compute over f32 masters, and activation checkpointing (the same numbers as without), at np 2.
 run_case "llama bf16" 2 0 ") ok" "$train" --model "$dir/llama" --tokens "$dir/llama-tokens.npy" --steps 5 --batch 3 \
   --lr 1e-3 --dtype bf16 --check
