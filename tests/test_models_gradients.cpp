@@ -27,38 +27,15 @@
 
 using namespace dtensor;
 namespace ag = dtensor::autograd;
+using models_test::mixtral;
 using models_test::SharedDir;
+using models_test::tied_llama;
 using models_test::TinySpec;
+using models_test::training_plans;
 
 namespace {
 
 DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
-
-TinySpec tied_llama() {
-  TinySpec spec;
-  spec.hidden = 24;
-  spec.heads = 6;
-  spec.kv_heads = 2;
-  spec.tie = true;
-  return spec;
-}
-
-TinySpec mixtral() {
-  TinySpec spec;
-  spec.architecture = "MixtralForCausalLM";
-  spec.intermediate = 22;
-  spec.seed = 3;
-  return spec;
-}
-
-std::vector<std::pair<std::string, nn::TpPlan>> training_plans(const models::HFConfig& config) {
-  nn::TpPlan vocab_parallel = models::auto_tp_plan(config);
-  for (nn::TpRule& rule : vocab_parallel.rules)
-    if (rule.pattern == "lm_head") rule.strategy = "colwise";
-  return {{"auto", models::auto_tp_plan(config)},
-          {"sequence parallel", models::sequence_parallel_tp_plan(config)},
-          {"vocab-parallel lm_head", vocab_parallel}};
-}
 
 const Tensor kIds = Tensor::from_vector<int64_t>({3, 17, 0, 36, 5, 22, 9, 11, 30, 1, 1, 28}, {2, 6});
 const std::vector<int64_t> kLabels = {17, 0, 36, 5, 22, 4, 11, 30, 1, 1, 28, 13};

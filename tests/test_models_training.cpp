@@ -11,39 +11,15 @@
 #include "tensor/ops.hpp"
 
 using namespace dtensor;
+using models_test::mixtral;
 using models_test::SharedDir;
+using models_test::tied_llama;
 using models_test::TinySpec;
+using models_test::training_plans;
 
 namespace {
 
 DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
-
-TinySpec tied_llama() {
-  TinySpec spec;
-  spec.hidden = 24;
-  spec.heads = 6;
-  spec.kv_heads = 2;
-  spec.tie = true;
-  return spec;
-}
-
-TinySpec mixtral() {
-  TinySpec spec;
-  spec.architecture = "MixtralForCausalLM";
-  spec.intermediate = 22;
-  spec.seed = 3;
-  return spec;
-}
-
-// The plans a training step is checked under; "unsharded" loads without one.
-std::vector<std::pair<std::string, nn::TpPlan>> training_plans(const models::HFConfig& config) {
-  nn::TpPlan vocab_parallel = models::auto_tp_plan(config);
-  for (nn::TpRule& rule : vocab_parallel.rules)
-    if (rule.pattern == "lm_head") rule.strategy = "colwise";
-  return {{"auto", models::auto_tp_plan(config)},
-          {"sequence parallel", models::sequence_parallel_tp_plan(config)},
-          {"vocab-parallel lm_head", vocab_parallel}};
-}
 
 Tensor whole_logits(const nn::Value& logits) {
   return logits.is_distributed() ? logits.dtensor().full_tensor() : logits.tensor();

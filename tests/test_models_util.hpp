@@ -12,6 +12,8 @@
 
 #include "collectives/runtime.hpp"
 #include "io/checkpoint_writer.hpp"
+#include "models/causal_lm.hpp"
+#include "models/hf_config.hpp"
 #include "tensor/random.hpp"
 
 #include <unistd.h>
@@ -21,6 +23,8 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace models_test {
 
@@ -134,6 +138,35 @@ inline void write_checkpoint(const SharedDir& dir, const std::string& config, co
 
 inline void write_checkpoint(const SharedDir& dir, const TinySpec& spec) {
   write_checkpoint(dir, config_json(spec), tiny_weights(spec));
+}
+
+// The models the training tests use: a tied Llama with 6 heads over 2 KV heads, and a Mixtral.
+inline TinySpec tied_llama() {
+  TinySpec spec;
+  spec.hidden = 24;
+  spec.heads = 6;
+  spec.kv_heads = 2;
+  spec.tie = true;
+  return spec;
+}
+
+inline TinySpec mixtral() {
+  TinySpec spec;
+  spec.architecture = "MixtralForCausalLM";
+  spec.intermediate = 22;
+  spec.seed = 3;
+  return spec;
+}
+
+// The plans a training step is checked under; "unsharded" loads without one.
+inline std::vector<std::pair<std::string, dtensor::nn::TpPlan>> training_plans(
+    const dtensor::models::HFConfig& config) {
+  dtensor::nn::TpPlan vocab_parallel = dtensor::models::auto_tp_plan(config);
+  for (dtensor::nn::TpRule& rule : vocab_parallel.rules)
+    if (rule.pattern == "lm_head") rule.strategy = "colwise";
+  return {{"auto", dtensor::models::auto_tp_plan(config)},
+          {"sequence parallel", dtensor::models::sequence_parallel_tp_plan(config)},
+          {"vocab-parallel lm_head", vocab_parallel}};
 }
 
 }  // namespace models_test
