@@ -27,6 +27,7 @@
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
 #include "tools/parse_on_every_rank.hpp"
+#include "tools/share_verdict.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -34,7 +35,6 @@
 
 #include <chrono>
 #include <sstream>
-#include <thread>
 
 using namespace dtensor;
 
@@ -142,15 +142,6 @@ bool check_against_unsharded(const Options& o, const std::vector<int64_t>& promp
   return ids_match && diff <= bound;
 }
 
-// Every rank gets rank 0's verdict. The others wait without spinning, so on an oversubscribed
-// machine rank 0's check runs at full speed.
-bool share_verdict(Communicator& world, bool ok_on_root) {
-  Tensor verdict = Tensor::full({1}, ok_on_root ? 1.0 : 0.0, DType::I32);
-  Work work = world.broadcast(verdict, 0, CommMode::Async);
-  while (!work.test()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  return verdict.item<int32_t>() == 1;
-}
-
 int run(Communicator& world, const Options& o) {
   const models::HFConfig config = models::load_hf_config(o.model_dir);
   const std::vector<int64_t> prompt = parse_prompt(o.prompt_ids, config.vocab_size);
@@ -178,7 +169,7 @@ int run(Communicator& world, const Options& o) {
     fmt::print("logits: wrote {} [{}, {}] f32\n", o.dump_logits, g.prompt_logits.size(0), g.prompt_logits.size(1));
   }
   if (!o.check) return 0;
-  const bool ok = share_verdict(world, root ? check_against_unsharded(o, prompt, g) : true);
+  const bool ok = tools::share_verdict(world, root ? check_against_unsharded(o, prompt, g) : true);
   return ok ? 0 : 1;
 }
 

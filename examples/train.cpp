@@ -30,6 +30,7 @@
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
 #include "tools/parse_on_every_rank.hpp"
+#include "tools/share_verdict.hpp"
 
 #include <fmt/format.h>
 #include <fmt/os.h>
@@ -39,7 +40,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <thread>
 
 using namespace dtensor;
 
@@ -257,15 +257,6 @@ bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::
   return ok;
 }
 
-// Every rank gets rank 0's verdict; the others wait without spinning, so rank 0's check runs at
-// full speed on an oversubscribed machine.
-bool share_verdict(Communicator& world, bool ok_on_root) {
-  Tensor verdict = Tensor::full({1}, ok_on_root ? 1.0 : 0.0, DType::I32);
-  Work work = world.broadcast(verdict, 0, CommMode::Async);
-  while (!work.test()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  return verdict.item<int32_t>() == 1;
-}
-
 int run(Communicator& world, const Options& o) {
   const DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
   std::optional<Prepared> p = prepare_on_every_rank(o, mesh, world);
@@ -283,7 +274,7 @@ int run(Communicator& world, const Options& o) {
   if (!o.check) return 0;
   const std::map<std::string, Tensor> weights = whole_weights(*trainer, mesh, root);
   trainer.reset();  // frees this rank's shards before rank 0 loads the whole model
-  const bool ok = share_verdict(world, root ? check_against_unsharded(o, p->tokens, results, weights) : true);
+  const bool ok = tools::share_verdict(world, root ? check_against_unsharded(o, p->tokens, results, weights) : true);
   return ok ? 0 : 1;
 }
 
