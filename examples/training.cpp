@@ -76,25 +76,6 @@ double loss_and_backward(const nn::Value& logits, const Tensor& labels, std::chr
   return loss.to(DType::F64).item<double>();
 }
 
-double sum_of_squares(const Tensor& t) {
-  const Tensor x = t.to(DType::F64);
-  return sum(mul(x, x)).item<double>();
-}
-
-// The rows of a plain parameter's split dim that this rank is the first to hold, as its module's
-// strategy lays them out (nn::Strategy::plain_share); a whole value belongs to rank 0.
-nn::PlainShare owned_rows(nn::Module& model, const std::string& name, const DeviceMesh& tp_mesh) {
-  const size_t dot = name.rfind('.');
-  nn::Module* owner = dot == std::string::npos ? &model : model.find(name.substr(0, dot));
-  check(owner != nullptr, kOp, "no module holds parameter '{}'", name);
-  const std::string param = name.substr(dot + 1);
-  nn::PlainShare share;
-  if (owner->strategy() != nullptr) share = owner->strategy()->plain_share(*owner, param, owner->strategy_mesh());
-  const Shape& shape = owner->parameter_shape(param);
-  if (share.whole && tp_mesh.coordinate()[0] == 0 && !shape.empty()) share.runs.push_back({0, 0, shape[0]});
-  return share;
-}
-
 }  // namespace
 
 void keep_freed_memory() {
@@ -124,7 +105,7 @@ Tensor whole_weight(nn::Module& model, const std::string& name, const nn::Value&
   autograd::NoGradGuard no_grad;
   if (value.is_distributed()) return value.dtensor().full_tensor();
   const Tensor& local = value.tensor();
-  const nn::PlainShare own = owned_rows(model, name, tp_mesh);
+  const nn::PlainShare own = nn::plain_share_of(model, name);
   if (own.whole) return local.clone();
   const size_t dot = name.rfind('.');
   Tensor whole = Tensor::zeros(model.find(name.substr(0, dot))->parameter_shape(name.substr(dot + 1)), local.dtype());
@@ -132,47 +113,6 @@ Tensor whole_weight(nn::Module& model, const std::string& name, const nn::Value&
     whole.narrow(own.dim, r.global, r.count).copy_from(local.narrow(own.dim, r.local, r.count));
   tp_mesh.comm(0).all_reduce(whole);
   return whole;
-}
-
-// The mesh the plan split `model` over (that of its first module with a strategy), or null.
-const DeviceMesh* plan_mesh(nn::Module& model) {
-  for (const auto& [name, module] : model.named_modules()) {
-    if (module->strategy() != nullptr) return &module->strategy_mesh();
-  }
-  return nullptr;
-}
-
-double clip_grad_norm(nn::Module& model, const optim::NamedParameters& weights, double max_norm) {
-  autograd::NoGradGuard no_grad;
-  // A plan of local strategies leaves no DTensor parameter to name the mesh: the plan's then.
-  const DeviceMesh* mesh = optim::detail::common_mesh(weights, kOp);
-  if (mesh == nullptr) mesh = plan_mesh(model);
-  double local_sum = 0;
-  std::vector<Tensor> grads;
-  for (const auto& [name, value] : weights) {
-    const Tensor grad = optim::detail::local_grad(*value);
-    if (!grad.defined()) continue;
-    grads.push_back(grad);
-    if (mesh == nullptr) {
-      local_sum += sum_of_squares(grad);
-    } else if (value->is_distributed()) {
-      const Placements& placements = value->dtensor().placements();
-      const bool counted = std::all_of(placements.begin(), placements.end(),
-                                       [&](const Placement& p) { return p.is_shard() || mesh->coordinate()[0] == 0; });
-      if (counted) local_sum += sum_of_squares(grad);
-    } else {
-      const nn::PlainShare own = owned_rows(model, name, *mesh);
-      for (const nn::PlainRun& r : own.runs) local_sum += sum_of_squares(grad.narrow(own.dim, r.local, r.count));
-    }
-  }
-  Tensor total = Tensor::full({1}, local_sum, DType::F64);
-  if (mesh != nullptr && mesh->size() > 1) mesh->comm(0).all_reduce(total);
-  const double norm = std::sqrt(total.item<double>());
-  const double coef = max_norm / (norm + 1e-6);
-  if (coef < 1) {
-    for (const Tensor& grad : grads) grad.copy_from(mul(grad, coef));
-  }
-  return norm;
 }
 
 Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& options,
@@ -232,7 +172,7 @@ StepResult Trainer::step(int64_t step, const Tensor& tokens, int64_t batch) {
   const auto optimizer_start = std::chrono::steady_clock::now();
   // Without clipping, the largest bound: clip_grad_norm computes the norm and scales nothing.
   result.grad_norm =
-      clip_grad_norm(*model_, weights_, options_.clip_grad_norm.value_or(std::numeric_limits<double>::max()));
+      optim::clip_grad_norm(*model_, weights_, options_.clip_grad_norm.value_or(std::numeric_limits<double>::max()));
   optimizer_->step();
   result.optimizer_seconds = seconds_since(optimizer_start);
   return result;

@@ -17,6 +17,7 @@
 
 #include "models/causal_lm.hpp"
 #include "optim/adamw.hpp"
+#include "optim/clip_grad.hpp"
 
 #include <memory>
 #include <optional>
@@ -61,14 +62,6 @@ void check_token_ids(const Tensor& tokens, int64_t vocab, const std::string& fil
 // KV heads shared by several ranks) is assembled from every rank's heads, each head taken from the
 // first rank that holds it.
 Tensor whole_weight(nn::Module& model, const std::string& name, const nn::Value& value, const DeviceMesh& tp_mesh);
-
-// torch's clip_grad_norm_ over `weights` (the parameters of `model`, or masters laid out as them):
-// returns the global 2-norm of their gradients (f64) and scales them by max_norm / (norm + 1e-6)
-// when that is below 1. optim::clip_grad_norm counts a plain-tensor parameter as replicated; here a
-// plain tensor that holds this rank's attention heads or packed chunks (head-granular and packed
-// strategies) counts each of its rows once, on the first rank holding it. Collective over the
-// weights' mesh.
-double clip_grad_norm(nn::Module& model, const optim::NamedParameters& weights, double max_norm);
 
 class Trainer {
  public:

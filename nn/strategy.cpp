@@ -48,6 +48,23 @@ Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh
 
 bool is_first_rank(const DeviceMesh& mesh) { return mesh.coordinate()[0] == 0; }
 
+PlainShare plain_share_of(const Module& model, const std::string& name) {
+  const size_t dot = name.rfind('.');
+  const Module* owner = dot == std::string::npos ? &model : model.find(name.substr(0, dot));
+  const std::string param = dot == std::string::npos ? name : name.substr(dot + 1);
+  check(owner != nullptr && owner->has_parameter(param), "plain_share_of", "no module holds parameter '{}'", name);
+  if (owner->strategy() == nullptr) return {};
+  return owner->strategy()->plain_share(*owner, param, owner->strategy_mesh());
+}
+
+const DeviceMesh* plan_mesh(Module& model) {
+  if (model.strategy() != nullptr) return &model.strategy_mesh();
+  for (const auto& [name, module] : model.named_modules()) {
+    if (module->strategy() != nullptr) return &module->strategy_mesh();
+  }
+  return nullptr;
+}
+
 PlainShare block_share(const Shape& full, int64_t dim, const DeviceMesh& mesh) {
   const Block block = local_block(full, mesh.shape(), mesh.coordinate(), {Shard(dim)});
   return {false, dim, {{block.offset[size_t(dim)], 0, block.shape[size_t(dim)]}}};

@@ -92,6 +92,11 @@ Tensor read_local_block(const io::TensorSource& source, const DeviceMesh& mesh, 
 Tensor read_on_first_rank(const io::TensorSource& source, const DeviceMesh& mesh);
 // Whether this rank is the one read_on_first_rank gives the tensor to.
 bool is_first_rank(const DeviceMesh& mesh);
+// The plain share of the parameter `name` (dotted, under `model`) as its module's strategy gives it,
+// the whole tensor without one; ValueError naming the parameter when no module holds it.
+PlainShare plain_share_of(const Module& model, const std::string& name);
+// The mesh the plan split `model` over (that of its first module with a strategy), or null.
+const DeviceMesh* plan_mesh(Module& model);
 // The plain share of read_local_block(source, mesh, {Shard(dim)}) on a 1-D mesh.
 PlainShare block_share(const Shape& full, int64_t dim, const DeviceMesh& mesh);
 

@@ -2,6 +2,7 @@
 
 #include "collectives/runtime.hpp"
 #include "dtensor/autograd.hpp"
+#include "nn/strategy.hpp"
 #include "optim/fused_cpu.hpp"
 #include "tensor/ops.hpp"
 
@@ -59,12 +60,26 @@ double sum_over_mesh(double value, const DeviceMesh& mesh, Device device) {
   return buffer.item<double>();
 }
 
-}  // namespace
+// This rank's share of the norm's square from one gradient: a plain parameter of `model` that a
+// strategy split counts the rows this rank is the first to hold; anything else counted_here decides.
+double share_of_squares(const std::string& name, const nn::Value& param, const Tensor& grad, const DeviceMesh* mesh,
+                        nn::Module* model) {
+  if (model != nullptr && !param.is_distributed()) {
+    const nn::PlainShare share = nn::plain_share_of(*model, name);
+    if (!share.whole) {
+      double sum = 0;
+      for (const nn::PlainRun& run : share.runs) sum += sum_of_squares(grad.narrow(share.dim, run.local, run.count));
+      return sum;
+    }
+  }
+  return counted_here(name, param, mesh) ? sum_of_squares(grad) : 0.0;
+}
 
-double clip_grad_norm(const NamedParameters& params, double max_norm) {
+double clip(const NamedParameters& params, double max_norm, nn::Module* model) {
   check(std::isfinite(max_norm) && max_norm > 0, kOp, "max_norm must be a finite value > 0, got {}", max_norm);
   autograd::NoGradGuard no_grad;
   const DeviceMesh* mesh = detail::common_mesh(params, kOp);
+  if (mesh == nullptr && model != nullptr) mesh = nn::plan_mesh(*model);
   check<MeshError>(mesh == nullptr || mesh->is_member(), kOp, "this rank is not in the parameters' mesh {}",
                    mesh == nullptr ? "" : mesh->to_string());
   double local_sum = 0;
@@ -75,7 +90,7 @@ double clip_grad_norm(const NamedParameters& params, double max_norm) {
     Tensor grad = detail::local_grad(*param);
     if (!grad.defined()) continue;
     if (param->is_distributed()) device = grad.device();
-    if (counted_here(name, *param, mesh)) local_sum += sum_of_squares(grad);
+    local_sum += share_of_squares(name, *param, grad, mesh, model);
     grads.push_back(grad);
   }
   const double total = std::sqrt(mesh == nullptr ? local_sum : sum_over_mesh(local_sum, *mesh, device));
@@ -90,6 +105,14 @@ double clip_grad_norm(const NamedParameters& params, double max_norm) {
     }
   }
   return total;
+}
+
+}  // namespace
+
+double clip_grad_norm(const NamedParameters& params, double max_norm) { return clip(params, max_norm, nullptr); }
+
+double clip_grad_norm(nn::Module& model, const NamedParameters& params, double max_norm) {
+  return clip(params, max_norm, &model);
 }
 
 }  // namespace dtensor::optim

@@ -2,6 +2,7 @@
 // section 14).
 #pragma once
 
+#include "nn/module.hpp"
 #include "optim/optimizer.hpp"
 
 namespace dtensor::optim {
@@ -21,5 +22,12 @@ namespace dtensor::optim {
 // parameter for a Partial gradient (a leaf's is reduced by the engine, so this is misuse) or a
 // parameter on another mesh than the first DTensor's.
 double clip_grad_norm(const NamedParameters& params, double max_norm);
+
+// The same for the parameters of `model` (named as model.named_parameters() names them, or copies
+// laid out as them: bf16 training's f32 masters) split by a tensor-parallel plan: a plain tensor
+// counts the rows its strategy says this rank is the first to hold (nn::Strategy::plain_share:
+// local blocks, head-granular splits, packed chunks), and without a DTensor parameter the sum runs
+// over the plan's mesh.
+double clip_grad_norm(nn::Module& model, const NamedParameters& params, double max_norm);
 
 }  // namespace dtensor::optim
