@@ -106,6 +106,12 @@ void Communicator::State::count(CollectiveKind kind, size_t bytes) {
   CommRecorder::notify({kind, uint64_t(bytes), size(), this});
 }
 
+void Communicator::State::check_call(const detail::CollectiveCall& call) {
+  ++collectives_called;
+  if (size() > 1 && detail::collective_checks_enabled())
+    detail::check_same_collective(*backend, collectives_called, call, site);
+}
+
 Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
   const bool in_place = in.defined() && out.defined() && in.data_ptr() == out.data_ptr();
   check_tensor("all_reduce", in_place ? "buffer" : "in", in);
@@ -116,6 +122,8 @@ Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, Reduce
     check_overlap("all_reduce", in, out, -1);
   }
   check_reduce("all_reduce", op, in.dtype());
+  check_call(
+      {.op = "all_reduce", .dtype = in.dtype(), .elements = in.numel(), .reduce = int(op), .device = in.device().type});
   count(CollectiveKind::AllReduce, in.nbytes());
   if (size() == 1) return copy_elements(out, in), Work{};
   return backend->all_reduce(in, out, op, async);
@@ -124,6 +132,11 @@ Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, Reduce
 Work Communicator::State::broadcast(const Tensor& buffer, int root, bool async) {
   check_tensor("broadcast", "buffer", buffer);
   check_rank("broadcast", "root", root, size());
+  check_call({.op = "broadcast",
+              .dtype = buffer.dtype(),
+              .elements = buffer.numel(),
+              .root = root,
+              .device = buffer.device().type});
   count(CollectiveKind::Broadcast, buffer.nbytes());
   if (size() == 1) return {};
   return backend->broadcast(buffer, root, async);
@@ -138,6 +151,7 @@ Work Communicator::State::all_gather_v(const char* op, const Tensor& in, const T
   check_numel(op, "in", in, counts[size_t(rank())]);
   check_numel(op, "out", out, total);
   check_overlap(op, in, out, std::accumulate(counts.begin(), counts.begin() + rank(), int64_t(0)));
+  check_call({.op = op, .dtype = in.dtype(), .elements = total, .counts = counts, .device = in.device().type});
   count(CollectiveKind::AllGather, out.nbytes());
   if (size() == 1) {
     copy_elements(out, in);
@@ -156,6 +170,12 @@ Work Communicator::State::reduce_scatter_v(const char* op, const Tensor& in, con
   check_numel(op, "in", in, total);
   check_numel(op, "out", out, counts[size_t(rank())]);
   check_overlap(op, out, in, std::accumulate(counts.begin(), counts.begin() + rank(), int64_t(0)));
+  check_call({.op = op,
+              .dtype = in.dtype(),
+              .elements = total,
+              .counts = counts,
+              .reduce = int(reduce),
+              .device = in.device().type});
   count(CollectiveKind::ReduceScatter, in.nbytes());
   if (size() == 1) {
     copy_elements(out, in);
@@ -172,6 +192,8 @@ Work Communicator::State::all_to_all_v(const char* op, const Tensor& in, std::sp
   check_numel(op, "in", in, check_counts(op, "send_counts", send_counts, size()));
   check_numel(op, "out", out, check_counts(op, "recv_counts", recv_counts, size()));
   check_overlap(op, in, out, -1);
+  // Each rank's counts are its own: only the operation and dtype must agree.
+  check_call({.op = op, .dtype = in.dtype(), .device = in.device().type});
   count(CollectiveKind::AllToAll, in.nbytes());
   if (size() == 1) {
     copy_elements(out, in);
@@ -193,6 +215,8 @@ Work Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<
     check_numel(op, "in", in, total);
     check_overlap(op, in, out, -1);
   }
+  check_call(
+      {.op = op, .dtype = out.dtype(), .elements = total, .counts = counts, .root = root, .device = out.device().type});
   count(CollectiveKind::Scatter, size_t(total) * out.element_size());
   if (size() == 1) return copy_elements(out, in), Work{};
   return backend->scatter_v(rank() == root ? in : Tensor(), counts, out, root, async);
@@ -211,6 +235,8 @@ Work Communicator::State::gather_v(const char* op, const Tensor& in, const Tenso
     check_numel(op, "out", out, total);
     check_overlap(op, in, out, -1);
   }
+  check_call(
+      {.op = op, .dtype = in.dtype(), .elements = total, .counts = counts, .root = root, .device = in.device().type});
   count(CollectiveKind::Gather, size_t(total) * in.element_size());
   if (size() == 1) return copy_elements(out, in), Work{};
   return backend->gather_v(in, rank() == root ? out : Tensor(), counts, root, async);
@@ -240,67 +266,77 @@ Communicator::State& Communicator::state(const char* op) const {
   return *state_;
 }
 
+Communicator::State& Communicator::state_at(const char* op, const std::source_location& where) const {
+  State& s = state(op);
+  s.site = where;
+  return s;
+}
+
 int Communicator::rank() const { return state("rank").rank(); }
 int Communicator::size() const { return state("size").size(); }
 std::string_view Communicator::backend_name() const { return state("backend_name").backend->name(); }
 
-Work Communicator::all_reduce(const Tensor& buffer, ReduceOp op, CommMode mode) {
-  return state("all_reduce").all_reduce(buffer, buffer, op, is_async(mode));
+Work Communicator::all_reduce(const Tensor& buffer, ReduceOp op, CommMode mode, std::source_location where) {
+  return state_at("all_reduce", where).all_reduce(buffer, buffer, op, is_async(mode));
 }
-Work Communicator::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode) {
-  return state("all_reduce").all_reduce(in, out, op, is_async(mode));
-}
-
-Work Communicator::broadcast(const Tensor& buffer, int root, CommMode mode) {
-  return state("broadcast").broadcast(buffer, root, is_async(mode));
+Work Communicator::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode,
+                              std::source_location where) {
+  return state_at("all_reduce", where).all_reduce(in, out, op, is_async(mode));
 }
 
-Work Communicator::all_gather(const Tensor& in, const Tensor& out, CommMode mode) {
-  State& s = state("all_gather");
+Work Communicator::broadcast(const Tensor& buffer, int root, CommMode mode, std::source_location where) {
+  return state_at("broadcast", where).broadcast(buffer, root, is_async(mode));
+}
+
+Work Communicator::all_gather(const Tensor& in, const Tensor& out, CommMode mode, std::source_location where) {
+  State& s = state_at("all_gather", where);
   return s.all_gather_v("all_gather", in, out, equal_counts(s.size(), in.numel()), is_async(mode));
 }
-Work Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, CommMode mode) {
-  return state("all_gather_v").all_gather_v("all_gather_v", in, out, counts, is_async(mode));
+Work Communicator::all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, CommMode mode,
+                                std::source_location where) {
+  return state_at("all_gather_v", where).all_gather_v("all_gather_v", in, out, counts, is_async(mode));
 }
 
-Work Communicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode) {
-  State& s = state("reduce_scatter");
+Work Communicator::reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode,
+                                  std::source_location where) {
+  State& s = state_at("reduce_scatter", where);
   return s.reduce_scatter_v("reduce_scatter", in, out, equal_counts(s.size(), out.numel()), op, is_async(mode));
 }
 Work Communicator::reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, ReduceOp op,
-                                    CommMode mode) {
-  return state("reduce_scatter_v").reduce_scatter_v("reduce_scatter_v", in, out, counts, op, is_async(mode));
+                                    CommMode mode, std::source_location where) {
+  return state_at("reduce_scatter_v", where).reduce_scatter_v("reduce_scatter_v", in, out, counts, op, is_async(mode));
 }
 
-Work Communicator::all_to_all(const Tensor& in, const Tensor& out, CommMode mode) {
-  State& s = state("all_to_all");
+Work Communicator::all_to_all(const Tensor& in, const Tensor& out, CommMode mode, std::source_location where) {
+  State& s = state_at("all_to_all", where);
   check_tensor("all_to_all", "in", in);
   std::vector<int64_t> counts = all_to_all_counts(in, s.size());
   return s.all_to_all_v("all_to_all", in, counts, out, counts, is_async(mode));
 }
 Work Communicator::all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
-                                std::span<const int64_t> recv_counts, CommMode mode) {
-  return state("all_to_all_v").all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, is_async(mode));
+                                std::span<const int64_t> recv_counts, CommMode mode, std::source_location where) {
+  return state_at("all_to_all_v", where)
+      .all_to_all_v("all_to_all_v", in, send_counts, out, recv_counts, is_async(mode));
 }
 
-Work Communicator::scatter(const Tensor& in, const Tensor& out, int root, CommMode mode) {
-  State& s = state("scatter");
+Work Communicator::scatter(const Tensor& in, const Tensor& out, int root, CommMode mode, std::source_location where) {
+  State& s = state_at("scatter", where);
   check_tensor("scatter", "out", out);
   return s.scatter_v("scatter", in, equal_counts(s.size(), out.numel()), out, root, is_async(mode));
 }
 Work Communicator::scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
-                             CommMode mode) {
-  return state("scatter_v").scatter_v("scatter_v", in, counts, out, root, is_async(mode));
+                             CommMode mode, std::source_location where) {
+  return state_at("scatter_v", where).scatter_v("scatter_v", in, counts, out, root, is_async(mode));
 }
 
-Work Communicator::gather(const Tensor& in, const Tensor& out, int root, CommMode mode) {
-  State& s = state("gather");
+Work Communicator::gather(const Tensor& in, const Tensor& out, int root, CommMode mode, std::source_location where) {
+  State& s = state_at("gather", where);
   check_tensor("gather", "in", in);
   return s.gather_v("gather", in, out, equal_counts(s.size(), in.numel()), root, is_async(mode));
 }
 Work Communicator::gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
-                            CommMode mode) {
-  return state("gather_v").gather_v("gather_v", in, out, counts, root, is_async(mode));
+                            CommMode mode, std::source_location where) {
+  return state_at("gather_v", where).gather_v("gather_v", in, out, counts, root, is_async(mode));
 }
 
 Work Communicator::send(const Tensor& buffer, int dst, int tag, CommMode mode) {
@@ -310,8 +346,9 @@ Work Communicator::recv(const Tensor& buffer, int src, int tag, CommMode mode) {
   return state("recv").recv(buffer, src, tag, is_async(mode));
 }
 
-void Communicator::barrier() {
-  State& s = state("barrier");
+void Communicator::barrier(std::source_location where) {
+  State& s = state_at("barrier", where);
+  s.check_call({.op = "barrier"});
   s.count(CollectiveKind::Barrier, 0);
   if (s.size() > 1) s.backend->barrier();
 }

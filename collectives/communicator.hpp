@@ -18,6 +18,7 @@
 
 #include <array>
 #include <memory>
+#include <source_location>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -127,28 +128,35 @@ class Communicator {
   // destructor; NCCL runs it in stream order), but reading its buffers before then is a race.
 
   // In place on every rank.
-  Work all_reduce(const Tensor& buffer, ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking);
+  Work all_reduce(const Tensor& buffer, ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking,
+                  std::source_location where = std::source_location::current());
   // Out of place: `in` is left unchanged and `out` (same number of elements) gets the result.
-  Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode = CommMode::Blocking);
-  Work broadcast(const Tensor& buffer, int root, CommMode mode = CommMode::Blocking);
+  Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, CommMode mode = CommMode::Blocking,
+                  std::source_location where = std::source_location::current());
+  Work broadcast(const Tensor& buffer, int root, CommMode mode = CommMode::Blocking,
+                 std::source_location where = std::source_location::current());
 
   // out = concatenation of every rank's `in` in rank order (flat; out.numel() == size * in.numel()).
-  Work all_gather(const Tensor& in, const Tensor& out, CommMode mode = CommMode::Blocking);
+  Work all_gather(const Tensor& in, const Tensor& out, CommMode mode = CommMode::Blocking,
+                  std::source_location where = std::source_location::current());
   // Rank r contributes counts[r] elements.
   Work all_gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                    CommMode mode = CommMode::Blocking);
+                    CommMode mode = CommMode::Blocking, std::source_location where = std::source_location::current());
 
   // in holds size() equal blocks; rank r receives the reduction of everyone's block r.
   Work reduce_scatter(const Tensor& in, const Tensor& out, ReduceOp op = ReduceOp::Sum,
-                      CommMode mode = CommMode::Blocking);
+                      CommMode mode = CommMode::Blocking, std::source_location where = std::source_location::current());
   // Block r has counts[r] elements.
   Work reduce_scatter_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts,
-                        ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking);
+                        ReduceOp op = ReduceOp::Sum, CommMode mode = CommMode::Blocking,
+                        std::source_location where = std::source_location::current());
 
   // Block j of in goes to rank j; block i of out came from rank i.
-  Work all_to_all(const Tensor& in, const Tensor& out, CommMode mode = CommMode::Blocking);
+  Work all_to_all(const Tensor& in, const Tensor& out, CommMode mode = CommMode::Blocking,
+                  std::source_location where = std::source_location::current());
   Work all_to_all_v(const Tensor& in, std::span<const int64_t> send_counts, const Tensor& out,
-                    std::span<const int64_t> recv_counts, CommMode mode = CommMode::Blocking);
+                    std::span<const int64_t> recv_counts, CommMode mode = CommMode::Blocking,
+                    std::source_location where = std::source_location::current());
 
   // Collectives into views: all_gather_v and all_to_all_v whose blocks are views of any strides
   // (the column blocks of a matrix, say), so that a redistribute needs no pack or unpack. Where
@@ -162,25 +170,28 @@ class Communicator {
   // Work (the single-copy path always completes before returning).
   //
   // out_blocks[r] receives rank r's `in` (so its numel is rank r's in.numel()).
-  Work all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options = {});
+  Work all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options = {},
+                             std::source_location where = std::source_location::current());
   // in_blocks[j] goes to rank j; out_blocks[i] receives rank i's in_blocks[this rank].
-  Work all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                        ViewOptions options = {});
+  Work all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks, ViewOptions options = {},
+                        std::source_location where = std::source_location::current());
 
   // Root's in (size() blocks) is split to every rank's out; `in` is only read on root.
-  Work scatter(const Tensor& in, const Tensor& out, int root, CommMode mode = CommMode::Blocking);
+  Work scatter(const Tensor& in, const Tensor& out, int root, CommMode mode = CommMode::Blocking,
+               std::source_location where = std::source_location::current());
   Work scatter_v(const Tensor& in, std::span<const int64_t> counts, const Tensor& out, int root,
-                 CommMode mode = CommMode::Blocking);
+                 CommMode mode = CommMode::Blocking, std::source_location where = std::source_location::current());
   // Every rank's in is concatenated into root's out; `out` is only written on root.
-  Work gather(const Tensor& in, const Tensor& out, int root, CommMode mode = CommMode::Blocking);
+  Work gather(const Tensor& in, const Tensor& out, int root, CommMode mode = CommMode::Blocking,
+              std::source_location where = std::source_location::current());
   Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
-                CommMode mode = CommMode::Blocking);
+                CommMode mode = CommMode::Blocking, std::source_location where = std::source_location::current());
 
   Work send(const Tensor& buffer, int dst, int tag = 0, CommMode mode = CommMode::Blocking);
   Work recv(const Tensor& buffer, int src, int tag = 0, CommMode mode = CommMode::Blocking);
 
   // Always blocking: no transport here has a non-blocking barrier.
-  void barrier();
+  void barrier(std::source_location where = std::source_location::current());
 
   // Identifies the group: equal for every copy of this handle (and for no other group).
   const void* id() const { return state_.get(); }
@@ -195,6 +206,8 @@ class Communicator {
  private:
   struct State;
   State& state(const char* op) const;
+  // The same, noting where the public call in progress was made (DTENSOR_DEBUG=collectives).
+  State& state_at(const char* op, const std::source_location& where) const;
 
   std::shared_ptr<State> state_;
 };

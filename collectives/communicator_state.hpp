@@ -2,9 +2,11 @@
 // flat collectives, communicator_views.cpp the collectives into views.
 #pragma once
 
+#include "collectives/call_check.hpp"
 #include "collectives/communicator.hpp"
 
 #include <memory>
+#include <source_location>
 #include <span>
 
 namespace dtensor {
@@ -21,6 +23,11 @@ struct Communicator::State {
   int rank() const { return backend->rank(); }
   int size() const { return backend->size(); }
   void count(CollectiveKind kind, size_t bytes);
+
+  uint64_t collectives_called = 0;  // the group's call number (the same on every rank)
+  std::source_location site;        // where the public call in progress was made
+  // Numbers the call and, with DTENSOR_DEBUG=collectives, compares it across the group first.
+  void check_call(const detail::CollectiveCall& call);
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async);
   Work broadcast(const Tensor& buffer, int root, bool async);

@@ -180,6 +180,7 @@ Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<cons
                     "out_blocks[{}] (this rank's) has {} elements, expected {} (in.numel())", rank(), mine.numel(),
                     in.numel());
   check_apart(op, std::span(&in, 1), out_blocks);
+  check_call({.op = op, .dtype = in.dtype(), .device = in.device().type});
   count(CollectiveKind::AllGather, size_t(total_bytes(out_blocks)));
   taken = ViewPath::SingleCopy;
   if (size() == 1) return mine.copy_from(in), Work{};
@@ -206,6 +207,7 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
                     "out_blocks[{}] has {} elements, expected {} (in_blocks[{}], this rank's own block)", me,
                     out_blocks[me].numel(), in_blocks[me].numel(), me);
   check_apart(op, in_blocks, out_blocks);
+  check_call({.op = op, .dtype = in_blocks[0].dtype(), .device = in_blocks[0].device().type});
   count(CollectiveKind::AllToAll, size_t(total_bytes(in_blocks)));
   taken = ViewPath::SingleCopy;
   if (size() == 1) return copy_views(out_blocks, in_blocks), Work{};
@@ -223,19 +225,20 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
                      unpacker(staging, out_blocks), async);
 }
 
-Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options) {
+Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options,
+                                         std::source_location where) {
   ViewPath taken{};
-  Work work =
-      state("all_gather_into_views").all_gather_into_views(in, out_blocks, options.path, is_async(options.mode), taken);
+  Work work = state_at("all_gather_into_views", where)
+                  .all_gather_into_views(in, out_blocks, options.path, is_async(options.mode), taken);
   if (options.taken) *options.taken = taken;
   return work;
 }
 
 Work Communicator::all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
-                                    ViewOptions options) {
+                                    ViewOptions options, std::source_location where) {
   ViewPath taken{};
-  Work work =
-      state("all_to_all_views").all_to_all_views(in_blocks, out_blocks, options.path, is_async(options.mode), taken);
+  Work work = state_at("all_to_all_views", where)
+                  .all_to_all_views(in_blocks, out_blocks, options.path, is_async(options.mode), taken);
   if (options.taken) *options.taken = taken;
   return work;
 }
