@@ -2,7 +2,7 @@
 //
 //   optim::AdamW opt(model.named_parameters(), {.lr = 3e-4});
 //   ag::backward(loss);
-//   optim::clip_grad_norm(model.named_parameters(), 1.0);
+//   optim::clip_grad_norm(model, model.named_parameters(), 1.0);  // counts plain shares exactly
 //   opt.step();        // updates every parameter with a gradient, in place, rank by rank
 //   opt.zero_grad();   // zeros the gradients, keeping their buffers
 //
