@@ -208,7 +208,6 @@ void add_options(CLI::App& app, Options& o) {
 
 int main(int argc, char** argv) {
   return run_main(argc, argv, [&](Communicator& world) {
-    training::keep_freed_memory();
     CLI::App app{"Tensor-parallel training steps of a Llama checkpoint (mpirun -np N)."};
     Options o;
     add_options(app, o);

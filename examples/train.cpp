@@ -282,7 +282,6 @@ int run(Communicator& world, const Options& o) {
 
 int main(int argc, char** argv) {
   return run_main(argc, argv, [&](Communicator& world) {
-    training::keep_freed_memory();
     CLI::App app{"Trains a checkpoint sharded over every rank on a .npy of token ids (mpirun -np N)."};
     Options options;
     add_options(app, options);

@@ -5,8 +5,6 @@
 #include "nn/strategy.hpp"
 #include "tensor/ops.hpp"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -77,11 +75,6 @@ double loss_and_backward(const nn::Value& logits, const Tensor& labels, std::chr
 }
 
 }  // namespace
-
-void keep_freed_memory() {
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's largest threshold
-  mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
-}
 
 Tensor batch_rows(const Tensor& tokens, int64_t step, int64_t batch) {
   const int64_t rows = tokens.size(0);

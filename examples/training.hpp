@@ -43,12 +43,6 @@ struct StepResult {
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
 };
 
-// Makes glibc keep freed blocks of up to 32 MiB in the heap. A training step frees and allocates
-// the same large activations and gradients every step; above glibc's default (adaptive) mmap
-// threshold each is a fresh mapping whose pages the kernel zeroes again on every step, as
-// `perf` shows in make bench-train. Programs call it once, before training.
-void keep_freed_memory();
-
 // Rows (step*batch .. step*batch+batch-1) mod N of tokens [N, T+1], as a new [batch, T+1] tensor.
 Tensor batch_rows(const Tensor& tokens, int64_t step, int64_t batch);
 
