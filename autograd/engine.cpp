@@ -29,20 +29,24 @@ std::unordered_map<Node*, int> count_dependencies(Node* root) {
 }
 
 Tensor seed_gradient(const Tensor& root, const Tensor& gradient) {
-  if (!gradient.defined()) {
-    check<ShapeError>(root.numel() == 1, "backward",
-                      "a gradient can be left out only for a one-element root, root is {}; pass gradient",
-                      shape_str(root.shape()));
-    return Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
-  }
-  check<ShapeError>(gradient.shape() == root.shape(), "backward", "gradient has shape {}, root has {}",
-                    shape_str(gradient.shape()), shape_str(root.shape()));
-  check<DTypeError>(gradient.dtype() == root.dtype(), "backward", "gradient is {}, root is {}", gradient.dtype(),
-                    root.dtype());
+  check_seed(root.shape(), root.dtype(), gradient.defined(), gradient.shape(), gradient.dtype());
+  if (!gradient.defined()) return Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
   return detach(gradient);
 }
 
 }  // namespace
+
+void check_seed(const Shape& root_shape, DType root_dtype, bool given, const Shape& shape, DType dtype) {
+  if (!given) {
+    check<ShapeError>(shape_numel(root_shape) == 1, "backward",
+                      "a gradient can be left out only for a one-element root, root is {}; pass gradient",
+                      shape_str(root_shape));
+    return;
+  }
+  check<ShapeError>(shape == root_shape, "backward", "gradient has shape {}, root has {}", shape_str(shape),
+                    shape_str(root_shape));
+  check<DTypeError>(dtype == root_dtype, "backward", "gradient is {}, root is {}", dtype, root_dtype);
+}
 
 void run_backward(const Edge& root, Gradient root_gradient, bool retain_graph) {
   NoGradGuard no_grad;  // the backward formulas call plain kernels; this keeps any other op from recording

@@ -205,6 +205,11 @@ Edge gradient_edge(const std::shared_ptr<AutogradMeta>& meta,
 // seed and call this.
 void run_backward(const Edge& root, Gradient seed, bool retain_graph);
 
+// backward's checks of the seed gradient, for Tensor and DTensor roots alike: left out
+// (`given` false) only for a one-element root, else the root's shape and dtype (ShapeError /
+// DTypeError naming both).
+void check_seed(const Shape& root_shape, DType root_dtype, bool given, const Shape& shape, DType dtype);
+
 // Makes `outputs` the outputs of a new node over `inputs` (the tensors whose gradients the
 // backward returns, in order) that keeps `saved` until its backward has run.
 void record(const char* name, const std::vector<Tensor>& inputs, std::vector<Tensor> saved,

@@ -188,18 +188,13 @@ DTensor detach(const DTensor& tensor) {
 
 namespace {
 DTensor seed_gradient(const DTensor& root, const DTensor& gradient) {
-  if (!gradient.local_tensor().defined()) {
-    check<ShapeError>(shape_numel(root.shape()) == 1, "backward",
-                      "a gradient can be left out only for a one-element root, root is {}; pass gradient",
-                      shape_str(root.shape()));
+  const bool given = gradient.local_tensor().defined();
+  check_seed(root.shape(), root.dtype(), given, gradient.shape(), gradient.dtype());
+  if (!given) {
     Placements replicated(root.placements().size(), Replicate());
     Tensor one = Tensor::full(root.shape(), 1.0, root.dtype(), root.local_tensor().device());
     return DTensor::from_local(one, root.mesh(), replicated, root.shape());
   }
-  check<ShapeError>(gradient.shape() == root.shape(), "backward", "gradient has shape {}, root has {}",
-                    shape_str(gradient.shape()), shape_str(root.shape()));
-  check<DTypeError>(gradient.dtype() == root.dtype(), "backward", "gradient is {}, root is {}", gradient.dtype(),
-                    root.dtype());
   return detach(gradient);
 }
 }  // namespace
