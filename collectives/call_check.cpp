@@ -88,6 +88,10 @@ std::string mismatch_message(const std::vector<Record>& records) {
 
 }  // namespace
 
+std::string describe_call(const CollectiveCall& call, uint64_t sequence, const std::source_location& site) {
+  return describe(record_of(sequence, call, site));
+}
+
 bool collective_checks_enabled() {
   static const bool enabled = [] {
     const char* debug = std::getenv("DTENSOR_DEBUG");

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <source_location>
 #include <span>
+#include <string>
 
 namespace dtensor::detail {
 
@@ -28,6 +29,9 @@ struct CollectiveCall {
 
 // Whether DTENSOR_DEBUG names "collectives" (read once per process).
 bool collective_checks_enabled();
+
+// "all_reduce(f32, 64 elements, sum) at file.cpp:12 (call 7 of the group)", as errors name a call.
+std::string describe_call(const CollectiveCall& call, uint64_t sequence, const std::source_location& site);
 
 // Exchanges `call` (the group's call number `sequence`, made at `site`) over `backend` and raises
 // the same CommError on every rank when the ranks disagree. Collective over the group.

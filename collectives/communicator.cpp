@@ -106,10 +106,22 @@ void Communicator::State::count(CollectiveKind kind, size_t bytes) {
   CommRecorder::notify({kind, uint64_t(bytes), size(), this});
 }
 
-void Communicator::State::check_call(const detail::CollectiveCall& call) {
+detail::WaitScope Communicator::State::begin_call(const detail::CollectiveCall& call) {
   ++collectives_called;
-  if (size() > 1 && detail::collective_checks_enabled())
+  detail::PendingCall pending{.call = call, .sequence = collectives_called, .site = site, .group = members};
+  pending.call.counts = {};  // the caller's array, gone by the time an async call is waited for
+  if (members && detail::collective_checks_enabled()) {
+    const detail::WaitScope exchange(pending);
     detail::check_same_collective(*backend, collectives_called, call, site);
+  }
+  return detail::WaitScope(pending);
+}
+
+detail::WaitScope Communicator::State::begin_point_to_point(const char* op, const Tensor& buffer, int peer) const {
+  return detail::WaitScope({.call = {.op = op, .dtype = buffer.dtype(), .elements = buffer.numel()},
+                            .peer = peer,
+                            .site = site,
+                            .group = members});
 }
 
 Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
@@ -122,24 +134,24 @@ Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, Reduce
     check_overlap("all_reduce", in, out, -1);
   }
   check_reduce("all_reduce", op, in.dtype());
-  check_call(
+  const detail::WaitScope wait = begin_call(
       {.op = "all_reduce", .dtype = in.dtype(), .elements = in.numel(), .reduce = int(op), .device = in.device().type});
   count(CollectiveKind::AllReduce, in.nbytes());
   if (size() == 1) return copy_elements(out, in), Work{};
-  return backend->all_reduce(in, out, op, async);
+  return wait.watch_later(backend->all_reduce(in, out, op, async), async);
 }
 
 Work Communicator::State::broadcast(const Tensor& buffer, int root, bool async) {
   check_tensor("broadcast", "buffer", buffer);
   check_rank("broadcast", "root", root, size());
-  check_call({.op = "broadcast",
-              .dtype = buffer.dtype(),
-              .elements = buffer.numel(),
-              .root = root,
-              .device = buffer.device().type});
+  const detail::WaitScope wait = begin_call({.op = "broadcast",
+                                             .dtype = buffer.dtype(),
+                                             .elements = buffer.numel(),
+                                             .root = root,
+                                             .device = buffer.device().type});
   count(CollectiveKind::Broadcast, buffer.nbytes());
   if (size() == 1) return {};
-  return backend->broadcast(buffer, root, async);
+  return wait.watch_later(backend->broadcast(buffer, root, async), async);
 }
 
 Work Communicator::State::all_gather_v(const char* op, const Tensor& in, const Tensor& out,
@@ -151,13 +163,14 @@ Work Communicator::State::all_gather_v(const char* op, const Tensor& in, const T
   check_numel(op, "in", in, counts[size_t(rank())]);
   check_numel(op, "out", out, total);
   check_overlap(op, in, out, std::accumulate(counts.begin(), counts.begin() + rank(), int64_t(0)));
-  check_call({.op = op, .dtype = in.dtype(), .elements = total, .counts = counts, .device = in.device().type});
+  const detail::WaitScope wait =
+      begin_call({.op = op, .dtype = in.dtype(), .elements = total, .counts = counts, .device = in.device().type});
   count(CollectiveKind::AllGather, out.nbytes());
   if (size() == 1) {
     copy_elements(out, in);
     return {};
   }
-  return backend->all_gather_v(in, out, counts, async);
+  return wait.watch_later(backend->all_gather_v(in, out, counts, async), async);
 }
 
 Work Communicator::State::reduce_scatter_v(const char* op, const Tensor& in, const Tensor& out,
@@ -170,18 +183,18 @@ Work Communicator::State::reduce_scatter_v(const char* op, const Tensor& in, con
   check_numel(op, "in", in, total);
   check_numel(op, "out", out, counts[size_t(rank())]);
   check_overlap(op, out, in, std::accumulate(counts.begin(), counts.begin() + rank(), int64_t(0)));
-  check_call({.op = op,
-              .dtype = in.dtype(),
-              .elements = total,
-              .counts = counts,
-              .reduce = int(reduce),
-              .device = in.device().type});
+  const detail::WaitScope wait = begin_call({.op = op,
+                                             .dtype = in.dtype(),
+                                             .elements = total,
+                                             .counts = counts,
+                                             .reduce = int(reduce),
+                                             .device = in.device().type});
   count(CollectiveKind::ReduceScatter, in.nbytes());
   if (size() == 1) {
     copy_elements(out, in);
     return {};
   }
-  return backend->reduce_scatter_v(in, out, counts, reduce, async);
+  return wait.watch_later(backend->reduce_scatter_v(in, out, counts, reduce, async), async);
 }
 
 Work Communicator::State::all_to_all_v(const char* op, const Tensor& in, std::span<const int64_t> send_counts,
@@ -193,13 +206,13 @@ Work Communicator::State::all_to_all_v(const char* op, const Tensor& in, std::sp
   check_numel(op, "out", out, check_counts(op, "recv_counts", recv_counts, size()));
   check_overlap(op, in, out, -1);
   // Each rank's counts are its own: only the operation and dtype must agree.
-  check_call({.op = op, .dtype = in.dtype(), .device = in.device().type});
+  const detail::WaitScope wait = begin_call({.op = op, .dtype = in.dtype(), .device = in.device().type});
   count(CollectiveKind::AllToAll, in.nbytes());
   if (size() == 1) {
     copy_elements(out, in);
     return {};
   }
-  return backend->all_to_all_v(in, send_counts, out, recv_counts, async);
+  return wait.watch_later(backend->all_to_all_v(in, send_counts, out, recv_counts, async), async);
 }
 
 // Only root's `in` is read, so only root checks it.
@@ -215,11 +228,11 @@ Work Communicator::State::scatter_v(const char* op, const Tensor& in, std::span<
     check_numel(op, "in", in, total);
     check_overlap(op, in, out, -1);
   }
-  check_call(
+  const detail::WaitScope wait = begin_call(
       {.op = op, .dtype = out.dtype(), .elements = total, .counts = counts, .root = root, .device = out.device().type});
   count(CollectiveKind::Scatter, size_t(total) * out.element_size());
   if (size() == 1) return copy_elements(out, in), Work{};
-  return backend->scatter_v(rank() == root ? in : Tensor(), counts, out, root, async);
+  return wait.watch_later(backend->scatter_v(rank() == root ? in : Tensor(), counts, out, root, async), async);
 }
 
 // Only root's `out` is written, so only root checks it.
@@ -235,31 +248,38 @@ Work Communicator::State::gather_v(const char* op, const Tensor& in, const Tenso
     check_numel(op, "out", out, total);
     check_overlap(op, in, out, -1);
   }
-  check_call(
+  const detail::WaitScope wait = begin_call(
       {.op = op, .dtype = in.dtype(), .elements = total, .counts = counts, .root = root, .device = in.device().type});
   count(CollectiveKind::Gather, size_t(total) * in.element_size());
   if (size() == 1) return copy_elements(out, in), Work{};
-  return backend->gather_v(in, rank() == root ? out : Tensor(), counts, root, async);
+  return wait.watch_later(backend->gather_v(in, rank() == root ? out : Tensor(), counts, root, async), async);
 }
 
 Work Communicator::State::send(const Tensor& buffer, int dst, int tag, bool async) {
   check_tensor("send", "buffer", buffer);
   check_peer("send", "dst", dst, rank(), size(), tag);
   count(CollectiveKind::Send, buffer.nbytes());
-  return backend->send(buffer, dst, tag, async);
+  const detail::WaitScope wait = begin_point_to_point("send", buffer, dst);
+  return wait.watch_later(backend->send(buffer, dst, tag, async), async);
 }
 
 Work Communicator::State::recv(const Tensor& buffer, int src, int tag, bool async) {
   check_tensor("recv", "buffer", buffer);
   check_peer("recv", "src", src, rank(), size(), tag);
   count(CollectiveKind::Recv, buffer.nbytes());
-  return backend->recv(buffer, src, tag, async);
+  const detail::WaitScope wait = begin_point_to_point("recv", buffer, src);
+  return wait.watch_later(backend->recv(buffer, src, tag, async), async);
 }
 
 // Communicator ---------------------------------------------------------------------------------
 
-Communicator::Communicator(std::shared_ptr<detail::CommBackend> backend)
-    : state_(backend ? std::make_shared<State>(State{std::move(backend), {}}) : nullptr) {}
+Communicator::Communicator(std::shared_ptr<detail::CommBackend> backend) {
+  if (!backend) return;
+  state_ = std::make_shared<State>();
+  state_->backend = std::move(backend);
+  if (state_->size() > 1)
+    state_->members = &detail::intern_group(state_->backend->world_ranks(), state_->backend->world_size());
+}
 
 Communicator::State& Communicator::state(const char* op) const {
   check<CommError>(state_ != nullptr, op, "this rank is not a member of the communicator");
@@ -339,16 +359,16 @@ Work Communicator::gather_v(const Tensor& in, const Tensor& out, std::span<const
   return state_at("gather_v", where).gather_v("gather_v", in, out, counts, root, is_async(mode));
 }
 
-Work Communicator::send(const Tensor& buffer, int dst, int tag, CommMode mode) {
-  return state("send").send(buffer, dst, tag, is_async(mode));
+Work Communicator::send(const Tensor& buffer, int dst, int tag, CommMode mode, std::source_location where) {
+  return state_at("send", where).send(buffer, dst, tag, is_async(mode));
 }
-Work Communicator::recv(const Tensor& buffer, int src, int tag, CommMode mode) {
-  return state("recv").recv(buffer, src, tag, is_async(mode));
+Work Communicator::recv(const Tensor& buffer, int src, int tag, CommMode mode, std::source_location where) {
+  return state_at("recv", where).recv(buffer, src, tag, is_async(mode));
 }
 
 void Communicator::barrier(std::source_location where) {
   State& s = state_at("barrier", where);
-  s.check_call({.op = "barrier"});
+  const detail::WaitScope wait = s.begin_call({.op = "barrier"});
   s.count(CollectiveKind::Barrier, 0);
   if (s.size() > 1) s.backend->barrier();
 }

@@ -97,6 +97,12 @@ class CommBackend {
   // nullptr when color < 0 (this rank joins no group).
   virtual std::shared_ptr<CommBackend> split(int color, int key) = 0;
 
+  // Optional: the group's members as ranks of the world (the process group mpirun started), in
+  // group rank order, and the world's size; empty / 0 where the transport cannot say. Timeout
+  // messages name ranks with them (collectives/watchdog.hpp).
+  virtual std::vector<int> world_ranks() const { return {}; }
+  virtual int world_size() const { return 0; }
+
   // Optional: the single-copy path of the collectives into views. send[j] goes to rank j and
   // lands in rank j's recv[this rank]; every block is host memory and moves with one copy.
   // Returns false, having moved nothing, where the transport has no such path for this group
@@ -187,8 +193,10 @@ class Communicator {
   Work gather_v(const Tensor& in, const Tensor& out, std::span<const int64_t> counts, int root,
                 CommMode mode = CommMode::Blocking, std::source_location where = std::source_location::current());
 
-  Work send(const Tensor& buffer, int dst, int tag = 0, CommMode mode = CommMode::Blocking);
-  Work recv(const Tensor& buffer, int src, int tag = 0, CommMode mode = CommMode::Blocking);
+  Work send(const Tensor& buffer, int dst, int tag = 0, CommMode mode = CommMode::Blocking,
+            std::source_location where = std::source_location::current());
+  Work recv(const Tensor& buffer, int src, int tag = 0, CommMode mode = CommMode::Blocking,
+            std::source_location where = std::source_location::current());
 
   // Always blocking: no transport here has a non-blocking barrier.
   void barrier(std::source_location where = std::source_location::current());

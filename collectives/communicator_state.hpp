@@ -4,6 +4,7 @@
 
 #include "collectives/call_check.hpp"
 #include "collectives/communicator.hpp"
+#include "collectives/watchdog.hpp"
 
 #include <memory>
 #include <source_location>
@@ -24,10 +25,14 @@ struct Communicator::State {
   int size() const { return backend->size(); }
   void count(CollectiveKind kind, size_t bytes);
 
-  uint64_t collectives_called = 0;  // the group's call number (the same on every rank)
-  std::source_location site;        // where the public call in progress was made
-  // Numbers the call and, with DTENSOR_DEBUG=collectives, compares it across the group first.
-  void check_call(const detail::CollectiveCall& call);
+  uint64_t collectives_called = 0;                // the group's call number (the same on every rank)
+  std::source_location site;                      // where the public call in progress was made
+  const detail::GroupMembers* members = nullptr;  // for timeout messages; null in a group of one
+
+  // Numbers the call and, with DTENSOR_DEBUG=collectives, compares it across the group first;
+  // the returned scope watches the call's wait (DTENSOR_TIMEOUT) until it goes out of scope.
+  [[nodiscard]] detail::WaitScope begin_call(const detail::CollectiveCall& call);
+  [[nodiscard]] detail::WaitScope begin_point_to_point(const char* op, const Tensor& buffer, int peer) const;
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async);
   Work broadcast(const Tensor& buffer, int root, bool async);

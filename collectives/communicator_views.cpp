@@ -180,7 +180,7 @@ Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<cons
                     "out_blocks[{}] (this rank's) has {} elements, expected {} (in.numel())", rank(), mine.numel(),
                     in.numel());
   check_apart(op, std::span(&in, 1), out_blocks);
-  check_call({.op = op, .dtype = in.dtype(), .device = in.device().type});
+  const detail::WaitScope wait = begin_call({.op = op, .dtype = in.dtype(), .device = in.device().type});
   count(CollectiveKind::AllGather, size_t(total_bytes(out_blocks)));
   taken = ViewPath::SingleCopy;
   if (size() == 1) return mine.copy_from(in), Work{};
@@ -193,7 +193,8 @@ Work Communicator::State::all_gather_into_views(const Tensor& in, std::span<cons
   Tensor src = packed(std::span(&in, 1));
   Tensor staging = Tensor::empty({total_bytes(out_blocks) / int64_t(in.element_size())}, in.dtype(), in.device());
   std::vector<int64_t> counts = numels(out_blocks);
-  return then_unpack(backend->all_gather_v(src, staging, counts, async), unpacker(staging, out_blocks), async);
+  return wait.watch_later(
+      then_unpack(backend->all_gather_v(src, staging, counts, async), unpacker(staging, out_blocks), async), async);
 }
 
 Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, std::span<const Tensor> out_blocks,
@@ -207,7 +208,8 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
                     "out_blocks[{}] has {} elements, expected {} (in_blocks[{}], this rank's own block)", me,
                     out_blocks[me].numel(), in_blocks[me].numel(), me);
   check_apart(op, in_blocks, out_blocks);
-  check_call({.op = op, .dtype = in_blocks[0].dtype(), .device = in_blocks[0].device().type});
+  const detail::WaitScope wait =
+      begin_call({.op = op, .dtype = in_blocks[0].dtype(), .device = in_blocks[0].device().type});
   count(CollectiveKind::AllToAll, size_t(total_bytes(in_blocks)));
   taken = ViewPath::SingleCopy;
   if (size() == 1) return copy_views(out_blocks, in_blocks), Work{};
@@ -221,8 +223,9 @@ Work Communicator::State::all_to_all_views(std::span<const Tensor> in_blocks, st
   Tensor staging = Tensor::empty({total_bytes(out_blocks) / int64_t(like.element_size())}, like.dtype(), like.device());
   std::vector<int64_t> send_counts = numels(in_blocks);
   std::vector<int64_t> recv_counts = numels(out_blocks);
-  return then_unpack(backend->all_to_all_v(src, send_counts, staging, recv_counts, async),
-                     unpacker(staging, out_blocks), async);
+  return wait.watch_later(then_unpack(backend->all_to_all_v(src, send_counts, staging, recv_counts, async),
+                                      unpacker(staging, out_blocks), async),
+                          async);
 }
 
 Work Communicator::all_gather_into_views(const Tensor& in, std::span<const Tensor> out_blocks, ViewOptions options,

@@ -122,6 +122,8 @@ class DeviceStagingBackend final : public CommBackend {
   int rank() const override { return host_->rank(); }
   int size() const override { return host_->size(); }
   std::string_view name() const override { return host_->name(); }
+  std::vector<int> world_ranks() const override { return host_->world_ranks(); }
+  int world_size() const override { return host_->world_size(); }
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) override {
     if (!on_device(in) && !on_device(out)) return host_->all_reduce(in, out, op, async);

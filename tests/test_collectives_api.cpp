@@ -4,6 +4,8 @@
 #include "tests/collectives_modes.hpp"
 #include "tests/skip.hpp"
 
+#include "collectives/watchdog.hpp"
+
 #include <sys/mman.h>
 
 #include <climits>
@@ -250,4 +252,17 @@ TEST_CASE("counts beyond MPI's int are refused, not truncated", "[errors]") {
   CHECK_THROWS_WITH(c.all_gather_v(in, out, counts), Contains("counts[0] is") && Contains("MPI's int limit"));
   CHECK_THROWS_AS(c.gather_v(in, out, counts, 0), CommError);
   munmap(base, reserved);
+}
+
+TEST_CASE("DTENSOR_TIMEOUT: seconds >= 0, a default when unset, anything else refused naming it", "[timeout]") {
+  CHECK(detail::parse_timeout(nullptr) == 1800.0);
+  CHECK(detail::parse_timeout("") == 1800.0);
+  CHECK(detail::parse_timeout("2") == 2.0);
+  CHECK(detail::parse_timeout("0.5") == 0.5);
+  CHECK(detail::parse_timeout("0") == 0.0);
+  for (const char* bad : {"abc", "-1", "5s", "nan", "inf", "1e999", " "}) {
+    INFO(bad);
+    CHECK_THROWS_AS(detail::parse_timeout(bad), ValueError);
+    CHECK_THROWS_WITH(detail::parse_timeout(bad), Contains("DTENSOR_TIMEOUT is '"));
+  }
 }

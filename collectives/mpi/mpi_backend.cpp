@@ -3,6 +3,7 @@
 #include "collectives/mpi/mpi_pipeline.hpp"
 #include "collectives/mpi/mpi_single_copy.hpp"
 #include "collectives/mpi/mpi_support.hpp"
+#include "collectives/mpi/mpi_survey.hpp"
 #include "collectives/reduce_kernels.hpp"
 
 #include <algorithm>
@@ -113,6 +114,21 @@ Work run(bool async, const Start& start, std::vector<std::vector<int>>&& int_arr
                                             std::move(finish)));
 }
 
+std::vector<int> ranks_in_world(MPI_Comm comm, int size) {
+  MPI_Group group = MPI_GROUP_NULL;
+  MPI_Group world = MPI_GROUP_NULL;
+  mpi_check(MPI_Comm_group(comm, &group), "MPI_Comm_group");
+  mpi_check(MPI_Comm_group(MPI_COMM_WORLD, &world), "MPI_Comm_group");
+  std::vector<int> ranks(static_cast<size_t>(size));
+  std::vector<int> in_world(static_cast<size_t>(size));
+  for (int r = 0; r < size; ++r) ranks[size_t(r)] = r;
+  const int rc = MPI_Group_translate_ranks(group, size, ranks.data(), world, in_world.data());
+  MPI_Group_free(&group);
+  MPI_Group_free(&world);
+  mpi_check(rc, "MPI_Group_translate_ranks");
+  return in_world;
+}
+
 MPI_Request* add_request(std::vector<MPI_Request>* requests) { return &requests->emplace_back(); }
 
 class MpiBackend final : public CommBackend {
@@ -139,6 +155,10 @@ class MpiBackend final : public CommBackend {
   Work recv(const Tensor& buffer, int src, int tag, bool async) override;
   void barrier() override;
   std::shared_ptr<CommBackend> split(int color, int key) override;
+  std::vector<int> world_ranks() const override { return world_ranks_; }
+  int world_size() const override { return world_size_; }
+  // The world's backend keeps the watchdogs' survey going while it lives.
+  void keep_survey(std::shared_ptr<void> survey) { survey_ = std::move(survey); }
   bool exchange_blocks(const char* op, std::span<const ByteBlock> send, std::span<const ByteBlock> recv) override {
     return single_copy_->run(op, send, recv);
   }
@@ -149,10 +169,13 @@ class MpiBackend final : public CommBackend {
   RequestWork::Finish divide_if_avg(ReduceOp op, const Tensor& t) const;
 
   std::shared_ptr<MpiSession> session_;
-  MPI_Comm comm_;       // the group's collectives and the caller's send/recv
-  MPI_Comm algo_comm_;  // our algorithms' point-to-point messages, apart from the caller's tags
+  std::shared_ptr<void> survey_;  // after session_: ends before MPI does
+  MPI_Comm comm_;                 // the group's collectives and the caller's send/recv
+  MPI_Comm algo_comm_;            // our algorithms' point-to-point messages, apart from the caller's tags
   int rank_ = 0;
   int size_ = 1;
+  std::vector<int> world_ranks_;
+  int world_size_ = 0;
   int tag_pairs_ = 1;  // pipelines use tags 2k, 2k+1 for k in [0, tag_pairs_)
   uint64_t pipelines_started_ = 0;
   std::unique_ptr<SingleCopyExchange> single_copy_;  // over comm_; probes on first use
@@ -164,6 +187,8 @@ MpiBackend::MpiBackend(std::shared_ptr<MpiSession> session, MPI_Comm comm)
   mpi_check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   mpi_check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
   mpi_check(MPI_Comm_dup(comm_, &algo_comm_), "MPI_Comm_dup");
+  world_ranks_ = ranks_in_world(comm_, size_);
+  mpi_check(MPI_Comm_size(MPI_COMM_WORLD, &world_size_), "MPI_Comm_size");
   int* tag_ub = nullptr;
   int found = 0;
   mpi_check(MPI_Comm_get_attr(MPI_COMM_WORLD, MPI_TAG_UB, &tag_ub, &found), "MPI_Comm_get_attr");
@@ -392,7 +417,9 @@ std::shared_ptr<CommBackend> create_mpi_world(int* argc, char*** argv) {
   std::shared_ptr<MpiSession> session = start_mpi(argc, argv);
   MPI_Comm world = MPI_COMM_NULL;
   mpi_check(MPI_Comm_dup(MPI_COMM_WORLD, &world), "MPI_Comm_dup");
-  return std::make_shared<MpiBackend>(std::move(session), world);
+  auto backend = std::make_shared<MpiBackend>(std::move(session), world);
+  backend->keep_survey(start_mpi_survey());
+  return backend;
 }
 
 void mpi_abort_job(int code) {

@@ -3,11 +3,13 @@
 // scatter_v, gather_v) or grouped ncclReduce calls, one per root (reduce_scatter_v).
 #include "collectives/nccl/nccl_backend.hpp"
 
+#include "collectives/watchdog.hpp"
 #include "tensor/cuda/cuda_check.hpp"
 #include "tensor/cuda/device_memory.hpp"
 
 #include <nccl.h>
 
+#include <chrono>
 #include <numeric>
 #include <thread>
 
@@ -60,25 +62,55 @@ ncclRedOp_t nccl_op(ReduceOp op) {
   fail<ValueError>("nccl", "unknown reduce op code {}", int(op));
 }
 
+// The NCCL communicator, shared by the backend and its unfinished Works. An aborted one cannot
+// be used again, nor destroyed (ncclCommAbort frees it).
+class NcclComm {
+ public:
+  explicit NcclComm(ncclComm_t comm) : comm_(comm) {}
+  ~NcclComm() {
+    if (!aborted_) ncclCommDestroy(comm_);
+  }
+  NcclComm(const NcclComm&) = delete;
+  NcclComm& operator=(const NcclComm&) = delete;
+
+  ncclComm_t get(const char* op) const {
+    check<CommError>(!aborted_, op, "the NCCL communicator was aborted after an earlier error or timeout");
+    return comm_;
+  }
+  // Ends every operation in flight, so that the peers fail instead of waiting forever.
+  void abort() {
+    if (aborted_) return;
+    ncclCommAbort(comm_);
+    aborted_ = true;
+  }
+
+ private:
+  ncclComm_t comm_;
+  bool aborted_ = false;
+};
+
 // Raises the communicator's asynchronous error, if any, after aborting it: a failed NCCL
 // communicator cannot be used again and its peers would otherwise wait forever.
-void raise_async_error(ncclComm_t comm, const char* op) {
+void raise_async_error(NcclComm& nccl, const char* op) {
+  ncclComm_t comm = nccl.get(op);
   ncclResult_t async = ncclSuccess;
   nccl_check(ncclCommGetAsyncError(comm, &async), "ncclCommGetAsyncError", comm);
   if (async != ncclSuccess && async != ncclInProgress) {
     const std::string text = ncclGetErrorString(async);
     const char* last = ncclGetLastError(comm);
-    ncclCommAbort(comm);
-    fail<CommError>(op, "asynchronous NCCL error: {}{}{}", text, last && *last ? ": " : "", last ? last : "");
+    const std::string last_text = last ? last : "";
+    nccl.abort();
+    fail<CommError>(op, "asynchronous NCCL error: {}{}{}", text, last_text.empty() ? "" : ": ", last_text);
   }
 }
 
 // Waits for an event recorded after an NCCL operation, polling the communicator's error state
-// so that a failed peer ends in CommError instead of a hang.
+// so that a failed peer ends in CommError instead of a hang, and aborting the communicator once
+// the wait exceeds DTENSOR_TIMEOUT (collectives/watchdog.hpp).
 class EventWork final : public WorkImpl {
  public:
-  EventWork(ncclComm_t comm, int device, cudaStream_t stream, std::vector<Tensor> keep)
-      : comm_(comm), device_(device), keep_(std::move(keep)) {
+  EventWork(std::shared_ptr<NcclComm> nccl, int device, cudaStream_t stream, std::vector<Tensor> keep)
+      : nccl_(std::move(nccl)), device_(device), keep_(std::move(keep)) {
     cuda::DeviceGuard guard(device_);
     cuda::cuda_check(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming), "cudaEventCreateWithFlags");
     cuda::cuda_check(cudaEventRecord(event_, stream), "cudaEventRecord");
@@ -93,7 +125,7 @@ class EventWork final : public WorkImpl {
     const cudaError_t status = cudaEventQuery(event_);
     if (status == cudaErrorNotReady) {
       (void)cudaGetLastError();
-      raise_async_error(comm_, "Work::test");
+      raise_async_error(*nccl_, "Work::test");
       return false;
     }
     cuda::cuda_check(status, "cudaEventQuery");
@@ -103,11 +135,21 @@ class EventWork final : public WorkImpl {
   }
 
   void wait() override {
-    while (!test()) std::this_thread::yield();
+    const double timeout = collective_timeout_seconds();
+    const auto start = std::chrono::steady_clock::now();
+    while (!test()) {
+      if (timeout > 0 && std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() > timeout) {
+        nccl_->abort();
+        fail<CommError>("Work::wait",
+                        "an NCCL operation waited more than DTENSOR_TIMEOUT ({} s); its communicator was aborted",
+                        timeout);
+      }
+      std::this_thread::yield();
+    }
   }
 
  private:
-  ncclComm_t comm_;
+  std::shared_ptr<NcclComm> nccl_;
   int device_;
   cudaEvent_t event_ = nullptr;
   std::vector<Tensor> keep_;  // the buffers stay allocated until the operation is done
@@ -131,12 +173,13 @@ void* element(const Tensor& t, int64_t index) {
 class NcclBackend final : public CommBackend {
  public:
   NcclBackend(std::shared_ptr<CommBackend> host, ncclComm_t comm, int device)
-      : host_(std::move(host)), comm_(comm), device_(device) {}
-  ~NcclBackend() override { ncclCommDestroy(comm_); }
+      : host_(std::move(host)), nccl_(std::make_shared<NcclComm>(comm)), device_(device) {}
 
   int rank() const override { return host_->rank(); }
   int size() const override { return host_->size(); }
   std::string_view name() const override { return "nccl"; }
+  std::vector<int> world_ranks() const override { return host_->world_ranks(); }
+  int world_size() const override { return host_->world_size(); }
 
   Work all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) override {
     if (on_host(in)) return host_->all_reduce(in, out, op, async);
@@ -144,8 +187,8 @@ class NcclBackend final : public CommBackend {
         "ncclAllReduce", async,
         [&](cudaStream_t s) {
           nccl_check(ncclAllReduce(in.data_ptr(), out.data_ptr(), size_t(in.numel()), nccl_type(in.dtype()),
-                                   nccl_op(op), comm_, s),
-                     "ncclAllReduce", comm_);
+                                   nccl_op(op), comm(), s),
+                     "ncclAllReduce", comm());
         },
         in, out);
   }
@@ -156,8 +199,8 @@ class NcclBackend final : public CommBackend {
         "ncclBroadcast", async,
         [&](cudaStream_t s) {
           nccl_check(ncclBroadcast(buffer.data_ptr(), buffer.data_ptr(), size_t(buffer.numel()),
-                                   nccl_type(buffer.dtype()), root, comm_, s),
-                     "ncclBroadcast", comm_);
+                                   nccl_type(buffer.dtype()), root, comm(), s),
+                     "ncclBroadcast", comm());
         },
         buffer);
   }
@@ -168,8 +211,9 @@ class NcclBackend final : public CommBackend {
       return run(
           "ncclAllGather", async,
           [&](cudaStream_t s) {
-            nccl_check(ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()), comm_, s),
-                       "ncclAllGather", comm_);
+            nccl_check(
+                ncclAllGather(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()), comm(), s),
+                "ncclAllGather", comm());
           },
           in, out);
     }
@@ -195,8 +239,8 @@ class NcclBackend final : public CommBackend {
           "ncclReduceScatter", async,
           [&](cudaStream_t s) {
             nccl_check(ncclReduceScatter(in.data_ptr(), out.data_ptr(), size_t(counts[0]), nccl_type(in.dtype()),
-                                         nccl_op(op), comm_, s),
-                       "ncclReduceScatter", comm_);
+                                         nccl_op(op), comm(), s),
+                       "ncclReduceScatter", comm());
           },
           in, out);
     }
@@ -209,8 +253,8 @@ class NcclBackend final : public CommBackend {
             for (int root = 0; root < size(); ++root) {
               if (counts[size_t(root)] == 0) continue;
               nccl_check(ncclReduce(element(in, offsets[size_t(root)]), root == rank() ? out.data_ptr() : nullptr,
-                                    size_t(counts[size_t(root)]), nccl_type(in.dtype()), nccl_op(op), root, comm_, s),
-                         "ncclReduce", comm_);
+                                    size_t(counts[size_t(root)]), nccl_type(in.dtype()), nccl_op(op), root, comm(), s),
+                         "ncclReduce", comm());
             }
           });
         },
@@ -285,7 +329,7 @@ class NcclBackend final : public CommBackend {
   // The host barrier, after this rank's queued GPU work has finished.
   void barrier() override {
     cuda::synchronize(device_);
-    raise_async_error(comm_, "barrier");
+    raise_async_error(*nccl_, "barrier");
     host_->barrier();
   }
 
@@ -293,8 +337,8 @@ class NcclBackend final : public CommBackend {
     std::shared_ptr<CommBackend> host = host_->split(color, key);
     cuda::DeviceGuard guard(device_);
     ncclComm_t child = nullptr;
-    nccl_check(ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, nullptr), "ncclCommSplit",
-               comm_);
+    nccl_check(ncclCommSplit(comm(), color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &child, nullptr), "ncclCommSplit",
+               comm());
     if (host == nullptr || child == nullptr) return nullptr;
     return std::make_shared<NcclBackend>(std::move(host), child, device_);
   }
@@ -321,10 +365,10 @@ class NcclBackend final : public CommBackend {
     // a blocking call asks every kErrorPollInterval calls; Work::wait and barrier always ask.
     if (++calls_since_poll_ >= kErrorPollInterval) {
       calls_since_poll_ = 0;
-      raise_async_error(comm_, op);
+      raise_async_error(*nccl_, op);
     }
     if (!async) return {};
-    return Work(std::make_shared<EventWork>(comm_, device_, stream, std::vector<Tensor>{keep...}));
+    return Work(std::make_shared<EventWork>(nccl_, device_, stream, std::vector<Tensor>{keep...}));
   }
 
   template <typename Calls>
@@ -336,7 +380,7 @@ class NcclBackend final : public CommBackend {
       ncclGroupEnd();
       throw;
     }
-    nccl_check(ncclGroupEnd(), op, comm_);
+    nccl_check(ncclGroupEnd(), op, comm());
   }
 
   // A block to or from oneself is a device copy (NCCL would also allow it; the copy is cheaper).
@@ -346,7 +390,7 @@ class NcclBackend final : public CommBackend {
       self_block_ = {element(t, offset), count};
       return;
     }
-    nccl_check(ncclSend(element(t, offset), size_t(count), nccl_type(t.dtype()), peer, comm_, s), "ncclSend", comm_);
+    nccl_check(ncclSend(element(t, offset), size_t(count), nccl_type(t.dtype()), peer, comm(), s), "ncclSend", comm());
   }
 
   void recv_part(const Tensor& t, int64_t offset, int64_t count, int peer, cudaStream_t s) {
@@ -357,13 +401,15 @@ class NcclBackend final : public CommBackend {
                        "cudaMemcpyAsync");
       return;
     }
-    nccl_check(ncclRecv(element(t, offset), size_t(count), nccl_type(t.dtype()), peer, comm_, s), "ncclRecv", comm_);
+    nccl_check(ncclRecv(element(t, offset), size_t(count), nccl_type(t.dtype()), peer, comm(), s), "ncclRecv", comm());
   }
+
+  ncclComm_t comm() const { return nccl_->get("nccl"); }
 
   static constexpr int kErrorPollInterval = 64;
 
   std::shared_ptr<CommBackend> host_;
-  ncclComm_t comm_;
+  std::shared_ptr<NcclComm> nccl_;
   int calls_since_poll_ = 0;
   int device_;
   std::pair<const void*, int64_t> self_block_{nullptr, 0};  // this rank's own block, sent to itself
