@@ -2,11 +2,12 @@
 //
 //   scripts/mpirun.sh -np 4 build/examples/generate --model build/demo-model --check
 //   scripts/mpirun.sh -np 2 build/examples/generate --model DIR --plan plan.json
-//       --prompt-ids "1 15 29" --max-new-tokens 32 --dtype bf16 --dump-logits logits.npy  (one line)
+//       --prompt-ids "1 15 29" --max-new-tokens 32 --dtype bf16 --dump-logits logits.npy --stream  (one line)
 //
 // The model is loaded over a 1-D tensor-parallel mesh of all ranks with the --plan file's
 // strategies (default `--plan auto`: the model's built-in plan), then generates greedily. Rank 0 prints the
-// generated ids and the prefill and decode tokens per second. --dump-logits writes the f32 logits
+// generated ids and the prefill and decode tokens per second (--stream: also each id, a line
+// "stream: ID", as soon as it is chosen). --dump-logits writes the f32 logits
 // of every prompt position, [prompt length, vocab], as a NumPy .npy file (rank 0).
 // --check also runs the unsharded model on rank 0 and prints
 //   check: ids_match=yes|no max_abs_diff=X
@@ -34,6 +35,8 @@
 #include <CLI/CLI.hpp>
 
 #include <chrono>
+#include <cstdio>
+#include <functional>
 #include <sstream>
 
 using namespace dtensor;
@@ -53,6 +56,7 @@ struct Options {
   std::string dump_logits;     // empty: none
   bool check = false;
   bool explain = false;
+  bool stream = false;
 };
 
 void add_options(CLI::App& app, Options& o) {
@@ -72,6 +76,7 @@ void add_options(CLI::App& app, Options& o) {
   app.add_option("--dump-logits", o.dump_logits, "write the prompt's f32 logits [prompt, vocab] to this .npy");
   app.add_flag("--check", o.check, "compare with the unsharded model on rank 0");
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
+  app.add_flag("--stream", o.stream, "print each generated id as soon as it is chosen (rank 0)");
 }
 
 // "1 2 3" -> {1, 2, 3}; each id must be in [0, vocab).
@@ -154,11 +159,16 @@ int run(Communicator& world, const Options& o) {
   auto model = models::load_sharded(o.model_dir, mesh, plan, o.dtype, &report);
   if (o.device == "cuda") model->to(local_gpu());
   const double load_seconds = seconds_since(load_start);
-  models::Generation g = models::generate_greedy(*model, prompt, o.max_new_tokens);
+  const bool root = world.rank() == 0;
+  auto stream = [&](int64_t id) {
+    fmt::print("stream: {}\n", id);
+    std::fflush(stdout);
+  };
+  models::Generation g = models::generate_greedy(*model, prompt, o.max_new_tokens,
+                                                 o.stream && root ? stream : std::function<void(int64_t)>{});
   g.prompt_logits = g.prompt_logits.to(Device::cpu());
   model.reset();  // frees this rank's shards before --check loads the whole model
 
-  const bool root = world.rank() == 0;
   if (root) {
     print_model(o, config, world.size(), load_seconds);
     if (o.explain) fmt::print("{}", report.explain);

@@ -27,6 +27,7 @@
 #include "models/decoder_layers.hpp"
 #include "nn/tp_plan.hpp"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -143,7 +144,9 @@ struct Generation {
 };
 
 // Prefill the prompt, then max_new_tokens greedy steps (argmax; the lowest id wins ties). Resets
-// the cache first. ValueError for an empty prompt or a negative max_new_tokens.
-Generation generate_greedy(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens);
+// the cache first. ValueError for an empty prompt or a negative max_new_tokens. `on_token`, when
+// given, sees each new id as soon as it is chosen (streaming output).
+Generation generate_greedy(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
+                           const std::function<void(int64_t)>& on_token = {});
 
 }  // namespace dtensor::models
