@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -22,6 +24,13 @@ namespace dtensor::io {
 namespace fs = std::filesystem;
 
 namespace {
+
+void sync_directory(const fs::path& dir) {  // makes renames in it durable (best effort)
+  const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
 
 // A file written under a temporary name and renamed over its final path on commit(); destroyed
 // without commit() (an exception on the way), it removes the temporary file.
@@ -57,13 +66,7 @@ class AtomicFile {
     check(::rename(temp_.c_str(), path_.c_str()) == 0, "write_safetensors", "cannot rename {} to {}: {}", temp_, path_,
           std::strerror(errno));
     committed_ = true;
-    // Make the rename itself durable (best effort: some file systems refuse fsync on a directory).
-    std::string dir = fs::path(path_).parent_path().string();
-    const int dir_fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-      ::fsync(dir_fd);
-      ::close(dir_fd);
-    }
+    sync_directory(fs::path(path_).parent_path());
   }
 
  private:
@@ -85,17 +88,10 @@ Metadata with_format(Metadata metadata) {
   return metadata;
 }
 
-// The files save_checkpoint may have written: a later save removes those it does not reuse.
+// The files save_checkpoint writes; the others in its directory are the user's and stay.
 bool is_checkpoint_file(const std::string& name) {
   static const std::regex shard(R"(model-\d{5}-of-\d{5}\.safetensors)");
   return name == kSingleFileName || name == kIndexFileName || std::regex_match(name, shard);
-}
-
-void remove_stale_files(const fs::path& dir, const std::set<std::string>& written) {
-  for (const fs::directory_entry& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (is_checkpoint_file(name) && !written.contains(name)) fs::remove(entry.path());
-  }
 }
 
 // The index file of a sharded checkpoint, written after every shard (HF layout).
@@ -115,40 +111,134 @@ void write_index(const fs::path& dir, const std::vector<std::string>& names, con
   file.commit();
 }
 
-// Writes shards one at a time in order, then the index and the clean-up.
+// "out/" and "out" name the same directory; its staging sibling needs the name without the slash.
+fs::path directory_path(const std::string& dir) {
+  fs::path path = fs::path(dir).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();
+  check(!path.empty() && path.filename() != "." && path.filename() != "..", "save_checkpoint",
+        "'{}' names no directory a checkpoint can be written to; give its path", dir);
+  return path;
+}
+
+// Staging directories "<dir>.saving-<pid>" whose process is gone: what a crash mid-save left.
+void remove_abandoned_staging(const fs::path& dir) {
+  const fs::path parent = dir.has_parent_path() ? dir.parent_path() : fs::path(".");
+  const std::string prefix = dir.filename().string() + ".saving-";
+  std::error_code error;
+  for (const fs::directory_entry& entry : fs::directory_iterator(parent, error)) {
+    const std::string name = entry.path().filename().string();
+    const std::string pid = name.substr(std::min(prefix.size(), name.size()));
+    if (!name.starts_with(prefix) || pid.empty() || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    if (::kill(pid_t(std::stol(pid)), 0) != 0 && errno == ESRCH) fs::remove_all(entry.path(), error);
+  }
+}
+
+// Writes a checkpoint directory so that a crash at any moment leaves `dir` as it was or as the
+// new save, never a mix of the two: shards and index are written into a sibling staging
+// directory "<dir>.saving-<pid>", which then trades places with `dir` in one
+// renameat2(RENAME_EXCHANGE). The other files of `dir` (config.json, tokenizer files) are
+// hard-linked into the staging directory first, so they stay. Where the swap is impossible (a
+// file system without RENAME_EXCHANGE, or `dir` holding subdirectories) the files move in one by
+// one, shards first and the index last, as before: then only each file is atomic.
 class CheckpointDirectoryWriter {
  public:
   CheckpointDirectoryWriter(const std::string& dir, std::vector<std::string> names, std::vector<uint64_t> sizes,
                             uint64_t max_shard_bytes)
-      : dir_(dir), names_(std::move(names)), sizes_(std::move(sizes)), shards_(plan_shards(sizes_, max_shard_bytes)) {}
+      : dir_(directory_path(dir)),
+        staging_(fmt::format("{}.saving-{}", dir_.string(), ::getpid())),
+        names_(std::move(names)),
+        sizes_(std::move(sizes)),
+        shards_(plan_shards(sizes_, max_shard_bytes)) {}
+  CheckpointDirectoryWriter(const CheckpointDirectoryWriter&) = delete;
+  CheckpointDirectoryWriter& operator=(const CheckpointDirectoryWriter&) = delete;
+  ~CheckpointDirectoryWriter() {
+    std::error_code error;
+    if (started_) fs::remove_all(staging_, error);  // unfinished, or the old checkpoint after the swap
+  }
 
   const std::vector<std::vector<size_t>>& shards() const { return shards_; }
 
-  void create_directory() const {
+  void start() {
     std::error_code error;
-    fs::create_directories(dir_, error);
-    check(!error, "save_checkpoint", "{}: cannot create the directory: {}", dir_.string(), error.message());
+    check(!fs::exists(dir_, error) || fs::is_directory(dir_, error), "save_checkpoint",
+          "{}: exists and is not a directory", dir_.string());
+    if (dir_.has_parent_path()) fs::create_directories(dir_.parent_path(), error);
+    check(!error, "save_checkpoint", "{}: cannot create the directory: {}", dir_.parent_path().string(),
+          error.message());
+    remove_abandoned_staging(dir_);
+    fs::remove_all(staging_, error);
+    started_ = fs::create_directory(staging_, error);
+    check(started_, "save_checkpoint", "{}: cannot create the directory: {}", staging_.string(), error.message());
   }
   void write_shard(size_t s, const NamedTensors& tensors, const Metadata& metadata) {
-    const std::string name = shard_file_name(s, shards_.size());
-    write_safetensors((dir_ / name).string(), tensors, metadata);
-    written_.insert(name);
+    write_safetensors((staging_ / shard_file_name(s, shards_.size())).string(), tensors, metadata);
   }
   void finish() {
-    if (shards_.size() > 1) {
-      write_index(dir_, names_, sizes_, shards_);
-      written_.insert(kIndexFileName);
-    }
-    remove_stale_files(dir_, written_);
+    if (shards_.size() > 1) write_index(staging_, names_, sizes_, shards_);
+    publish();
   }
 
  private:
-  fs::path dir_;
+  void publish();
+  bool keep_other_files();
+  void move_files_in();
+
+  fs::path dir_, staging_;
   std::vector<std::string> names_;
   std::vector<uint64_t> sizes_;
   std::vector<std::vector<size_t>> shards_;
-  std::set<std::string> written_;
+  bool started_ = false;
 };
+
+void CheckpointDirectoryWriter::publish() {
+  const fs::path parent = dir_.has_parent_path() ? dir_.parent_path() : fs::path(".");
+  std::error_code error;
+  if (!fs::exists(dir_, error)) {
+    check(::rename(staging_.c_str(), dir_.c_str()) == 0, "save_checkpoint", "cannot rename {} to {}: {}",
+          staging_.string(), dir_.string(), std::strerror(errno));
+    started_ = false;
+    return sync_directory(parent);
+  }
+  if (keep_other_files() && ::renameat2(AT_FDCWD, staging_.c_str(), AT_FDCWD, dir_.c_str(), RENAME_EXCHANGE) == 0) {
+    return sync_directory(parent);  // the destructor removes the old checkpoint, now at staging_
+  }
+  move_files_in();
+}
+
+// Links every file of dir_ that is not a checkpoint file into the staging directory; false (and
+// nothing linked) when dir_ holds anything but regular files, which a swap would take away.
+bool CheckpointDirectoryWriter::keep_other_files() {
+  std::vector<fs::path> others;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir_)) {
+    if (!entry.is_regular_file() || entry.is_symlink()) return false;
+    if (!is_checkpoint_file(entry.path().filename().string())) others.push_back(entry.path());
+  }
+  for (const fs::path& other : others) {
+    std::error_code error;
+    fs::create_hard_link(other, staging_ / other.filename(), error);
+    if (error) fs::copy_file(other, staging_ / other.filename(), fs::copy_options::overwrite_existing);
+  }
+  return true;
+}
+
+// The fallback: each staged file renamed into dir_ (the index last), then the checkpoint files of
+// an earlier save that this one did not write removed.
+void CheckpointDirectoryWriter::move_files_in() {
+  std::set<std::string> written;
+  for (size_t s = 0; s <= shards_.size(); ++s) {
+    const bool index = s == shards_.size();
+    if (index && shards_.size() == 1) break;
+    const std::string name = index ? std::string(kIndexFileName) : shard_file_name(s, shards_.size());
+    check(::rename((staging_ / name).c_str(), (dir_ / name).c_str()) == 0, "save_checkpoint",
+          "cannot move {} into {}: {}", name, dir_.string(), std::strerror(errno));
+    written.insert(name);
+  }
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir_)) {
+    const std::string name = entry.path().filename().string();
+    if (is_checkpoint_file(name) && !written.contains(name)) fs::remove(entry.path());
+  }
+  sync_directory(dir_);
+}
 
 // Gathering to the writer ------------------------------------------------------------------------
 
@@ -299,7 +389,7 @@ void save_checkpoint(const std::string& dir, const NamedTensors& tensors, uint64
   }
   check_names(names, "save_checkpoint");
   CheckpointDirectoryWriter writer(dir, names, sizes, max_shard_bytes);
-  writer.create_directory();
+  writer.start();
   for (size_t s = 0; s < writer.shards().size(); ++s) {
     NamedTensors shard;
     for (size_t i : writer.shards()[s]) shard.push_back(tensors[i]);
@@ -338,7 +428,7 @@ void save_dtensors(const std::string& dir, const NamedDTensors& tensors, uint64_
       failure = std::current_exception();
     }
   };
-  on_writer([&] { writer.create_directory(); });
+  on_writer([&] { writer.start(); });
   for (size_t s = 0; s < writer.shards().size(); ++s) {
     NamedTensors shard;
     for (size_t i : writer.shards()[s]) {

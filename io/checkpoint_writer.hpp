@@ -1,8 +1,12 @@
 // Writing safetensors files and Hugging Face checkpoint directories, atomically.
 //
 // Every file is written to `<path>.tmp.<pid>`, fsync'ed and renamed over `path`, so a reader
-// sees the old file or the new one, never a torn one. A sharded checkpoint writes its shards
-// first and the index last, then removes files of an earlier save that the new one does not use.
+// sees the old file or the new one, never a torn one. A checkpoint directory is written whole into
+// a sibling "<dir>.saving-<pid>" and then trades places with `dir` in one atomic rename, so a
+// crash at any moment leaves the previous checkpoint, values and all, or the new one; the other
+// files of `dir` (config.json, tokenizer files) stay, and the next save removes what a crash left.
+// (Where the file system cannot swap directories, or `dir` holds subdirectories, the files move
+// in one at a time, the index last, and only each file is atomic.)
 //
 //   save_checkpoint("out/", {{"embed.weight", w}, {"norm.weight", g}});         // one process
 //   save_dtensors("out/", {{"lm_head.weight", sharded}}, 2ull << 30);         // collective

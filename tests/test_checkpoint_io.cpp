@@ -11,6 +11,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
 using namespace dtensor;
 using namespace checkpoint_test;
 using Catch::Contains;
@@ -257,4 +263,73 @@ TEST_CASE("save_dtensors: a failing writer fails every rank", "[checkpoint][dten
   const std::string target = dir.file("blocker") + "/ckpt";
   CHECK_THAT(message_of<ValueError>([&] { io::save_dtensors(target, {{"t", t}}); }), Contains("ckpt"));
   CHECK_THROWS_AS(io::save_dtensors(target, {}), ValueError);
+}
+
+namespace {
+
+// Four 8 MB tensors, one per shard, each filled with sign * (its index + 1).
+io::NamedTensors four_shards_of(double sign) {
+  io::NamedTensors tensors;
+  for (int i = 0; i < 4; ++i)
+    tensors.emplace_back(fmt::format("w{}", i), Tensor::full({int64_t(2) << 20}, sign * (i + 1), DType::F32));
+  return tensors;
+}
+constexpr uint64_t kShardBytes = uint64_t(8) << 20;
+
+void check_holds(const fs::path& dir, double sign) {
+  io::Checkpoint ckpt = io::Checkpoint::open(dir.string());
+  REQUIRE(ckpt.names().size() == 4);
+  for (int i = 0; i < 4; ++i) {
+    INFO("w" << i << ", expected " << sign * (i + 1));
+    const Tensor w = ckpt.read(fmt::format("w{}", i));
+    CHECK(equal(w, Tensor::full(w.shape(), sign * (i + 1), DType::F32)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("a save killed half way leaves the previous checkpoint, with its values", "[checkpoint][writer][faults]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "ckpt";
+  io::save_checkpoint(dir.string(), four_shards_of(1), kShardBytes);
+  { std::ofstream(dir / "config.json") << "{}\n"; }  // the user's file, not the checkpoint's
+
+  // A child process saves new values; it is killed as soon as its first new shard is complete.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    io::save_checkpoint(dir.string(), four_shards_of(-1), kShardBytes);
+    std::_Exit(0);
+  }
+  const fs::path staging = fmt::format("{}.saving-{}", dir.string(), child);
+  int status = 0;
+  while (!fs::exists(staging / "model-00001-of-00004.safetensors") && ::waitpid(child, &status, WNOHANG) == 0)
+    ::usleep(100);
+  ::kill(child, SIGKILL);
+  ::waitpid(child, &status, 0);
+  REQUIRE(WIFSIGNALED(status));  // killed mid-save, not finished
+  CHECK(fs::exists(staging));    // what the crash left
+
+  check_holds(dir, 1);
+  CHECK(fs::exists(dir / "config.json"));
+
+  // The next save completes, keeps the user's file and removes what the crash left.
+  io::save_checkpoint(dir.string(), four_shards_of(-1), kShardBytes);
+  check_holds(dir, -1);
+  CHECK(fs::exists(dir / "config.json"));
+  CHECK_FALSE(fs::exists(staging));
+  CHECK(no_temporaries(dir));
+}
+
+TEST_CASE("saving over a directory with subdirectories moves the files in and keeps the rest", "[checkpoint][writer]") {
+  TempDir tmp;
+  const fs::path dir = tmp.path() / "ckpt";
+  io::save_checkpoint(dir.string(), four_shards_of(1), kShardBytes);
+  fs::create_directories(dir / "runs");
+  { std::ofstream(dir / "runs" / "log.txt") << "kept\n"; }
+  io::save_checkpoint(dir.string() + "/", four_shards_of(-1), kShardBytes);
+  check_holds(dir, -1);
+  CHECK(read_file((dir / "runs" / "log.txt").string()) == "kept\n");
+  CHECK(no_temporaries(dir));
+  CHECK(std::distance(fs::directory_iterator(tmp.path()), fs::directory_iterator()) == 1);  // no staging left
 }
