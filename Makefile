@@ -54,11 +54,13 @@ bench-redistribute: build
 	$(MPIRUN) -np 4 $(BUILD)/bench/bench_redistribute
 	@grep '^redistribute:' $(BUILD)/bench-redistribute-np2.txt
 
-# 1 rank, then 2; the summary line is the 1-rank run's.
+# 1 rank, then 2; the summary line is the 1-rank run's overhead plus the 2-rank run's cost of the
+# collective fingerprints (DTENSOR_DEBUG=collectives) per 1 KiB all_reduce.
 bench-dispatch: build
 	$(MPIRUN) -np 1 $(BUILD)/bench/bench_dispatch | tee $(BUILD)/bench-dispatch-np1.txt
-	$(MPIRUN) -np 2 $(BUILD)/bench/bench_dispatch
-	@grep '^dispatch:' $(BUILD)/bench-dispatch-np1.txt
+	$(MPIRUN) -np 2 $(BUILD)/bench/bench_dispatch | tee $(BUILD)/bench-dispatch-np2.txt
+	@echo "$$(grep '^dispatch:' $(BUILD)/bench-dispatch-np1.txt) $$(grep -o 'check_cost_us=[^ ]*' \
+	  $(BUILD)/bench-dispatch-np2.txt)"
 
 # Writes (or reuses) the ~400 MB checkpoint in a process of its own, so writing never counts in
 # the loading ranks' peak memory; then loads it at TP 4 and TP 2. The last line is the worst

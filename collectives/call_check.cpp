@@ -4,6 +4,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -92,13 +93,21 @@ std::string describe_call(const CollectiveCall& call, uint64_t sequence, const s
   return describe(record_of(sequence, call, site));
 }
 
-bool collective_checks_enabled() {
-  static const bool enabled = [] {
+namespace {
+
+std::atomic<bool>& checks_on() {
+  static std::atomic<bool> on = [] {
     const char* debug = std::getenv("DTENSOR_DEBUG");
     return debug != nullptr && std::string(debug).find("collectives") != std::string::npos;
   }();
-  return enabled;
+  return on;
 }
+
+}  // namespace
+
+bool collective_checks_enabled() { return checks_on().load(std::memory_order_relaxed); }
+
+void set_collective_checks(bool on) { checks_on().store(on, std::memory_order_relaxed); }
 
 void check_same_collective(CommBackend& backend, uint64_t sequence, const CollectiveCall& call,
                            const std::source_location& site) {

@@ -27,8 +27,12 @@ struct CollectiveCall {
   DeviceType device = DeviceType::CPU;
 };
 
-// Whether DTENSOR_DEBUG names "collectives" (read once per process).
+// Whether DTENSOR_DEBUG names "collectives" (read once per process), or what
+// set_collective_checks said last.
 bool collective_checks_enabled();
+// Turns the checks on or off from here on. Every rank of a group must do the same at the same
+// point of its program (bench_dispatch measures both in one run).
+void set_collective_checks(bool on);
 
 // "all_reduce(f32, 64 elements, sum) at file.cpp:12 (call 7 of the group)", as errors name a call.
 std::string describe_call(const CollectiveCall& call, uint64_t sequence, const std::source_location& site);
