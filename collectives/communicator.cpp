@@ -113,7 +113,8 @@ void Communicator::State::check_call(const detail::CollectiveCall& call) {
 }
 
 Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
-  const bool in_place = in.defined() && out.defined() && in.data_ptr() == out.data_ptr();
+  // The in-place form passes its buffer as both (undefined ones too, so errors name `buffer`).
+  const bool in_place = &in == &out || (in.defined() && out.defined() && in.data_ptr() == out.data_ptr());
   check_tensor("all_reduce", in_place ? "buffer" : "in", in);
   if (!in_place) {
     check_tensor("all_reduce", "out", out);
