@@ -125,7 +125,8 @@ detail::WaitScope Communicator::State::begin_point_to_point(const char* op, cons
 }
 
 Work Communicator::State::all_reduce(const Tensor& in, const Tensor& out, ReduceOp op, bool async) {
-  const bool in_place = in.defined() && out.defined() && in.data_ptr() == out.data_ptr();
+  // The in-place form passes its buffer as both (undefined ones too, so errors name `buffer`).
+  const bool in_place = &in == &out || (in.defined() && out.defined() && in.data_ptr() == out.data_ptr());
   check_tensor("all_reduce", in_place ? "buffer" : "in", in);
   if (!in_place) {
     check_tensor("all_reduce", "out", out);

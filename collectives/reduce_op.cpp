@@ -15,7 +15,7 @@ std::string_view reduce_op_name(ReduceOp op) {
     case ReduceOp::Prod:
       return "prod";
   }
-  return "?";
+  return "unknown reduce op";
 }
 
 }  // namespace dtensor

@@ -41,23 +41,27 @@ struct SharedMetadata {
   Device device;  // the source tensor's
 };
 
-// Shape, dtype and device travel first so that other ranks can allocate their blocks.
+// Shape, dtype and device travel first so that other ranks can allocate their blocks. The
+// source's tensor is checked after they have travelled (its faults encoded in them), so that every
+// rank raises the source's error rather than waiting for a broadcast the source never starts.
 SharedMetadata share_metadata(const Tensor& full, const DeviceMesh& mesh, const std::vector<int64_t>& src,
                               bool is_source) {
-  constexpr int64_t kMaxDims = 16;
+  constexpr int64_t kMaxDims = 16, kUndefined = -1;
   constexpr size_t kShapeAt = 4;  // dtype, ndim, device type, device index, then the shape
   std::vector<int64_t> header(kMaxDims + kShapeAt, 0);
   if (is_source) {
-    check<ValueError>(full.defined(), "distribute", "the source rank passed an undefined tensor");
-    check<ShapeError>(full.dim() <= kMaxDims, "distribute", "tensor has {} dims, at most {} supported", full.dim(),
-                      kMaxDims);
-    header[0] = int64_t(full.dtype());
-    header[1] = full.dim();
-    header[2] = int64_t(full.device().type);
-    header[3] = full.device().index;
-    std::copy(full.shape().begin(), full.shape().end(), header.begin() + kShapeAt);
+    header[1] = full.defined() ? full.dim() : kUndefined;
+    if (full.defined() && full.dim() <= kMaxDims) {
+      header[0] = int64_t(full.dtype());
+      header[2] = int64_t(full.device().type);
+      header[3] = full.device().index;
+      std::copy(full.shape().begin(), full.shape().end(), header.begin() + kShapeAt);
+    }
   }
   auto shared = broadcast_from(mesh, src, Tensor::from_vector(header, {int64_t(header.size())})).to_vector<int64_t>();
+  check<ValueError>(shared[1] != kUndefined, "distribute", "full is an undefined tensor on the source rank");
+  check<ShapeError>(shared[1] <= kMaxDims, "distribute", "full has {} dims on the source rank, at most {} supported",
+                    shared[1], kMaxDims);
   return {Shape(shared.begin() + kShapeAt, shared.begin() + kShapeAt + shared[1]), DType(shared[0]),
           Device{DeviceType(shared[2]), int(shared[3])}};
 }
@@ -104,7 +108,9 @@ Tensor run_stage(const Tensor& region, const DeviceMesh& mesh, const Placement& 
 
 DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Placements& placements, int src_rank) {
   const char* op = "distribute";
-  check<MeshError>(mesh.is_member(), op, "this rank is not in {}", mesh.to_string());
+  check<MeshError>(mesh.is_member(), op, "this rank is not in the mesh {}", mesh.to_string());
+  check<MeshError>(std::find(mesh.ranks().begin(), mesh.ranks().end(), src_rank) != mesh.ranks().end(), op,
+                   "src_rank {} is not a rank of the mesh {}", src_rank, mesh.to_string());
   const auto src = mesh.coordinate_of(src_rank);
   const bool is_source = mesh.coordinate() == src;
   auto [global, dtype, source_device] = share_metadata(full, mesh, src, is_source);
@@ -116,7 +122,7 @@ DTensor DTensor::distribute(const Tensor& full, const DeviceMesh& mesh, const Pl
                                  [&](const Placement& p) {
                                    return p.is_partial() && p.reduce_op() == ReduceOp::Avg && !is_floating(dtype);
                                  }),
-                    op, "P(avg) needs a floating dtype, got {}", dtype);
+                    op, "placements {}: P(avg) needs a floating dtype, got {}", placements_str(normalized), dtype);
 
   Tensor region = is_source ? full : Tensor();
   for (int64_t m = 0; m < mesh.ndim(); ++m) {

@@ -11,12 +11,12 @@ namespace {
 void check_partial_dtype(const Placements& placements, DType dtype, const char* op) {
   for (const Placement& p : placements) {
     check<DTypeError>(!(p.is_partial() && p.reduce_op() == ReduceOp::Avg && !is_floating(dtype)), op,
-                      "P(avg) needs a floating dtype, got {} in {}", dtype, placements_str(placements));
+                      "placements {}: P(avg) needs a floating dtype, got {}", placements_str(placements), dtype);
   }
 }
 
 void check_member(const DeviceMesh& mesh, const char* op) {
-  check<MeshError>(mesh.is_member(), op, "this rank is not in {}", mesh.to_string());
+  check<MeshError>(mesh.is_member(), op, "this rank is not in the mesh {}", mesh.to_string());
 }
 
 // Runs one all_reduce per mesh dim over a small i64 tensor: afterwards every mesh rank holds the
@@ -44,21 +44,36 @@ Shape infer_global_shape(const Tensor& local, const DeviceMesh& mesh, const Plac
   return shape;
 }
 
+// A fingerprint of a shape that fits an i64 (FNV-1a over the sizes), for ranks to compare.
+int64_t shape_fingerprint(const Shape& shape) {
+  uint64_t h = 14695981039346656037ull;
+  for (int64_t size : shape) h = (h ^ uint64_t(size)) * 1099511628211ull;
+  return int64_t(h >> 1);
+}
+
 // Every mesh rank checks the same facts so that all of them throw together, never one alone.
 void check_consistent(const Tensor& local, const DeviceMesh& mesh, const Placements& placements, const Shape& global) {
   const char* op = "from_local";
   Block block = local_block(global, mesh.shape(), mesh.coordinate(), placements);
   int64_t my_rank = mesh.rank_at(mesh.coordinate());
   int64_t bad = block.shape == local.shape() ? INT64_MAX : my_rank;
-  Shape facts = {int64_t(local.dtype()), -int64_t(local.dtype()), local.dim(), -local.dim(), bad};
-  auto agreed = reduce_over_mesh(mesh, Tensor::from_vector<int64_t>(facts, {5}), ReduceOp::Min).to_vector<int64_t>();
+  const int64_t global_hash = shape_fingerprint(global);
+  Shape facts = {
+      int64_t(local.dtype()), -int64_t(local.dtype()), local.dim(), -local.dim(), global_hash, -global_hash, bad};
+  auto agreed = reduce_over_mesh(mesh, Tensor::from_vector<int64_t>(facts, {int64_t(facts.size())}), ReduceOp::Min)
+                    .to_vector<int64_t>();
   check<DTypeError>(agreed[0] == -agreed[1], op, "ranks disagree on dtype (this rank has {})", local.dtype());
   check<ShapeError>(agreed[2] == -agreed[3], op, "ranks disagree on the number of dims (this rank has {})",
                     local.dim());
-  check<ShapeError>(agreed[4] == INT64_MAX, op,
+  // Replicate dims take each rank's local size as the global one: blocks of different sizes there
+  // (or different global_shape arguments) would give each rank another tensor.
+  check<ShapeError>(agreed[4] == -agreed[5], op,
+                    "ranks disagree on the global shape (this rank: global {} from local shape {} and {})",
+                    shape_str(global), shape_str(local.shape()), placements_str(placements));
+  check<ShapeError>(agreed[6] == INT64_MAX, op,
                     "rank {} holds a local shape that does not match {} of global shape {} (this rank: "
                     "local {}, expected {})",
-                    agreed[4], placements_str(placements), shape_str(global), shape_str(local.shape()),
+                    agreed[6], placements_str(placements), shape_str(global), shape_str(local.shape()),
                     shape_str(block.shape));
 }
 
@@ -71,6 +86,7 @@ DTensor DTensor::from_local(const Tensor& local, const DeviceMesh& mesh, const P
                             const std::optional<Shape>& global_shape, bool check) {
   const char* op = "from_local";
   check_member(mesh, op);
+  dtensor::check<ValueError>(local.defined(), op, "local is an undefined tensor");
   Placements normalized = normalize_placements(placements, local.dim(), mesh.ndim(), op);
   check_partial_dtype(normalized, local.dtype(), op);
   Shape global = global_shape ? *global_shape : infer_global_shape(local, mesh, normalized, check);

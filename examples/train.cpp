@@ -15,10 +15,11 @@
 // unsharded model on rank 0 and prints
 //   check: loss_max_rel_diff=X (...) grad_norm_max_rel_diff=X weight_max_abs_diff=X (NAME) ok|MISMATCH
 // exiting 1 on every rank when a loss or a gradient norm differs by more than 1e-5 relative or a weight by more than
-// 1e-5 (f32; bf16: 2e-2 and 2e-2, its rounding of differently ordered sums). Bad flags and inputs
-// (a missing or float --tokens file, one not 2-D, a batch larger than its rows, an id outside the
-// vocabulary) are typed errors naming the value: the lowest rank that found one prints it and
-// every rank exits 1.
+// 1e-5 (f32; bf16: 2e-2 and 2e-2, its rounding of differently ordered sums). Bad flags
+// (examples/program_flags.hpp: rank 0 prints the error, every rank exits 2) and inputs (a missing
+// or float --tokens file, one not 2-D, a batch larger than its rows, an id outside the vocabulary)
+// are typed errors naming the value: the lowest rank that found one prints it and every rank exits 1.
+#include "program_flags.hpp"
 #include "training.hpp"
 
 #include "autograd/autograd.hpp"
@@ -30,6 +31,7 @@
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
 #include "tools/parse_on_every_rank.hpp"
+#include "tools/report_on_every_rank.hpp"
 #include "tools/share_verdict.hpp"
 
 #include <fmt/format.h>
@@ -47,45 +49,9 @@ namespace {
 
 constexpr const char* kOp = "train";
 
-struct Options {
-  std::string model_dir;
-  std::string tokens_file;
-  int64_t steps = 1;
-  int64_t batch = 1;
-  double lr = 1e-3;
-  double weight_decay = 0.01;
-  std::optional<double> clip_grad_norm;
-  std::string plan_file = "auto";
-  std::string dtype_flag = "f32";
-  bool checkpoint_activations = false;
-  std::string log_file;  // empty: none
-  std::string save_dir;  // empty: none
-  bool check = false;
-};
+using programs::TrainFlags;
 
-void add_options(CLI::App& app, Options& o) {
-  app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors)")->required();
-  app.add_option("--tokens", o.tokens_file, ".npy of integer token ids [N, T+1]")->required();
-  app.add_option("--steps", o.steps, "optimizer steps")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->required();
-  app.add_option("--batch", o.batch, "rows per step")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->required();
-  app.add_option("--lr", o.lr, "AdamW learning rate")->check(CLI::Range(0.0, 1e6))->required();
-  app.add_option("--weight-decay", o.weight_decay, "AdamW decoupled weight decay, on every parameter")
-      ->check(CLI::Range(0.0, 1e6))
-      ->capture_default_str();
-  app.add_option("--clip-grad-norm", o.clip_grad_norm, "clip the global gradient 2-norm to this before each step")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--plan", o.plan_file, "JSON tp_plan file {\"pattern\": \"strategy\"}, or auto (the model's own plan)")
-      ->capture_default_str();
-  app.add_option("--dtype", o.dtype_flag, "f32 | bf16 (bf16 compute, f32 master weights and AdamW states)")
-      ->check(CLI::IsMember({"f32", "bf16"}))
-      ->capture_default_str();
-  app.add_flag("--checkpoint-activations", o.checkpoint_activations, "recompute each decoder layer in backward");
-  app.add_option("--log", o.log_file, "append each step's JSON line to this file (rank 0)");
-  app.add_option("--save", o.save_dir, "write the trained weights here as a Hugging Face checkpoint");
-  app.add_flag("--check", o.check, "rerun the steps unsharded on rank 0 and compare losses and weights");
-}
-
-training::TrainOptions train_options(const Options& o) {
+training::TrainOptions train_options(const TrainFlags& o) {
   return {.lr = o.lr,
           .weight_decay = o.weight_decay,
           .clip_grad_norm = o.clip_grad_norm,
@@ -101,46 +67,28 @@ struct Prepared {
   std::shared_ptr<models::CausalLM> f32_weights;  // bf16: the master weights' source
 };
 
-Prepared prepare(const Options& o, const DeviceMesh& mesh) {
+Prepared prepare(const TrainFlags& o, const DeviceMesh& mesh) {
   Prepared p;
   p.config = models::load_hf_config(o.model_dir);
   p.tokens = io::read_token_ids(o.tokens_file);
   check(o.batch <= p.tokens.size(0), kOp, "--batch {} is larger than the {} rows of --tokens {}", o.batch,
         p.tokens.size(0), o.tokens_file);
   training::check_token_ids(p.tokens, p.config.vocab_size, o.tokens_file);
-  // Refused here rather than on rank 0 alone once training has started.
-  check(o.log_file.empty() || bool(std::ofstream(o.log_file, std::ios::app)), kOp, "--log {}: cannot write the file",
-        o.log_file);
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(p.config) : nn::TpPlan::from_json_file(o.plan_file);
   const DType dtype = dtype_from_name(o.dtype_flag);
-  p.model = models::load_sharded(o.model_dir, mesh, plan, dtype);
+  nn::PlanReport report;
+  p.model = models::load_sharded(o.model_dir, mesh, plan, dtype, &report);
+  if (o.plan_file != "auto") programs::check_plan_matched(report, o.plan_file, kOp);
   if (dtype != DType::F32) p.f32_weights = models::load_sharded(o.model_dir, mesh, plan, DType::F32);
   return p;
-}
-
-// Runs prepare on every rank (it has no collective). When it fails anywhere, the lowest failing
-// rank prints its error and every rank gets nullopt, so the job ends without an abort.
-std::optional<Prepared> prepare_on_every_rank(const Options& o, const DeviceMesh& mesh, Communicator& world) {
-  std::optional<Prepared> prepared;
-  std::string error;
-  try {
-    prepared = prepare(o, mesh);
-  } catch (const std::exception& e) {
-    error = e.what();
-  }
-  Tensor first_failing = Tensor::full({1}, error.empty() ? world.size() : world.rank(), DType::I32);
-  world.all_reduce(first_failing, ReduceOp::Min);
-  if (first_failing.item<int32_t>() == world.size()) return prepared;
-  if (first_failing.item<int32_t>() == world.rank()) fmt::print(stderr, "error: {}\n", error);
-  return std::nullopt;
 }
 
 std::string step_line(const training::StepResult& r) {
   return fmt::format("{{\"step\": {}, \"loss\": {}, \"grad_norm\": {}}}", r.step, r.loss, r.grad_norm);
 }
 
-std::vector<training::StepResult> train(training::Trainer& trainer, const Options& o, const Tensor& tokens,
+std::vector<training::StepResult> train(training::Trainer& trainer, const TrainFlags& o, const Tensor& tokens,
                                         bool print) {
   std::ofstream log;
   if (print && !o.log_file.empty()) {
@@ -200,7 +148,7 @@ io::NamedDTensors hf_tensors(training::Trainer& trainer, const std::string& name
 
 // A tied lm_head has no weight of its own (the embedding's), so none is written, as
 // save_pretrained does.
-void save(const Options& o, training::Trainer& trainer, const DeviceMesh& mesh, bool root) {
+void save(const TrainFlags& o, training::Trainer& trainer, const DeviceMesh& mesh, bool root) {
   autograd::NoGradGuard no_grad;
   io::NamedDTensors tensors;
   for (const auto& [name, value] : trainer.weights()) {
@@ -221,7 +169,8 @@ struct Bounds {
 Bounds check_bounds(DType dtype) { return dtype == DType::F32 ? Bounds{1e-5, 1e-5} : Bounds{2e-2, 2e-2}; }
 
 // Rank 0: the same steps with the unsharded model. Returns whether losses and weights match.
-bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::vector<training::StepResult>& sharded,
+bool check_against_unsharded(const TrainFlags& o, const Tensor& tokens,
+                             const std::vector<training::StepResult>& sharded,
                              const std::map<std::string, Tensor>& sharded_weights) {
   const training::TrainOptions options = train_options(o);
   training::Trainer reference(models::load_unsharded(o.model_dir, options.dtype), options,
@@ -257,9 +206,9 @@ bool check_against_unsharded(const Options& o, const Tensor& tokens, const std::
   return ok;
 }
 
-int run(Communicator& world, const Options& o) {
+int run(Communicator& world, const TrainFlags& o) {
   const DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
-  std::optional<Prepared> p = prepare_on_every_rank(o, mesh, world);
+  std::optional<Prepared> p = tools::report_on_every_rank(world, [&] { return prepare(o, mesh); });
   if (!p) return 1;
   const bool root = world.rank() == 0;
   if (root) {
@@ -283,9 +232,10 @@ int run(Communicator& world, const Options& o) {
 int main(int argc, char** argv) {
   return run_main(argc, argv, [&](Communicator& world) {
     CLI::App app{"Trains a checkpoint sharded over every rank on a .npy of token ids (mpirun -np N)."};
-    Options options;
-    add_options(app, options);
-    if (auto code = tools::parse_on_every_rank(app, argc, argv, world)) return *code;
-    return run(world, options);
+    TrainFlags flags;
+    programs::add_flags(app, flags);
+    if (auto code = tools::parse_on_every_rank(app, argc, argv, world, "train", [&] { programs::check_flags(flags); }))
+      return *code;
+    return run(world, flags);
   });
 }

@@ -53,6 +53,14 @@ const Linear::HeadLayout* split_heads(const Module& m, bool rowwise) {
   return columns == rowwise ? &*linear->heads() : nullptr;
 }
 
+// The Linear and Embedding strategies split a 2-D weight; on another module (a norm, a container)
+// they would split whatever it holds along the wrong dims, a silently wrong model.
+void check_splits_matrix(const Module& m, const std::string& name, const char* strategy) {
+  check<ValueError>(m.has_parameter("weight") && m.parameter_shape("weight").size() == 2, strategy,
+                    "module '{}' ({}) has no 2-D weight; {} splits Linear and Embedding modules", name, m.type_name(),
+                    strategy);
+}
+
 void check_head_plan(const Module& m, const std::string& name, const DeviceMesh& mesh, bool rowwise) {
   if (const Linear::HeadLayout* h = split_heads(m, rowwise)) check_head_split(h->heads, mesh.size(), name);
 }
@@ -112,6 +120,7 @@ class Colwise : public Strategy {
   explicit Colwise(bool gather_output) : gather_output_(gather_output) {}
 
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    check_splits_matrix(m, name, gather_output_ ? "colwise_rep" : "colwise");
     if (!gather_output_) check_head_plan(m, name, mesh, /*rowwise=*/false);
   }
   Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
@@ -148,6 +157,7 @@ class Rowwise : public Strategy {
   Rowwise(bool replicated_input, bool to_sequence) : replicated_input_(replicated_input), to_sequence_(to_sequence) {}
 
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    check_splits_matrix(m, name, replicated_input_ ? "rowwise_rep" : to_sequence_ ? "rowwise_to_sequence" : "rowwise");
     if (!replicated_input_) check_head_plan(m, name, mesh, /*rowwise=*/true);
   }
   Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
@@ -217,6 +227,7 @@ class LocalColwise : public Strategy {
     return replicated_for_split(x, mesh);
   }
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    check_splits_matrix(m, name, "local_colwise");
     check_head_plan(m, name, mesh, /*rowwise=*/false);
   }
   Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
@@ -233,6 +244,7 @@ class LocalColwise : public Strategy {
 class LocalRowwise : public Strategy {
  public:
   void check_plan(const Module& m, const std::string& name, const DeviceMesh& mesh) const override {
+    check_splits_matrix(m, name, "local_rowwise");
     check_head_plan(m, name, mesh, /*rowwise=*/true);
   }
   Value partition(const Module& m, const std::string& param, const io::TensorSource& source,

@@ -34,9 +34,10 @@ namespace {
 
 constexpr int64_t kGateUpParts = 2;
 
-void require_module(const Module& m, const char* type, const char* strategy, const std::string& param) {
-  check<ValueError>(m.type_name() == type, strategy, "applies to {} modules, not {} (parameter '{}')", type,
-                    m.type_name(), param);
+// Checked when the plan is applied, before anything loads.
+void require_module(const Module& m, const std::string& name, const char* type, const char* strategy) {
+  check<ValueError>(m.type_name() == type, strategy, "module '{}' is a {}; {} applies to {} modules", name,
+                    m.type_name(), strategy, type);
 }
 
 // This rank's torch.chunk slice of every one of `parts` equal parts along `dim`, concatenated in
@@ -79,9 +80,11 @@ Tensor packed_slice(const Tensor& whole, int64_t dim, int64_t parts, const Devic
 
 class PackedColwise : public Strategy {
  public:
-  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh&) const override {
+    require_module(m, name, "Linear", "packed_colwise");
+  }
+  Value partition(const Module&, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
-    require_module(m, "Linear", "packed_colwise", param);
     return read_packed_shard(source, 0, kGateUpParts, mesh, param, "packed_colwise");  // weight rows, bias
   }
   PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
@@ -97,12 +100,13 @@ class PackedRowwise : public Strategy {
  public:
   explicit PackedRowwise(bool hooks) : hooks_(hooks) {}
 
-  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh&) const override {
+    require_module(m, name, "Linear", strategy_name());
+  }
+  Value partition(const Module&, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
-    const char* name = hooks_ ? "packed_rowwise" : "local_packed_rowwise";
-    require_module(m, "Linear", name, param);
     if (param == "bias") return read_on_first_rank(source, mesh);
-    return read_packed_shard(source, 1, kGateUpParts, mesh, param, name);
+    return read_packed_shard(source, 1, kGateUpParts, mesh, param, strategy_name());
   }
   PlainShare plain_share(const Module& m, const std::string& param, const DeviceMesh& mesh) const override {
     return param == "bias" ? PlainShare{} : packed_share(m.parameter_shape(param), 1, kGateUpParts, mesh);
@@ -133,14 +137,17 @@ class PackedRowwise : public Strategy {
   }
 
  private:
+  const char* strategy_name() const { return hooks_ ? "packed_rowwise" : "local_packed_rowwise"; }
   bool hooks_;
 };
 
 class MoeTpExperts : public Strategy {
  public:
-  Value partition(const Module& m, const std::string& param, const io::TensorSource& source,
+  void check_plan(const Module& m, const std::string& name, const DeviceMesh&) const override {
+    require_module(m, name, "Experts", "moe_tp_experts");
+  }
+  Value partition(const Module&, const std::string& param, const io::TensorSource& source,
                   const DeviceMesh& mesh) const override {
-    require_module(m, "Experts", "moe_tp_experts", param);
     if (param == "gate_up") return read_packed_shard(source, 1, kGateUpParts, mesh, param, "moe_tp_experts");
     return read_local_block(source, mesh, {Shard(2)});  // down [E, H, I]: this rank's I columns
   }

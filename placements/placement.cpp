@@ -44,8 +44,13 @@ Placements normalize_placements(const Placements& placements, int64_t tensor_ndi
   out.reserve(placements.size());
   for (const Placement& p : placements) {
     check<ShapeError>(!p.is_shard() || (p.dim() >= -tensor_ndim && p.dim() < tensor_ndim), op,
-                      "{} in {} is out of range for a tensor with {} dims", p.to_string(), placements_str(placements),
-                      tensor_ndim);
+                      "placements {}: {} is out of range for a tensor with {} dims", placements_str(placements),
+                      p.to_string(), tensor_ndim);
+    // The rules of sections 3 and 4 (R -> P, Partial through ops) are written for these four.
+    check<ValueError>(!p.is_partial() || p.reduce_op() == ReduceOp::Sum || p.reduce_op() == ReduceOp::Avg ||
+                          p.reduce_op() == ReduceOp::Max || p.reduce_op() == ReduceOp::Min,
+                      op, "placements {}: {} is not a Partial placement; expected P(sum), P(avg), P(max) or P(min)",
+                      placements_str(placements), p.to_string());
     out.push_back(p.normalized(tensor_ndim));
   }
   return out;

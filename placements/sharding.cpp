@@ -6,7 +6,8 @@ namespace dtensor {
 
 ChunkSpan chunk_span(int64_t n, int64_t parts, int64_t index) {
   check<ValueError>(parts > 0 && index >= 0 && index < parts && n >= 0, "chunk_span",
-                    "piece {} of {} parts of size {} is not a valid piece", index, parts, n);
+                    "index {} of parts {} of a dim of size n = {}: expected parts > 0, 0 <= index < parts and n >= 0",
+                    index, parts, n);
   int64_t chunk = (n + parts - 1) / parts;
   int64_t start = std::min(index * chunk, n);
   return {start, std::min(chunk, n - start)};

@@ -8,11 +8,18 @@
 #include "tensor/kernel_util.hpp"
 #include "tensor/ops.hpp"
 
+#include <cmath>
+
 namespace dtensor {
 namespace {
 
 // x must be floating with at least one dim; weight and bias (when defined) 1-D of x's last dim
 // and x's dtype.
+// Checked before a device tensor is handed over, so every backend refuses the same eps.
+void check_eps(double eps, const char* op) {
+  check(std::isfinite(eps) && eps >= 0, op, "eps must be a finite number >= 0, got {}", eps);
+}
+
 void check_norm_args(const Tensor& x, const Tensor& weight, const Tensor& bias, const char* op) {
   detail::check_cpu(x, op, "x");
   detail::check_floating(x, op, "x");
@@ -62,6 +69,7 @@ Tensor for_each_row(const Tensor& x, Row row) {
 }  // namespace
 
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+  check_eps(eps, "layer_norm");
   if (on_device(x)) return device_kernels(x, "layer_norm").layer_norm(x, weight, bias, eps);
   const char* op = "layer_norm";
   check_norm_args(x, weight, bias, op);
@@ -91,6 +99,7 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 }
 
 Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
+  check_eps(eps, "rms_norm");
   if (on_device(x)) return device_kernels(x, "rms_norm").rms_norm(x, weight, eps);
   const char* op = "rms_norm";
   check_norm_args(x, weight, Tensor(), op);
