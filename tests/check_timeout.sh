@@ -6,28 +6,16 @@
 set -u
 mpirun_wrapper=$1
 exe=$2
-limit_ms=10000
 failures=0
+source "$(dirname "$0")/job_checks.sh"
 
-# np, mode, then the texts the output must contain
+# np, mode, then the texts the output must contain. Without DTENSOR_DEBUG: the fingerprints would
+# turn the mismatch of mode "order" into an error.
 check_mode() {
-  local np=$1 mode=$2 output start elapsed_ms rc
+  local np=$1 mode=$2
   shift 2
-  start=$(date +%s%N)
-  # Without DTENSOR_DEBUG: the fingerprints would turn the mismatch of mode "order" into an error.
-  output=$(env -u DTENSOR_DEBUG DTENSOR_TIMEOUT=2 timeout -k 5 60 "$mpirun_wrapper" -np "$np" "$exe" "$mode" 2>&1)
-  rc=$?
-  elapsed_ms=$((($(date +%s%N) - start) / 1000000))
-  echo "--- mode $mode (np $np): exit code $rc after ${elapsed_ms} ms"
-  echo "$output" | grep -v '^\s*$' | head -20
-  local verdict=ok expected
-  if [ "$rc" -eq 0 ]; then verdict="exit code 0"; fi
-  if [ "$elapsed_ms" -ge "$limit_ms" ]; then verdict="took ${elapsed_ms} ms (limit ${limit_ms} ms)"; fi
-  for expected in "$@"; do
-    if ! grep -qF -- "$expected" <<<"$output"; then verdict="output lacks: $expected"; fi
-  done
-  echo "--- mode $mode: $verdict"
-  [ "$verdict" = ok ] || failures=$((failures + 1))
+  expect_job_end "mode $mode (np $np)" "$@" -- \
+    env -u DTENSOR_DEBUG DTENSOR_TIMEOUT=2 "$mpirun_wrapper" -np "$np" "$exe" "$mode"
 }
 
 check_mode 3 compute "[timeout] all_reduce(f32, 64 elements, sum) at" "hang_on_purpose.cpp:" \
