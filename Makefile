@@ -4,7 +4,7 @@ BUILD ?= build
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward train
 
-.PHONY: all deps build asan demo demo-collectives test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
+.PHONY: all deps build demo demo-collectives test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
 all: build
 
@@ -40,6 +40,7 @@ $(ASAN_BUILD)/build.ninja: | deps
 	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Dcuda=disabled -Dbenchmarks=false \
 	  -Doptimization=1 -Ddebug=false -Dcpp_args=-g1
 
+.PHONY: asan
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
