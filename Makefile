@@ -32,8 +32,20 @@ demo: build $(DEMO_MODEL)/config.json
 demo-collectives: build
 	$(MPIRUN) -np 4 $(BUILD)/examples/collectives_demo
 
-test: build
-	scripts/run-tests.sh $(BUILD)
+# ASan + UBSan build of the library, tools and tests (no benchmarks), at -O1 with line tables so
+# that the tests stay fast and the reports name file:line; its `meson test` runs the unit suites and
+# the 1- and 2-rank runs of the others (tests/meson.build, tests/sanitizers/).
+ASAN_BUILD ?= build-asan
+$(ASAN_BUILD)/build.ninja: | deps
+	meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Dcuda=disabled -Dbenchmarks=false \
+	  -Doptimization=1 -Ddebug=false -Dcpp_args=-g1
+
+.PHONY: asan
+asan: deps $(ASAN_BUILD)/build.ninja
+	ninja -C $(ASAN_BUILD)
+
+test: build asan
+	scripts/run-tests.sh $(BUILD) $(ASAN_BUILD)
 
 # The C++ sources in .clang-format's style: `format` rewrites them, `format-check` (run by CI)
 # lists the files that differ and fails.
@@ -130,4 +142,4 @@ bench-gpu: build $(GPU_MODEL)/config.json
 	  --model $(GPU_MODEL) --torch-prefill $(BUILD)/torch-prefill.json --prefill-tokens 512 --dtype bf16
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD)

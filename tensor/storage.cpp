@@ -2,6 +2,7 @@
 
 #include "tensor/device_kernels.hpp"
 
+#include <sanitizer/asan_interface.h>  // ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -34,13 +35,17 @@ class HostBlockCache {
     void* p = it->second.back();
     it->second.pop_back();
     cached_bytes_ -= bytes;
+    ASAN_UNPOISON_MEMORY_REGION(p, bytes);
     return p;
   }
 
-  // Keeps the block unless the cache is full; returns false when the caller must free it.
+  // Keeps the block unless the cache is full; returns false when the caller must free it. Under
+  // AddressSanitizer a kept block is poisoned until taken again, so that a use of a released
+  // storage fails as a use after free would, instead of reading another tensor's data.
   bool give(void* p, size_t bytes) {
     std::lock_guard lock(mutex_);
     if (cached_bytes_ + bytes > kMaxCachedBytes) return false;
+    ASAN_POISON_MEMORY_REGION(p, bytes);
     free_[bytes].push_back(p);
     cached_bytes_ += bytes;
     return true;
@@ -85,6 +90,8 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   size_t rounded = (nbytes + kAlign - 1) / kAlign * kAlign;
   void* data = rounded == 0 ? nullptr : host_allocate(rounded);
   check<Error>(rounded == 0 || data != nullptr, "Storage::allocate", "out of memory allocating {} bytes", nbytes);
+  // The rounding's padding belongs to no tensor: under AddressSanitizer an access there fails.
+  if (data != nullptr) ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + nbytes, rounded - nbytes);
   return std::make_shared<Storage>(data, nbytes, device, [rounded](void* p) { host_release(p, rounded); });
 }
 

@@ -127,7 +127,9 @@ inline Tensor filled(const Shape& shape, DType dt, uint64_t seed, Values kind) {
   return t;
 }
 
+// A tensor of the given values, one per element, or none where the contents do not matter.
 inline Tensor from_values(const Shape& shape, DType dt, const std::vector<double>& values) {
+  REQUIRE((values.empty() || values.size() == size_t(count(shape))));
   Tensor t = Tensor::empty(shape, dt);
   visit_dtype(dt, [&]<typename T>() {
     for (size_t i = 0; i < values.size(); ++i) {

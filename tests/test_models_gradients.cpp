@@ -159,10 +159,20 @@ void gradcheck_layer(const TinySpec& spec) {
   CHECK(result.elements_checked > 6 * spec.hidden);
 }
 
-// Bytes the heap has handed out and not taken back (glibc; tensors' storage comes from there).
+#if defined(__SANITIZE_ADDRESS__)
+// The sanitizers' allocator statistics (sanitizer/allocator_interface.h, which GCC does not ship).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
+#endif
+
+// Bytes the heap has handed out and not taken back (tensors' storage comes from there): glibc's
+// count, or that of AddressSanitizer's allocator where it replaces glibc's (mallinfo2 then says 0).
 size_t heap_bytes_in_use() {
+#if defined(__SANITIZE_ADDRESS__)
+  return __sanitizer_get_current_allocated_bytes();
+#else
   const struct mallinfo2 info = mallinfo2();
   return info.uordblks + info.hblkhd;
+#endif
 }
 
 // The bytes a forward leaves held for the backward (the graph's saved tensors and the logits), and

@@ -5,6 +5,9 @@
 
 #include <cmath>
 #include <cstring>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
 
 using namespace dtensor;
 
@@ -172,6 +175,25 @@ TEST_CASE("from_blob wraps memory without copying and runs the deleter", "[tenso
   }
   CHECK(deleted);
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+// Only in the sanitizer build (make asan): storages come from a cache of freed blocks and are
+// rounded up to 64 bytes, both out of ASan's sight unless the storage code poisons them itself.
+TEST_CASE("under ASan a storage's padding and a released block in the cache are poisoned", "[tensor][storage]") {
+  const size_t nbytes = (size_t(256) << 10) + 4;  // a size the cache keeps, with 60 bytes of padding
+  auto storage = Storage::allocate(nbytes, Device::cpu());
+  auto* data = static_cast<char*>(storage->data());
+  CHECK(__asan_region_is_poisoned(data, nbytes) == nullptr);
+  CHECK(__asan_address_is_poisoned(data + nbytes));
+  CHECK(__asan_address_is_poisoned(data + nbytes + 59));
+  storage.reset();
+  CHECK(__asan_region_is_poisoned(data, nbytes) == data);
+  auto again = Storage::allocate(nbytes, Device::cpu());
+  REQUIRE(again->data() == data);  // the same block, taken back from the cache
+  CHECK(__asan_region_is_poisoned(data, nbytes) == nullptr);
+  CHECK(__asan_address_is_poisoned(data + nbytes));
+}
+#endif
 
 TEST_CASE("bad arguments raise typed errors naming the operation", "[tensor][errors]") {
   Tensor t = arange2d(3, 4);

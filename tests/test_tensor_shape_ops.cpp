@@ -99,7 +99,7 @@ TEST_CASE("index_select gathers along any dim with i32 and i64 indices") {
                     return w;
                   }(),
                   {0, 0});
-      const Tensor cols = from_values({4}, DType::I64, {0, 2, 4, 0, 2, 4, 0, 2}).slice(0, 0, 4);
+      const Tensor cols = from_values({8}, DType::I64, {0, 2, 4, 0, 2, 4, 0, 2}).slice(0, 0, 4);
       std::vector<double> want;
       for (int64_t r = 0; r < 4; ++r) {
         for (int64_t c : {0, 2, 4, 0}) want.push_back(va[size_t(r * 5 + c)]);
