@@ -1,8 +1,5 @@
 #include "nn/tp_plan.hpp"
 
-#include <nlohmann/json.hpp>
-
-#include <fstream>
 #include <sstream>
 
 namespace dtensor::nn {
@@ -57,31 +54,6 @@ void install_plan(Module& root, const TpPlan& plan, const DeviceMesh& tp, const 
 }
 
 }  // namespace
-
-TpPlan TpPlan::from_json(const std::string& text) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    fail<ValueError>("tp_plan", "not valid JSON: {}", e.what());
-  }
-  check<ValueError>(j.is_object(), "tp_plan", "expected a JSON object of pattern -> strategy, got {}", j.type_name());
-  TpPlan plan;
-  for (const auto& [pattern, strategy] : j.items()) {
-    check<ValueError>(strategy.is_string(), "tp_plan", "the strategy of '{}' must be a string, got {}", pattern,
-                      strategy.type_name());
-    plan.rules.push_back({pattern, strategy.get<std::string>()});
-  }
-  return plan;
-}
-
-TpPlan TpPlan::from_json_file(const std::string& path) {
-  std::ifstream in(path);
-  check<ValueError>(in.good(), "tp_plan", "cannot read plan file '{}'", path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return from_json(text.str());
-}
 
 bool pattern_matches(const std::string& pattern, const std::string& name) {
   std::vector<std::string> p = components(pattern), n = components(name);
