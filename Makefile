@@ -1,6 +1,9 @@
 # Entry points a user runs. Every target first installs missing Debian packages (fast when
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
+FUZZ_BUILD ?= build-fuzz
+FUZZ_RUNS ?= 2000000
+FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward train
 
@@ -32,8 +35,21 @@ demo: build $(DEMO_MODEL)/config.json
 demo-collectives: build
 	$(MPIRUN) -np 4 $(BUILD)/examples/collectives_demo
 
-test: build
-	scripts/run-tests.sh $(BUILD)
+test: build fuzz-build
+	scripts/run-tests.sh $(BUILD) $(FUZZ_BUILD)
+
+# libFuzzer targets of the file parsers (fuzz/meson.build), a clang build of their sources only
+# (through ccache where present). `make test` runs each on its committed corpus plus 20000
+# inputs; `make fuzz` runs FUZZ_RUNS inputs each and prints the totals.
+.PHONY: fuzz-build fuzz
+$(FUZZ_BUILD)/build.ninja: | deps
+	CXX="$$(command -v ccache) clang++-16" meson setup $(FUZZ_BUILD) fuzz
+
+fuzz-build: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+
+fuzz: fuzz-build
+	cd $(FUZZ_BUILD) && ../scripts/fuzz.sh --runs $(FUZZ_RUNS) $(addprefix ./fuzz_,$(FUZZ_TARGETS))
 
 # The C++ sources in .clang-format's style: `format` rewrites them, `format-check` (run by CI)
 # lists the files that differ and fails.
@@ -128,4 +144,4 @@ bench-gpu: build $(GPU_MODEL)/config.json
 	  --model $(GPU_MODEL) --torch-prefill $(BUILD)/torch-prefill.json --prefill-tokens 512 --dtype bf16
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(FUZZ_BUILD)
