@@ -25,7 +25,8 @@ namespace dtensor::fuzz {
     }                                                                                                \
   } while (false)
 
-// A directory of this process's own (libFuzzer's -jobs runs several processes), removed at exit.
+// A directory of this process's own (libFuzzer's -jobs runs several processes) in $TMPDIR, removed
+// at a normal exit; scripts/fuzz.sh gives each run a TMPDIR it removes, as libFuzzer's ends skip it.
 inline const std::filesystem::path& scratch_dir() {
   static const std::filesystem::path dir = [] {
     std::string pattern = (std::filesystem::temp_directory_path() / "dtensor-fuzz-XXXXXX").string();

@@ -30,13 +30,16 @@ for target in "$@"; do
   corpus=$repo/fuzz/corpus/${name#fuzz_}
   dict=$repo/fuzz/dict/json.dict  # every target but npy reads JSON
   [[ $name == fuzz_npy ]] && dict=$repo/fuzz/dict/npy.dict
+  # The corpus copy, and the scratch files of the target (libFuzzer ends the process without
+  # running its exit handlers, so the target cannot remove them itself).
   work=$(mktemp -d)
-  cp -r "$corpus/." "$work/"
-  log=$work.log
+  mkdir "$work/corpus" "$work/scratch"
+  cp -r "$corpus/." "$work/corpus/"
+  log=$work/log
   start=$SECONDS
   # -timeout: seconds one input may take; -max_total_time bounds CI's pass should a run slow down.
-  "$target" -runs="$runs" -max_total_time="$max_time" -timeout=10 -dict="$dict" -print_final_stats=1 \
-    -artifact_prefix="$artifacts/$name-" ${FUZZ_FLAGS:-} "$work" >"$log" 2>&1
+  TMPDIR=$work/scratch "$target" -runs="$runs" -max_total_time="$max_time" -timeout=10 -dict="$dict" \
+    -print_final_stats=1 -artifact_prefix="$artifacts/$name-" ${FUZZ_FLAGS:-} "$work/corpus" >"$log" 2>&1
   status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | awk '{ s += $1 } END { print s + 0 }')
   result=ok
@@ -47,7 +50,7 @@ for target in "$@"; do
   fi
   echo "$name: execs=$execs seconds=$((SECONDS - start)) result=$result"
   total_execs=$((total_execs + execs))
-  rm -rf "$work" "$log"
+  rm -rf "$work"
 done
 echo "fuzz: targets=$# execs=$total_execs crashes=$crashes"
 [[ $crashes -eq 0 ]]
