@@ -1,6 +1,9 @@
 # Entry points a user runs. Every target first installs missing Debian packages (fast when
 # present), configures the meson build once and rebuilds what changed.
 BUILD ?= build
+FUZZ_BUILD ?= build-fuzz
+FUZZ_RUNS ?= 2000000
+FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward train
 
@@ -44,8 +47,24 @@ $(ASAN_BUILD)/build.ninja: | deps
 asan: deps $(ASAN_BUILD)/build.ninja
 	ninja -C $(ASAN_BUILD)
 
-test: build asan
-	scripts/run-tests.sh $(BUILD) $(ASAN_BUILD)
+
+# libFuzzer targets of the file parsers (fuzz/meson.build), a clang build of their sources only
+# (through ccache where present). `make test` runs each on its committed corpus plus 20000
+# inputs; `make fuzz` runs FUZZ_RUNS inputs each and prints the totals.
+.PHONY: fuzz-build fuzz
+$(FUZZ_BUILD)/build.ninja: | deps
+	CXX="$$(command -v ccache) clang++-16" meson setup $(FUZZ_BUILD) fuzz
+
+fuzz-build: deps $(FUZZ_BUILD)/build.ninja
+	ninja -C $(FUZZ_BUILD)
+
+fuzz: fuzz-build
+	cd $(FUZZ_BUILD) && ../scripts/fuzz.sh --runs $(FUZZ_RUNS) $(addprefix ./fuzz_,$(FUZZ_TARGETS))
+
+# Every suite of the main build, the sanitizer build's and the fuzz targets' short pass; the last
+# line sums them.
+test: build asan fuzz-build
+	scripts/run-tests.sh $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)
 
 # The C++ sources in .clang-format's style: `format` rewrites them, `format-check` (run by CI)
 # lists the files that differ and fails.
@@ -142,4 +161,4 @@ bench-gpu: build $(GPU_MODEL)/config.json
 	  --model $(GPU_MODEL) --torch-prefill $(BUILD)/torch-prefill.json --prefill-tokens 512 --dtype bf16
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -84,13 +84,17 @@ std::map<std::string, std::string> read_weight_map(const fs::path& index_path) {
     check(file.is_string(), "checkpoint", "{}: weight_map entry '{}' must be a file name string, got {}", where, name,
           file.dump());
     const std::string file_name = file.get<std::string>();
-    // Only files inside the directory: an index must not point a loader elsewhere.
-    const bool plain =
-        !file_name.empty() && file_name != "." && file_name != ".." && file_name.find('/') == std::string::npos;
-    check(plain, "checkpoint", "{}: weight_map entry '{}' names '{}', not a file in the directory", where, name,
-          file_name);
+    // Only files inside the directory: an index must not point a loader elsewhere. A NUL (JSON's
+    // \u0000) would end the path the system opens early, naming another file than the index's.
+    const bool plain = !file_name.empty() && file_name != "." && file_name != ".." &&
+                       file_name.find_first_of(std::string("/\0", 2)) == std::string::npos;
+    // The name as JSON: escaped, a NUL cannot cut the message short.
+    check(plain, "checkpoint", "{}: weight_map entry '{}' names {}, not a file in the directory", where, name,
+          file.dump());
     weight_map[name] = file_name;
   }
+  // open() tells a single file from an index by an empty map, and a checkpoint needs a tensor.
+  check(!weight_map.empty(), "checkpoint", "{}: \"weight_map\" is empty: the index names no tensor", where);
   return weight_map;
 }
 

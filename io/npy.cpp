@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -193,9 +194,13 @@ NpyHeader read_header(std::ifstream& file, const std::string& path, uint64_t fil
   NpyHeader header = HeaderDictParser(dict, path).parse();
   header.data_offset = dict_start + header_length;
   uint64_t bytes = header.element.file_bytes;
+  int64_t extent = 1;  // the product of the dims with a zero counted as 1: what the array's strides multiply
   for (int64_t dim : header.shape) {
     check<ShapeError>(!__builtin_mul_overflow(bytes, uint64_t(dim), &bytes), kReadOp,
                       "{}: 'shape' {} overflows a 64-bit byte count", path, shape_str(header.shape));
+    // An empty array holds 0 bytes whatever its other dims, but its strides still multiply them.
+    check<ShapeError>(!__builtin_mul_overflow(extent, std::max<int64_t>(dim, 1), &extent), kReadOp,
+                      "{}: 'shape' {} overflows int64 strides", path, shape_str(header.shape));
   }
   header.data_bytes = bytes;
   const uint64_t present = file_size - header.data_offset;

@@ -146,11 +146,15 @@ SafetensorsFile::State::Entry SafetensorsFile::State::parse_entry(const std::str
   const nlohmann::json& shape = value["shape"];
   check<ShapeError>(shape.is_array(), "safetensors", "{}: \"shape\" must be an array, got {}", what, shape.dump());
   uint64_t bytes = dtype_size(entry.info.dtype);
+  int64_t extent = 1;  // the product of the dims with a zero counted as 1: what the tensor's strides multiply
   for (const nlohmann::json& dim : shape) {
     check<ShapeError>(dim.is_number_unsigned() && dim.get<uint64_t>() <= uint64_t(INT64_MAX), "safetensors",
                       "{}: shape {} must hold non-negative integers", what, shape.dump());
     check<ShapeError>(!__builtin_mul_overflow(bytes, dim.get<uint64_t>(), &bytes), "safetensors",
                       "{}: shape {} overflows a 64-bit byte count", what, shape.dump());
+    // An empty tensor holds 0 bytes whatever its other dims, but its strides still multiply them.
+    check<ShapeError>(!__builtin_mul_overflow(extent, std::max<int64_t>(dim.get<int64_t>(), 1), &extent), "safetensors",
+                      "{}: shape {} overflows int64 strides", what, shape.dump());
     entry.info.shape.push_back(dim.get<int64_t>());
   }
 

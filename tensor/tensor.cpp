@@ -30,10 +30,21 @@ int64_t normalize_dim(int64_t dim, int64_t ndim, const char* op) {
 }
 
 namespace {
+// Whether the contiguous strides of a shape of non-negative sizes fit int64: the product of its
+// sizes, a zero counted as 1, does (a zero-size tensor's strides still multiply its other sizes).
+bool strides_fit(const Shape& shape) {
+  int64_t extent = 1;
+  for (int64_t size : shape) {
+    if (__builtin_mul_overflow(extent, std::max<int64_t>(size, 1), &extent)) return false;
+  }
+  return true;
+}
+
 void check_shape(const Shape& shape, const char* op) {
   for (int64_t s : shape) {
     check<ShapeError>(s >= 0, op, "negative size {} in shape {}", s, shape_str(shape));
   }
+  check<ShapeError>(strides_fit(shape), op, "shape {} overflows int64 strides", shape_str(shape));
 }
 }  // namespace
 

@@ -170,6 +170,14 @@ TEST_CASE("broken checkpoint directories are typed errors naming them", "[checkp
   CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains("absent.safetensors"));
   write_file(index, R"({"weight_map": )");
   CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains("index.json"));
+  // An index naming no tensor once read past the end of the shard list
+  // (fuzz/corpus/checkpoint_index/crash-empty-weight-map.json).
+  write_file(index, R"({"weight_map": {}})");
+  CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }), Contains("\"weight_map\" is empty"));
+  // A NUL would end the opened path early, at "part.safetensors".
+  write_file(index, R"({"weight_map": {"a": "part.safetensors\u0000.bak"}})");
+  CHECK_THAT(message_of<ValueError>([&] { io::Checkpoint::open(where); }),
+             Contains(R"("part.safetensors\u0000.bak", not a file in the directory)"));
   write_file(index, R"({"weight_map": {"a": "part.safetensors"}})");
   CHECK(io::Checkpoint::open(where).names() == std::vector<std::string>{"a"});
   // A single file may be opened directly.

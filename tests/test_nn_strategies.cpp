@@ -155,6 +155,9 @@ TEST_CASE("plans: patterns, report, user strategies and bad input", "[nn][plan]"
   CHECK_FALSE(fresh.root->find("mlp.up")->parameter("weight").defined());
   CHECK_THROWS_AS(nn::TpPlan::from_json("{\"a\": 3}"), ValueError);
   CHECK_THROWS_AS(nn::TpPlan::from_json("[1, 2"), ValueError);
+  // A number beyond a double's range is nlohmann's out_of_range, not a parse_error (found by
+  // fuzz_tp_plan: fuzz/corpus/tp_plan/crash-number-overflow.json).
+  CHECK_THROWS_WITH(nn::TpPlan::from_json(R"({"a": 1e400})"), Catch::Contains("not valid JSON"));
 
   // A checkpoint tensor of the wrong shape names the parameter.
   Model wrong(4, 6);

@@ -174,3 +174,18 @@ TEST_CASE("npy: corrupt magic, version and header fields are typed errors naming
   CHECK_THAT(message_of<ValueError>([&] { io::read_npy(path); }),
              Contains("48 data bytes for 'shape' [3, 3] of '<i8', expected 72 (truncated)"));
 }
+
+// fuzz/corpus/npy/crash-zero-dim-huge-strides.npy: the byte count of an empty array is 0 whatever
+// its other dims, but its strides multiply them, which overflowed int64.
+TEST_CASE("npy: an empty array whose other dims overflow int64 strides is a ShapeError", "[checkpoint][npy][errors]") {
+  TempDir dir;
+  const std::string path = dir.file("empty.npy");
+  write_file(path, npy_bytes(dict_of("<f4", "(0, 4611686018427387904, 4611686018427387904)"), ""));
+  CHECK_THAT(message_of<ShapeError>([&] { io::read_npy(path); }),
+             Contains(path) && Contains("'shape' [0, 4611686018427387904, 4611686018427387904] overflows int64"));
+  // The largest such shape that fits still reads, as an empty array.
+  write_file(path, npy_bytes(dict_of("<f4", "(0, 4611686018427387904, 1)"), ""));
+  const Tensor empty = io::read_npy(path);
+  CHECK(empty.shape() == Shape{0, 4611686018427387904, 1});
+  CHECK(empty.numel() == 0);
+}

@@ -240,6 +240,13 @@ TEST_CASE("safetensors: every header violation is a typed error", "[checkpoint][
   expect_open_error<ValueError>(dir, {"begin after end", object_of(entry("w", "F32", "[0]", "[8, 4]")), data, {"'w'"}});
   expect_open_error<ValueError>(
       dir, {"offsets not a pair", object_of(entry("w", "F32", "[1]", "[0, 4, 8]")), data, {"'w'"}});
+  // An empty tensor holds no bytes, but its strides multiply the other dims
+  // (fuzz/corpus/safetensors/crash-zero-dim-huge-strides.safetensors).
+  expect_open_error<ShapeError>(
+      dir, {"empty tensor whose strides overflow",
+            object_of(entry("w", "F32", "[0, 4611686018427387904, 4611686018427387904]", "[0, 0]")),
+            data,
+            {"'w'", "overflows int64 strides"}});
   expect_open_error<ShapeError>(
       dir, {"bytes differ from shape", object_of(entry("w", "F32", "[2, 3]", "[0, 20]")), data, {"'w'", "24"}});
   expect_open_error<ValueError>(dir, {"overlap",

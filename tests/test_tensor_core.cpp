@@ -203,6 +203,12 @@ TEST_CASE("bad arguments raise typed errors naming the operation", "[tensor][err
   CHECK_THROWS_AS(t.permute({0, 0}), ShapeError);
   CHECK_THROWS_AS(t.data<double>(), DTypeError);
   CHECK_THROWS_AS(Tensor::empty({2, -1}, DType::F32), ShapeError);
+  // Empty, but its strides would multiply the other sizes past int64 (what the fuzzed parsers
+  // first let through: fuzz/corpus/npy/crash-zero-dim-huge-strides.npy).
+  const int64_t huge = int64_t(1) << 62;
+  CHECK_THROWS_WITH(Tensor::empty({0, huge, huge}, DType::F32),
+                    Catch::Contains("[empty]") && Catch::Contains("overflows int64 strides"));
+  CHECK(Tensor::empty({0, huge, 1}, DType::F32).numel() == 0);
   CHECK_THROWS_AS(Tensor::empty({2}, DType::F32, Device::cuda(0)), DeviceError);
   CHECK_THROWS_WITH(t.item<float>(), Catch::Contains("[item]"));
   CHECK_THROWS_WITH(Tensor().data_ptr(), Catch::Contains("rank"));
