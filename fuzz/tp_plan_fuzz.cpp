@@ -8,7 +8,7 @@
 namespace {
 
 void check_round_trip(const dtensor::nn::TpPlan& plan) {
-  nlohmann::json object = nlohmann::json::object();
+  nlohmann::ordered_json object = nlohmann::ordered_json::object();  // rules keep their order
   for (const dtensor::nn::TpRule& rule : plan.rules) object[rule.pattern] = rule.strategy;
   const dtensor::nn::TpPlan again = dtensor::nn::TpPlan::from_json(object.dump());
   FUZZ_CHECK(again.rules.size() == plan.rules.size());
