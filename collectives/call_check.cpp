@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include "tensor/fnv_hash.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -26,13 +27,12 @@ struct Record {
 };
 static_assert(sizeof(Record) == 168, "docs/design.md section 8 gives the record's size");
 
-// FNV-1a over the counts: equal counts give equal hashes on every rank.
+// Equal counts give equal hashes on every rank.
 uint64_t hash_counts(std::span<const int64_t> counts) {
-  uint64_t h = 1469598103934665603ull ^ counts.size();
-  for (int64_t c : counts) {
-    for (int b = 0; b < 8; ++b) h = (h ^ ((uint64_t(c) >> (8 * b)) & 0xff)) * 1099511628211ull;
-  }
-  return h;
+  Fnv1a h;
+  h.add(uint64_t(counts.size()));
+  for (int64_t c : counts) h.add(c);
+  return h.value();
 }
 
 void copy_tail(char* dst, size_t capacity, const char* src) {

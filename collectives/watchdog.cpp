@@ -1,6 +1,7 @@
 #include "collectives/watchdog.hpp"
 
 #include "collectives/runtime.hpp"
+#include "tensor/fnv_hash.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -42,11 +43,10 @@ std::string rank_text(const GroupMembers& group, int rank) {
 
 // The fields the ranks of one call agree on (those the fingerprints compare, but the counts).
 uint64_t call_hash(const CollectiveCall& call) {
-  uint64_t h = 1469598103934665603ull;
-  auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
-  for (const char* c = call.op; *c != '\0'; ++c) mix(uint64_t(uint8_t(*c)));
-  for (int64_t v : {int64_t(call.dtype), call.elements, int64_t(call.root), int64_t(call.reduce)}) mix(uint64_t(v));
-  return h;
+  Fnv1a h;
+  for (const char* c = call.op; *c != '\0'; ++c) h.add(uint64_t(uint8_t(*c)));
+  for (int64_t v : {int64_t(call.dtype), call.elements, int64_t(call.root), int64_t(call.reduce)}) h.add(v);
+  return h.value();
 }
 
 double seconds_since(Clock::time_point since) { return std::chrono::duration<double>(Clock::now() - since).count(); }
@@ -172,9 +172,9 @@ std::mutex interned_mutex;
 std::deque<GroupMembers> interned_groups;
 
 GroupMembers group_members(std::vector<int> world_ranks, int world_size) {
-  GroupMembers group{std::move(world_ranks), 1469598103934665603ull, world_size};
-  for (int r : group.world_ranks) group.hash = (group.hash ^ uint64_t(uint32_t(r))) * 1099511628211ull;
-  return group;
+  Fnv1a h;
+  for (int r : world_ranks) h.add(r);
+  return {std::move(world_ranks), h.value(), world_size};
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include "dtensor/autograd/methods.hpp"
 #include "dtensor/redistribute.hpp"
+#include "tensor/fnv_hash.hpp"
 
 namespace dtensor {
 
@@ -46,9 +47,9 @@ Shape infer_global_shape(const Tensor& local, const DeviceMesh& mesh, const Plac
 
 // A fingerprint of a shape that fits an i64 (FNV-1a over the sizes), for ranks to compare.
 int64_t shape_fingerprint(const Shape& shape) {
-  uint64_t h = 14695981039346656037ull;
-  for (int64_t size : shape) h = (h ^ uint64_t(size)) * 1099511628211ull;
-  return int64_t(h >> 1);
+  Fnv1a h;
+  for (int64_t size : shape) h.add(size);
+  return int64_t(h.value() >> 1);
 }
 
 // Every mesh rank checks the same facts so that all of them throw together, never one alone.

@@ -2,6 +2,7 @@
 #include "dtensor/ops/dispatch.hpp"
 
 #include "dtensor/ops.hpp"
+#include "tensor/fnv_hash.hpp"
 
 #include <algorithm>
 #include <mutex>
@@ -28,9 +29,9 @@ namespace {
 struct KeyHash {
   using is_transparent = void;
   size_t operator()(std::span<const int64_t> key) const {
-    uint64_t h = 1469598103934665603ull;  // FNV-1a over 64-bit words
-    for (int64_t v : key) h = (h ^ uint64_t(v)) * 1099511628211ull;
-    return size_t(h);
+    Fnv1a h;
+    for (int64_t v : key) h.add(v);
+    return size_t(h.value());
   }
   size_t operator()(const std::vector<int64_t>& key) const { return (*this)(std::span<const int64_t>(key)); }
 };
