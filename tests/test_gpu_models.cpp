@@ -12,13 +12,12 @@
 
 using models_test::SharedDir;
 using models_test::TinySpec;
+using models_test::world_line;
 
 namespace {
 
 const std::vector<int64_t> kPrompt = {3, 17, 0, 36, 5, 22, 9, 11, 30};
 constexpr int64_t kNewTokens = 5;
-
-DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 std::shared_ptr<models::CausalLM> load_on_gpu(const std::string& dir, const nn::TpPlan& plan, DType dtype) {
   auto model = models::load_sharded(dir, world_line(), plan, dtype);

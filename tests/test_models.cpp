@@ -15,10 +15,9 @@
 using namespace dtensor;
 using models_test::SharedDir;
 using models_test::TinySpec;
+using models_test::world_line;
 
 namespace {
-
-DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 const std::vector<int64_t> kPrompt = {3, 17, 0, 36, 5, 22, 9, 11, 30};
 constexpr int64_t kNewTokens = 5;

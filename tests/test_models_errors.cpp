@@ -9,10 +9,9 @@
 using namespace dtensor;
 using models_test::SharedDir;
 using models_test::TinySpec;
+using models_test::world_line;
 
 namespace {
-
-DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 // The checkpoint of `spec` with `edit` applied to its tensors.
 void write_edited(const SharedDir& dir, const TinySpec& spec, const std::function<void(io::NamedTensors&)>& edit) {

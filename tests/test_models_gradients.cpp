@@ -32,10 +32,9 @@ using models_test::SharedDir;
 using models_test::tied_llama;
 using models_test::TinySpec;
 using models_test::training_plans;
+using models_test::world_line;
 
 namespace {
-
-DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 const Tensor kIds = Tensor::from_vector<int64_t>({3, 17, 0, 36, 5, 22, 9, 11, 30, 1, 1, 28}, {2, 6});
 const std::vector<int64_t> kLabels = {17, 0, 36, 5, 22, 4, 11, 30, 1, 1, 28, 13};

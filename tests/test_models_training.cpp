@@ -16,10 +16,9 @@ using models_test::SharedDir;
 using models_test::tied_llama;
 using models_test::TinySpec;
 using models_test::training_plans;
+using models_test::world_line;
 
 namespace {
-
-DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 Tensor whole_logits(const nn::Value& logits) {
   return logits.is_distributed() ? logits.dtensor().full_tensor() : logits.tensor();

@@ -12,6 +12,7 @@
 
 #include "collectives/runtime.hpp"
 #include "io/checkpoint_writer.hpp"
+#include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
 #include "models/hf_config.hpp"
 #include "tensor/random.hpp"
@@ -44,6 +45,9 @@ struct TinySpec {
   bool mixtral() const { return architecture == "MixtralForCausalLM"; }
   int64_t dim() const { return head_dim > 0 ? head_dim : hidden / heads; }
 };
+
+// The 1-D mesh of every rank, the models' tensor-parallel line.
+inline DeviceMesh world_line() { return DeviceMesh::from_world({world().size()}); }
 
 inline std::string config_json(const TinySpec& s) {
   std::string json = fmt::format(
