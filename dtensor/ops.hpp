@@ -7,7 +7,7 @@
 // shapes, dtypes and placements, mesh shape). Inputs must live on the same mesh (MeshError).
 //
 //   DTensor y = matmul(x, w);          // x S(-1), w S(0): no communication, y is P(sum)
-//   DTensor z = relu(y);               // nonlinear: y is all-reduced to R first
+//   DTensor z = relu(y);               // nonlinear: y is reduced first (all_reduce, or reduce_scatter to a split)
 //   DTensor s = sum(x, {0});           // over a sharded dim: P(sum), or PartialResult::Reduce
 //
 // Partial results stay partial where that is exact: P(sum) + P(sum), P(sum) * R, P(sum) * scalar,

@@ -230,9 +230,11 @@ std::string explain_plan(const RedistributePlan& plan, const Shape& global, size
     int64_t bytes = step_bytes(step, global, elem, mesh, coord);
     int64_t group = mesh[size_t(step.mesh_dim)];
     double us = is_collective(step.kind) ? model.collective_us(collective_of(step.kind), bytes, group) : 0.0;
-    out += fmt::format("  mesh dim {}: {} -> {}  {:<14} {:>12} bytes  ~{:.1f} us\n", step.mesh_dim,
-                       step.before[size_t(step.mesh_dim)].to_string(), step.to.to_string(), step_kind_name(step.kind),
-                       bytes, us);
+    // Padded so that the columns line up whatever the placements' lengths ("R", "P(sum)").
+    const std::string change =
+        fmt::format("{} -> {}", step.before[size_t(step.mesh_dim)].to_string(), step.to.to_string());
+    out += fmt::format("  mesh dim {}: {:<16} {:<14} {:>12} bytes  ~{:.1f} us\n", step.mesh_dim, change,
+                       step_kind_name(step.kind), bytes, us);
   }
   return out;
 }

@@ -15,6 +15,22 @@ namespace {
 
 std::vector<int64_t> sorted_cuts(const std::set<int64_t>& cuts) { return {cuts.begin(), cuts.end()}; }
 
+// "rank 2" or "ranks 0,1".
+std::string ranks_label(const std::vector<int>& ranks) {
+  return fmt::format("{} {}", ranks.size() == 1 ? "rank" : "ranks", fmt::join(ranks, ","));
+}
+
+// The ranks whose block has no element (torch.chunk leaves trailing ranks short or empty), which
+// appear in no cell: a line saying so, or nothing.
+std::string empty_blocks_line(const DeviceMesh& mesh, const std::vector<Block>& blocks) {
+  std::vector<int> empty;
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    if (blocks[i].shape[0] * blocks[i].shape[1] == 0) empty.push_back(mesh.ranks()[i]);
+  }
+  if (empty.empty()) return "";
+  return fmt::format("{} {} an empty block\n", ranks_label(empty), empty.size() == 1 ? "holds" : "hold");
+}
+
 }  // namespace
 
 std::string visualize_sharding(const DTensor& tensor) {
@@ -48,7 +64,7 @@ std::string visualize_sharding(const DTensor& tensor) {
           holders.push_back(mesh.ranks()[i]);
         }
       }
-      line.push_back(fmt::format("ranks {}", fmt::join(holders, ",")));
+      line.push_back(ranks_label(holders));
     }
     grid.push_back(line);
   }
@@ -63,7 +79,7 @@ std::string visualize_sharding(const DTensor& tensor) {
     for (size_t c = 0; c < line.size(); ++c) out += fmt::format("| {:<{}} ", line[c], width[c]);
     out += "|\n";
   }
-  return out;
+  return out + empty_blocks_line(mesh, blocks);
 }
 
 }  // namespace dtensor

@@ -63,9 +63,20 @@ TEST_CASE("visualize_sharding draws which ranks hold which block", "[dtensor]") 
   DeviceMesh mesh = world_line();
   DTensor x = DTensor::distribute(sample({4, 6}), mesh, {Shard(1)});
   std::string picture = visualize_sharding(x);
-  CHECK_THAT(picture, Catch::Contains("ranks 0"));
+  CHECK_THAT(picture, Catch::Contains("| rank 0 "));
   int64_t first_cols = chunk_span(6, mesh.size(), 0).size;  // torch.chunk: ceil(6 / k)
   CHECK_THAT(picture, Catch::Contains(fmt::format("[0, {})", first_cols)));
+  // 6 columns over 4 ranks are 2, 2, 2, 0: then the last rank is named as holding nothing.
+  const bool last_empty = chunk_span(6, mesh.size(), mesh.size() - 1).size == 0;
+  CHECK(last_empty == (picture.find("holds an empty block") != std::string::npos));
+  if (mesh.size() > 1) {
+    // Replicated: one cell held by every rank.
+    std::string all = visualize_sharding(DTensor::distribute(sample({4, 6}), mesh, {Replicate()}));
+    CHECK_THAT(all, Catch::Contains(mesh.size() == 2 ? "| ranks 0,1 |" : "| ranks 0,1,2"));
+    // k - 1 rows over k ranks: torch.chunk gives the last rank none, which the picture says.
+    std::string uneven = visualize_sharding(DTensor::distribute(sample({mesh.size() - 1, 2}), mesh, {Shard(0)}));
+    CHECK_THAT(uneven, Catch::Contains(fmt::format("rank {} holds an empty block\n", mesh.size() - 1)));
+  }
   CHECK_THROWS_AS(visualize_sharding(DTensor::distribute(sample({2, 2, 2}), mesh, {Replicate()})), ShapeError);
 }
 

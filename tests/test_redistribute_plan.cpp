@@ -96,6 +96,11 @@ TEST_CASE("explain names each step with its collective and bytes", "[plan]") {
   std::string text = explain_plan(plan, {6, 4}, 4, {2}, {1});
   CHECK_THAT(text,
              Catch::Contains("mesh dim 0: S(0) -> R") && Catch::Contains("all_gather") && Catch::Contains("96 bytes"));
+  // The columns line up whatever the placements' lengths.
+  auto two = plan_redistribute({6, 4}, 4, {2, 2}, {Partial(), Shard(0)}, {Replicate(), Replicate()});
+  std::string lines = explain_plan(two, {6, 4}, 4, {2, 2}, {0, 0});
+  CHECK_THAT(lines, Catch::Contains("mesh dim 0: P(sum) -> R      all_reduce") &&
+                        Catch::Contains("mesh dim 1: S(0) -> R        all_gather"));
   CHECK(&cached_plan({6, 4}, 4, {2}, {Shard(0)}, {Replicate()}) ==
         &cached_plan({6, 4}, 4, {2}, {Shard(0)}, {Replicate()}));
 }
