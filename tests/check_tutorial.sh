@@ -5,7 +5,9 @@
 # and must equal, line for line, what that program prints at that rank count. Every program given
 # must have at least one block. The programs that check themselves against one process (steps 5..7:
 # they exit 1 on a mismatch) also run at np 1 and 2 and must exit 0.
-# Usage: check_tutorial.sh MPIRUN_WRAPPER TUTORIAL_MD PROGRAM...
+# With TUTORIAL_UPDATE=1 it writes each program's output into its block instead (after a change
+# to a program or to what the library prints), then checks as usual.
+# Usage: [TUTORIAL_UPDATE=1] check_tutorial.sh MPIRUN_WRAPPER TUTORIAL_MD PROGRAM...
 set -u
 mpirun_wrapper=$1
 doc=$2
@@ -39,12 +41,36 @@ run() {
 }
 
 # The doc's blocks: block K's marker line is "$dir/block-K.marker", its text "$dir/block-K.txt".
-awk -v dir="$dir" '
-  /^<!-- output: [^ ]+ np=[0-9]+ -->$/ { marker = $3 " " substr($4, 4); next }
-  marker != "" && /^```/ && !inside { inside = 1; n++; print marker > (dir "/block-" n ".marker"); next }
-  inside && /^```$/ { inside = 0; marker = ""; close(dir "/block-" n ".txt"); next }
-  inside { print > (dir "/block-" n ".txt") }
-' "$doc"
+extract_blocks() {
+  rm -f "$dir"/block-*
+  awk -v dir="$dir" '
+    /^<!-- output: [^ ]+ np=[0-9]+ -->$/ { marker = $3 " " substr($4, 4); next }
+    marker != "" && /^```/ && !inside { inside = 1; n++; print marker > (dir "/block-" n ".marker"); next }
+    inside && /^```$/ { inside = 0; marker = ""; close(dir "/block-" n ".txt"); next }
+    inside { print > (dir "/block-" n ".txt") }
+  ' "$doc"
+}
+
+# Rewrites the doc with every block's text replaced by its program's output at its rank count.
+update_doc() {
+  local marker name np
+  for marker in "$dir"/block-*.marker; do
+    read -r name np <"$marker"
+    run "$name" "$np" || return 1
+  done
+  awk -v dir="$dir" '
+    /^<!-- output: [^ ]+ np=[0-9]+ -->$/ { out = dir "/" $3 "-np" substr($4, 4) ".out"; print; next }
+    out != "" && /^```/ && !inside { inside = 1; print; while ((getline line < out) > 0) print line; next }
+    inside && /^```$/ { inside = 0; out = ""; print; next }
+    !inside { print }
+  ' "$doc" >"$dir/updated.md" && cat "$dir/updated.md" >"$doc"
+}
+if [ "${TUTORIAL_UPDATE:-0}" = 1 ]; then
+  extract_blocks
+  update_doc || { echo "tutorial: could not update $doc"; exit 1; }
+  echo "tutorial: updated the output blocks of $doc"
+fi
+extract_blocks
 
 shown=" "
 for marker in "$dir"/block-*.marker; do

@@ -42,7 +42,8 @@ int main(int argc, char** argv) {
 
     // A mesh over some ranks only: the others are not members and must not use it.
     DeviceMesh evens = DeviceMesh::from_ranks(world, {0, 2}, {2}, {"even"});
-    print_each_rank(world, evens.is_member() ? fmt::format("in {}", evens.to_string()) : "not in the mesh of even ranks");
+    print_each_rank(world,
+                    evens.is_member() ? fmt::format("in {}", evens.to_string()) : "not in the mesh of even ranks");
     return 0;
   });
 }

@@ -28,8 +28,8 @@ int main(int argc, char** argv) {
 
     // Shard(1) splits the columns instead; Replicate gives every rank the whole tensor.
     DTensor cols = DTensor::distribute(full, mesh, {Shard(1)});
-    print_each_rank(world, fmt::format("Shard(1) local {} = {}", shape_str(cols.to_local().shape()),
-                                       values(cols.to_local())));
+    print_each_rank(world,
+                    fmt::format("Shard(1) local {} = {}", shape_str(cols.to_local().shape()), values(cols.to_local())));
     DTensor everywhere = DTensor::distribute(full, mesh, {Replicate()});
     if (root) fmt::print("Replicate: every rank holds {}\n", shape_str(everywhere.to_local().shape()));
 
@@ -49,8 +49,8 @@ int main(int argc, char** argv) {
     DeviceMesh grid = DeviceMesh::from_world({2, 2}, {"dp", "tp"});
     DTensor tiles = DTensor::distribute(full, grid, {Shard(0), Shard(1)});
     if (root) fmt::print("(Shard(0), Shard(1)) on a 2 x 2 mesh:\n{}", visualize_sharding(tiles));
-    print_each_rank(world, fmt::format("coordinate ({}) local {}", fmt::join(grid.coordinate(), ", "),
-                                       values(tiles.to_local())));
+    print_each_rank(
+        world, fmt::format("coordinate ({}) local {}", fmt::join(grid.coordinate(), ", "), values(tiles.to_local())));
 
     // full_tensor() puts the whole logical tensor back on every rank.
     Tensor whole = tiles.full_tensor();

@@ -46,13 +46,13 @@ int main(int argc, char** argv) {
     Tensor full = world.rank() == 0 ? Tensor::arange({6, 8}, DType::F32) : Tensor();
     DTensor rows = DTensor::distribute(full, mesh, {Shard(0)});
 
-    move(rows, {Replicate()});   // gather the rows: all_gather
-    move(rows, {Shard(1)});      // rows to columns: small, so all_gather then keep my columns
-    DTensor big = DTensor::distribute(world.rank() == 0 ? Tensor::zeros({1024, 1024}, DType::F32) : Tensor(), mesh,
-                                      {Shard(0)});
-    move(big, {Shard(1)});       // large: one all_to_all moves a quarter of the bytes
+    move(rows, {Replicate()});  // gather the rows: all_gather
+    move(rows, {Shard(1)});     // rows to columns: small, so all_gather then keep my columns
+    DTensor big =
+        DTensor::distribute(world.rank() == 0 ? Tensor::zeros({1024, 1024}, DType::F32) : Tensor(), mesh, {Shard(0)});
+    move(big, {Shard(1)});  // large: one all_to_all, each rank sending 3/4 of its block
     DTensor copies = move(rows, {Replicate()});
-    move(copies, {Shard(0)});    // Replicate to Shard: every rank keeps its piece, nothing moves
+    move(copies, {Shard(0)});  // Replicate to Shard: every rank keeps its piece, nothing moves
 
     // Partial(sum) -> Replicate is an all_reduce; Partial(sum) -> Shard a reduce_scatter.
     DTensor partial = DTensor::from_local(Tensor::full({6, 8}, 1.0, DType::F32), mesh, {Partial()});

@@ -43,8 +43,8 @@ int main(int argc, char** argv) {
 
     // 1) With DTensor ops: sharding propagation does the bookkeeping.
     CommRecorder recorder;
-    DTensor h = relu(linear(dx, dw1));  // R x S(0)^T -> S(1): each rank has its own features
-    DTensor partial = linear(h, dw2);   // S(1) x S(1)^T -> P(sum): each rank a summand of y
+    DTensor h = relu(linear(dx, dw1));                // R x S(0)^T -> S(1): each rank has its own features
+    DTensor partial = linear(h, dw2);                 // S(1) x S(1)^T -> P(sum): each rank a summand of y
     DTensor y = partial.redistribute({Replicate()});  // the one all_reduce
     if (root) {
       fmt::print("h = relu(linear(x, W1)): {}\n", layout(h));
@@ -55,8 +55,8 @@ int main(int argc, char** argv) {
 
     // 2) The same with plain local tensors: what the DTensor ops did underneath.
     Tensor my_h = relu(linear(x, dw1.to_local()));  // my block of W1's rows
-    Tensor my_y = linear(my_h, dw2.to_local());      // my block of W2's columns: a partial sum
-    mesh.comm("tp").all_reduce(my_y);                // sum the partial results
+    Tensor my_y = linear(my_h, dw2.to_local());     // my block of W2's columns: a partial sum
+    mesh.comm("tp").all_reduce(my_y);               // sum the partial results
 
     // 3) The single-process reference, on the whole weights.
     const Tensor reference = linear(relu(linear(x, w1)), w2);

@@ -5,8 +5,8 @@
 //   scripts/mpirun.sh -np 4 build/examples/tutorial/07_training [CHECKPOINT_DIR]
 #include "tutorial.hpp"
 
-#include "collectives/runtime.hpp"
 #include "autograd/ops.hpp"
+#include "collectives/runtime.hpp"
 #include "dtensor/autograd.hpp"
 #include "models/causal_lm.hpp"
 #include "nn/tp_plan.hpp"
@@ -71,8 +71,8 @@ int main(int argc, char** argv) {
     const bool root = world.rank() == 0;
     const std::string dir = argc > 1 ? argv[1] : "tutorial-llama";
     if (root)
-      tools::write_random_checkpoint(dir, {.hidden = 48, .intermediate = 88, .layers = 2, .heads = 6,
-                                           .kv_heads = 2, .vocab = 250, .seed = 7});
+      tools::write_random_checkpoint(
+          dir, {.hidden = 48, .intermediate = 88, .layers = 2, .heads = 6, .kv_heads = 2, .vocab = 250, .seed = 7});
     world.barrier();
     // 4 sequences of 16 tokens (+ 1 for the last label), the same on every rank.
     const Tensor tokens = random({4, 17}, DType::I64, {.seed = 11, .a = 0, .b = 250});
