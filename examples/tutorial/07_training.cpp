@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
       for (int step = 0; step < kSteps; ++step) {
         const double rel = std::abs(losses[size_t(step)] - single[size_t(step)]) / single[size_t(step)];
         same = same && rel < 1e-5;
-        fmt::print("step {}: loss {:.4f}\n", step, losses[size_t(step)]);
+        fmt::print("step {}: loss {:.4g}\n", step, losses[size_t(step)]);
       }
       fmt::print("every loss equals the single-process one within 1e-5 (relative): {}\n", same ? "yes" : "NO");
     }
