@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
 
     DeviceMesh mesh = DeviceMesh::from_world({world.size()}, {"tp"});
     auto model = models::load_sharded(dir, mesh, nn::TpPlan::from_json(kPlan), DType::F32);
+    // One forward before training, to look at the logits: split over the vocab, never gathered.
     const nn::Value logits = model->training_logits(tokens.narrow(1, 0, 16).contiguous());
     if (root) fmt::print("logits: {}\n", logits.describe());
     const std::vector<double> losses = train(*model, tokens);
