@@ -3,7 +3,7 @@
 BUILD ?= build
 FUZZ_BUILD ?= build-fuzz
 FUZZ_RUNS ?= 2000000
-FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy
+FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy gguf
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward train
 
