@@ -106,9 +106,9 @@ Tensor GgufFile::read_blocks(std::string_view name, int64_t row0, int64_t rows, 
   const int64_t total_cols = info.shape.back();
   const int64_t total_rows = total_cols == 0 ? 0 : int64_t(info.bytes) / std::max<int64_t>(info.row_bytes(), 1);
   check<ShapeError>(
-      row0 >= 0 && rows >= 0 && row0 + rows <= total_rows && col0 >= 0 && cols >= 0 && col0 + cols <= total_cols,
-      "read_blocks", "{}: rows [{}, {}) columns [{}, {}) leave the tensor's {} rows x {} columns", what, row0,
-      row0 + rows, col0, col0 + cols, total_rows, total_cols);
+      row0 >= 0 && rows >= 0 && rows <= total_rows - row0 && col0 >= 0 && cols >= 0 && cols <= total_cols - col0,
+      "read_blocks", "{}: {} rows from row {} and {} columns from column {} leave the tensor's {} rows x {} columns",
+      what, rows, row0, cols, col0, total_rows, total_cols);
   const int64_t block = ggml_block_size(info.type), block_bytes = ggml_block_bytes(info.type);
   for (int64_t boundary : {col0, col0 + cols}) {
     check<ShapeError>(boundary % block == 0, "read_blocks",
