@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A rank killed with SIGKILL in the middle of generate (after its 5th streamed token, of 4000) and
+# A rank killed with SIGKILL in the middle of generate (after its 5th streamed token, of 30000:
+# enough that a loaded host cannot finish before the kill lands) and
 # in the middle of training (after rank 0 printed step 1, of 2000 steps): the job must end within 10 s of
 # the kill, non-zero, with a message naming the lost rank. Open MPI's launcher notices the death
 # and ends the others, which are waiting for the dead rank inside a collective.
@@ -63,11 +64,11 @@ kill_case() {
 }
 
 "$make_checkpoint" --out "$dir/llama" --arch llama --hidden 48 --intermediate 80 --layers 2 --heads 6 \
-  --kv-heads 2 --vocab 301 --seed 5 --max-position-embeddings 8192 >/dev/null || exit 1
+  --kv-heads 2 --vocab 301 --seed 5 --max-position-embeddings 32768 >/dev/null || exit 1
 tokens "$dir/tokens.npy" 7 9 301
 
 kill_case "generate" 3 1 5 "^stream: " "$generate" --model "$dir/llama" --prompt-ids "1 2 3" \
-  --max-new-tokens 4000 --stream
+  --max-new-tokens 30000 --stream
 kill_case "train" 2 1 2 '^{"step": ' "$train" --model "$dir/llama" --tokens "$dir/tokens.npy" --steps 2000 --batch 3 --lr 1e-3
 echo "fault checks: $failures failed"
 [ "$failures" -eq 0 ]
