@@ -163,15 +163,11 @@ StreamDecoder::StreamDecoder(const Tokenizer& tokenizer, bool skip_special)
 std::string StreamDecoder::push(int64_t id) {
   ids_.push_back(id);
   const std::string text = tokenizer_.decode(ids_, skip_special_);
-  // An unfinished character decodes as trailing U+FFFD; hold those back until more bytes come.
-  static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
-  size_t stable = text.size();
-  while (stable >= emitted_ + kReplacement.size() &&
-         std::string_view(text).substr(stable - kReplacement.size(), kReplacement.size()) == kReplacement)
-    stable -= kReplacement.size();
-  if (stable <= emitted_) return {};
-  std::string out = text.substr(emitted_, stable - emitted_);
-  emitted_ = stable;
+  // An unfinished character decodes as a trailing U+FFFD: hold everything back until it is whole
+  // (as tokenizers' DecodeStream does).
+  if (text.size() <= emitted_ || text.ends_with("\xEF\xBF\xBD")) return {};
+  std::string out = text.substr(emitted_);
+  emitted_ = text.size();
   return out;
 }
 

@@ -73,8 +73,9 @@ class Tokenizer {
 };
 
 // Decodes generated ids one at a time, returning text as soon as it is final: whole UTF-8
-// characters only (a character split over byte tokens waits for its last byte), and nothing a
-// later token could still change.
+// characters only (a character split over byte tokens waits for its last byte). The pieces put
+// together are decode() of all the ids, as long as the byte tokens form valid UTF-8 (ill-formed
+// bytes decode as U+FFFD either way, but not always as many).
 class StreamDecoder {
  public:
   explicit StreamDecoder(const Tokenizer& tokenizer, bool skip_special = true);
