@@ -1,5 +1,5 @@
 // Text to token ids and back, as Hugging Face `tokenizers` does it, for the BPE tokenizers of the
-// Llama family (docs/design.md section 6.3):
+// Llama family (docs/design.md section 6, Tokenizers):
 //   - byte-level BPE (GPT-2, Llama-3, SmolLM2): a ByteLevel pre-tokenizer (GPT-2's regex, or a Split
 //     with Llama-3's regex, optionally after Digits), every byte spelled in GPT-2's alphabet;
 //   - SentencePiece-style BPE (Llama-2, Mistral, TinyLlama): spaces as "▁" (a Prepend + Replace

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Checks build/tools/tokenize against Hugging Face `tokenizers` on a corpus (docs/design.md 6.3).
+"""Checks build/tools/tokenize against Hugging Face `tokenizers` on a corpus (docs/design.md
+section 6, Tokenizers).
 
 For each tokenizer case it encodes every corpus text with both (with and without special tokens),
 decodes our ids with both (special tokens kept), and counts the texts whose ids and decoded text are

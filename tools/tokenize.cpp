@@ -70,7 +70,7 @@ std::string escape(const std::string& text) {
   return out;
 }
 
-std::vector<int64_t> parse_ids(const std::string& line, size_t line_number) {
+std::vector<int64_t> parse_ids(const std::string& line) {
   std::vector<int64_t> ids;
   const char* p = line.data();
   const char* end = p + line.size();
@@ -82,7 +82,7 @@ std::vector<int64_t> parse_ids(const std::string& line, size_t line_number) {
     int64_t id = 0;
     auto [next, ec] = std::from_chars(p, end, id);
     check(ec == std::errc() && (next == end || *next == ' ' || *next == '\t'), "tokenize",
-          "line {}: {:?} is not a list of token ids", line_number, line);
+          "{:?} is not a list of token ids", line);
     ids.push_back(id);
     p = next;
   }
@@ -104,7 +104,7 @@ int run(const Options& o) {
     if (!escaped && line.ends_with('\r')) line.pop_back();
     try {
       if (decode) {
-        const std::string text = tokenizer.decode(parse_ids(line, line_number), no_special);
+        const std::string text = tokenizer.decode(parse_ids(line), no_special);
         fmt::print("{}\n", escaped ? escape(text) : text);
       } else {
         const std::string text = escaped ? unescape(line) : line;
@@ -116,7 +116,9 @@ int run(const Options& o) {
         fmt::print("{}\n", fmt::join(ids, " "));
       }
     } catch (const Error& e) {
-      fail("tokenize", "line {}: {}", line_number, e.what());
+      std::fflush(stdout);
+      fmt::print(stderr, "tokenize: line {}: {}\n", line_number, e.what());
+      return 1;
     }
   }
   if (o.timing)
