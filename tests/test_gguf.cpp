@@ -325,6 +325,9 @@ TEST_CASE("gguf: every header violation is a typed error naming the field", "[gg
   w.add_tensor_ne("v", 0, {uint64_t(1) << 32, uint64_t(1) << 32, 16}, "");
   expect_open_error<ShapeError>(dir, w.bytes(), {"tensor 'v'", "overflow"});
   w = one_tensor();
+  w.add_tensor_ne("v", 0, {uint64_t(1) << 62, 0}, "");  // no bytes, but a row's bytes overflow int64
+  expect_open_error<ShapeError>(dir, w.bytes(), {"tensor 'v'", "a row of", "overflow"});
+  w = one_tensor();
   w.add_tensor("v", GgmlType::F32, {4}, std::string(16, '\0'), 40);
   expect_open_error<ValueError>(dir, w.bytes(), {"tensor 'v'", "offset 40", "alignment 32"});
   w = one_tensor();
