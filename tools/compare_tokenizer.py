@@ -217,6 +217,7 @@ def main():
     parser.add_argument("--show", type=int, default=5, help="mismatches to print per case")
     args = parser.parse_args()
     try:
+        import gguf  # noqa: F401
         import tokenizers  # noqa: F401
         import transformers  # noqa: F401
     except ImportError as e:
