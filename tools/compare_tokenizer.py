@@ -81,14 +81,12 @@ def gguf_tokenizer(path):
     return tok, tok.backend_tokenizer, Tokenizer.from_str(json.dumps(data))
 
 
-def save_json_variants(name, hf_auto, work, cases, patch=None):
-    """Saves the converted tokenizer.json (and optionally a patched variant) as cases of their own."""
-    out = os.path.join(work, name)
-    hf_auto.save_pretrained(out)
-    cases.append((f"{name} tokenizer.json", out, os.path.join(out, "tokenizer.json")))
+def save_json_variants(name, converted_dir, work, cases, patch=None):
+    """The converted tokenizer.json (and optionally a patched variant) as cases of their own."""
+    cases.append((f"{name} tokenizer.json", converted_dir, os.path.join(converted_dir, "tokenizer.json")))
     if patch:
         variant_name, edit = patch
-        with open(os.path.join(out, "tokenizer.json"), encoding="utf-8") as f:
+        with open(os.path.join(converted_dir, "tokenizer.json"), encoding="utf-8") as f:
             data = json.load(f)
         edited = edit(copy.deepcopy(data))
         variant = os.path.join(work, f"{name}-{variant_name}")
@@ -97,6 +95,26 @@ def save_json_variants(name, hf_auto, work, cases, patch=None):
         with open(path, "w", encoding="utf-8") as f:
             json.dump(edited, f, ensure_ascii=False)
         cases.append((f"{name} tokenizer.json ({variant_name})", path, path))
+
+
+def converted(name, path, work):
+    """transformers' conversion of the GGUF saved in work/name (tokenizer.json as converted) and
+    work/name-reference.json (repaired), made once per GGUF file: converting Llama-3's 280,000
+    merges takes transformers most of a minute."""
+    from tokenizers import Tokenizer
+
+    out = os.path.join(work, name)
+    reference = os.path.join(work, f"{name}-reference.json")
+    stamp = os.path.join(work, f"{name}.source")
+    source = f"{os.path.abspath(path)} {os.path.getsize(path)} {os.path.getmtime(path)}"
+    fresh = os.path.exists(stamp) and open(stamp).read() == source and os.path.exists(reference)
+    if not fresh:
+        hf_auto, _, repaired = gguf_tokenizer(path)
+        hf_auto.save_pretrained(out)
+        repaired.save(reference)
+        with open(stamp, "w") as f:
+            f.write(source)
+    return out, Tokenizer.from_file(os.path.join(out, "tokenizer.json")), Tokenizer.from_file(reference)
 
 
 def smollm2_pre_tokenizer(data):
@@ -128,9 +146,9 @@ def collect_cases(args):
         else:
             print(f"compare_tokenizer: {path} absent; its cases skipped")
     for name, path, patch in gguf_cases:
-        hf_auto, as_converted, repaired = gguf_tokenizer(path)
+        converted_dir, as_converted, repaired = converted(name, path, args.work)
         cases.append((f"{name} GGUF", path, (repaired, as_converted)))
-        save_json_variants(name, hf_auto, args.work, cases, patch)
+        save_json_variants(name, converted_dir, args.work, cases, patch)
     return cases
 
 
