@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fetches llama.cpp's vocabulary-only GGUF files of Llama-2 (SentencePiece BPE) and Llama-3
-# (byte-level BPE) once into BUILD_DIR/llama-vocab/, for tools/compare_tokenizer.py. They come from
+# (byte-level BPE) once into BUILD_DIR/llama-vocab/, for tools/compare_tokenizer.py, with llama.cpp's
+# test texts and ids for them (.inp / .out). They come from
 # the llama-cpp-python source package on PyPI, which vendors llama.cpp's models/ directory (MIT;
 # the vocabularies are Meta's, so they are fetched, not committed).
 #
@@ -12,7 +13,8 @@ set -euo pipefail
 build=${1:?usage: scripts/fetch-llama-vocab.sh BUILD_DIR}
 dest=$build/llama-vocab
 version=0.3.36
-files=(ggml-vocab-llama-spm.gguf ggml-vocab-llama-bpe.gguf)
+files=()
+for v in llama-spm llama-bpe; do files+=("ggml-vocab-$v.gguf" "ggml-vocab-$v.gguf.inp" "ggml-vocab-$v.gguf.out"); done
 
 have_all() {
   for f in "${files[@]}"; do [[ -s $dest/$f ]] || return 1; done

@@ -41,6 +41,9 @@ void set_byte_level_pre(TokenizerData& d, const std::string& pre, const std::str
     d.pre_tokenizer.push_back(std::move(digits));
     byte_level.regex = std::make_shared<Regex>(gpt2_split_pattern(), "tokenizer.ggml.pre");
   } else if (pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3") {
+    // Llama-3's tokenizer.json takes a word found whole in the vocabulary before merging
+    // (ignore_merges), as llama.cpp does for this pre-tokenizer; the GGUF does not record it.
+    d.model.ignore_merges = true;
     PreTokenizerStep split;
     split.kind = PreTokenizerStep::Kind::Split;
     split.regex = std::make_shared<Regex>(llama3_split_pattern(), "tokenizer.ggml.pre");

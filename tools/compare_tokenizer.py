@@ -28,6 +28,7 @@ import sys
 import time
 
 SKIP = 77
+REPAIRS = 3  # the repairs gguf_tokenizer makes; a change rebuilds the cached references
 
 
 def escape(text):
@@ -64,6 +65,8 @@ def gguf_tokenizer(path):
       SmolLM2's tokenizer.json and llama.cpp's smollm pre-tokenizer).
     - transformers' GPT2Tokenizer adds its default "<|endoftext|>" as a new id past the file's
       vocabulary where the vocabulary lacks it (Llama-3); a model has no embedding row for it.
+    - tokenizer.ggml.pre=llama-bpe: Llama-3's tokenizer.json (and llama.cpp) take a word found whole
+      in the vocabulary before merging (ignore_merges); the conversion merges it.
     """
     import gguf
     from tokenizers import Tokenizer
@@ -78,6 +81,8 @@ def gguf_tokenizer(path):
     data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] < vocab_size]
     if pre == "smollm":
         smollm2_pre_tokenizer(data)
+    if pre in ("llama-bpe", "llama3", "llama-v3"):
+        data["model"]["ignore_merges"] = True
     return tok, tok.backend_tokenizer, Tokenizer.from_str(json.dumps(data))
 
 
@@ -106,7 +111,7 @@ def converted(name, path, work):
     out = os.path.join(work, name)
     reference = os.path.join(work, f"{name}-reference.json")
     stamp = os.path.join(work, f"{name}.source")
-    source = f"{os.path.abspath(path)} {os.path.getsize(path)} {os.path.getmtime(path)}"
+    source = f"{os.path.abspath(path)} {os.path.getsize(path)} {os.path.getmtime(path)} {REPAIRS}"
     fresh = os.path.exists(stamp) and open(stamp).read() == source and os.path.exists(reference)
     if not fresh:
         hf_auto, _, repaired = gguf_tokenizer(path)
@@ -184,6 +189,26 @@ def time_ours(tool, model, lines):
     return statistics.median(rates)
 
 
+def llama_cpp_vectors(args, model):
+    """llama.cpp's own test texts and ids for its vocabulary GGUFs (MODEL.inp / MODEL.out, ids
+    without BOS): how many of ours agree. Printed, not checked: for SentencePiece vocabularies
+    llama.cpp prepends "▁" to a text that starts with a space, and Hugging Face does not."""
+    inp, out = model + ".inp", model + ".out"
+    if not (os.path.exists(inp) and os.path.exists(out)):
+        return
+    with open(inp, encoding="utf-8") as f:
+        texts = f.read().split("\n__ggml_vocab_test__\n")
+    if texts and texts[-1] == "":
+        texts.pop()
+    with open(out, encoding="utf-8") as f:
+        expected = f.read().strip("\n").split("\n")
+    ours, _ = run_tool(args.tokenize, model, [escape(t) for t in texts], "--no-special")
+    same = sum(o.split() == e.split() for o, e in zip(ours, expected))
+    starting_with_space = sum(t.startswith(" ") for t in texts)
+    print(f"{os.path.basename(model)}: llama.cpp's test vectors: {same}/{len(texts)} identical "
+          f"({starting_with_space} texts start with a space)")
+
+
 def check_case(args, name, model, spec, lines, texts):
     hf, as_converted = hf_from(spec)
     failures = 0
@@ -211,6 +236,8 @@ def check_case(args, name, model, spec, lines, texts):
         round_trips += got_text.endswith(text) and got_text.removesuffix(text).strip() in ("", "<s>", "<s> ")
         hf_round_trips += want_text.endswith(text) and want_text.removesuffix(text).strip() in ("", "<s>", "<s> ")
     ok = ids_same == len(texts) and decode_same == len(texts)
+    if model.endswith(".gguf"):
+        llama_cpp_vectors(args, model)
     if as_converted is not None:
         plain = sum([int(x) for x in ours_plain[i].split()] == as_converted.encode(t, add_special_tokens=False).ids
                     for i, t in enumerate(texts))
