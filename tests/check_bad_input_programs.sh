@@ -68,7 +68,8 @@ run_case "generate: --prompt without a tokenizer" "--prompt needs the model's to
   --prompt "hi"
 run_case "generate: tokenizer.json of a WordPiece model" "model.type" "$generate" --model "$dir/wordpiece" \
   --prompt "hi"
-run_case "generate: --prompt longer than the context" "--prompt: the prompt is 18 tokens, longer than the model's context of 16" \
+run_case "generate: --prompt longer than the context" \
+  "--prompt: the prompt is 18 tokens, longer than the model's context of 16" \
   "$generate" --model "$dir/text" --prompt "0123456789abcdef"
 run_case "generate: --prompt-ids longer than the context" "--prompt-ids: the prompt is 17 tokens" "$generate" \
   --model "$dir/text" --prompt-ids "$(seq -s ' ' 1 17)"

@@ -76,7 +76,8 @@ else
     *) if [ "$first" -lt 259 ]; then eos=$(printf '<0x%02X>' $((first - 3))); else eos="\\u2581w$first"; fi ;;
   esac
   printf '{"eos_token": "%s"}\n' "$eos" >"$dir/llama/tokenizer_config.json"
-  run_case llama-eos 0 "generated ids (1): $first" --model "$dir/llama" --prompt "héllo wörld" --max-new-tokens 4 --check
+  run_case llama-eos 0 "generated ids (1): $first" --model "$dir/llama" --prompt "héllo wörld" --max-new-tokens 4 \
+    --check
   rm "$dir/llama/tokenizer_config.json"
 fi
 run_case bad-prompt-id nonzero "id 301 at position 1 is outside the vocabulary [0, 301)" --model "$dir/llama" \
