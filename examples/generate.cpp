@@ -3,6 +3,8 @@
 //   scripts/mpirun.sh -np 4 build/examples/generate --model build/demo-model --check
 //   scripts/mpirun.sh -np 2 build/examples/generate --model DIR --plan plan.json
 //       --prompt-ids "1 15 29" --max-new-tokens 32 --dtype bf16 --dump-logits logits.npy --stream  (one line)
+//   scripts/mpirun.sh -np 2 build/examples/generate --model SmolLM2-135M-Instruct.Q4_1.gguf
+//       --prompt "What is the capital of France?" --chat --max-new-tokens 64  (one line)
 //
 // The model is loaded over a 1-D tensor-parallel mesh of all ranks with the --plan file's
 // strategies (default `--plan auto`: the model's built-in plan), then generates greedily. Rank 0 prints the
@@ -17,6 +19,15 @@
 // --device cuda moves each rank's shards to its GPU after loading (through the CUDA backend library,
 // libdtensor_cuda.so; DeviceError naming it and the reason where it cannot be loaded): ranks that share
 // a GPU communicate through MPI with host staging; --check still runs the reference on the CPU.
+// --prompt "text" (instead of --prompt-ids) encodes the text with the model's tokenizer (tokenizer.json
+// in the model directory, or the GGUF file's tokenizer metadata; text/tokenizer.hpp), prints the
+// answer as text on rank 0 token by token as it is generated (whole UTF-8 characters, flushed per
+// token) and stops at the tokenizer's end-of-sequence token (tokenizer_config.json's eos_token,
+// config.json's eos_token_id, or the GGUF's eos id) or after --max-new-tokens. --chat wraps the
+// prompt in ChatML (<|im_start|>user ... <|im_start|>assistant), with --system's message first.
+// (--stream's id lines are for --prompt-ids.) A prompt longer than the model's context
+// (max_position_embeddings, llama.context_length), or one that --max-new-tokens would take past it,
+// is an error naming the flag and the limit.
 // Bad flags (examples/program_flags.hpp), prompt ids outside the vocabulary, and a config, plan or
 // checkpoint that cannot be read are errors naming the flag or the file: the lowest rank that found
 // one prints it and every rank exits non-zero, without an MPI abort. An error while generating
@@ -31,6 +42,7 @@
 #include "models/hf_config.hpp"
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
+#include "text/tokenizer.hpp"
 #include "tools/parse_on_every_rank.hpp"
 #include "tools/report_on_every_rank.hpp"
 #include "tools/share_verdict.hpp"
@@ -39,8 +51,12 @@
 #include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 
 using namespace dtensor;
@@ -84,9 +100,9 @@ void print_generation(const std::vector<int64_t>& prompt, const models::Generati
 
 // Rank 0: the unsharded model on the same prompt. Returns whether it matches.
 bool check_against_unsharded(const GenerateFlags& o, const std::vector<int64_t>& prompt,
-                             const models::Generation& sharded) {
+                             const models::Generation& sharded, std::optional<int64_t> eos) {
   auto model = models::load_unsharded(o.model_dir, o.dtype());
-  const models::Generation reference = models::generate_greedy(*model, prompt, o.max_new_tokens);
+  const models::Generation reference = models::generate_greedy(*model, prompt, o.max_new_tokens, {}, eos);
   const bool ids_match = reference.new_ids == sharded.new_ids;
   const double diff = max_abs_diff(sharded.prompt_logits, reference.prompt_logits);
   const double bound = check_bound(o.dtype(), reference.prompt_logits);
@@ -100,16 +116,35 @@ bool check_against_unsharded(const GenerateFlags& o, const std::vector<int64_t>&
 // Everything each rank reads and checks before generating.
 struct Loaded {
   models::HFConfig config;
+  std::optional<text::Tokenizer> tokenizer;  // with --prompt
+  std::optional<int64_t> eos;                // with --prompt: where generation stops
   std::vector<int64_t> prompt;
   nn::PlanReport report;
   std::shared_ptr<models::CausalLM> model;
   double load_seconds = 0;
 };
 
+// The end-of-sequence id: the tokenizer's, else config.json's eos_token_id (a number or a list).
+std::optional<int64_t> eos_id(const std::string& model, const text::Tokenizer& tokenizer) {
+  if (tokenizer.eos_id()) return tokenizer.eos_id();
+  std::ifstream in(std::filesystem::path(model) / "config.json");
+  const nlohmann::json config = nlohmann::json::parse(in, nullptr, false);
+  if (config.is_discarded() || !config.contains("eos_token_id")) return std::nullopt;
+  const nlohmann::json& eos = config["eos_token_id"];
+  if (eos.is_number_integer()) return eos.get<int64_t>();
+  if (eos.is_array() && !eos.empty() && eos[0].is_number_integer()) return eos[0].get<int64_t>();
+  return std::nullopt;
+}
+
 Loaded load(const GenerateFlags& o, const DeviceMesh& mesh) {
   Loaded l;
   l.config = models::load_hf_config(o.model_dir);
-  l.prompt = programs::parse_prompt_ids(o.prompt_ids, l.config.vocab_size);
+  if (o.prompt) {
+    l.tokenizer = programs::prompt_tokenizer(o.model_dir);
+    l.eos = eos_id(o.model_dir, *l.tokenizer);
+  }
+  l.prompt = programs::prompt_ids(o, l.tokenizer ? &*l.tokenizer : nullptr, l.config.vocab_size,
+                                  l.config.max_position_embeddings);
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(l.config) : nn::TpPlan::from_json_file(o.plan_file);
   const auto load_start = std::chrono::steady_clock::now();
@@ -126,12 +161,24 @@ int run(Communicator& world, const GenerateFlags& o) {
   if (!loaded) return 1;
   const std::vector<int64_t>& prompt = loaded->prompt;
   const bool root = world.rank() == 0;
-  auto stream = [](int64_t id) {
-    fmt::print("stream: {}\n", id);
+  std::function<void(int64_t)> on_token;
+  std::optional<text::StreamDecoder> text_stream;
+  if (root && loaded->tokenizer) {
+    fmt::print("prompt: {}\nanswer: ", *o.prompt);
     std::fflush(stdout);
-  };
-  models::Generation g = models::generate_greedy(*loaded->model, prompt, o.max_new_tokens,
-                                                 o.stream && root ? stream : std::function<void(int64_t)>{});
+    text_stream.emplace(*loaded->tokenizer);
+    on_token = [&](int64_t id) {
+      fmt::print("{}", text_stream->push(id));
+      std::fflush(stdout);
+    };
+  } else if (root && o.stream) {
+    on_token = [](int64_t id) {
+      fmt::print("stream: {}\n", id);
+      std::fflush(stdout);
+    };
+  }
+  models::Generation g = models::generate_greedy(*loaded->model, prompt, o.max_new_tokens, on_token, loaded->eos);
+  if (text_stream) fmt::print("{}\n", text_stream->finish());
   g.prompt_logits = g.prompt_logits.to(Device::cpu());
   loaded->model.reset();  // frees this rank's shards before --check loads the whole model
 
@@ -145,7 +192,7 @@ int run(Communicator& world, const GenerateFlags& o) {
     fmt::print("logits: wrote {} [{}, {}] f32\n", o.dump_logits, g.prompt_logits.size(0), g.prompt_logits.size(1));
   }
   if (!o.check) return 0;
-  const bool ok = tools::share_verdict(world, root ? check_against_unsharded(o, prompt, g) : true);
+  const bool ok = tools::share_verdict(world, root ? check_against_unsharded(o, prompt, g, loaded->eos) : true);
   return ok ? 0 : 1;
 }
 

@@ -52,7 +52,15 @@ void add_flags(CLI::App& app, GenerateFlags& o) {
       ->required();
   app.add_option("--plan", o.plan_file, "JSON tp_plan file {\"pattern\": \"strategy\"}, or auto (the model's own plan)")
       ->capture_default_str();
-  app.add_option("--prompt-ids", o.prompt_ids, "prompt token ids, separated by spaces")->capture_default_str();
+  CLI::Option* ids =
+      app.add_option("--prompt-ids", o.prompt_ids, "prompt token ids, separated by spaces")->capture_default_str();
+  CLI::Option* prompt = app.add_option_function<std::string>(
+      "--prompt", [&o](const std::string& text) { o.prompt = text; },
+      "prompt text, encoded with the model's tokenizer; the answer is printed as text");
+  prompt->excludes(ids);
+  CLI::Option* chat =
+      app.add_flag("--chat", o.chat, "wrap --prompt in the model's ChatML chat template")->needs(prompt);
+  app.add_option("--system", o.system, "--chat: a system message before the prompt")->needs(chat);
   app.add_option("--max-new-tokens", o.max_new_tokens, "tokens to generate")
       ->check(CLI::Range(int64_t(1), int64_t(1) << 20))
       ->capture_default_str();
@@ -93,7 +101,10 @@ void add_flags(CLI::App& app, TrainFlags& o) {
 
 // CLI11's Range and PositiveNumber let NaN through (every comparison with it is false).
 void check_flags(const GenerateFlags& o) {
-  parse_prompt_ids(o.prompt_ids);
+  if (o.prompt)
+    check(!o.prompt->empty(), "generate", "--prompt is empty");
+  else
+    parse_prompt_ids(o.prompt_ids);
   check_output_file(o.dump_logits, "generate", "--dump-logits");
 }
 
@@ -108,6 +119,46 @@ void check_flags(const TrainFlags& o) {
 void check_plan_matched(const nn::PlanReport& report, const std::string& plan_file, const char* program) {
   check(report.unmatched_rules.empty(), program, "--plan {}: the rule '{}' matches no module of the model", plan_file,
         report.unmatched_rules.empty() ? "" : report.unmatched_rules.front());
+}
+
+text::Tokenizer prompt_tokenizer(const std::string& model) {
+  try {
+    return text::Tokenizer::load(model);
+  } catch (const ValueError& e) {
+    fail("generate", "--prompt needs the model's tokenizer, and {} has none: {}", model, e.what());
+  }
+}
+
+std::string prompt_text(const GenerateFlags& o, const text::Tokenizer& tokenizer) {
+  if (!o.chat) return *o.prompt;
+  check(tokenizer.token_to_id("<|im_start|>") && tokenizer.token_to_id("<|im_end|>"), "generate",
+        "--chat: the tokenizer of {} has no <|im_start|> / <|im_end|> tokens (ChatML)", tokenizer.source());
+  std::string text;
+  if (!o.system.empty()) text += "<|im_start|>system\n" + o.system + "<|im_end|>\n";
+  return text + "<|im_start|>user\n" + *o.prompt + "<|im_end|>\n<|im_start|>assistant\n";
+}
+
+std::vector<int64_t> prompt_ids(const GenerateFlags& o, const text::Tokenizer* tokenizer, int64_t vocab,
+                                int64_t context) {
+  const char* flag = o.prompt ? "--prompt" : "--prompt-ids";
+  std::vector<int64_t> ids;
+  if (o.prompt) {
+    check(tokenizer != nullptr, "generate", "--prompt needs the model's tokenizer");
+    ids = tokenizer->encode(prompt_text(o, *tokenizer));
+    check(!ids.empty(), "generate", "--prompt encodes to no tokens");
+    for (size_t i = 0; i < ids.size(); ++i)
+      check(ids[i] < vocab, "generate", "--prompt: token {} at position {} is outside the model's vocabulary [0, {})",
+            ids[i], i, vocab);
+  } else {
+    ids = parse_prompt_ids(o.prompt_ids, vocab);
+  }
+  const auto length = int64_t(ids.size());
+  check(length <= context, "generate", "{}: the prompt is {} tokens, longer than the model's context of {} positions",
+        flag, length, context);
+  check(length + o.max_new_tokens <= context, "generate",
+        "--max-new-tokens {}: the prompt ({} tokens) and the new tokens exceed the model's context of {} positions",
+        o.max_new_tokens, length, context);
+  return ids;
 }
 
 std::vector<int64_t> parse_prompt_ids(const std::string& text, int64_t vocab) {

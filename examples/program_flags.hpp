@@ -11,6 +11,7 @@
 
 #include "nn/tp_plan.hpp"
 #include "tensor/dtype.hpp"
+#include "text/tokenizer.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -25,6 +26,9 @@ struct GenerateFlags {
   std::string model_dir;
   std::string plan_file = "auto";  // "auto": the model's built-in plan
   std::string prompt_ids = "1 2 3 4 5 6 7 8";
+  std::optional<std::string> prompt;  // text, encoded with the model's tokenizer (excludes --prompt-ids)
+  bool chat = false;                  // wrap --prompt in ChatML
+  std::string system;                 // --chat's system message (empty: none)
   int64_t max_new_tokens = 16;
   std::string dtype_flag = "f32";
   std::string device = "cpu";  // or "cuda"
@@ -60,6 +64,21 @@ void add_flags(CLI::App& app, TrainFlags& flags);
 // that cannot be written (refused before the run, not on rank 0 after it).
 void check_flags(const GenerateFlags& flags);
 void check_flags(const TrainFlags& flags);
+
+// The model's tokenizer for --prompt (tokenizer.json in a model directory, or a GGUF file's
+// tokenizer.ggml.* metadata): ValueError naming --prompt when the model has none.
+text::Tokenizer prompt_tokenizer(const std::string& model);
+
+// --prompt as the model sees it: with --chat, ChatML ("<|im_start|>user\n...<|im_end|>\n
+// <|im_start|>assistant\n", a system turn first when --system is given); ValueError naming --chat
+// when the tokenizer has no <|im_start|> / <|im_end|> tokens.
+std::string prompt_text(const GenerateFlags& flags, const text::Tokenizer& tokenizer);
+
+// The prompt's ids: --prompt encoded with `tokenizer` (with its BOS), else --prompt-ids. ValueError
+// naming the flag for an id outside [0, vocab), a prompt longer than the model's context (`context`
+// positions) or, with --max-new-tokens, one whose generation would run past it.
+std::vector<int64_t> prompt_ids(const GenerateFlags& flags, const text::Tokenizer* tokenizer, int64_t vocab,
+                                int64_t context);
 
 // ValueError naming the --plan file and the pattern when a rule of it matched no module of the
 // model: a misspelt pattern would otherwise leave its modules whole without a word.

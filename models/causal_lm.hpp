@@ -146,8 +146,10 @@ struct Generation {
 
 // Prefill the prompt, then max_new_tokens greedy steps (argmax; the lowest id wins ties). Resets
 // the cache first. ValueError for an empty prompt or a negative max_new_tokens. `on_token`, when
-// given, sees each new id as soon as it is chosen (streaming output).
+// given, sees each new id as soon as it is chosen (streaming output). Generation ends early after
+// `stop_id` (the end-of-sequence token), which is kept as the last new id.
 Generation generate_greedy(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
-                           const std::function<void(int64_t)>& on_token = {});
+                           const std::function<void(int64_t)>& on_token = {},
+                           std::optional<int64_t> stop_id = std::nullopt);
 
 }  // namespace dtensor::models

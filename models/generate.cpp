@@ -19,7 +19,7 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 }  // namespace
 
 Generation generate_greedy(CausalLM& model, const std::vector<int64_t>& prompt, int64_t max_new_tokens,
-                           const std::function<void(int64_t)>& on_token) {
+                           const std::function<void(int64_t)>& on_token, std::optional<int64_t> stop_id) {
   check<ValueError>(!prompt.empty(), "generate_greedy", "the prompt is empty");
   check<ValueError>(max_new_tokens >= 0, "generate_greedy", "max_new_tokens must be >= 0, got {}", max_new_tokens);
   model.reset_cache();
@@ -32,7 +32,7 @@ Generation generate_greedy(CausalLM& model, const std::vector<int64_t>& prompt, 
   out.new_ids.push_back(greedy_id(out.prompt_logits, int64_t(prompt.size()) - 1));
   if (on_token) on_token(out.new_ids.back());
   start = std::chrono::steady_clock::now();
-  while (int64_t(out.new_ids.size()) < max_new_tokens) {
+  while (int64_t(out.new_ids.size()) < max_new_tokens && out.new_ids.back() != stop_id) {
     const Tensor logits = model.forward_tokens({out.new_ids.back()});
     out.new_ids.push_back(greedy_id(logits, 0));
     if (on_token) on_token(out.new_ids.back());

@@ -8,6 +8,8 @@ packages=(
   openmpi-bin libopenmpi-dev
   libeigen3-dev libdnnl-dev catch2 libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libfmt-dev
+  # text/: Unicode regexes of the tokenizers' pre-tokenizers.
+  libpcre2-dev
   # libFuzzer for the fuzz build (build-fuzz); clang 14 cannot compile libstdc++ 12's <source_location>.
   clang-16 libclang-rt-16-dev
 )

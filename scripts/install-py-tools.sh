@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pip installs of the Python modules the comparison tools and checks use (never the library at
-# run time): gguf for tools/compare_gguf.py and tools/gguf_reference.py. Idempotent, quiet when
+# run time): gguf for tools/compare_gguf.py and tools/gguf_reference.py; tokenizers and transformers for
+# tools/compare_tokenizer.py. Idempotent, quiet when
 # everything is present; checks that need a missing module skip.
 # Usage: scripts/install-py-tools.sh
 set -euo pipefail
@@ -8,6 +9,8 @@ set -euo pipefail
 modules=(
   "gguf gguf"
   "numpy numpy"
+  "tokenizers tokenizers"
+  "transformers transformers"
 )
 for entry in "${modules[@]}"; do
   read -r module package <<<"$entry"

@@ -71,6 +71,7 @@ std::vector<Row> tensor_rows();
 std::vector<Row> collective_rows();
 std::vector<Row> file_rows();
 std::vector<Row> gguf_rows();
+std::vector<Row> tokenizer_rows();
 std::vector<Row> config_rows();
 std::vector<Row> plan_rows();
 std::vector<Row> program_rows();

@@ -39,6 +39,13 @@ truncate -s 100 "$dir/truncated/model.safetensors"
 echo '{"model.layers.*.mlp.fc9": "colwise"}' >"$dir/no-module-plan.json"
 echo '{"model.layers.*.mlp.up_proj": "diagonal"}' >"$dir/unknown-plan.json"
 echo '{"model.norm": "colwise"}' >"$dir/norm-plan.json"
+# generate --prompt: a model of 301 ids with a 16-position context and a tiny tokenizer.json; one
+# whose tokenizer.json is of a model type text/ does not implement.
+"$make_checkpoint" --out "$dir/text" --arch llama --hidden 32 --intermediate 48 --layers 1 --heads 4 \
+  --kv-heads 2 --vocab 301 --max-position-embeddings 16 --seed 3 >/dev/null || exit 1
+"$(dirname "$0")/write_tiny_tokenizer.sh" "$dir/text" 301 || exit 1
+cp -r "$dir/text" "$dir/wordpiece"
+sed -i 's/"type": "BPE"/"type": "WordPiece"/' "$dir/wordpiece/tokenizer.json"
 
 run_case "generate: unknown flag" "--bogus" "$generate" "${model[@]}" --bogus
 run_case "generate: no --model" "--model is required" "$generate" --prompt-ids "1 2"
@@ -55,6 +62,20 @@ run_case "generate: plan rule naming no module" "model.layers.*.mlp.fc9" "$gener
   --plan "$dir/no-module-plan.json"
 run_case "generate: unknown strategy" "diagonal" "$generate" "${model[@]}" --plan "$dir/unknown-plan.json"
 run_case "generate: colwise on a norm" "model.norm" "$generate" "${model[@]}" --plan "$dir/norm-plan.json"
+run_case "generate: --prompt and --prompt-ids" "--prompt-ids" "$generate" --model "$dir/text" --prompt "hi" \
+  --prompt-ids "1 2"
+run_case "generate: --prompt without a tokenizer" "--prompt needs the model's tokenizer" "$generate" "${model[@]}" \
+  --prompt "hi"
+run_case "generate: tokenizer.json of a WordPiece model" "model.type" "$generate" --model "$dir/wordpiece" \
+  --prompt "hi"
+run_case "generate: --prompt longer than the context" \
+  "--prompt: the prompt is 18 tokens, longer than the model's context of 16" \
+  "$generate" --model "$dir/text" --prompt "0123456789abcdef"
+run_case "generate: --prompt-ids longer than the context" "--prompt-ids: the prompt is 17 tokens" "$generate" \
+  --model "$dir/text" --prompt-ids "$(seq -s ' ' 1 17)"
+run_case "generate: --prompt and new tokens past the context" "--max-new-tokens 8" "$generate" --model "$dir/text" \
+  --prompt "hello world" --max-new-tokens 8
+run_case "generate: --chat without ChatML tokens" "--chat" "$generate" --model "$dir/text" --prompt "hi" --chat
 train_flags=(--tokens "$dir/absent.npy" --steps 2 --batch 1)
 run_case "train: --lr nan" "--lr" "$train" "${model[@]}" "${train_flags[@]}" --lr nan
 run_case "train: --steps 0" "--steps" "$train" "${model[@]}" --tokens "$dir/absent.npy" --steps 0 --batch 1 --lr 1

@@ -57,6 +57,29 @@ if nvidia-smi -L >/dev/null 2>&1; then
 else
   run_case no-gpu nonzero "no CUDA" --model "$dir/llama" --device cuda --prompt-ids "3 1 4"
 fi
+# Text in and out: the Llama gets a tokenizer.json of its 301 ids.
+"$(dirname "$0")/write_tiny_tokenizer.sh" "$dir/llama" 301 || exit 1
+run_case llama-prompt 0 "check: ids_match=yes" --model "$dir/llama" --prompt "héllo wörld" --max-new-tokens 6 --check
+run_case llama-prompt-answer 0 "answer: " --model "$dir/llama" --prompt "héllo wörld" --max-new-tokens 6
+# "héllo wörld": <s>, then "▁héllo▁wörld": ▁ is 259, the rest byte tokens (byte + 3), é and ö two each.
+run_case llama-prompt-ids 0 "prompt ids (15): 1 259 107 198 172 111 111 114 259 122 198 185 117 111 103" \
+  --model "$dir/llama" --prompt "héllo wörld" --max-new-tokens 1
+# EOS: make the first token the model generates the tokenizer's eos_token; generation stops there.
+first=$(timeout -k 5 120 "$mpirun_wrapper" -np 2 "$generate" --model "$dir/llama" --prompt "héllo wörld" \
+  --max-new-tokens 4 2>&1 | sed -n 's/^generated ids (4): \([0-9]*\).*/\1/p')
+if [ -z "$first" ]; then
+  echo "--- llama-eos: no generated ids"
+  failures=$((failures + 1))
+else
+  case $first in
+    0) eos='<unk>' ;; 1) eos='<s>' ;; 2) eos='</s>' ;; 259) eos='\u2581' ;;
+    *) if [ "$first" -lt 259 ]; then eos=$(printf '<0x%02X>' $((first - 3))); else eos="\\u2581w$first"; fi ;;
+  esac
+  printf '{"eos_token": "%s"}\n' "$eos" >"$dir/llama/tokenizer_config.json"
+  run_case llama-eos 0 "generated ids (1): $first" --model "$dir/llama" --prompt "héllo wörld" --max-new-tokens 4 \
+    --check
+  rm "$dir/llama/tokenizer_config.json"
+fi
 run_case bad-prompt-id nonzero "id 301 at position 1 is outside the vocabulary [0, 301)" --model "$dir/llama" \
   --prompt-ids "1 301"
 
