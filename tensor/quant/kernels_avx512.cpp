@@ -1,6 +1,162 @@
+// AVX-512 kernels: 16 f32 lanes, each 32-element block unpacked into two vectors. Compiled for
+// AVX-512 by function attributes only and reached through the run-time dispatch (dispatch.cpp);
+// GCC 12 miscompiles ordinary C++ compiled for AVX-512, so these functions hold intrinsics and
+// plain loops over raw pointers only.
+#include "tensor/quant/blocks.hpp"
 #include "tensor/quant/kernels.hpp"
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// GCC 12's AVX-512 intrinsics (cvtepu8_epi32, reduce_add, ...) start from _mm512_undefined_*()
+// values, which -Wmaybe-uninitialized reports at every use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <cstring>
+
 namespace dtensor::quant {
+
+#if defined(__x86_64__)
+
+namespace {
+
+#define DTENSOR_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+DTENSOR_AVX512 inline float f16_at(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _cvtsh_ss(bits);
+}
+
+// One 32-element chunk of a row: q0 multiplies x[0, 16), q1 x[16, 32) of the chunk (nf4: of the
+// prepared x), both times scale; offset times the chunk's sum of x is added on top.
+struct Chunk {
+  __m512 q0, q1;
+  float scale, offset;
+};
+
+template <QuantFormat F>
+DTENSOR_AVX512 inline Chunk decode(const WeightRows& w, const uint8_t* row, int64_t r, int64_t chunk) {
+  Chunk out;
+  if constexpr (F == QuantFormat::Q8_0 || F == QuantFormat::Int8) {
+    const uint8_t* qs = F == QuantFormat::Q8_0 ? row + chunk * 34 + 2 : row + chunk * 32;
+    out.q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))));
+    out.q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16))));
+    out.scale = F == QuantFormat::Q8_0 ? f16_at(row + chunk * 34) : 1.0f;
+    out.offset = 0.0f;
+  } else if constexpr (F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1) {
+    const uint8_t* block = row + chunk * quant_block_bytes(F);
+    const uint8_t* qs = block + (F == QuantFormat::Q4_0 ? 2 : 4);
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    out.q0 = _mm512_cvtepi32_ps(_mm512_and_si512(bytes, _mm512_set1_epi32(15)));
+    out.q1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(bytes, 4));
+    out.scale = f16_at(block);
+    out.offset = F == QuantFormat::Q4_0 ? -8.0f * out.scale : f16_at(block + 2);
+  } else {  // nf4: the high nibbles are the even elements, the low ones the odd
+    const __m512 codes = _mm512_loadu_ps(kNF4Codes);
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + chunk * 16)));
+    out.q0 = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), codes);
+    out.q1 = _mm512_permutexvar_ps(_mm512_and_si512(bytes, _mm512_set1_epi32(15)), codes);
+    out.scale = w.scales[r * (w.cols / kNF4Block) + chunk / 2];
+    out.offset = 0.0f;
+  }
+  return out;
+}
+
+// Row r against M rows of x (x[i], sums[i]), written to out[i][r].
+template <QuantFormat F, int M>
+DTENSOR_AVX512 void row_group(const WeightRows& w, int64_t r, const float* const* x, const float* const* sums,
+                              float* const* out) {
+  constexpr bool kOffset = F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1;
+  const uint8_t* row = w.data + r * w.row_stride;
+  const int64_t chunks = w.cols / 32;
+  __m512 acc[M];
+  float offset[M];
+  for (int i = 0; i < M; ++i) acc[i] = _mm512_setzero_ps(), offset[i] = 0.0f;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const Chunk q = decode<F>(w, row, r, c);
+    const __m512 scale = _mm512_set1_ps(q.scale);
+    for (int i = 0; i < M; ++i) {
+      const float* xc = x[i] + c * 32;
+      const __m512 t = _mm512_fmadd_ps(q.q1, _mm512_loadu_ps(xc + 16), _mm512_mul_ps(q.q0, _mm512_loadu_ps(xc)));
+      acc[i] = F == QuantFormat::Int8 ? _mm512_add_ps(acc[i], t) : _mm512_fmadd_ps(t, scale, acc[i]);
+      if constexpr (kOffset) offset[i] += q.offset * sums[i][c];
+    }
+  }
+  for (int i = 0; i < M; ++i) {
+    float sum = _mm512_reduce_add_ps(acc[i]) + offset[i];
+    if constexpr (F == QuantFormat::Int8) {
+      for (int64_t c = chunks * 32; c < w.cols; ++c) sum += float(int8_t(row[c])) * x[i][c];
+      sum *= w.scales[r];
+    }
+    out[i][r] = sum;
+  }
+}
+
+template <QuantFormat F>
+DTENSOR_AVX512 void rows(const WeightRows& w, const Activations& a, int64_t row_begin, int64_t row_end, float* out,
+                         int64_t out_stride) {
+  constexpr int kGroup = 4;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    for (int64_t i0 = 0; i0 < a.m; i0 += kGroup) {
+      const float* x[kGroup];
+      const float* sums[kGroup];
+      float* y[kGroup];
+      const int64_t n = a.m - i0 < kGroup ? a.m - i0 : kGroup;
+      for (int64_t i = 0; i < n; ++i) {
+        x[i] = a.x + (i0 + i) * w.cols;
+        sums[i] = a.block_sums ? a.block_sums + (i0 + i) * blocks : nullptr;
+        y[i] = out + (i0 + i) * out_stride;
+      }
+      if (n == 4) row_group<F, 4>(w, r, x, sums, y);
+      if (n == 3) row_group<F, 3>(w, r, x, sums, y);
+      if (n == 2) row_group<F, 2>(w, r, x, sums, y);
+      if (n == 1) row_group<F, 1>(w, r, x, sums, y);
+    }
+  }
+}
+
+}  // namespace
+
+RowsKernel avx512_rows_kernel(QuantFormat format) {
+  switch (format) {
+    case QuantFormat::Int8:
+      return rows<QuantFormat::Int8>;
+    case QuantFormat::Q8_0:
+      return rows<QuantFormat::Q8_0>;
+    case QuantFormat::Q4_0:
+      return rows<QuantFormat::Q4_0>;
+    case QuantFormat::Q4_1:
+      return rows<QuantFormat::Q4_1>;
+    case QuantFormat::NF4:
+      return rows<QuantFormat::NF4>;
+  }
+  return nullptr;
+}
+
+DTENSOR_AVX512 void avx512_int8_dot(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_stride, int64_t cols,
+                                    int64_t row_begin, int64_t row_end, int32_t* acc, int64_t acc_stride) {
+  const int64_t vector_cols = cols / 32 * 32;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int8_t* w = wq + r * w_stride;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* x = xq + i * cols;
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t c = 0; c < vector_cols; c += 32) {
+        const __m512i xv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + c)));
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c)));
+        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(xv, wv));
+      }
+      int32_t total = _mm512_reduce_add_epi32(sum);
+      for (int64_t c = vector_cols; c < cols; ++c) total += int32_t(x[c]) * int32_t(w[c]);
+      acc[i * acc_stride + r] = total;
+    }
+  }
+}
+
+#else
 
 RowsKernel avx512_rows_kernel(QuantFormat format) { return scalar_rows_kernel(format); }
 
@@ -8,5 +164,7 @@ void avx512_int8_dot(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_st
                      int64_t row_end, int32_t* acc, int64_t acc_stride) {
   scalar_int8_dot(xq, m, wq, w_stride, cols, row_begin, row_end, acc, acc_stride);
 }
+
+#endif
 
 }  // namespace dtensor::quant
