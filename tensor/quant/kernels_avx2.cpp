@@ -51,7 +51,7 @@ DTENSOR_AVX2 inline Chunk decode(const WeightRows& w, const uint8_t* row, int64_
     out.scale = F == QuantFormat::Q8_0 ? f16_at(row + chunk * 34) : 1.0f;
   } else {
     const uint8_t* qs = F == QuantFormat::NF4 ? row + chunk * 16
-                                              : row + chunk * quant_block_bytes(F) + (F == QuantFormat::Q4_0 ? 2 : 4);
+                                              : row + chunk * block_bytes_of(F) + (F == QuantFormat::Q4_0 ? 2 : 4);
     const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
     const __m128i mask = _mm_set1_epi8(15);
     const __m128i low = _mm_and_si128(bytes, mask), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
@@ -66,7 +66,7 @@ DTENSOR_AVX2 inline Chunk decode(const WeightRows& w, const uint8_t* row, int64_
       out.q[1] = widen_u8(_mm_srli_si128(low, 8));
       out.q[2] = widen_u8(high);
       out.q[3] = widen_u8(_mm_srli_si128(high, 8));
-      const uint8_t* block = row + chunk * quant_block_bytes(F);
+      const uint8_t* block = row + chunk * block_bytes_of(F);
       out.scale = f16_at(block);
       out.offset = F == QuantFormat::Q4_0 ? -8.0f * out.scale : f16_at(block + 2);
     }

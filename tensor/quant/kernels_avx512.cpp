@@ -46,7 +46,7 @@ DTENSOR_AVX512 inline Chunk decode(const WeightRows& w, const uint8_t* row, int6
     out.scale = F == QuantFormat::Q8_0 ? f16_at(row + chunk * 34) : 1.0f;
     out.offset = 0.0f;
   } else if constexpr (F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1) {
-    const uint8_t* block = row + chunk * quant_block_bytes(F);
+    const uint8_t* block = row + chunk * block_bytes_of(F);
     const uint8_t* qs = block + (F == QuantFormat::Q4_0 ? 2 : 4);
     const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
     out.q0 = _mm512_cvtepi32_ps(_mm512_and_si512(bytes, _mm512_set1_epi32(15)));

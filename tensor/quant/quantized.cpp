@@ -53,21 +53,7 @@ int64_t quant_block_size(QuantFormat format) {
   }
 }
 
-int64_t quant_block_bytes(QuantFormat format) {
-  switch (format) {
-    case QuantFormat::Int8:
-      return 1;
-    case QuantFormat::Q8_0:
-      return 34;
-    case QuantFormat::Q4_0:
-      return 18;
-    case QuantFormat::Q4_1:
-      return 20;
-    case QuantFormat::NF4:
-      return 32;
-  }
-  return 0;
-}
+int64_t quant_block_bytes(QuantFormat format) { return quant::block_bytes_of(format); }
 
 QuantizedMatrix::QuantizedMatrix(QuantFormat format, int64_t rows, int64_t cols, Tensor data, Tensor scales)
     : format_(format), rows_(rows), cols_(cols), data_(std::move(data)), scales_(std::move(scales)) {}
