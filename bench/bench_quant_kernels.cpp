@@ -34,11 +34,8 @@ struct Shape2 {
 
 constexpr int kLayers = 30;
 const std::vector<Shape2> kShapes = {
-    {"q_o", 576, 576, 2 * kLayers},
-    {"k_v", 192, 576, 2 * kLayers},
-    {"gate_up", 1536, 576, 2 * kLayers},
-    {"down", 576, 1536, kLayers},
-    {"lm_head", 49152, 576, 1},
+    {"q_o", 576, 576, 2 * kLayers}, {"k_v", 192, 576, 2 * kLayers}, {"gate_up", 1536, 576, 2 * kLayers},
+    {"down", 576, 1536, kLayers},   {"lm_head", 49152, 576, 1},
 };
 const std::vector<std::string> kKinds = {"f32", "bf16", "int8", "q8_0", "q4_0", "q4_1", "nf4"};
 
@@ -98,9 +95,13 @@ double per_token_bytes(const std::string& kind) {
   double total = 0;
   for (const Shape2& s : kShapes) {
     const double elements = double(s.out) * double(s.in);
-    const double per_element = kind == "f32" ? 4.0 : kind == "bf16" ? 2.0 : kind == "int8" ? 1.0 + 4.0 / s.in
-                               : kind == "q8_0" ? 34.0 / 32 : kind == "q4_0" ? 18.0 / 32 : kind == "q4_1" ? 20.0 / 32
-                                                                                         : 0.5 + 4.0 / 64;
+    const double per_element = kind == "f32"    ? 4.0
+                               : kind == "bf16" ? 2.0
+                               : kind == "int8" ? 1.0 + 4.0 / s.in
+                               : kind == "q8_0" ? 34.0 / 32
+                               : kind == "q4_0" ? 18.0 / 32
+                               : kind == "q4_1" ? 20.0 / 32
+                                                : 0.5 + 4.0 / 64;
     total += double(s.per_token) * elements * per_element;
   }
   return total;

@@ -8,6 +8,7 @@
 #include "tensor/quant/kernels.hpp"
 #include "tensor/quant/quantized.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
@@ -85,10 +86,44 @@ TEST_CASE("quantized_linear equals the product with the dequantized matrix on ev
         const auto xv = random_values(c.m * c.cols, unsigned(c.m + 5));
         const QuantizedMatrix q = QuantizedMatrix::quantize(Tensor::from_vector(wv, {c.rows, c.cols}), f);
         const auto deq = q.dequantize().to_vector<float>();
-        const Tensor y = quantized_linear(Tensor::from_vector(xv, {c.m, c.cols}), q);
+        QuantOptions exact;
+        exact.quantize_activations = false;
+        const Tensor y = quantized_linear(Tensor::from_vector(xv, {c.m, c.cols}), q, exact);
         REQUIRE(y.shape() == Shape{c.m, c.rows});
         REQUIRE(y.dtype() == DType::F32);
         check_close(y.to_vector<float>(), reference(xv, deq, c.m, c.rows, c.cols), c.cols);
+      }
+    }
+  }
+}
+
+// x rounded as llama.cpp's q8_0 activations: per 32 elements d = absmax / 127, x ~ d * round(x / d).
+std::vector<float> q8_rounded(const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  for (size_t b = 0; b < x.size(); b += 32) {
+    float amax = 0;
+    for (size_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[b + j]));
+    const float d = amax / 127, inv = amax == 0 ? 0.0f : 127 / amax;
+    for (size_t j = 0; j < 32; ++j) out[b + j] = d * std::nearbyint(float(double(x[b + j]) * inv));
+  }
+  return out;
+}
+
+TEST_CASE("quantized_linear: q4_0 / q4_1 with q8_0-rounded activations on every kernel", "[quant]") {
+  const std::vector<Case> cases{{1, 5, 64}, {1, 130, 576}, {6, 33, 128}, {16, 9, 1536}};
+  for (quant::Isa isa : host_isas()) {
+    IsaScope scope(isa);
+    for (QuantFormat f : {QuantFormat::Q4_0, QuantFormat::Q4_1}) {
+      for (const Case& c : cases) {
+        INFO(quant::isa_name(isa) << " " << quant_format_name(f) << " m " << c.m << " rows " << c.rows << " cols "
+                                  << c.cols);
+        const auto wv = random_values(c.rows * c.cols, unsigned(c.rows + c.cols));
+        auto xv = random_values(c.m * c.cols, unsigned(c.m + 9));
+        std::fill(xv.begin(), xv.begin() + 32, 0.0f);  // an all-zero block of x
+        const QuantizedMatrix q = QuantizedMatrix::quantize(Tensor::from_vector(wv, {c.rows, c.cols}), f);
+        const Tensor y = quantized_linear(Tensor::from_vector(xv, {c.m, c.cols}), q);
+        const Product want = reference(q8_rounded(xv), q.dequantize().to_vector<float>(), c.m, c.rows, c.cols);
+        check_close(y.to_vector<float>(), want, c.cols, 4.0);
       }
     }
   }

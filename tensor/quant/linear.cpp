@@ -60,6 +60,23 @@ void weight_only_product(const float* x, int64_t m, const QuantizedMatrix& w, fl
                 [&](int64_t begin, int64_t end) { kernel(rows, a, begin, end, out, w.rows()); });
 }
 
+// q4_0 / q4_1 against x rounded to q8_0 blocks: integer dot products per block.
+void int8_activation_product(const float* x, int64_t m, const QuantizedMatrix& w, float* out) {
+  const int64_t cols = w.cols(), blocks = cols / quant::kGgmlBlock;
+  std::vector<int8_t> q(static_cast<size_t>(m * cols));
+  std::vector<float> scale(static_cast<size_t>(m * blocks)), sums(static_cast<size_t>(m * blocks));
+  std::vector<int32_t> q_sums(static_cast<size_t>(m * blocks));
+  for (int64_t i = 0; i < m; ++i) {
+    quant::quantize_activations_q8(x + i * cols, cols, q.data() + i * cols, scale.data() + i * blocks,
+                                   sums.data() + i * blocks, q_sums.data() + i * blocks);
+  }
+  const quant::Int8Activations a{q.data(), scale.data(), sums.data(), q_sums.data(), m};
+  const quant::WeightRows rows = weight_rows(w);
+  const quant::Int8RowsKernel kernel = quant::int8_rows_kernel(quant::active_isa(), w.format());
+  for_row_bands(w.rows(), m * w.rows() * cols,
+                [&](int64_t begin, int64_t end) { kernel(rows, a, begin, end, out, w.rows()); });
+}
+
 // LLM.int8 (bitsandbytes' MatMul8bitLt): outlier columns in f32 against the dequantized weight
 // columns, the rest as an int8 x int8 product scaled by x's row scale and W's row scale.
 void int8_outlier_product(const float* x, int64_t m, const QuantizedMatrix& w, float threshold, float* out) {
@@ -135,6 +152,8 @@ Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOp
   if (m > 0) {
     if (w.format() == QuantFormat::Int8 && options.outlier_threshold > 0.0) {
       int8_outlier_product(x2.data<float>(), m, w, float(options.outlier_threshold), out.data<float>());
+    } else if ((w.format() == QuantFormat::Q4_0 || w.format() == QuantFormat::Q4_1) && options.quantize_activations) {
+      int8_activation_product(x2.data<float>(), m, w, out.data<float>());
     } else {
       weight_only_product(x2.data<float>(), m, w, out.data<float>());
     }
