@@ -1,6 +1,7 @@
 // quantized_linear on the CPU: activations prepared once per call, then the rows of W split into
 // one contiguous band per kernel thread (the way tensor/cpu/gemv.cpp streams a decode Linear).
 #include "tensor/cpu/threads.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/error.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/quant/blocks.hpp"
@@ -144,7 +145,7 @@ void check_arguments(const Tensor& x, const QuantizedMatrix& w, const QuantOptio
 
 Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOptions& options, const Tensor& bias) {
   check_arguments(x, w, options, bias);
-  check<DeviceError>(x.device().is_cpu(), kOp, "x on {}: the CUDA backend runs quantized_linear", x.device());
+  if (on_device(x)) return device_kernels(x, kOp).quantized_linear(x, w, options, bias);
   const int64_t cols = w.cols(), rows = w.rows();
   const Tensor x2 = x.reshape({-1, cols}).to(DType::F32).contiguous();
   const int64_t m = x2.size(0);
