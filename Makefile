@@ -151,7 +151,7 @@ bench-train: build $(TRAIN_MODEL)/config.json
 # lines are the summaries (bench/bench_quant_kernels.cpp).
 .PHONY: bench-quant-kernels
 bench-quant-kernels: build
-	$(BUILD)/bench/bench_quant_kernels --benchmark_color=false
+	$(BUILD)/bench/bench_quant_kernels
 	-python3 bench/torch_quant_linear.py $(CORES)
 
 # GPU: torch's timings first (skipped where torch is missing), then bench_gpu on 1 rank. The

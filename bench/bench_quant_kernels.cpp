@@ -41,6 +41,7 @@ const std::vector<std::string> kKinds = {"f32", "bf16", "int8", "q8_0", "q4_0", 
 
 class MedianCollector : public benchmark::ConsoleReporter {
  public:
+  MedianCollector() : ConsoleReporter(OO_Tabular) {}  // no colour codes in saved output
   std::map<std::string, double> median_s;
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {

@@ -109,11 +109,11 @@ std::vector<float> q8_rounded(const std::vector<float>& x) {
   return out;
 }
 
-TEST_CASE("quantized_linear: q4_0 / q4_1 with q8_0-rounded activations on every kernel", "[quant]") {
+TEST_CASE("quantized_linear: q8_0 / q4_0 / q4_1 with q8_0-rounded activations on every kernel", "[quant]") {
   const std::vector<Case> cases{{1, 5, 64}, {1, 130, 576}, {6, 33, 128}, {16, 9, 1536}};
   for (quant::Isa isa : host_isas()) {
     IsaScope scope(isa);
-    for (QuantFormat f : {QuantFormat::Q4_0, QuantFormat::Q4_1}) {
+    for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1}) {
       for (const Case& c : cases) {
         INFO(quant::isa_name(isa) << " " << quant_format_name(f) << " m " << c.m << " rows " << c.rows << " cols "
                                   << c.cols);
