@@ -45,7 +45,7 @@ class MedianCollector : public benchmark::ConsoleReporter {
   std::map<std::string, double> median_s;
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
-      if (run.aggregate_name == "median") median_s[run.run_name.function_name] = run.GetAdjustedRealTime() / 1e9;
+      if (run.aggregate_name == "median") median_s[run.run_name.function_name] = run.GetAdjustedRealTime() / 1e6;  // us
     }
     ConsoleReporter::ReportRuns(runs);
   }
