@@ -175,7 +175,7 @@ TEST_CASE("quantized_linear: LLM.int8 outlier decomposition", "[quant]") {
   for (quant::Isa isa : host_isas()) {
     IsaScope scope(isa);
     INFO(quant::isa_name(isa));
-    SECTION("outlier columns alone are exact in f32") {
+    DYNAMIC_SECTION("outlier columns alone are exact in f32: " << quant::isa_name(isa)) {
       std::vector<float> only(static_cast<size_t>(m * cols), 0.0f);
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t c : outlier_cols) only[size_t(i * cols + c)] = xv[size_t(i * cols + c)];
@@ -184,7 +184,7 @@ TEST_CASE("quantized_linear: LLM.int8 outlier decomposition", "[quant]") {
       const Tensor y = quantized_linear(Tensor::from_vector(only, {m, cols}), q, {threshold});
       check_close(y.to_vector<float>(), reference(only, deq, m, rows, cols), cols);
     }
-    SECTION("the rest as int8 x int8, scaled by both row scales (MatMul8bitLt)") {
+    DYNAMIC_SECTION("the rest as int8 x int8, scaled by both row scales: " << quant::isa_name(isa)) {
       std::vector<double> want(static_cast<size_t>(m * rows));
       for (int64_t i = 0; i < m; ++i) {
         const float* x = xv.data() + i * cols;
