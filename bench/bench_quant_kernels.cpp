@@ -4,7 +4,9 @@
 //
 // Each row of the table is Google Benchmark's median of 3 repetitions; GB/s counts the weight
 // bytes read per call (the matrix's storage). The summary weighs each shape by how often a decode
-// step runs it (7 per layer x 30 layers, plus the tied output head):
+// step runs it (7 per layer x 30 layers, plus the tied output head), in the calling thread's CPU
+// time, which a shared host's other load does not inflate (run it with DTENSOR_NUM_THREADS=1 there;
+// with more threads, OpenMP's waits for preempted threads count too):
 //   quant_kernels: q4_0_decode_vs_f32=X ... threads=T isa=I
 // bench/torch_quant_linear.py times torch.nn.functional.linear f32 at the same shapes and threads.
 #include "tensor/cpu/host_cpu.hpp"
@@ -42,10 +44,10 @@ const std::vector<std::string> kKinds = {"f32", "bf16", "int8", "q8_0", "q4_0", 
 class MedianCollector : public benchmark::ConsoleReporter {
  public:
   MedianCollector() : ConsoleReporter(OO_Tabular) {}  // no colour codes in saved output
-  std::map<std::string, double> median_s;
+  std::map<std::string, double> median_s;             // CPU seconds of the calling thread (the unit is us)
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& run : runs) {
-      if (run.aggregate_name == "median") median_s[run.run_name.function_name] = run.GetAdjustedRealTime() / 1e6;  // us
+      if (run.aggregate_name == "median") median_s[run.run_name.function_name] = run.GetAdjustedCPUTime() / 1e6;
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -129,7 +131,7 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   if (reporter.median_s.size() < kShapes.size() * kKinds.size() * 2) return 0;  // a --benchmark_filter run
 
-  fmt::print("\n# per decode step / per 16-token tile: the model's {} Linear calls, medians\n",
+  fmt::print("\n# per decode step / per 16-token tile: the model's {} Linear calls, CPU time medians\n",
              2 * kLayers * 3 + kLayers + 1);
   fmt::print("{:>6} {:>12} {:>10} {:>12} {:>12} {:>10}\n", "kind", "decode ms", "GB/s", "x f32", "tile ms", "x f32");
   const double f32_decode = per_token_seconds(reporter, "f32", 1), f32_tile = per_token_seconds(reporter, "f32", 16);

@@ -1,5 +1,7 @@
 """Times torch.nn.functional.linear in f32 on the CPU at SmolLM2-135M's Linear shapes, for
 bench/bench_quant_kernels.cpp's table: one row of x (decode) and 16 rows, on THREADS threads.
+Times are the process's CPU time per call divided by THREADS (bench_quant_kernels reports the
+calling thread's CPU time), so a shared host's other load does not inflate them.
 
 usage: torch_quant_linear.py [THREADS]
 Prints one line per shape and a summary weighted like bench_quant_kernels' (7 Linears per layer x
@@ -17,15 +19,15 @@ SHAPES = [("q_o", 576, 576, 2 * LAYERS), ("k_v", 192, 576, 2 * LAYERS), ("gate_u
           ("down", 576, 1536, LAYERS), ("lm_head", 49152, 576, 1)]
 
 
-def median_seconds(call, seconds=0.2, repeats=3):
+def median_seconds(call, threads, seconds=0.2, repeats=3):
     call()
     samples = []
     for _ in range(repeats):
-        iters, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        iters, start = 0, time.process_time()
+        while time.process_time() - start < seconds * threads:
             call()
             iters += 1
-        samples.append((time.perf_counter() - start) / iters)
+        samples.append((time.process_time() - start) / iters / threads)
     return statistics.median(samples)
 
 
@@ -38,7 +40,7 @@ def main():
             w = torch.rand(out_features, in_features) * 0.1 - 0.05
             for m in (1, 16):
                 x = torch.rand(m, in_features) * 2 - 1
-                t = median_seconds(lambda: F.linear(x, w))
+                t = median_seconds(lambda: F.linear(x, w), threads)
                 totals[m] += per_token * t
                 print(f"torch f32 {name} {out_features}x{in_features} m{m}: {t * 1e6:.1f} us "
                       f"{w.numel() * 4 / t / 1e9:.2f} GB/s")
