@@ -226,6 +226,10 @@ DTENSOR_AVX512 void int8_four_rows(const WeightRows& w, int64_t r, const Int8Act
     const float xd = a.scale[i * blocks + b], xs = a.sums[i * blocks + b];
     // q4_0's w = d (q - 8): -8 sum(x q) spread over the 8 lanes the dot product starts from.
     const __m256i init = F == QuantFormat::Q4_0 ? _mm256_set1_epi32(-a.q_sums[i * blocks + b]) : _mm256_setzero_si256();
+    // The next four rows, as far ahead as this group has come: the stream the prefetcher would
+    // otherwise find late, the rows being short.
+    _mm_prefetch(reinterpret_cast<const char*>(rows[0] + 4 * w.row_stride + b * 4 * kBlockBytes), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(rows[0] + 4 * w.row_stride + b * 4 * kBlockBytes + 64), _MM_HINT_T0);
     for (int k = 0; k < 4; ++k) {
       const uint8_t* block = rows[k] + b * kBlockBytes;
       const __m256i dot = block_dot<F>(block, xq, init);
