@@ -20,16 +20,6 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// The model's loaded parameters: a tied lm_head's weight is the embedding's, and the model lists
-// it undefined (as torch lists a tied parameter once).
-optim::NamedParameters loaded_parameters(models::CausalLM& model) {
-  optim::NamedParameters loaded;
-  for (auto& [name, value] : model.named_parameters()) {
-    if (value->defined()) loaded.emplace_back(name, value);
-  }
-  return loaded;
-}
-
 nn::Value f32_copy(const nn::Value& value) {
   if (!value.is_distributed()) return nn::Value(value.tensor().to(DType::F32));
   const DTensor& d = value.dtensor();
@@ -116,14 +106,14 @@ Trainer::Trainer(std::shared_ptr<models::CausalLM> model, const TrainOptions& op
   check<DTypeError>(model_->dtype() == options.dtype, kOp, "the model is {}, the options say {}",
                     dtype_name(model_->dtype()), dtype_name(options.dtype));
   model_->set_activation_checkpointing(options.checkpoint_activations);
-  model_parameters_ = loaded_parameters(*model_);
+  model_parameters_ = model_->named_parameters();
   if (options.dtype == DType::F32) {
     model_->requires_grad_(true);
     weights_ = model_parameters_;
     make_optimizer();
     return;
   }
-  const optim::NamedParameters f32 = f32_weights ? loaded_parameters(*f32_weights) : optim::NamedParameters{};
+  const optim::NamedParameters f32 = f32_weights ? f32_weights->named_parameters() : optim::NamedParameters{};
   check(f32.empty() || f32.size() == model_parameters_.size(), kOp, "the f32 weights have {} parameters, the model {}",
         f32.size(), model_parameters_.size());
   for (size_t i = 0; i < model_parameters_.size(); ++i) {

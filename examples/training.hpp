@@ -79,7 +79,7 @@ class Trainer {
   std::shared_ptr<models::CausalLM> model_;
   TrainOptions options_;
   std::vector<std::unique_ptr<nn::Value>> masters_;  // bf16 only: f32 copies, the optimizer's
-  optim::NamedParameters model_parameters_;          // the model's loaded ones
+  optim::NamedParameters model_parameters_;          // the model's named_parameters()
   optim::NamedParameters weights_;
   std::unique_ptr<optim::AdamW> optimizer_;
 };

@@ -153,6 +153,7 @@ void CausalLM::tie_word_embeddings() {
   if (both_distributed && own.dtensor().placements() != embedding.dtensor().placements())
     tied_head_placements_ = own.dtensor().placements();
   own = nn::Value();
+  lm_head_->mark_parameter_borrowed("weight");
   tied_ = true;
 }
 

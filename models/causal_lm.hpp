@@ -66,8 +66,9 @@ class CausalLM : public nn::Module {
   bool activation_checkpointing() const { return checkpointing_; }
 
   // With tie_word_embeddings the embedding's weight is the one parameter both lookups and lm_head
-  // use, so its gradient sums both uses; lm_head's own "weight" stays unloaded (named_parameters
-  // lists it undefined, as torch lists a tied parameter once). The loaders call this. ValueError
+  // use, so its gradient sums both uses; lm_head's own "weight" stays unloaded and is marked
+  // borrowed, so named_parameters lists the tensor once, as model.embed_tokens.weight (the
+  // checkpoint's name), as torch lists a tied parameter once. The loaders call this. ValueError
   // naming both when the plan laid the two out so that one cannot serve as the other (plain
   // tensors of different shapes); DTensors of other placements are redistributed for lm_head.
   // Nothing without tie_word_embeddings or once tied.

@@ -109,6 +109,12 @@ std::vector<std::string> Module::parameter_names() const {
   return names;
 }
 
+void Module::mark_parameter_borrowed(const std::string& name) {
+  const_cast<Parameter&>(find_parameter(name)).borrowed = true;
+}
+
+bool Module::parameter_borrowed(const std::string& name) const { return find_parameter(name).borrowed; }
+
 std::vector<std::pair<std::string, Module*>> Module::named_modules(const std::string& prefix) {
   std::vector<std::pair<std::string, Module*>> out = {{prefix, this}};
   for (const auto& [name, child] : children_) {
@@ -120,7 +126,9 @@ std::vector<std::pair<std::string, Module*>> Module::named_modules(const std::st
 std::vector<std::pair<std::string, Value*>> Module::named_parameters(const std::string& prefix) {
   std::vector<std::pair<std::string, Value*>> out;
   for (auto& [path, module] : named_modules(prefix)) {
-    for (Parameter& p : module->parameters_) out.emplace_back(path.empty() ? p.name : path + "." + p.name, &p.value);
+    for (Parameter& p : module->parameters_) {
+      if (!p.borrowed) out.emplace_back(path.empty() ? p.name : path + "." + p.name, &p.value);
+    }
   }
   return out;
 }
@@ -149,7 +157,9 @@ void Module::requires_grad_(bool on) {
     for (Parameter& p : module->parameters_) {
       const bool trains =
           module->strategy_ == nullptr || module->strategy_->trains_here(*module, p.name, module->strategy_mesh_);
-      if (p.value.defined() && is_floating(p.value.dtype()) && trains) set_value_requires_grad(p.value, on);
+      if (p.value.defined() && !p.borrowed && is_floating(p.value.dtype()) && trains) {
+        set_value_requires_grad(p.value, on);
+      }
     }
   }
 }

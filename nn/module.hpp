@@ -59,10 +59,17 @@ class Module {
   const Shape& parameter_shape(const std::string& name) const;  // the declared full shape
   DType parameter_dtype(const std::string& name) const;
   std::vector<std::string> parameter_names() const;
+  // Marks parameter `name` as another module's, lent to this one call by call (tied weights: a
+  // tied lm_head uses the embedding's weight). It stays declared, so plans and loaders still see
+  // its name and shape, but named_parameters (and what walks it: to, optimizers, gradient
+  // clipping, state dicts) leaves it out, so the one tensor is listed once, under its owner's
+  // name, as torch's named_parameters() lists a tied parameter. ValueError for an unknown name.
+  void mark_parameter_borrowed(const std::string& name);
+  bool parameter_borrowed(const std::string& name) const;
 
   // ("", this) then every descendant as (dotted name, module), depth first, in registration order.
   std::vector<std::pair<std::string, Module*>> named_modules(const std::string& prefix = "");
-  // Every parameter of this subtree as (dotted name, value).
+  // Every parameter of this subtree as (dotted name, value), but those marked borrowed.
   std::vector<std::pair<std::string, Value*>> named_parameters(const std::string& prefix = "");
 
   // Marks every loaded floating parameter of this subtree (Tensor or DTensor) a leaf that requires
@@ -108,6 +115,7 @@ class Module {
     Shape shape;
     DType dtype;
     Value value;
+    bool borrowed = false;  // another module's, lent call by call (mark_parameter_borrowed)
   };
   void attach(const std::string& name, std::shared_ptr<Module> child);
   const Parameter& find_parameter(const std::string& name) const;
