@@ -1,5 +1,6 @@
 #include "program_flags.hpp"
 
+#include "models/quant.hpp"
 #include "tensor/error.hpp"
 
 #include <unistd.h>
@@ -65,6 +66,8 @@ void add_flags(CLI::App& app, GenerateFlags& o) {
   app.add_flag("--check", o.check, "compare with the unsharded model on rank 0");
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
   app.add_flag("--stream", o.stream, "print each generated id as soon as it is chosen (rank 0)");
+  app.add_option("--quantize", o.quantize,
+                 "quantize the Linear and embedding weights at load: " + models::quantize_names());
 }
 
 void add_flags(CLI::App& app, TrainFlags& o) {
@@ -93,6 +96,10 @@ void add_flags(CLI::App& app, TrainFlags& o) {
 void check_flags(const GenerateFlags& o) {
   parse_prompt_ids(o.prompt_ids);
   check_output_file(o.dump_logits, "generate", "--dump-logits");
+  if (o.quantize.empty()) return;
+  models::quantize_options_from_name(o.quantize, "--quantize");
+  check(o.device == "cpu", "generate", "--quantize {} with --device {}: the quantized kernels run on the CPU only",
+        o.quantize, o.device);
 }
 
 void check_flags(const TrainFlags& o) {

@@ -70,7 +70,8 @@ class CausalLM : public nn::Module {
   // lists it undefined, as torch lists a tied parameter once). The loaders call this. ValueError
   // naming both when the plan laid the two out so that one cannot serve as the other (plain
   // tensors of different shapes); DTensors of other placements are redistributed for lm_head.
-  // Nothing without tie_word_embeddings or once tied.
+  // Nothing without tie_word_embeddings or once tied. Quantized (models/quant.hpp): lm_head shares
+  // the embedding's quantized table when the plan gives both the same block of it.
   void tie_word_embeddings();
 
   // Where the parameters are (the embedding's): the CPU after loading, until to(Device) moves the
@@ -92,6 +93,7 @@ class CausalLM : public nn::Module {
   nn::Value run(const Tensor& tokens, const RotaryTables& rotary, bool cache, int64_t sequences);
   // lm_head on the final hidden states (the embedding's weight when tied).
   nn::Value head(const nn::Value& hidden);
+  void tie_quantized_embeddings();
 
   HFConfig config_;
   DType dtype_;
