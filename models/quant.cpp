@@ -1,6 +1,7 @@
 #include "models/quant.hpp"
 
 #include "models/hf_config.hpp"
+#include "tensor/host_block_cache.hpp"
 
 #include <fstream>
 #include <map>
@@ -58,6 +59,7 @@ std::shared_ptr<CausalLM> load_sharded_quantized(const std::string& dir, const D
   const io::Checkpoint checkpoint = io::Checkpoint::open(dir);
   nn::PlanReport applied = nn::apply_tp_plan(*model, plan, tp_mesh, checkpoint_sources(checkpoint, config));
   model->tie_word_embeddings();
+  release_cached_host_blocks();  // the f32 blocks read and quantized
   if (report != nullptr) *report = std::move(applied);
   return model;
 }
@@ -69,6 +71,7 @@ std::shared_ptr<CausalLM> load_unsharded_quantized(const std::string& dir, DType
   set_quantization(*model, options);
   nn::load_unsharded(*model, checkpoint_sources(io::Checkpoint::open(dir), config));
   model->tie_word_embeddings();
+  release_cached_host_blocks();
   return model;
 }
 

@@ -110,8 +110,7 @@ ColumnSplit Linear::column_split() const {
 void Linear::parameter_loaded(const std::string& name, const std::string& param) {
   name_ = name;
   if (param != "weight" || !options_) return;
-  weight_ = std::make_shared<QuantizedWeight>(quantize_value(parameter("weight"), *options_, column_split(), name));
-  parameter("weight") = Value();
+  weight_ = std::make_shared<QuantizedWeight>(quantize_loaded(parameter("weight"), *options_, column_split(), name));
 }
 
 void Linear::state_to(Device device) {
@@ -125,15 +124,14 @@ Embedding::Embedding(int64_t vocab, int64_t hidden, DType dtype) : Module("Embed
 void Embedding::parameter_loaded(const std::string& name, const std::string& param) {
   name_ = name;
   if (param != "weight" || !options_) return;
-  const Value& w = parameter("weight");
+  Value& w = parameter("weight");
   const int64_t hidden = parameter_shape("weight")[1];
   ColumnSplit split;
   if (w.is_distributed() && w.dtensor().placements().at(0).normalized(2).is_shard(1))
     split = {chunk_bounds(hidden, w.dtensor().mesh().size()), &w.dtensor().mesh()};
   else if (!w.is_distributed() && strategy() != nullptr && w.shape()[1] != hidden)
     split = {chunk_bounds(hidden, strategy_mesh().size()), &strategy_mesh()};
-  weight_ = std::make_shared<QuantizedWeight>(quantize_value(w, *options_, split, name));
-  parameter("weight") = Value();
+  weight_ = std::make_shared<QuantizedWeight>(quantize_loaded(w, *options_, split, name));
 }
 
 void Embedding::state_to(Device device) {

@@ -2,6 +2,7 @@
 
 #include "autograd/autograd.hpp"
 #include "nn/module.hpp"
+#include "tensor/host_block_cache.hpp"
 #include "tensor/ops.hpp"
 
 #include <algorithm>
@@ -85,7 +86,7 @@ std::vector<int64_t> chunk_bounds(int64_t cols, int64_t parts) {
   return bounds;
 }
 
-QuantizedWeight quantize_value(const Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
+QuantizedWeight quantize_loaded(Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
                                const std::string& module) {
   check<ValueError>(weight.defined(), module.c_str(), "the weight to quantize is not loaded");
   const int64_t block = quant_block_size(options.format);
@@ -108,6 +109,9 @@ QuantizedWeight quantize_value(const Value& weight, const QuantizeOptions& optio
     check<ValueError>(q.placements.size() == 1, module.c_str(),
                       "a quantized weight is split over a 1-D mesh, got placements {}", placements_str(q.placements));
   }
+  // The loaded block goes now, not into the storage cache: no later allocation of the load wants it.
+  weight = Value();
+  release_cached_host_blocks();
   return q;
 }
 

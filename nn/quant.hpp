@@ -65,11 +65,11 @@ struct ColumnSplit {
   const DeviceMesh* mesh = nullptr;
 };
 
-// Quantizes a loaded weight value (its local block) keeping its layout. Every boundary of a column
+// Quantizes a loaded weight value (its local block) keeping its layout, and frees the value. Every boundary of a column
 // split must be a multiple of the format's block size, else a ShapeError naming `module`, the
 // block size and the boundary. int8 under a column split takes each row's absmax over the whole
 // row (one all-reduce over the split's mesh), so its values are the unsharded ones.
-QuantizedWeight quantize_value(const Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
+QuantizedWeight quantize_loaded(Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
                                const std::string& module);
 
 // The column boundaries of torch.chunk over `parts` ranks of `cols` columns: 0, c, 2c, ..., cols.
