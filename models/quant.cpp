@@ -15,12 +15,9 @@ constexpr double kInt8OutlierThreshold = 6.0;
 
 const std::map<std::string, nn::QuantizeOptions>& named_options() {
   static const std::map<std::string, nn::QuantizeOptions> names = {
-      {"int8", {QuantFormat::Int8, {}}},
-      {"int8-outlier", {QuantFormat::Int8, {kInt8OutlierThreshold}}},
-      {"q8_0", {QuantFormat::Q8_0, {}}},
-      {"q4_0", {QuantFormat::Q4_0, {}}},
-      {"q4_1", {QuantFormat::Q4_1, {}}},
-      {"nf4", {QuantFormat::NF4, {}}},
+      {"int8", {QuantFormat::Int8, {}}}, {"int8-outlier", {QuantFormat::Int8, {kInt8OutlierThreshold}}},
+      {"q8_0", {QuantFormat::Q8_0, {}}}, {"q4_0", {QuantFormat::Q4_0, {}}},
+      {"q4_1", {QuantFormat::Q4_1, {}}}, {"nf4", {QuantFormat::NF4, {}}},
   };
   return names;
 }

@@ -66,10 +66,10 @@ QuantizedMatrix quantize_int8_whole_rows(const Tensor& local, const DeviceMesh& 
 }  // namespace
 
 std::string QuantizedWeight::describe() const {
-  const std::string what =
-      distributed() ? fmt::format("DTensor {} global {} local [{}, {}]", placements_str(placements), shape_str(global),
-                                  local.rows(), local.cols())
-                    : fmt::format("Tensor [{}, {}]", local.rows(), local.cols());
+  const std::string what = distributed()
+                               ? fmt::format("DTensor {} global {} local [{}, {}]", placements_str(placements),
+                                             shape_str(global), local.rows(), local.cols())
+                               : fmt::format("Tensor [{}, {}]", local.rows(), local.cols());
   return fmt::format("{} {}, {} bytes", quant_format_name(local.format()), what, local.bytes());
 }
 
@@ -87,7 +87,7 @@ std::vector<int64_t> chunk_bounds(int64_t cols, int64_t parts) {
 }
 
 QuantizedWeight quantize_loaded(Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
-                               const std::string& module) {
+                                const std::string& module) {
   check<ValueError>(weight.defined(), module.c_str(), "the weight to quantize is not loaded");
   const int64_t block = quant_block_size(options.format);
   for (int64_t bound : split.bounds) {
@@ -150,7 +150,8 @@ Value quantized_embedding_value(const Value& ids, const QuantizedWeight& w, cons
   out_shape.push_back(w.global[1]);
   const Placement split = weight_split(w);
   if (!split.is_shard(0)) {
-    const Placements out = split.is_shard(1) ? Placements{Shard(int64_t(out_shape.size()) - 1)} : Placements{Replicate()};
+    const Placements out =
+        split.is_shard(1) ? Placements{Shard(int64_t(out_shape.size()) - 1)} : Placements{Replicate()};
     return DTensor::from_local(w.local.dequantize_rows(in.local_tensor()), *w.mesh, out, out_shape);
   }
   // Vocab-parallel: this rank's rows [first, first + rows) of the table, zeros for other ids.

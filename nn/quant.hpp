@@ -70,7 +70,7 @@ struct ColumnSplit {
 // block size and the boundary. int8 under a column split takes each row's absmax over the whole
 // row (one all-reduce over the split's mesh), so its values are the unsharded ones.
 QuantizedWeight quantize_loaded(Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
-                               const std::string& module);
+                                const std::string& module);
 
 // The column boundaries of torch.chunk over `parts` ranks of `cols` columns: 0, c, 2c, ..., cols.
 std::vector<int64_t> chunk_bounds(int64_t cols, int64_t parts);

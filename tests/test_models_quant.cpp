@@ -10,9 +10,13 @@
 // o_proj splits at 128 and 192; down_proj's chunks of 768 / np).
 #include "test_models_util.hpp"
 
+#include "skip.hpp"
+
 #include "models/quant.hpp"
 #include "nn/layers.hpp"
 #include "tensor/ops.hpp"
+
+#include <typeinfo>
 
 using namespace dtensor;
 using models_test::SharedDir;
@@ -33,6 +37,17 @@ TinySpec quant_spec(bool tie) {
   spec.tie = tie;
   spec.seed = tie ? 5 : 4;
   return spec;
+}
+
+// `run` throws an E whose message holds every one of `parts`.
+template <typename E, typename F>
+void check_throws(F run, const std::vector<std::string>& parts) {
+  try {
+    run();
+    FAIL("no " << typeid(E).name() << " thrown");
+  } catch (const E& e) {
+    for (const std::string& part : parts) CHECK_THAT(std::string(e.what()), Catch::Matchers::Contains(part));
+  }
 }
 
 const std::vector<std::string> kFormats = {"int8", "q8_0", "q4_0", "q4_1", "nf4"};
@@ -61,8 +76,10 @@ void check_blocks(models::CausalLM& sharded, models::CausalLM& whole) {
   const int64_t inter = 768, chunk = (inter + world().size() - 1) / world().size();
   const int64_t first = std::min(inter, chunk * world().rank()), count = std::min(inter, first + chunk) - first;
   const std::string layer = "model.layers.1.mlp.";
-  CHECK(same_bytes(quantized(sharded, layer + "gate_proj"), quantized(whole, layer + "gate_proj").narrow_rows(first, count)));
-  CHECK(same_bytes(quantized(sharded, layer + "down_proj"), quantized(whole, layer + "down_proj").narrow_cols(first, count)));
+  CHECK(same_bytes(quantized(sharded, layer + "gate_proj"),
+                   quantized(whole, layer + "gate_proj").narrow_rows(first, count)));
+  CHECK(same_bytes(quantized(sharded, layer + "down_proj"),
+                   quantized(whole, layer + "down_proj").narrow_cols(first, count)));
 }
 
 double f32_sum_bound(const Tensor& logits) { return std::max(1e-4, 1e-5 * amax(abs(logits)).item<double>()); }
@@ -113,10 +130,11 @@ TEST_CASE("quantized Llama with tied embeddings shares one quantized table", "[m
 
 // The distance of the quantized model's prompt logits from the f32 model's, relative to the
 // largest f32 logit. A weight's rounding error is at most half a step: int8 / q8_0 steps are
-// absmax / 127 (< 0.4% of a block's absmax), 4-bit ones absmax / 7.5 (q4_0), (max - min) / 15
-// (q4_1) or NF4's widest code gap (~0.16 absmax). Through two layers of random weights these
-// errors add up like noise, a few percent of the logits for 8 bits, up to ~10% for 4; the bounds
-// take twice that. int8-outlier also rounds activations to 8 bits per row.
+// absmax / 127 (< 0.4% of a block's absmax), 4-bit ones absmax / 7.5 (q4_0) or (max - min) / 15
+// (q4_1). NF4's codes are spaced for normally distributed weights; these uniform ones often fall
+// in its widest gap, 0.72 to 1 (half of it 0.14 absmax). Through two layers these errors add up
+// like noise: ~1% of the largest logit for 8 bits, 12-14% for q4_0 / q4_1, 24% for nf4 here (2%
+// for int8-outlier, whose activations are rounded to 8 bits too); the bounds allow about twice.
 TEST_CASE("quantized Llama logits against the f32 model", "[models][quant]") {
   const TinySpec spec = quant_spec(/*tie=*/false);
   SharedDir dir;
@@ -124,8 +142,8 @@ TEST_CASE("quantized Llama logits against the f32 model", "[models][quant]") {
   auto f32 = models::load_unsharded(dir.str(), DType::F32);
   const Tensor reference = f32->forward_tokens(kPrompt);
   const double largest = amax(abs(reference)).item<double>();
-  const std::vector<std::pair<std::string, double>> bounds = {
-      {"int8", 0.04}, {"int8-outlier", 0.06}, {"q8_0", 0.04}, {"q4_0", 0.25}, {"q4_1", 0.2}, {"nf4", 0.25}};
+  const std::vector<std::pair<std::string, double>> bounds = {{"int8", 0.03}, {"int8-outlier", 0.05}, {"q8_0", 0.03},
+                                                              {"q4_0", 0.25}, {"q4_1", 0.3},          {"nf4", 0.45}};
   for (const auto& [format, bound] : bounds) {
     auto model = models::load_unsharded_quantized(dir.str(), DType::F32, models::quantize_options_from_name(format));
     const double distance = max_abs_diff(model->forward_tokens(kPrompt), reference) / largest;
@@ -146,10 +164,12 @@ TEST_CASE("a column shard boundary inside a quantization block is a ShapeError n
   const std::string boundary = fmt::format("boundary at input column {} splits a q4_0 block of 32", chunk);
   for (const auto& [plan_name, plan] : plans_for(config)) {
     INFO(plan_name);
-    CHECK_THROWS_MATCHES(
-        models::load_sharded_quantized(dir.str(), world_line(), plan, DType::F32,
-                                       models::quantize_options_from_name("q4_0")),
-        ShapeError, Catch::Matchers::Contains("model.layers.0.mlp.down_proj") && Catch::Matchers::Contains(boundary));
+    check_throws<ShapeError>(
+        [&] {
+          models::load_sharded_quantized(dir.str(), world_line(), plan, DType::F32,
+                                         models::quantize_options_from_name("q4_0"));
+        },
+        {"model.layers.0.mlp.down_proj", boundary});
   }
   // int8's block is a whole row: any column split is on its boundaries.
   CHECK_NOTHROW(models::load_sharded_quantized(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32,
@@ -157,9 +177,7 @@ TEST_CASE("a column shard boundary inside a quantization block is a ShapeError n
 }
 
 TEST_CASE("an unknown quantization name is a ValueError naming --quantize", "[models][quant]") {
-  CHECK_THROWS_MATCHES(models::quantize_options_from_name("q3_k"), ValueError,
-                       Catch::Matchers::Contains("--quantize") && Catch::Matchers::Contains("'q3_k'") &&
-                           Catch::Matchers::Contains("q4_0"));
+  check_throws<ValueError>([] { models::quantize_options_from_name("q3_k"); }, {"--quantize", "'q3_k'", "q4_0"});
 }
 
 TEST_CASE("training a quantized model is a ValueError", "[models][quant]") {
@@ -169,7 +187,7 @@ TEST_CASE("training a quantized model is a ValueError", "[models][quant]") {
   auto model = models::load_sharded_quantized(dir.str(), world_line(), models::auto_tp_plan(config), DType::F32,
                                               models::quantize_options_from_name("nf4"));
   const Tensor ids = Tensor::from_vector<int64_t>({1, 2, 3, 4}, {1, 4});
-  CHECK_THROWS_MATCHES(model->training_logits(ids), ValueError, Catch::Matchers::Contains("inference only"));
+  check_throws<ValueError>([&] { model->training_logits(ids); }, {"inference only"});
   model->requires_grad_();  // the norms take gradients; the inputs of the quantized Linears then want one
-  CHECK_THROWS_MATCHES(model->forward_tokens({1, 2}), ValueError, Catch::Matchers::Contains("inference only"));
+  check_throws<ValueError>([&] { model->forward_tokens({1, 2}); }, {"self_attn.q_proj", "inference only"});
 }
