@@ -119,6 +119,15 @@ void load_device_backend(DeviceType type, const char* op) {
                      absence_reason(type, backend));
 }
 
+Tensor DeviceKernels::quantized_linear(const Tensor& x, const QuantizedMatrix& /*w*/, const QuantOptions& /*options*/,
+                                       const Tensor& /*bias*/) {
+  fail<DeviceError>("quantized_linear", "the backend of {} has no quantized kernels", x.device());
+}
+
+Tensor DeviceKernels::quantized_rows(const QuantizedMatrix& /*w*/, const Tensor& ids, DType /*dtype*/) {
+  fail<DeviceError>("dequantize_rows", "the backend of {} has no quantized kernels", ids.device());
+}
+
 DeviceKernels& device_kernels(Device device, const char* op) {
   check<DeviceError>(!device.is_cpu(), op, "the CPU kernels are not a device backend");
   const Backend& backend = loaded_backend(device.type);

@@ -25,6 +25,9 @@
 
 namespace dtensor {
 
+class QuantizedMatrix;
+struct QuantOptions;
+
 // The ops of tensor/ops.hpp and tensor/attention.hpp for tensors on the backend's devices, plus
 // device memory. Arguments arrive after the public op's device-independent checks; the backend
 // checks that every argument is on the same existing device (DeviceError otherwise). Dtype and
@@ -71,6 +74,12 @@ class DeviceKernels {
   virtual Tensor apply_rotary(const Tensor& x, const Tensor& cos, const Tensor& sin) = 0;
   virtual Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const std::vector<int64_t>& kv_head_of) = 0;
+
+  // quantized_linear and QuantizedMatrix::dequantize_rows (tensor/quant/quantized.hpp) for a matrix
+  // held on the backend's device. A backend without them raises DeviceError (the default).
+  virtual Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOptions& options,
+                                  const Tensor& bias);
+  virtual Tensor quantized_rows(const QuantizedMatrix& w, const Tensor& ids, DType dtype);
 };
 
 // Called by a backend's entry point; replaces an earlier registration for the same type.

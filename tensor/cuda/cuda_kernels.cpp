@@ -6,6 +6,7 @@
 #include "tensor/cuda/cuda_copy.hpp"
 #include "tensor/cuda/cuda_ops.hpp"
 #include "tensor/cuda/device_memory.hpp"
+#include "tensor/cuda/quant.hpp"
 
 namespace dtensor::cuda {
 
@@ -70,6 +71,14 @@ class CudaKernels final : public DeviceKernels {
   Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                           const std::vector<int64_t>& kv_head_of) override {
     return cuda::causal_attention(q, k, v, kv_head_of);
+  }
+
+  Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOptions& options,
+                          const Tensor& bias) override {
+    return cuda::quantized_linear(x, w, options, bias);
+  }
+  Tensor quantized_rows(const QuantizedMatrix& w, const Tensor& ids, DType dtype) override {
+    return cuda::quantized_rows(w, ids, dtype);
   }
 };
 

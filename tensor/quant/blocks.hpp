@@ -12,6 +12,22 @@ namespace dtensor::quant {
 inline constexpr int64_t kGgmlBlock = 32;  // elements of a q8_0 / q4_0 / q4_1 block
 inline constexpr int64_t kNF4Block = 64;   // elements sharing one nf4 absmax
 
+// quant_block_bytes as a constant for the kernels' inner loops.
+constexpr int64_t block_bytes_of(QuantFormat format) {
+  switch (format) {
+    case QuantFormat::Q8_0:
+      return 34;
+    case QuantFormat::Q4_0:
+      return 18;
+    case QuantFormat::Q4_1:
+      return 20;
+    case QuantFormat::NF4:
+      return 32;
+    default:
+      return 1;
+  }
+}
+
 // Packed bytes of one row of cols elements (scales held apart excluded).
 int64_t row_bytes(QuantFormat format, int64_t cols);
 // Scales held apart per row: 1 for int8, cols / 64 for nf4, 0 for the ggml formats.

@@ -1,7 +1,9 @@
 #include "tensor/error.hpp"
 #include "tensor/quant/kernels.hpp"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <string>
 
@@ -73,6 +75,35 @@ RowsKernel rows_kernel(Isa isa, QuantFormat format) {
       return avx2_rows_kernel(format);
     default:
       return scalar_rows_kernel(format);
+  }
+}
+
+Int8RowsKernel int8_rows_kernel(Isa isa, QuantFormat format) {
+  switch (isa) {
+    case Isa::Avx512:
+      return avx512_int8_rows_kernel(format);
+    case Isa::Avx2:
+      return avx2_int8_rows_kernel(format);
+    default:
+      return scalar_int8_rows_kernel(format);
+  }
+}
+
+void quantize_activations_q8(const float* x, int64_t cols, int8_t* q, float* scale, float* sums, int32_t* q_sums) {
+  for (int64_t b = 0; b < cols / 32; ++b) {
+    const float* xb = x + b * 32;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    const float d = amax / 127.0f, inv = amax != 0.0f ? 127.0f / amax : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const int v = int(std::nearbyintf(xb[j] * inv));
+      q[b * 32 + j] = int8_t(v);
+      sum += v;
+    }
+    scale[b] = d;
+    sums[b] = d * float(sum);
+    q_sums[b] = sum;
   }
 }
 

@@ -19,7 +19,7 @@ namespace dtensor::quant {
 enum class Isa : uint8_t { Scalar, Avx2, Avx512 };
 
 std::string_view isa_name(Isa isa);  // "scalar", "avx2", "avx512"
-// The widest set this host runs (AVX-512 needs F, BW, VL; AVX2 also FMA and F16C).
+// The widest set this host runs (AVX-512 needs F, BW, VL and VNNI; AVX2 also FMA and F16C).
 Isa host_isa();
 // The set the kernels use: the override when set (capped at host_isa()), else
 // DTENSOR_QUANT_ISA=scalar|avx2|avx512 (capped likewise; ValueError for another value), else host_isa().
@@ -51,6 +51,27 @@ void prepare_nf4_activations(const float* x, int64_t cols, float* out);
 using RowsKernel = void (*)(const WeightRows& w, const Activations& a, int64_t row_begin, int64_t row_end, float* out,
                             int64_t out_stride);
 RowsKernel rows_kernel(Isa isa, QuantFormat format);
+
+// x rounded to q8_0 blocks (llama.cpp's activations for its 4-bit weights): per 32 elements a
+// scale d = absmax / 127 and q = nearbyint(x / d), so that q4_0 / q4_1 blocks multiply as integer
+// dot products (AVX512-VNNI vpdpbusd, AVX2 vpmaddubsw). The kernels compute the f32 product of the
+// rounded x (d q) with the dequantized matrix.
+struct Int8Activations {
+  const int8_t* q;        // [m, cols]
+  const float* scale;     // [m, cols / 32]: d
+  const float* sums;      // [m, cols / 32]: d * sum of the block's q (q4_1's m term)
+  const int32_t* q_sums;  // [m, cols / 32]: sum of the block's q (q4_0's -8 term, kept in integers)
+  int64_t m;
+};
+void quantize_activations_q8(const float* x, int64_t cols, int8_t* q, float* scale, float* sums, int32_t* q_sums);
+
+using Int8RowsKernel = void (*)(const WeightRows& w, const Int8Activations& a, int64_t row_begin, int64_t row_end,
+                                float* out, int64_t out_stride);
+// q4_0 and q4_1 only.
+Int8RowsKernel int8_rows_kernel(Isa isa, QuantFormat format);
+Int8RowsKernel scalar_int8_rows_kernel(QuantFormat format);
+Int8RowsKernel avx2_int8_rows_kernel(QuantFormat format);
+Int8RowsKernel avx512_int8_rows_kernel(QuantFormat format);
 
 // LLM.int8's integer product: acc[i * acc_stride + r] = sum_c xq[i * cols + c] * wq[r * w_stride + c].
 using Int8DotKernel = void (*)(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_stride, int64_t cols,

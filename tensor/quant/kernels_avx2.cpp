@@ -1,12 +1,317 @@
+// AVX2 + FMA + F16C kernels: 8 f32 lanes, each 32-element block unpacked into four vectors.
+// The library's baseline (x86-64-v3) already includes these, but the attributes keep the file
+// correct under a lower -Dcpu_baseline; dispatch.cpp calls it only on hosts that have them.
+#include "tensor/quant/blocks.hpp"
 #include "tensor/quant/kernels.hpp"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include <cstring>
 
 namespace dtensor::quant {
 
+#if defined(__x86_64__)
+
+namespace {
+
+#define DTENSOR_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// The f16 at p broadcast to eight f32 lanes.
+DTENSOR_AVX2 inline __m256 f16_broadcast(const uint8_t* p) {
+  int16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _mm256_cvtph_ps(_mm_set1_epi16(bits));
+}
+
+DTENSOR_AVX2 inline float f16_at(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _cvtsh_ss(bits);
+}
+
+DTENSOR_AVX2 inline __m256 widen_u8(__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(bytes)); }
+DTENSOR_AVX2 inline __m256 widen_i8(__m128i bytes) { return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes)); }
+
+// The nf4 code values of eight nibbles (one per 32-bit lane): two 8-entry permutes, picked by bit 3.
+DTENSOR_AVX2 inline __m256 nf4_lookup(__m128i nibbles) {
+  const __m256i index = _mm256_cvtepu8_epi32(nibbles);
+  const __m256 low = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kNF4Codes), index);
+  const __m256 high = _mm256_permutevar8x32_ps(_mm256_loadu_ps(kNF4Codes + 8), index);
+  return _mm256_blendv_ps(low, high, _mm256_castsi256_ps(_mm256_slli_epi32(index, 28)));
+}
+
+// One 32-element chunk: q[k] multiplies x[8k, 8k + 8) of the chunk (nf4: of the prepared x).
+struct Chunk {
+  __m256 q[4];
+  float scale, offset;
+};
+
+template <QuantFormat F>
+DTENSOR_AVX2 inline Chunk decode(const WeightRows& w, const uint8_t* row, int64_t r, int64_t chunk) {
+  Chunk out;
+  out.offset = 0.0f;
+  if constexpr (F == QuantFormat::Q8_0 || F == QuantFormat::Int8) {
+    const uint8_t* qs = F == QuantFormat::Q8_0 ? row + chunk * 34 + 2 : row + chunk * 32;
+    for (int k = 0; k < 4; ++k) out.q[k] = widen_i8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(qs + 8 * k)));
+    out.scale = F == QuantFormat::Q8_0 ? f16_at(row + chunk * 34) : 1.0f;
+  } else {
+    const uint8_t* qs =
+        F == QuantFormat::NF4 ? row + chunk * 16 : row + chunk * block_bytes_of(F) + (F == QuantFormat::Q4_0 ? 2 : 4);
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+    const __m128i mask = _mm_set1_epi8(15);
+    const __m128i low = _mm_and_si128(bytes, mask), high = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+    if constexpr (F == QuantFormat::NF4) {  // high nibbles: even elements, first in the prepared x
+      out.q[0] = nf4_lookup(high);
+      out.q[1] = nf4_lookup(_mm_srli_si128(high, 8));
+      out.q[2] = nf4_lookup(low);
+      out.q[3] = nf4_lookup(_mm_srli_si128(low, 8));
+      out.scale = w.scales[r * (w.cols / kNF4Block) + chunk / 2];
+    } else {  // ggml: low nibbles are elements 0..15, high ones 16..31
+      out.q[0] = widen_u8(low);
+      out.q[1] = widen_u8(_mm_srli_si128(low, 8));
+      out.q[2] = widen_u8(high);
+      out.q[3] = widen_u8(_mm_srli_si128(high, 8));
+      const uint8_t* block = row + chunk * block_bytes_of(F);
+      out.scale = f16_at(block);
+      out.offset = F == QuantFormat::Q4_0 ? -8.0f * out.scale : f16_at(block + 2);
+    }
+  }
+  return out;
+}
+
+DTENSOR_AVX2 inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(s);
+}
+
+// Chunk c of one row against M rows of x, into accumulator chain k.
+template <QuantFormat F, int M, int C>
+DTENSOR_AVX2 inline void chunk_step(const WeightRows& w, const uint8_t* row, int64_t r, int64_t c,
+                                    const float* const* x, const float* const* sums, int k, __m256 (&acc)[M][C],
+                                    float (&offset)[M][C]) {
+  const Chunk q = decode<F>(w, row, r, c);
+  const __m256 scale = _mm256_set1_ps(q.scale);
+  for (int i = 0; i < M; ++i) {
+    const float* xc = x[i] + c * 32;
+    __m256 t = _mm256_mul_ps(q.q[0], _mm256_loadu_ps(xc));
+    t = _mm256_fmadd_ps(q.q[1], _mm256_loadu_ps(xc + 8), t);
+    t = _mm256_fmadd_ps(q.q[2], _mm256_loadu_ps(xc + 16), t);
+    t = _mm256_fmadd_ps(q.q[3], _mm256_loadu_ps(xc + 24), t);
+    acc[i][k] = F == QuantFormat::Int8 ? _mm256_add_ps(acc[i][k], t) : _mm256_fmadd_ps(t, scale, acc[i][k]);
+    if constexpr (F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1) offset[i][k] += q.offset * sums[i][c];
+  }
+}
+
+// Row r against M rows of x (x[i], sums[i]), written to out[i][r]; one row of x runs four
+// independent accumulator chains.
+template <QuantFormat F, int M>
+DTENSOR_AVX2 void row_group(const WeightRows& w, int64_t r, const float* const* x, const float* const* sums,
+                            float* const* out) {
+  constexpr int C = M == 1 ? 4 : 1;
+  const uint8_t* row = w.data + r * w.row_stride;
+  const int64_t chunks = w.cols / 32;
+  __m256 acc[M][C];
+  float offset[M][C];
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < C; ++k) acc[i][k] = _mm256_setzero_ps(), offset[i][k] = 0.0f;
+  }
+  int64_t c = 0;
+  for (; c + C <= chunks; c += C) {
+    for (int k = 0; k < C; ++k) chunk_step<F, M, C>(w, row, r, c + k, x, sums, k, acc, offset);
+  }
+  for (; c < chunks; ++c) chunk_step<F, M, C>(w, row, r, c, x, sums, 0, acc, offset);
+  for (int i = 0; i < M; ++i) {
+    __m256 total = acc[i][0];
+    float sum = offset[i][0];
+    for (int k = 1; k < C; ++k) total = _mm256_add_ps(total, acc[i][k]), sum += offset[i][k];
+    sum += horizontal_sum(total);
+    if constexpr (F == QuantFormat::Int8) {
+      for (int64_t j = chunks * 32; j < w.cols; ++j) sum += float(int8_t(row[j])) * x[i][j];
+      sum *= w.scales[r];
+    }
+    out[i][r] = sum;
+  }
+}
+
+template <QuantFormat F>
+DTENSOR_AVX2 void rows(const WeightRows& w, const Activations& a, int64_t row_begin, int64_t row_end, float* out,
+                       int64_t out_stride) {
+  constexpr int kGroup = 4;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    for (int64_t i0 = 0; i0 < a.m; i0 += kGroup) {
+      const float* x[kGroup];
+      const float* sums[kGroup];
+      float* y[kGroup];
+      const int64_t n = a.m - i0 < kGroup ? a.m - i0 : kGroup;
+      for (int64_t i = 0; i < n; ++i) {
+        x[i] = a.x + (i0 + i) * w.cols;
+        sums[i] = a.block_sums ? a.block_sums + (i0 + i) * blocks : nullptr;
+        y[i] = out + (i0 + i) * out_stride;
+      }
+      if (n == 4) row_group<F, 4>(w, r, x, sums, y);
+      if (n == 3) row_group<F, 3>(w, r, x, sums, y);
+      if (n == 2) row_group<F, 2>(w, r, x, sums, y);
+      if (n == 1) row_group<F, 1>(w, r, x, sums, y);
+    }
+  }
+}
+
+// One q4_0 / q4_1 row against M rows of q8_0-rounded x: per block the 32 nibbles, widened in
+// element order into one 256-bit vector of bytes, times x's 32 int8 values (vpmaddubsw: the nibbles are the unsigned
+// operand). Block b of one row against M rows of x, into accumulator chain k.
+template <QuantFormat F, int M, int C>
+DTENSOR_AVX2 inline void int8_block(const uint8_t* row, int64_t b, int64_t blocks, int64_t cols,
+                                    const Int8Activations& a, int64_t i0, int k, __m256 (&acc)[M][C],
+                                    float (&offset)[M][C]) {
+  constexpr int64_t kBlockBytes = block_bytes_of(F), kQsOffset = F == QuantFormat::Q4_0 ? 2 : 4;
+  const uint8_t* block = row + b * kBlockBytes;
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + kQsOffset));
+  const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
+  const __m256 d = f16_broadcast(block);
+  for (int i = 0; i < M; ++i) {
+    const int64_t at = (i0 + i) * blocks + b;
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + (i0 + i) * cols + b * 32));
+    const __m256i init = F == QuantFormat::Q4_0 ? _mm256_set1_epi32(-a.q_sums[at]) : _mm256_setzero_si256();
+    const __m256i dot =
+        _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, xq), _mm256_set1_epi16(1)));
+    acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(d, _mm256_set1_ps(a.scale[at])), acc[i][k]);
+    if constexpr (F == QuantFormat::Q4_1) offset[i][k] += f16_at(block + 2) * a.sums[at];
+  }
+}
+
+// One q4_0 / q4_1 row against M rows of q8_0-rounded x: per block the 32 nibbles, widened in
+// element order into one 256-bit vector of bytes, times x's 32 int8 values. One row of x (decode)
+// runs four independent accumulator chains, so the adds' latency does not bound the loop.
+template <QuantFormat F, int M>
+DTENSOR_AVX2 void int8_row_group(const WeightRows& w, int64_t r, const Int8Activations& a, int64_t i0, float* out,
+                                 int64_t out_stride) {
+  constexpr int C = M == 1 ? 4 : 1;
+  const uint8_t* row = w.data + r * w.row_stride;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  __m256 acc[M][C];
+  float offset[M][C];
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < C; ++k) acc[i][k] = _mm256_setzero_ps(), offset[i][k] = 0.0f;
+  }
+  int64_t b = 0;
+  for (; b + C <= blocks; b += C) {
+    for (int k = 0; k < C; ++k) int8_block<F, M, C>(row, b + k, blocks, w.cols, a, i0, k, acc, offset);
+  }
+  for (; b < blocks; ++b) int8_block<F, M, C>(row, b, blocks, w.cols, a, i0, 0, acc, offset);
+  for (int i = 0; i < M; ++i) {
+    __m256 total = acc[i][0];
+    float off = offset[i][0];
+    for (int k = 1; k < C; ++k) total = _mm256_add_ps(total, acc[i][k]), off += offset[i][k];
+    out[(i0 + i) * out_stride + r] = horizontal_sum(total) + off;
+  }
+}
+
+// Four rows [r, r + 4) against one row i of x (a decode step): x's block is loaded once for the
+// four, and the four accumulators are independent chains.
+template <QuantFormat F>
+DTENSOR_AVX2 void int8_four_rows(const WeightRows& w, int64_t r, const Int8Activations& a, int64_t i, float* out,
+                                 int64_t out_stride) {
+  constexpr int64_t kBlockBytes = block_bytes_of(F), kQsOffset = F == QuantFormat::Q4_0 ? 2 : 4;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  const uint8_t* rows[4];
+  __m256 acc[4];
+  float offset[4];
+  for (int k = 0; k < 4; ++k) rows[k] = w.data + (r + k) * w.row_stride, acc[k] = _mm256_setzero_ps(), offset[k] = 0;
+  const int8_t* xrow = a.q + i * w.cols;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xrow + b * 32));
+    const float xd = a.scale[i * blocks + b], xs = a.sums[i * blocks + b];
+    // q4_0's w = d (q - 8): -8 sum(x q) spread over the 8 lanes the dot product starts from.
+    const __m256i init = F == QuantFormat::Q4_0 ? _mm256_set1_epi32(-a.q_sums[i * blocks + b]) : _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* block = rows[k] + b * kBlockBytes;
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + kQsOffset));
+      const __m256i nibbles =
+          _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
+      const __m256i dot =
+          _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, xq), _mm256_set1_epi16(1)));
+      acc[k] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(f16_broadcast(block), _mm256_set1_ps(xd)), acc[k]);
+      if constexpr (F == QuantFormat::Q4_1) offset[k] += f16_at(block + 2) * xs;
+    }
+  }
+  for (int k = 0; k < 4; ++k) out[i * out_stride + r + k] = horizontal_sum(acc[k]) + offset[k];
+}
+
+template <QuantFormat F>
+DTENSOR_AVX2 void int8_rows(const WeightRows& w, const Int8Activations& a, int64_t row_begin, int64_t row_end,
+                            float* out, int64_t out_stride) {
+  int64_t r = row_begin;
+  if (a.m == 1) {
+    for (; r + 4 <= row_end; r += 4) int8_four_rows<F>(w, r, a, 0, out, out_stride);
+  }
+  for (; r < row_end; ++r) {
+    int64_t i0 = 0;
+    for (; i0 + 4 <= a.m; i0 += 4) int8_row_group<F, 4>(w, r, a, i0, out, out_stride);
+    for (; i0 < a.m; ++i0) int8_row_group<F, 1>(w, r, a, i0, out, out_stride);
+  }
+}
+
+}  // namespace
+
+Int8RowsKernel avx2_int8_rows_kernel(QuantFormat format) {
+  return format == QuantFormat::Q4_0 ? int8_rows<QuantFormat::Q4_0> : int8_rows<QuantFormat::Q4_1>;
+}
+
+RowsKernel avx2_rows_kernel(QuantFormat format) {
+  switch (format) {
+    case QuantFormat::Int8:
+      return rows<QuantFormat::Int8>;
+    case QuantFormat::Q8_0:
+      return rows<QuantFormat::Q8_0>;
+    case QuantFormat::Q4_0:
+      return rows<QuantFormat::Q4_0>;
+    case QuantFormat::Q4_1:
+      return rows<QuantFormat::Q4_1>;
+    case QuantFormat::NF4:
+      return rows<QuantFormat::NF4>;
+  }
+  return nullptr;
+}
+
+DTENSOR_AVX2 void avx2_int8_dot(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_stride, int64_t cols,
+                                int64_t row_begin, int64_t row_end, int32_t* acc, int64_t acc_stride) {
+  const int64_t vector_cols = cols / 16 * 16;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int8_t* w = wq + r * w_stride;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* x = xq + i * cols;
+      __m256i sum = _mm256_setzero_si256();
+      for (int64_t c = 0; c < vector_cols; c += 16) {
+        const __m256i xv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + c)));
+        const __m256i wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w + c)));
+        sum = _mm256_add_epi32(sum, _mm256_madd_epi16(xv, wv));
+      }
+      __m128i s = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+      s = _mm_hadd_epi32(s, s);
+      s = _mm_hadd_epi32(s, s);
+      int32_t total = _mm_cvtsi128_si32(s);
+      for (int64_t c = vector_cols; c < cols; ++c) total += int32_t(x[c]) * int32_t(w[c]);
+      acc[i * acc_stride + r] = total;
+    }
+  }
+}
+
+#else
+
 RowsKernel avx2_rows_kernel(QuantFormat format) { return scalar_rows_kernel(format); }
+Int8RowsKernel avx2_int8_rows_kernel(QuantFormat format) { return scalar_int8_rows_kernel(format); }
 
 void avx2_int8_dot(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_stride, int64_t cols, int64_t row_begin,
                    int64_t row_end, int32_t* acc, int64_t acc_stride) {
   scalar_int8_dot(xq, m, wq, w_stride, cols, row_begin, row_end, acc, acc_stride);
 }
+
+#endif
 
 }  // namespace dtensor::quant

@@ -1,12 +1,300 @@
+// AVX-512 kernels: 16 f32 lanes, each 32-element block unpacked into two vectors. Compiled for
+// AVX-512 by function attributes only and reached through the run-time dispatch (dispatch.cpp);
+// GCC 12 miscompiles ordinary C++ compiled for AVX-512, so these functions hold intrinsics and
+// plain loops over raw pointers only.
+#include "tensor/quant/blocks.hpp"
 #include "tensor/quant/kernels.hpp"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+// GCC 12's AVX-512 intrinsics (cvtepu8_epi32, reduce_add, ...) start from _mm512_undefined_*()
+// values, which -Wmaybe-uninitialized reports at every use.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#include <cstring>
 
 namespace dtensor::quant {
 
+#if defined(__x86_64__)
+
+namespace {
+
+#define DTENSOR_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+
+// The f16 at p broadcast to eight f32 lanes.
+DTENSOR_AVX512 inline __m256 f16_broadcast(const uint8_t* p) {
+  int16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _mm256_cvtph_ps(_mm_set1_epi16(bits));
+}
+
+DTENSOR_AVX512 inline float f16_at(const uint8_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return _cvtsh_ss(bits);
+}
+
+DTENSOR_AVX512 inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_hadd_ps(s, s);
+  s = _mm_hadd_ps(s, s);
+  return _mm_cvtss_f32(s);
+}
+
+// One 32-element chunk of a row: q0 multiplies x[0, 16), q1 x[16, 32) of the chunk (nf4: of the
+// prepared x), both times scale; offset times the chunk's sum of x is added on top.
+struct Chunk {
+  __m512 q0, q1;
+  float scale, offset;
+};
+
+template <QuantFormat F>
+DTENSOR_AVX512 inline Chunk decode(const WeightRows& w, const uint8_t* row, int64_t r, int64_t chunk) {
+  Chunk out;
+  if constexpr (F == QuantFormat::Q8_0 || F == QuantFormat::Int8) {
+    const uint8_t* qs = F == QuantFormat::Q8_0 ? row + chunk * 34 + 2 : row + chunk * 32;
+    out.q0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs))));
+    out.q1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs + 16))));
+    out.scale = F == QuantFormat::Q8_0 ? f16_at(row + chunk * 34) : 1.0f;
+    out.offset = 0.0f;
+  } else if constexpr (F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1) {
+    const uint8_t* block = row + chunk * block_bytes_of(F);
+    const uint8_t* qs = block + (F == QuantFormat::Q4_0 ? 2 : 4);
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(qs)));
+    out.q0 = _mm512_cvtepi32_ps(_mm512_and_si512(bytes, _mm512_set1_epi32(15)));
+    out.q1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(bytes, 4));
+    out.scale = f16_at(block);
+    out.offset = F == QuantFormat::Q4_0 ? -8.0f * out.scale : f16_at(block + 2);
+  } else {  // nf4: the high nibbles are the even elements, the low ones the odd
+    const __m512 codes = _mm512_loadu_ps(kNF4Codes);
+    const __m512i bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + chunk * 16)));
+    out.q0 = _mm512_permutexvar_ps(_mm512_srli_epi32(bytes, 4), codes);
+    out.q1 = _mm512_permutexvar_ps(_mm512_and_si512(bytes, _mm512_set1_epi32(15)), codes);
+    out.scale = w.scales[r * (w.cols / kNF4Block) + chunk / 2];
+    out.offset = 0.0f;
+  }
+  return out;
+}
+
+// Row r against M rows of x (x[i], sums[i]), written to out[i][r].
+// Chunk c of one row against M rows of x, into accumulator chain k.
+template <QuantFormat F, int M, int C>
+DTENSOR_AVX512 inline void chunk_step(const WeightRows& w, const uint8_t* row, int64_t r, int64_t c,
+                                      const float* const* x, const float* const* sums, int k, __m512 (&acc)[M][C],
+                                      float (&offset)[M][C]) {
+  const Chunk q = decode<F>(w, row, r, c);
+  const __m512 scale = _mm512_set1_ps(q.scale);
+  for (int i = 0; i < M; ++i) {
+    const float* xc = x[i] + c * 32;
+    const __m512 t = _mm512_fmadd_ps(q.q1, _mm512_loadu_ps(xc + 16), _mm512_mul_ps(q.q0, _mm512_loadu_ps(xc)));
+    acc[i][k] = F == QuantFormat::Int8 ? _mm512_add_ps(acc[i][k], t) : _mm512_fmadd_ps(t, scale, acc[i][k]);
+    if constexpr (F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1) offset[i][k] += q.offset * sums[i][c];
+  }
+}
+
+// Row r against M rows of x (x[i], sums[i]), written to out[i][r]; one row of x runs four
+// independent accumulator chains.
+template <QuantFormat F, int M>
+DTENSOR_AVX512 void row_group(const WeightRows& w, int64_t r, const float* const* x, const float* const* sums,
+                              float* const* out) {
+  constexpr int C = M == 1 ? 4 : 1;
+  const uint8_t* row = w.data + r * w.row_stride;
+  const int64_t chunks = w.cols / 32;
+  __m512 acc[M][C];
+  float offset[M][C];
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < C; ++k) acc[i][k] = _mm512_setzero_ps(), offset[i][k] = 0.0f;
+  }
+  int64_t c = 0;
+  for (; c + C <= chunks; c += C) {
+    for (int k = 0; k < C; ++k) chunk_step<F, M, C>(w, row, r, c + k, x, sums, k, acc, offset);
+  }
+  for (; c < chunks; ++c) chunk_step<F, M, C>(w, row, r, c, x, sums, 0, acc, offset);
+  for (int i = 0; i < M; ++i) {
+    __m512 total = acc[i][0];
+    float sum = offset[i][0];
+    for (int k = 1; k < C; ++k) total = _mm512_add_ps(total, acc[i][k]), sum += offset[i][k];
+    sum += _mm512_reduce_add_ps(total);
+    if constexpr (F == QuantFormat::Int8) {
+      for (int64_t j = chunks * 32; j < w.cols; ++j) sum += float(int8_t(row[j])) * x[i][j];
+      sum *= w.scales[r];
+    }
+    out[i][r] = sum;
+  }
+}
+
+template <QuantFormat F>
+DTENSOR_AVX512 void rows(const WeightRows& w, const Activations& a, int64_t row_begin, int64_t row_end, float* out,
+                         int64_t out_stride) {
+  constexpr int kGroup = 4;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    for (int64_t i0 = 0; i0 < a.m; i0 += kGroup) {
+      const float* x[kGroup];
+      const float* sums[kGroup];
+      float* y[kGroup];
+      const int64_t n = a.m - i0 < kGroup ? a.m - i0 : kGroup;
+      for (int64_t i = 0; i < n; ++i) {
+        x[i] = a.x + (i0 + i) * w.cols;
+        sums[i] = a.block_sums ? a.block_sums + (i0 + i) * blocks : nullptr;
+        y[i] = out + (i0 + i) * out_stride;
+      }
+      if (n == 4) row_group<F, 4>(w, r, x, sums, y);
+      if (n == 3) row_group<F, 3>(w, r, x, sums, y);
+      if (n == 2) row_group<F, 2>(w, r, x, sums, y);
+      if (n == 1) row_group<F, 1>(w, r, x, sums, y);
+    }
+  }
+}
+
+// One q4_0 / q4_1 row against M rows of q8_0-rounded x: per block the 32 nibbles, widened in
+// element order into one 256-bit vector of bytes, times x's 32 int8 values in one vpdpbusd.
+// Block b of one row against M rows of x, into accumulator chain k.
+template <QuantFormat F, int M, int C>
+DTENSOR_AVX512 inline void int8_block(const uint8_t* row, int64_t b, int64_t blocks, int64_t cols,
+                                      const Int8Activations& a, int64_t i0, int k, __m256 (&acc)[M][C],
+                                      float (&offset)[M][C]) {
+  constexpr int64_t kBlockBytes = block_bytes_of(F), kQsOffset = F == QuantFormat::Q4_0 ? 2 : 4;
+  const uint8_t* block = row + b * kBlockBytes;
+  const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + kQsOffset));
+  const __m256i nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
+  const __m256 d = f16_broadcast(block);
+  for (int i = 0; i < M; ++i) {
+    const int64_t at = (i0 + i) * blocks + b;
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.q + (i0 + i) * cols + b * 32));
+    const __m256i init = F == QuantFormat::Q4_0 ? _mm256_set1_epi32(-a.q_sums[at]) : _mm256_setzero_si256();
+    const __m256i dot = _mm256_dpbusd_epi32(init, nibbles, xq);
+    acc[i][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(d, _mm256_set1_ps(a.scale[at])), acc[i][k]);
+    if constexpr (F == QuantFormat::Q4_1) offset[i][k] += f16_at(block + 2) * a.sums[at];
+  }
+}
+
+// One q4_0 / q4_1 row against M rows of q8_0-rounded x: per block the 32 nibbles, widened in
+// element order into one 256-bit vector of bytes, times x's 32 int8 values. One row of x (decode)
+// runs four independent accumulator chains, so the adds' latency does not bound the loop.
+template <QuantFormat F, int M>
+DTENSOR_AVX512 void int8_row_group(const WeightRows& w, int64_t r, const Int8Activations& a, int64_t i0, float* out,
+                                   int64_t out_stride) {
+  constexpr int C = M == 1 ? 4 : 1;
+  const uint8_t* row = w.data + r * w.row_stride;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  __m256 acc[M][C];
+  float offset[M][C];
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < C; ++k) acc[i][k] = _mm256_setzero_ps(), offset[i][k] = 0.0f;
+  }
+  int64_t b = 0;
+  for (; b + C <= blocks; b += C) {
+    for (int k = 0; k < C; ++k) int8_block<F, M, C>(row, b + k, blocks, w.cols, a, i0, k, acc, offset);
+  }
+  for (; b < blocks; ++b) int8_block<F, M, C>(row, b, blocks, w.cols, a, i0, 0, acc, offset);
+  for (int i = 0; i < M; ++i) {
+    __m256 total = acc[i][0];
+    float off = offset[i][0];
+    for (int k = 1; k < C; ++k) total = _mm256_add_ps(total, acc[i][k]), off += offset[i][k];
+    out[(i0 + i) * out_stride + r] = horizontal_sum(total) + off;
+  }
+}
+
+// Four rows [r, r + 4) against one row i of x (a decode step): x's block is loaded once for the
+// four, and the four accumulators are independent chains.
+template <QuantFormat F>
+DTENSOR_AVX512 void int8_four_rows(const WeightRows& w, int64_t r, const Int8Activations& a, int64_t i, float* out,
+                                   int64_t out_stride) {
+  constexpr int64_t kBlockBytes = block_bytes_of(F), kQsOffset = F == QuantFormat::Q4_0 ? 2 : 4;
+  const int64_t blocks = w.cols / kGgmlBlock;
+  const uint8_t* rows[4];
+  __m256 acc[4];
+  float offset[4];
+  for (int k = 0; k < 4; ++k) rows[k] = w.data + (r + k) * w.row_stride, acc[k] = _mm256_setzero_ps(), offset[k] = 0;
+  const int8_t* xrow = a.q + i * w.cols;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xrow + b * 32));
+    const float xd = a.scale[i * blocks + b], xs = a.sums[i * blocks + b];
+    // q4_0's w = d (q - 8): -8 sum(x q) spread over the 8 lanes the dot product starts from.
+    const __m256i init = F == QuantFormat::Q4_0 ? _mm256_set1_epi32(-a.q_sums[i * blocks + b]) : _mm256_setzero_si256();
+    for (int k = 0; k < 4; ++k) {
+      const uint8_t* block = rows[k] + b * kBlockBytes;
+      const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + kQsOffset));
+      const __m256i nibbles =
+          _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
+      const __m256i dot = _mm256_dpbusd_epi32(init, nibbles, xq);
+      acc[k] =
+          _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_mul_ps(f16_broadcast(block), _mm256_set1_ps(xd)), acc[k]);
+      if constexpr (F == QuantFormat::Q4_1) offset[k] += f16_at(block + 2) * xs;
+    }
+  }
+  for (int k = 0; k < 4; ++k) out[i * out_stride + r + k] = horizontal_sum(acc[k]) + offset[k];
+}
+
+template <QuantFormat F>
+DTENSOR_AVX512 void int8_rows(const WeightRows& w, const Int8Activations& a, int64_t row_begin, int64_t row_end,
+                              float* out, int64_t out_stride) {
+  int64_t r = row_begin;
+  if (a.m == 1) {
+    for (; r + 4 <= row_end; r += 4) int8_four_rows<F>(w, r, a, 0, out, out_stride);
+  }
+  for (; r < row_end; ++r) {
+    int64_t i0 = 0;
+    for (; i0 + 4 <= a.m; i0 += 4) int8_row_group<F, 4>(w, r, a, i0, out, out_stride);
+    for (; i0 < a.m; ++i0) int8_row_group<F, 1>(w, r, a, i0, out, out_stride);
+  }
+}
+
+}  // namespace
+
+Int8RowsKernel avx512_int8_rows_kernel(QuantFormat format) {
+  return format == QuantFormat::Q4_0 ? int8_rows<QuantFormat::Q4_0> : int8_rows<QuantFormat::Q4_1>;
+}
+
+RowsKernel avx512_rows_kernel(QuantFormat format) {
+  switch (format) {
+    case QuantFormat::Int8:
+      return rows<QuantFormat::Int8>;
+    case QuantFormat::Q8_0:
+      return rows<QuantFormat::Q8_0>;
+    case QuantFormat::Q4_0:
+      return rows<QuantFormat::Q4_0>;
+    case QuantFormat::Q4_1:
+      return rows<QuantFormat::Q4_1>;
+    case QuantFormat::NF4:
+      return rows<QuantFormat::NF4>;
+  }
+  return nullptr;
+}
+
+DTENSOR_AVX512 void avx512_int8_dot(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_stride, int64_t cols,
+                                    int64_t row_begin, int64_t row_end, int32_t* acc, int64_t acc_stride) {
+  const int64_t vector_cols = cols / 32 * 32;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const int8_t* w = wq + r * w_stride;
+    for (int64_t i = 0; i < m; ++i) {
+      const int8_t* x = xq + i * cols;
+      __m512i sum = _mm512_setzero_si512();
+      for (int64_t c = 0; c < vector_cols; c += 32) {
+        const __m512i xv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + c)));
+        const __m512i wv = _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + c)));
+        sum = _mm512_add_epi32(sum, _mm512_madd_epi16(xv, wv));
+      }
+      int32_t total = _mm512_reduce_add_epi32(sum);
+      for (int64_t c = vector_cols; c < cols; ++c) total += int32_t(x[c]) * int32_t(w[c]);
+      acc[i * acc_stride + r] = total;
+    }
+  }
+}
+
+#else
+
 RowsKernel avx512_rows_kernel(QuantFormat format) { return scalar_rows_kernel(format); }
+Int8RowsKernel avx512_int8_rows_kernel(QuantFormat format) { return scalar_int8_rows_kernel(format); }
 
 void avx512_int8_dot(const int8_t* xq, int64_t m, const int8_t* wq, int64_t w_stride, int64_t cols, int64_t row_begin,
                      int64_t row_end, int32_t* acc, int64_t acc_stride) {
   scalar_int8_dot(xq, m, wq, w_stride, cols, row_begin, row_end, acc, acc_stride);
 }
+
+#endif
 
 }  // namespace dtensor::quant

@@ -73,7 +73,31 @@ void rows_scalar(const WeightRows& w, const Activations& a, int64_t row_begin, i
   }
 }
 
+void int8_rows_scalar(const WeightRows& w, const Int8Activations& a, int64_t row_begin, int64_t row_end, float* out,
+                      int64_t out_stride) {
+  const int64_t blocks = w.cols / kGgmlBlock, block_bytes = quant_block_bytes(w.format);
+  const int64_t qs_offset = w.format == QuantFormat::Q4_0 ? 2 : 4;
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const uint8_t* row = w.data + r * w.row_stride;
+    for (int64_t i = 0; i < a.m; ++i) {
+      float total = 0.0f;
+      for (int64_t b = 0; b < blocks; ++b) {
+        const uint8_t* block = row + b * block_bytes;
+        const int8_t* xq = a.q + i * w.cols + b * kGgmlBlock;
+        int32_t dot = 0;
+        for (int j = 0; j < 16; ++j)
+          dot += (block[qs_offset + j] & 15) * xq[j] + (block[qs_offset + j] >> 4) * xq[j + 16];
+        const float d = f16_at(block), offset = w.format == QuantFormat::Q4_0 ? -8.0f * d : f16_at(block + 2);
+        total += d * a.scale[i * blocks + b] * float(dot) + offset * a.sums[i * blocks + b];
+      }
+      out[i * out_stride + r] = total;
+    }
+  }
+}
+
 }  // namespace
+
+Int8RowsKernel scalar_int8_rows_kernel(QuantFormat /*format*/) { return int8_rows_scalar; }
 
 RowsKernel scalar_rows_kernel(QuantFormat /*format*/) { return rows_scalar; }
 

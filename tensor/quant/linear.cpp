@@ -1,6 +1,7 @@
 // quantized_linear on the CPU: activations prepared once per call, then the rows of W split into
 // one contiguous band per kernel thread (the way tensor/cpu/gemv.cpp streams a decode Linear).
 #include "tensor/cpu/threads.hpp"
+#include "tensor/device_kernels.hpp"
 #include "tensor/error.hpp"
 #include "tensor/ops.hpp"
 #include "tensor/quant/blocks.hpp"
@@ -56,6 +57,23 @@ void weight_only_product(const float* x, int64_t m, const QuantizedMatrix& w, fl
   }
   const quant::WeightRows rows = weight_rows(w);
   const quant::RowsKernel kernel = quant::rows_kernel(quant::active_isa(), w.format());
+  for_row_bands(w.rows(), m * w.rows() * cols,
+                [&](int64_t begin, int64_t end) { kernel(rows, a, begin, end, out, w.rows()); });
+}
+
+// q4_0 / q4_1 against x rounded to q8_0 blocks: integer dot products per block.
+void int8_activation_product(const float* x, int64_t m, const QuantizedMatrix& w, float* out) {
+  const int64_t cols = w.cols(), blocks = cols / quant::kGgmlBlock;
+  std::vector<int8_t> q(static_cast<size_t>(m * cols));
+  std::vector<float> scale(static_cast<size_t>(m * blocks)), sums(static_cast<size_t>(m * blocks));
+  std::vector<int32_t> q_sums(static_cast<size_t>(m * blocks));
+  for (int64_t i = 0; i < m; ++i) {
+    quant::quantize_activations_q8(x + i * cols, cols, q.data() + i * cols, scale.data() + i * blocks,
+                                   sums.data() + i * blocks, q_sums.data() + i * blocks);
+  }
+  const quant::Int8Activations a{q.data(), scale.data(), sums.data(), q_sums.data(), m};
+  const quant::WeightRows rows = weight_rows(w);
+  const quant::Int8RowsKernel kernel = quant::int8_rows_kernel(quant::active_isa(), w.format());
   for_row_bands(w.rows(), m * w.rows() * cols,
                 [&](int64_t begin, int64_t end) { kernel(rows, a, begin, end, out, w.rows()); });
 }
@@ -127,7 +145,7 @@ void check_arguments(const Tensor& x, const QuantizedMatrix& w, const QuantOptio
 
 Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOptions& options, const Tensor& bias) {
   check_arguments(x, w, options, bias);
-  check<DeviceError>(x.device().is_cpu(), kOp, "x on {}: the CUDA backend runs quantized_linear", x.device());
+  if (on_device(x)) return device_kernels(x, kOp).quantized_linear(x, w, options, bias);
   const int64_t cols = w.cols(), rows = w.rows();
   const Tensor x2 = x.reshape({-1, cols}).to(DType::F32).contiguous();
   const int64_t m = x2.size(0);
@@ -135,6 +153,8 @@ Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOp
   if (m > 0) {
     if (w.format() == QuantFormat::Int8 && options.outlier_threshold > 0.0) {
       int8_outlier_product(x2.data<float>(), m, w, float(options.outlier_threshold), out.data<float>());
+    } else if ((w.format() == QuantFormat::Q4_0 || w.format() == QuantFormat::Q4_1) && options.quantize_activations) {
+      int8_activation_product(x2.data<float>(), m, w, out.data<float>());
     } else {
       weight_only_product(x2.data<float>(), m, w, out.data<float>());
     }

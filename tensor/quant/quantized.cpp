@@ -1,5 +1,6 @@
 #include "tensor/quant/quantized.hpp"
 
+#include "tensor/device_kernels.hpp"
 #include "tensor/error.hpp"
 #include "tensor/quant/blocks.hpp"
 
@@ -53,21 +54,7 @@ int64_t quant_block_size(QuantFormat format) {
   }
 }
 
-int64_t quant_block_bytes(QuantFormat format) {
-  switch (format) {
-    case QuantFormat::Int8:
-      return 1;
-    case QuantFormat::Q8_0:
-      return 34;
-    case QuantFormat::Q4_0:
-      return 18;
-    case QuantFormat::Q4_1:
-      return 20;
-    case QuantFormat::NF4:
-      return 32;
-  }
-  return 0;
-}
+int64_t quant_block_bytes(QuantFormat format) { return quant::block_bytes_of(format); }
 
 QuantizedMatrix::QuantizedMatrix(QuantFormat format, int64_t rows, int64_t cols, Tensor data, Tensor scales)
     : format_(format), rows_(rows), cols_(cols), data_(std::move(data)), scales_(std::move(scales)) {}
@@ -149,7 +136,7 @@ int64_t QuantizedMatrix::bytes() const {
 
 Tensor QuantizedMatrix::dequantize() const {
   check<ValueError>(defined(), "dequantize", "undefined quantized matrix");
-  return dequantize_rows(Tensor::arange({rows_}, DType::I64));
+  return dequantize_rows(Tensor::arange({rows_}, DType::I64).to(device()));
 }
 
 Tensor QuantizedMatrix::dequantize_rows(const Tensor& ids, DType dtype) const {
@@ -159,7 +146,9 @@ Tensor QuantizedMatrix::dequantize_rows(const Tensor& ids, DType dtype) const {
                     dtype_name(ids.dtype()));
   check<DTypeError>(is_floating(dtype) && dtype != DType::F64, op, "output dtype must be f32, bf16 or f16, got {}",
                     dtype_name(dtype));
-  const QuantizedMatrix host = to(Device::cpu());
+  check<DeviceError>(ids.device() == device(), op, "ids on {} but the matrix on {}", ids.device(), device());
+  if (!device().is_cpu()) return device_kernels(device(), op).quantized_rows(*this, ids, dtype);
+  const QuantizedMatrix& host = *this;
   const std::vector<int64_t> index = ids.to(DType::I64).to_vector<int64_t>();
   for (int64_t id : index) {
     check<ValueError>(id >= 0 && id < rows_, op, "id {} out of range [0, {})", id, rows_);
@@ -175,7 +164,7 @@ Tensor QuantizedMatrix::dequantize_rows(const Tensor& ids, DType dtype) const {
     quant::dequantize_row(format_, data + index[i] * bytes_per_row,
                           scales ? scales + index[i] * scales_per_row : nullptr, cols_, y + int64_t(i) * cols_);
   }
-  return out.to(dtype).view(shape).to(ids.device());
+  return out.to(dtype).view(shape);
 }
 
 QuantizedMatrix QuantizedMatrix::narrow_rows(int64_t offset, int64_t n) const {
