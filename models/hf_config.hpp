@@ -50,7 +50,8 @@ const std::vector<std::string>& supported_hf_architectures();
 
 // Parses config.json text; `source` (a path, say) prefixes every error message.
 HFConfig parse_hf_config(std::string_view json_text, const std::string& source = "config.json");
-// Reads `path`, or `path`/config.json when `path` is a directory.
+// Reads `path`, or `path`/config.json when `path` is a directory; a `path` ending in ".gguf" is a
+// GGUF file whose metadata gives the config (models/gguf_model.hpp).
 HFConfig load_hf_config(const std::string& path);
 
 }  // namespace dtensor::models

@@ -28,8 +28,9 @@ crashes=0
 for target in "$@"; do
   name=$(basename "$target")
   corpus=$repo/fuzz/corpus/${name#fuzz_}
-  dict=$repo/fuzz/dict/json.dict  # every target but npy reads JSON
+  dict=$repo/fuzz/dict/json.dict  # every target but npy and gguf reads JSON text
   [[ $name == fuzz_npy ]] && dict=$repo/fuzz/dict/npy.dict
+  [[ $name == fuzz_gguf ]] && dict=$repo/fuzz/dict/gguf.dict
   # The corpus copy, and the scratch files of the target (libFuzzer ends the process without
   # running its exit handlers, so the target cannot remove them itself).
   work=$(mktemp -d)

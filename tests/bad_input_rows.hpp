@@ -70,6 +70,7 @@ std::vector<Row> op_rows();
 std::vector<Row> tensor_rows();
 std::vector<Row> collective_rows();
 std::vector<Row> file_rows();
+std::vector<Row> gguf_rows();
 std::vector<Row> config_rows();
 std::vector<Row> plan_rows();
 std::vector<Row> program_rows();

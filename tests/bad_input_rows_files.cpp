@@ -223,7 +223,7 @@ void write_file(const fs::path& path, const std::string& bytes) {
 
 std::vector<Row> file_rows() {
   std::vector<Row> rows;
-  for (auto family : {safetensors_rows, index_rows, npy_rows}) {
+  for (auto family : {safetensors_rows, index_rows, npy_rows, gguf_rows}) {
     for (Row& r : family()) rows.push_back(std::move(r));
   }
   return rows;

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# pip installs of the Python modules the comparison tools and checks use (never the library at
+# run time): gguf for tools/compare_gguf.py and tools/gguf_reference.py. Idempotent, quiet when
+# everything is present; checks that need a missing module skip.
+# Usage: scripts/install-py-tools.sh
+set -euo pipefail
+# module name, pip package
+modules=(
+  "gguf gguf"
+  "numpy numpy"
+)
+for entry in "${modules[@]}"; do
+  read -r module package <<<"$entry"
+  if ! python3 -c "import $module" 2>/dev/null; then
+    echo "install-py-tools: pip install $package" >&2
+    python3 -m pip install --quiet --disable-pip-version-check "$package"
+  fi
+done
