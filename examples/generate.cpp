@@ -15,12 +15,13 @@
 // exceeds the bound: 1e-4 for f32; for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
 // significant bits, and sharding changes the order of its rounded partial sums).
 // --quantize int8|int8-outlier|q8_0|q4_0|q4_1|nf4 quantizes every Linear and the embedding table as
-// they load (models/quant.hpp), each rank its own block; --check then compares with the unsharded
+// they load (models/quant.hpp), each rank its own block; gguf keeps a .gguf model's own blocks; --check then compares with the unsharded
 // model quantized the same way. The weights' quantized values are the same, so only the order of
 // f32 sums differs: the bound is max(1e-4, 1e-5 * largest |logit|) (the quantized kernels' sums run
-// in another order than oneDNN's, over logits of tens). int8-outlier also quantizes activations,
-// each rank its own input columns by their absmax: bound 0.05 * max(1, largest |logit|), and the
-// greedy ids need not match (a logit within that error of another's may win).
+// in another order than oneDNN's, over logits of tens). Formats whose kernels also round the
+// activations (int8-outlier, q4_0, q4_1, gguf; models::quantizes_activations) may round one the
+// other way in either model: bound 0.05 * max(1, largest |logit|), and the greedy ids need not
+// match (a logit within that error of another's may win).
 // Rank 0 reports its weight bytes against the same shards in f32 and bf16 and its resident memory
 // after loading (VmRSS, and the peak VmHWM) in a line "memory: ...".
 // --device cuda moves each rank's shards to its GPU after loading (through the CUDA backend library,
@@ -69,13 +70,13 @@ double per_second(double count, double seconds) { return seconds > 0 ? count / s
 double check_bound(const GenerateFlags& o, const Tensor& reference_logits) {
   const double largest = std::max(1.0, amax(abs(reference_logits)).item<double>());
   if (o.dtype() == DType::F32 && o.quantize.empty()) return 1e-4;
-  if (o.dtype() == DType::F32 && o.quantize != "int8-outlier") return std::max(1e-4, 1e-5 * largest);
+  if (o.dtype() == DType::F32 && !models::quantizes_activations(o.quantize)) return std::max(1e-4, 1e-5 * largest);
   return 0.05 * largest;
 }
 
-// int8-outlier quantizes each rank's input columns with that block's own absmax, so a token whose
-// logit lies within the quantization error of another's may come out differently.
-bool ids_must_match(const GenerateFlags& o) { return o.quantize != "int8-outlier"; }
+// With rounded activations a token whose logit lies within a quantization step of another's may
+// come out differently.
+bool ids_must_match(const GenerateFlags& o) { return o.quantize.empty() || !models::quantizes_activations(o.quantize); }
 
 void print_model(const GenerateFlags& o, const models::HFConfig& config, int ranks, double load_seconds) {
   fmt::print(
@@ -103,8 +104,7 @@ bool check_against_unsharded(const GenerateFlags& o, const std::vector<int64_t>&
                              const models::Generation& sharded) {
   auto model = o.quantize.empty()
                    ? models::load_unsharded(o.model_dir, o.dtype())
-                   : models::load_unsharded_quantized(o.model_dir, o.dtype(),
-                                                      models::quantize_options_from_name(o.quantize));
+                   : models::load_unsharded_quantized(o.model_dir, o.dtype(), o.quantize);
   const models::Generation reference = models::generate_greedy(*model, prompt, o.max_new_tokens);
   const bool ids_match = reference.new_ids == sharded.new_ids;
   const double diff = max_abs_diff(sharded.prompt_logits, reference.prompt_logits);
@@ -148,8 +148,7 @@ Loaded load(const GenerateFlags& o, const DeviceMesh& mesh) {
       o.plan_file == "auto" ? models::auto_tp_plan(l.config) : nn::TpPlan::from_json_file(o.plan_file);
   const auto load_start = std::chrono::steady_clock::now();
   l.model = o.quantize.empty() ? models::load_sharded(o.model_dir, mesh, plan, o.dtype(), &l.report)
-                               : models::load_sharded_quantized(o.model_dir, mesh, plan, o.dtype(),
-                                                                models::quantize_options_from_name(o.quantize),
+                               : models::load_sharded_quantized(o.model_dir, mesh, plan, o.dtype(), o.quantize,
                                                                 &l.report);
   if (o.plan_file != "auto") programs::check_plan_matched(l.report, o.plan_file, "generate");
   if (o.device == "cuda") l.model->to(local_gpu());

@@ -99,7 +99,7 @@ void check_flags(const GenerateFlags& o) {
   parse_prompt_ids(o.prompt_ids);
   check_output_file(o.dump_logits, "generate", "--dump-logits");
   if (o.quantize.empty()) return;
-  models::quantize_options_from_name(o.quantize, "--quantize");
+  models::check_quantize_name(o.quantize, "--quantize");
   check(o.device == "cpu", "generate", "--quantize {} with --device {}: the quantized kernels run on the CPU only",
         o.quantize, o.device);
 }

@@ -129,6 +129,9 @@ nn::TpPlan sequence_parallel_tp_plan(const HFConfig& config);
 // wrong shape a ShapeError, each naming the checkpoint tensor.
 nn::SourceLookup checkpoint_sources(const io::Checkpoint& checkpoint, const HFConfig& config);
 
+// The sources of a checkpoint directory (checkpoint_sources) or of a .gguf file (gguf_sources).
+nn::SourceLookup model_sources(const std::string& path, const HFConfig& config);
+
 // Loads config.json + safetensors from `dir`, or a Llama GGUF file when `dir` ends in ".gguf"
 // (models/gguf_model.hpp): sharded over the 1-D `tp_mesh` under `plan`, or unsharded. Checkpoint
 // tensors of another dtype are converted to `dtype`. Errors name the offending tensor / module

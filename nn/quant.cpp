@@ -89,18 +89,23 @@ std::vector<int64_t> chunk_bounds(int64_t cols, int64_t parts) {
 QuantizedWeight quantize_loaded(Value& weight, const QuantizeOptions& options, const ColumnSplit& split,
                                 const std::string& module) {
   check<ValueError>(weight.defined(), module.c_str(), "the weight to quantize is not loaded");
-  const int64_t block = quant_block_size(options.format);
+  // Shipped blocks are ggml's (q8_0, q4_0, q4_1): 32 columns each.
+  const QuantFormat blocks = options.shipped ? QuantFormat::Q4_0 : options.format;
+  const int64_t block = quant_block_size(blocks);
   for (int64_t bound : split.bounds) {
     check<ShapeError>(bound % block == 0, module.c_str(),
                       "a shard boundary at input column {} splits a {} block of {} columns; split the columns on "
                       "multiples of {} (fewer ranks, or another plan for this module)",
-                      bound, quant_format_name(options.format), block, block);
+                      bound, options.shipped ? "ggml" : quant_format_name(options.format), block, block);
   }
   QuantizedWeight q;
   const Tensor local = weight.local().contiguous();
   const bool whole_rows = options.format == QuantFormat::Int8 && !split.bounds.empty() && split.mesh != nullptr;
-  q.local = whole_rows ? quantize_int8_whole_rows(local, *split.mesh)
-                       : QuantizedMatrix::quantize(local, options.format, options.kernel);
+  if (options.shipped)
+    q.local = options.shipped(module + ".weight");
+  else
+    q.local = whole_rows ? quantize_int8_whole_rows(local, *split.mesh)
+                         : QuantizedMatrix::quantize(local, options.format, options.kernel);
   q.kernel = options.kernel;
   q.global = weight.shape();
   if (weight.is_distributed()) {

@@ -30,6 +30,7 @@
 #include "nn/value.hpp"
 #include "tensor/quant/quantized.hpp"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,10 @@ namespace dtensor::nn {
 struct QuantizeOptions {
   QuantFormat format = QuantFormat::Int8;
   QuantOptions kernel;  // LLM.int8()'s outlier threshold (int8 only)
+  // Blocks quantized already (a GGUF file's own, models/quant.hpp) instead of quantizing: the
+  // block of parameter `name` that the loader just read. Column splits must then fall on ggml's
+  // 32-column blocks.
+  std::function<QuantizedMatrix(const std::string& name)> shipped;
 };
 
 // A weight [rows, cols] held quantized: this rank's block, and the DTensor layout the f32 value
