@@ -100,6 +100,9 @@ std::shared_ptr<CausalLM> load_quantized(const HFConfig& config, const nn::Sourc
   auto model = std::make_shared<CausalLM>(config, dtype);
   set_quantization(*model, options);
   load(*model);
+  for (auto& [name, module] : model->named_modules()) {
+    if (auto* slot = dynamic_cast<nn::QuantizableWeight*>(module)) slot->forget_quantization();
+  }
   model->tie_word_embeddings();
   release_cached_host_blocks();  // the f32 blocks read and quantized
   return model;

@@ -92,6 +92,8 @@ class QuantizableWeight {
   // Marks the weight for quantization at load (before loading; a loaded weight stays as it is).
   void set_quantization(const QuantizeOptions& options) { options_ = options; }
   const std::optional<QuantizeOptions>& quantization() const { return options_; }
+  // Drops the options once loaded (what they hold for loading, a GGUF file's mapping, goes too).
+  void forget_quantization() { options_.reset(); }
   // The quantized weight once loaded, else null.
   const std::shared_ptr<const QuantizedWeight>& quantized_weight() const { return weight_; }
   // Shares another module's quantized weight (a tied embedding and lm_head).
