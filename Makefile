@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_RUNS ?= 2000000
 FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy gguf
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives redistribute dispatch load tp-forward train
+BENCHES := collectives redistribute dispatch load tp-forward train quant
 
 .PHONY: all deps build demo demo-collectives fetch-model test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
@@ -150,6 +150,12 @@ bench-train: build $(TRAIN_MODEL)/config.json
 	DTENSOR_NUM_THREADS=1 $(MPIRUN) -np 1 $(TRAIN) --checkpoint-activations
 	$(MPIRUN) -np 2 $(TRAIN)
 	$(MPIRUN) -np 4 $(TRAIN) --summary
+
+# SmolLM2-135M's GGUF (fetched once into $(BUILD)/smollm2) in f32, bf16, int8, q4_0, nf4 and its own
+# Q4_1 blocks, np 1 and 2, against transformers + torch f32: a table, then the summary line
+# `quant: q4_decode_vs_f32=X q4_memory_ratio=X ...` (bench/bench_quant.sh).
+bench-quant: build
+	bench/bench_quant.sh $(BUILD)
 
 # GPU: torch's timings first (skipped where torch is missing), then bench_gpu on 1 rank. The
 # prefill model has TinyLlama-1.1B's shape (hidden 2048, intermediate 5632, 22 layers, 32 heads /
