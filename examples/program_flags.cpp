@@ -68,7 +68,8 @@ void add_flags(CLI::App& app, GenerateFlags& o) {
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
   app.add_flag("--stream", o.stream, "print each generated id as soon as it is chosen (rank 0)");
   app.add_option("--quantize", o.quantize,
-                 "quantize the Linear and embedding weights at load: " + models::quantize_names());
+                    "quantize the Linear and embedding weights at load: " + models::quantize_names())
+      ->each([&o](const std::string&) { o.quantize_given = true; });
 }
 
 void add_flags(CLI::App& app, TrainFlags& o) {
@@ -98,10 +99,7 @@ void add_flags(CLI::App& app, TrainFlags& o) {
 void check_flags(const GenerateFlags& o) {
   parse_prompt_ids(o.prompt_ids);
   check_output_file(o.dump_logits, "generate", "--dump-logits");
-  if (o.quantize.empty()) return;
-  models::check_quantize_name(o.quantize, "--quantize");
-  check(o.device == "cpu", "generate", "--quantize {} with --device {}: the quantized kernels run on the CPU only",
-        o.quantize, o.device);
+  if (o.quantize_given) models::check_quantize_name(o.quantize, "--quantize");
 }
 
 void check_flags(const TrainFlags& o) {
