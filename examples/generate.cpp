@@ -15,15 +15,14 @@
 // exceeds the bound: 1e-4 for f32; for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
 // significant bits, and sharding changes the order of its rounded partial sums).
 // --quantize int8|int8-outlier|q8_0|q4_0|q4_1|nf4 quantizes every Linear and the embedding table as
-// they load (models/quant.hpp), each rank its own block; gguf keeps a .gguf model's own blocks; --check then compares with the unsharded
-// model quantized the same way. The weights' quantized values are the same, so only the order of
-// f32 sums differs: the bound is max(1e-4, 1e-5 * largest |logit|) (the quantized kernels' sums run
-// in another order than oneDNN's, over logits of tens). Formats whose kernels also round the
-// activations (int8-outlier, q4_0, q4_1, gguf; models::quantizes_activations) may round one the
-// other way in either model: bound 0.05 * max(1, largest |logit|), and the greedy ids need not
-// match (a logit within that error of another's may win).
-// Rank 0 reports its weight bytes against the same shards in f32 and bf16 and its resident memory
-// after loading (VmRSS, and the peak VmHWM) in a line "memory: ...".
+// they load (models/quant.hpp), each rank its own block; gguf keeps a .gguf model's own blocks; --check then compares
+// with the unsharded model quantized the same way. The weights' quantized values are the same, so only the order of f32
+// sums differs: the bound is max(1e-4, 1e-5 * largest |logit|) (the quantized kernels' sums run in another order than
+// oneDNN's, over logits of tens). Formats whose kernels also round the activations (int8-outlier, q4_0, q4_1, gguf;
+// models::quantizes_activations) may round one the other way in either model: bound 0.05 * max(1, largest |logit|), and
+// the greedy ids need not match (a logit within that error of another's may win). Rank 0 reports its weight bytes
+// against the same shards in f32 and bf16 and its resident memory after loading (VmRSS, and the peak VmHWM) in a line
+// "memory: ...".
 // --device cuda moves each rank's shards to its GPU after loading (through the CUDA backend library,
 // libdtensor_cuda.so; DeviceError naming it and the reason where it cannot be loaded): ranks that share
 // a GPU communicate through MPI with host staging; --check still runs the reference on the CPU.
@@ -102,9 +101,8 @@ void print_generation(const std::vector<int64_t>& prompt, const models::Generati
 // Rank 0: the unsharded model on the same prompt. Returns whether it matches.
 bool check_against_unsharded(const GenerateFlags& o, const std::vector<int64_t>& prompt,
                              const models::Generation& sharded) {
-  auto model = o.quantize.empty()
-                   ? models::load_unsharded(o.model_dir, o.dtype())
-                   : models::load_unsharded_quantized(o.model_dir, o.dtype(), o.quantize);
+  auto model = o.quantize.empty() ? models::load_unsharded(o.model_dir, o.dtype())
+                                  : models::load_unsharded_quantized(o.model_dir, o.dtype(), o.quantize);
   const models::Generation reference = models::generate_greedy(*model, prompt, o.max_new_tokens);
   const bool ids_match = reference.new_ids == sharded.new_ids;
   const double diff = max_abs_diff(sharded.prompt_logits, reference.prompt_logits);
@@ -147,9 +145,9 @@ Loaded load(const GenerateFlags& o, const DeviceMesh& mesh) {
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(l.config) : nn::TpPlan::from_json_file(o.plan_file);
   const auto load_start = std::chrono::steady_clock::now();
-  l.model = o.quantize.empty() ? models::load_sharded(o.model_dir, mesh, plan, o.dtype(), &l.report)
-                               : models::load_sharded_quantized(o.model_dir, mesh, plan, o.dtype(), o.quantize,
-                                                                &l.report);
+  l.model = o.quantize.empty()
+                ? models::load_sharded(o.model_dir, mesh, plan, o.dtype(), &l.report)
+                : models::load_sharded_quantized(o.model_dir, mesh, plan, o.dtype(), o.quantize, &l.report);
   if (o.plan_file != "auto") programs::check_plan_matched(l.report, o.plan_file, "generate");
   if (o.device == "cuda") l.model->to(local_gpu());
   l.load_seconds = seconds_since(load_start);

@@ -68,7 +68,7 @@ void add_flags(CLI::App& app, GenerateFlags& o) {
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
   app.add_flag("--stream", o.stream, "print each generated id as soon as it is chosen (rank 0)");
   app.add_option("--quantize", o.quantize,
-                    "quantize the Linear and embedding weights at load: " + models::quantize_names())
+                 "quantize the Linear and embedding weights at load: " + models::quantize_names())
       ->each([&o](const std::string&) { o.quantize_given = true; });
 }
 
