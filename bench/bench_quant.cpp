@@ -7,11 +7,13 @@
 // The model loads over every rank (the auto plan), then greedy generation runs --runs times on a
 // prompt of --prompt-tokens ids (100, 101, ...) with --new-tokens new ones. Rank 0 prints one line
 //   quant-row: np=N format=F weights_mib=X rss_mib=X hwm_mib=X prefill_tps=X decode_tps=X
-//              max_diff=X mean_diff=X                                       (one line)
+//              decode_linear_share=X max_diff=X mean_diff=X                 (one line)
 // weights_mib: the largest rank's weight bytes; rss_mib: the largest rank's VmRSS after loading,
 // once the storage cache's freed blocks are released (as the quantized loaders do, so the f32
 // model is not charged for its load's temporaries); hwm_mib: the largest peak VmHWM, loading
-// included; tokens/s: medians over the runs; max_diff / mean_diff: the prompt logits' largest
+// included; tokens/s: medians over the runs; decode_linear_share: the share of a further decode's
+// time in the Linears' local products (nn::ScopedLinearProfile), the rest being attention, norms,
+// the embedding and communication; max_diff / mean_diff: the prompt logits' largest
 // and mean absolute distance from --reference (an .npy of f32 logits; --dump writes this run's).
 #include "collectives/runtime.hpp"
 #include "io/npy.hpp"
@@ -19,6 +21,7 @@
 #include "models/causal_lm.hpp"
 #include "models/hf_config.hpp"
 #include "models/quant.hpp"
+#include "nn/linear_profile.hpp"
 #include "tensor/host_block_cache.hpp"
 #include "tensor/ops.hpp"
 
@@ -26,6 +29,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 
 using namespace dtensor;
@@ -57,6 +61,18 @@ double largest(Communicator& world, double value) {
   return t.item<double>();
 }
 
+// The share of single-token decode time spent in the Linears' local products (lm_head included;
+// their communication not), from one more decode of `steps` tokens after the prompt.
+double decode_linear_share(models::CausalLM& model, const std::vector<int64_t>& prompt, int64_t steps) {
+  model.reset_cache();
+  model.forward_tokens(prompt);
+  nn::ScopedLinearProfile profile;
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t i = 0; i < steps; ++i) model.forward_tokens({prompt[size_t(i) % prompt.size()]});
+  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+  return profile.stats().seconds / seconds.count();
+}
+
 std::shared_ptr<models::CausalLM> load(const Flags& f, const DeviceMesh& mesh) {
   const models::HFConfig config = models::load_hf_config(f.model);
   const nn::TpPlan plan = models::auto_tp_plan(config);
@@ -82,6 +98,7 @@ int run(Communicator& world, const Flags& f) {
     prefill.push_back(double(f.prompt_tokens) / g.prefill_seconds);
     decode.push_back(double(g.decode_steps) / g.decode_seconds);
   }
+  const double linear_share = decode_linear_share(*model, prompt, f.new_tokens);
   const double rss = largest(world, double(memory.rss)), hwm = largest(world, double(memory.peak));
   const double held = largest(world, double(weights.bytes));
   if (world.rank() != 0) return 0;
@@ -95,9 +112,9 @@ int run(Communicator& world, const Flags& f) {
   }
   fmt::print(
       "quant-row: np={} format={} weights_mib={:.1f} rss_mib={:.1f} hwm_mib={:.1f} prefill_tps={:.1f} "
-      "decode_tps={:.1f} max_diff={:.4g} mean_diff={:.4g}\n",
-      world.size(), f.format, held / kMiB, rss / kMiB, hwm / kMiB, median(prefill), median(decode), max_diff,
-      mean_diff);
+      "decode_tps={:.1f} decode_linear_share={:.2f} max_diff={:.4g} mean_diff={:.4g}\n",
+      world.size(), f.format, held / kMiB, rss / kMiB, hwm / kMiB, median(prefill), median(decode), linear_share,
+      max_diff, mean_diff);
   return 0;
 }
 

@@ -2,7 +2,8 @@
 # `make bench-quant`: SmolLM2-135M (the GGUF of scripts/fetch-smollm2.sh) at np 1 and 2 in f32,
 # bf16, int8, q4_0, nf4 and the GGUF's own blocks as shipped (gguf: Q4_1 linears, a Q8_0
 # embedding), each run its own process (build/bench/bench_quant: resident memory after loading,
-# weight bytes, median prefill / decode tokens/s, the logits' distance from f32), and transformers
+# weight bytes, median prefill / decode tokens/s, the decode time's share in the Linears, the
+# logits' distance from f32), and transformers
 # + torch f32 as the peer on the same threads when importable. Prints the rows as a table, then
 #   quant: q4_decode_vs_f32=X q4_memory_ratio=X gguf_decode_vs_f32=X gguf_memory_ratio=X
 # at np 1: q4_0's decode tokens/s over f32's, and its VmRSS over f32's (targets: >= 3.0, <= 0.2).
@@ -31,10 +32,12 @@ echo "SmolLM2-135M-Instruct, $(nproc) cores ($(grep -m1 'model name' /proc/cpuin
 awk '
   /^quant-row:/ {
     for (i = 2; i <= NF; ++i) { split($i, kv, "="); v[kv[1]] = kv[2] }
-    if (!header++) printf "%-3s %-10s %12s %10s %10s %12s %11s %9s %9s\n", "np", "format", "weights_MiB",
-      "RSS_MiB", "HWM_MiB", "prefill_t/s", "decode_t/s", "max_diff", "mean_diff"
-    printf "%-3s %-10s %12s %10s %10s %12s %11s %9s %9s\n", v["np"], v["format"], v["weights_mib"], v["rss_mib"],
-      v["hwm_mib"], v["prefill_tps"], v["decode_tps"], v["max_diff"], v["mean_diff"]
+    if (!header++) printf "%-3s %-10s %12s %8s %8s %12s %11s %10s %9s %9s\n", "np", "format", "weights_MiB",
+      "RSS_MiB", "HWM_MiB", "prefill_t/s", "decode_t/s", "linear_%", "max_diff", "mean_diff"
+    share = v["decode_linear_share"] == "" ? "-" : sprintf("%.0f", 100 * v["decode_linear_share"])
+    printf "%-3s %-10s %12s %8s %8s %12s %11s %10s %9s %9s\n", v["np"], v["format"], v["weights_mib"], v["rss_mib"],
+      v["hwm_mib"], v["prefill_tps"], v["decode_tps"], share, v["max_diff"], v["mean_diff"]
+    delete v
     key = v["np"] "/" v["format"]; decode[key] = v["decode_tps"]; rss[key] = v["rss_mib"]
   }
   END {
