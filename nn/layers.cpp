@@ -124,9 +124,7 @@ void Linear::parameter_loaded(const std::string& name, const std::string& param)
   weight_ = std::make_shared<QuantizedWeight>(quantize_loaded(parameter("weight"), *options_, column_split(), name));
 }
 
-void Linear::state_to(Device device) {
-  if (weight_) weight_ = std::make_shared<QuantizedWeight>(weight_->to(device));
-}
+void Linear::state_to(Device device) { move_quantized_weight(device); }
 
 Embedding::Embedding(int64_t vocab, int64_t hidden, DType dtype) : Module("Embedding") {
   declare_parameter("weight", {vocab, hidden}, dtype);
@@ -145,9 +143,7 @@ void Embedding::parameter_loaded(const std::string& name, const std::string& par
   weight_ = std::make_shared<QuantizedWeight>(quantize_loaded(w, *options_, split, name));
 }
 
-void Embedding::state_to(Device device) {
-  if (weight_) weight_ = std::make_shared<QuantizedWeight>(weight_->to(device));
-}
+void Embedding::state_to(Device device) { move_quantized_weight(device); }
 
 Device Embedding::device() const { return weight_ ? weight_->local.device() : parameter("weight").local().device(); }
 

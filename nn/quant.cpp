@@ -73,12 +73,6 @@ std::string QuantizedWeight::describe() const {
   return fmt::format("{} {}, {} bytes", quant_format_name(local.format()), what, local.bytes());
 }
 
-QuantizedWeight QuantizedWeight::to(Device device) const {
-  QuantizedWeight moved = *this;
-  moved.local = local.to(device);
-  return moved;
-}
-
 std::vector<int64_t> chunk_bounds(int64_t cols, int64_t parts) {
   const int64_t chunk = (cols + parts - 1) / parts;
   std::vector<int64_t> bounds;

@@ -59,8 +59,6 @@ struct QuantizedWeight {
   bool distributed() const { return mesh.has_value(); }
   // "Q4_0 DTensor (S(0)) global [64, 32] local [32, 32], 1152 bytes" for plan reports.
   std::string describe() const;
-  // The same weight with its block on `device`.
-  QuantizedWeight to(Device device) const;
 };
 
 // How the ranks split a weight's input columns: every rank's block boundaries (global column
@@ -95,13 +93,17 @@ class QuantizableWeight {
   // Drops the options once loaded (what they hold for loading, a GGUF file's mapping, goes too).
   void forget_quantization() { options_.reset(); }
   // The quantized weight once loaded, else null.
-  const std::shared_ptr<const QuantizedWeight>& quantized_weight() const { return weight_; }
+  const std::shared_ptr<QuantizedWeight>& quantized_weight() const { return weight_; }
+  // Moves the quantized weight to `device` in place, so a module sharing it sees it there too.
+  void move_quantized_weight(Device device) {
+    if (weight_) weight_->local = weight_->local.to(device);
+  }
   // Shares another module's quantized weight (a tied embedding and lm_head).
-  void set_quantized_weight(std::shared_ptr<const QuantizedWeight> weight) { weight_ = std::move(weight); }
+  void set_quantized_weight(std::shared_ptr<QuantizedWeight> weight) { weight_ = std::move(weight); }
 
  protected:
   std::optional<QuantizeOptions> options_;
-  std::shared_ptr<const QuantizedWeight> weight_;
+  std::shared_ptr<QuantizedWeight> weight_;
 };
 
 // What this rank holds of the model under `root`: the bytes of its quantized weights and other
