@@ -37,8 +37,8 @@ awk '
     share = v["decode_linear_share"] == "" ? "-" : sprintf("%.0f", 100 * v["decode_linear_share"])
     printf "%-3s %-10s %12s %8s %8s %12s %11s %10s %9s %9s\n", v["np"], v["format"], v["weights_mib"], v["rss_mib"],
       v["hwm_mib"], v["prefill_tps"], v["decode_tps"], share, v["max_diff"], v["mean_diff"]
-    delete v
     key = v["np"] "/" v["format"]; decode[key] = v["decode_tps"]; rss[key] = v["rss_mib"]
+    delete v
   }
   END {
     printf "quant: q4_decode_vs_f32=%.2f q4_memory_ratio=%.3f gguf_decode_vs_f32=%.2f gguf_memory_ratio=%.3f\n",
