@@ -4,6 +4,7 @@
 #include "tensor/host_block_cache.hpp"
 
 #include <sanitizer/asan_interface.h>  // ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan
+#include <malloc.h>
 #include <sys/mman.h>
 
 #include <cstdlib>
@@ -109,7 +110,13 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   return std::make_shared<Storage>(data, nbytes, device, [rounded](void* p) { host_release(p, rounded); });
 }
 
-size_t release_cached_host_blocks() { return host_cache().release_all(); }
+size_t release_cached_host_blocks() {
+  const size_t bytes = host_cache().release_all();
+  // Blocks glibc placed on its heap (below its dynamic mmap threshold) return to the system only
+  // when the heap gives back its free pages.
+  malloc_trim(0);
+  return bytes;
+}
 
 std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, Device device, Deleter deleter) {
   return std::make_shared<Storage>(data, nbytes, device, std::move(deleter));
