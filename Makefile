@@ -157,6 +157,14 @@ bench-train: build $(TRAIN_MODEL)/config.json
 bench-quant: build
 	bench/bench_quant.sh $(BUILD)
 
+# quantized_linear's CPU kernels at SmolLM2-135M's shapes against the f32 / bf16 Linear, on all
+# cores, then torch's f32 linear on the same threads (skipped where torch is missing); the last
+# lines are the summaries (bench/bench_quant_kernels.cpp).
+.PHONY: bench-quant-kernels
+bench-quant-kernels: build
+	$(BUILD)/bench/bench_quant_kernels
+	-python3 bench/torch_quant_linear.py $(CORES)
+
 # GPU: torch's timings first (skipped where torch is missing), then bench_gpu on 1 rank. The
 # prefill model has TinyLlama-1.1B's shape (hidden 2048, intermediate 5632, 22 layers, 32 heads /
 # 4 KV heads, vocab 32000) with random bf16 weights, written once (2.2 GB).

@@ -3,6 +3,7 @@
 
 #include "collectives/runtime.hpp"
 #include "tensor/ops.hpp"
+#include "tensor/quant/quantized.hpp"
 
 using namespace dtensor;
 
@@ -40,6 +41,22 @@ std::vector<Row> tensor_rows() {
       row<ShapeError>("Tensor::matmul: inner dims differ", "matmul", [=] { matmul(m23, m23); }),
       row<ValueError>("Tensor::topk: k past the dim", "k", [=] { topk(m23, 4, 1); }),
       row<ShapeError>("Tensor::chunk: dim past the tensor", "dim", [=] { chunk(m23, 2, 3); }),
+      row<ValueError>("quant_format_from_name: unknown format", "q5_k", [] { quant_format_from_name("q5_k"); }),
+      row<ShapeError>("QuantizedMatrix::quantize: cols not a multiple of the block", "block size",
+                      [] {
+                        QuantizedMatrix::quantize(Tensor::zeros({2, 48}, DType::F32), QuantFormat::Q4_0);
+                      }),
+      row<ShapeError>(
+          "QuantizedMatrix::narrow_cols: a shard boundary inside a block", "boundary 16",
+          [] {
+            QuantizedMatrix::quantize(Tensor::zeros({2, 64}, DType::F32), QuantFormat::Q4_0).narrow_cols(16, 32);
+          }),
+      row<DTypeError>("quantized_linear: f16 x", "f16",
+                      [] {
+                        quantized_linear(
+                            Tensor::zeros({1, 32}, DType::F16),
+                            QuantizedMatrix::quantize(Tensor::zeros({2, 32}, DType::F32), QuantFormat::Q8_0));
+                      }),
   };
 }
 

@@ -339,14 +339,14 @@ TEST_CASE("quant: shards, row lookups and storage", "[quant]") {
     const QuantizedMatrix q = QuantizedMatrix::quantize(f32_tensor(v, rows, cols), f);
     const Tensor full = q.dequantize();
     const int64_t block = quant_block_size(f) == 1 ? 32 : quant_block_size(f);
-    SECTION("narrow_rows / narrow_cols equal the dequantized matrix's slices") {
+    DYNAMIC_SECTION("narrow_rows / narrow_cols equal the dequantized slices: " << quant_format_name(f)) {
       CHECK(q.narrow_rows(2, 3).dequantize().to_vector<float>() == full.narrow(0, 2, 3).to_vector<float>());
       const QuantizedMatrix cols_shard = q.narrow_cols(block, 2 * block);
       CHECK(cols_shard.cols() == 2 * block);
       CHECK(cols_shard.dequantize().to_vector<float>() == full.narrow(1, block, 2 * block).to_vector<float>());
       CHECK(!cols_shard.data().shares_storage(q.data()));
     }
-    SECTION("dequantize_rows reads rows by id, any id shape") {
+    DYNAMIC_SECTION("dequantize_rows reads rows by id, any id shape: " << quant_format_name(f)) {
       const Tensor ids = Tensor::from_vector<int64_t>({5, 0, 5, 2}, {2, 2});
       const Tensor got = q.dequantize_rows(ids, DType::F32);
       CHECK(got.shape() == Shape{2, 2, cols});
@@ -354,7 +354,7 @@ TEST_CASE("quant: shards, row lookups and storage", "[quant]") {
       CHECK(q.dequantize_rows(Tensor::from_vector<int32_t>({1}, {1}), DType::BF16).dtype() == DType::BF16);
       require_error<ValueError>([&] { q.dequantize_rows(Tensor::from_vector<int64_t>({6}, {1})); }, {"id 6"});
     }
-    SECTION("bytes counts data and scales") {
+    DYNAMIC_SECTION("bytes counts data and scales: " << quant_format_name(f)) {
       const int64_t expected = f == QuantFormat::Int8  ? rows * cols + rows * 4
                                : f == QuantFormat::NF4 ? rows * cols / 2 + rows * cols / 64 * 4
                                                        : rows * cols / 32 * quant_block_bytes(f);

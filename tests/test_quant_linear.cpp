@@ -109,11 +109,11 @@ std::vector<float> q8_rounded(const std::vector<float>& x) {
   return out;
 }
 
-TEST_CASE("quantized_linear: q4_0 / q4_1 with q8_0-rounded activations on every kernel", "[quant]") {
+TEST_CASE("quantized_linear: q8_0 / q4_0 / q4_1 with q8_0-rounded activations on every kernel", "[quant]") {
   const std::vector<Case> cases{{1, 5, 64}, {1, 130, 576}, {6, 33, 128}, {16, 9, 1536}};
   for (quant::Isa isa : host_isas()) {
     IsaScope scope(isa);
-    for (QuantFormat f : {QuantFormat::Q4_0, QuantFormat::Q4_1}) {
+    for (QuantFormat f : {QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1}) {
       for (const Case& c : cases) {
         INFO(quant::isa_name(isa) << " " << quant_format_name(f) << " m " << c.m << " rows " << c.rows << " cols "
                                   << c.cols);
@@ -175,7 +175,7 @@ TEST_CASE("quantized_linear: LLM.int8 outlier decomposition", "[quant]") {
   for (quant::Isa isa : host_isas()) {
     IsaScope scope(isa);
     INFO(quant::isa_name(isa));
-    SECTION("outlier columns alone are exact in f32") {
+    DYNAMIC_SECTION("outlier columns alone are exact in f32: " << quant::isa_name(isa)) {
       std::vector<float> only(static_cast<size_t>(m * cols), 0.0f);
       for (int64_t i = 0; i < m; ++i) {
         for (int64_t c : outlier_cols) only[size_t(i * cols + c)] = xv[size_t(i * cols + c)];
@@ -184,7 +184,7 @@ TEST_CASE("quantized_linear: LLM.int8 outlier decomposition", "[quant]") {
       const Tensor y = quantized_linear(Tensor::from_vector(only, {m, cols}), q, {threshold});
       check_close(y.to_vector<float>(), reference(only, deq, m, rows, cols), cols);
     }
-    SECTION("the rest as int8 x int8, scaled by both row scales (MatMul8bitLt)") {
+    DYNAMIC_SECTION("the rest as int8 x int8, scaled by both row scales: " << quant::isa_name(isa)) {
       std::vector<double> want(static_cast<size_t>(m * rows));
       for (int64_t i = 0; i < m; ++i) {
         const float* x = xv.data() + i * cols;

@@ -52,8 +52,8 @@ using RowsKernel = void (*)(const WeightRows& w, const Activations& a, int64_t r
                             int64_t out_stride);
 RowsKernel rows_kernel(Isa isa, QuantFormat format);
 
-// x rounded to q8_0 blocks (llama.cpp's activations for its 4-bit weights): per 32 elements a
-// scale d = absmax / 127 and q = nearbyint(x / d), so that q4_0 / q4_1 blocks multiply as integer
+// x rounded to q8_0 blocks (llama.cpp's activations for these weights): per 32 elements a
+// scale d = absmax / 127 and q = nearbyint(x / d), so that q8_0 / q4_0 / q4_1 blocks multiply as integer
 // dot products (AVX512-VNNI vpdpbusd, AVX2 vpmaddubsw). The kernels compute the f32 product of the
 // rounded x (d q) with the dequantized matrix.
 struct Int8Activations {
@@ -67,7 +67,7 @@ void quantize_activations_q8(const float* x, int64_t cols, int8_t* q, float* sca
 
 using Int8RowsKernel = void (*)(const WeightRows& w, const Int8Activations& a, int64_t row_begin, int64_t row_end,
                                 float* out, int64_t out_stride);
-// q4_0 and q4_1 only.
+// q8_0, q4_0 and q4_1.
 Int8RowsKernel int8_rows_kernel(Isa isa, QuantFormat format);
 Int8RowsKernel scalar_int8_rows_kernel(QuantFormat format);
 Int8RowsKernel avx2_int8_rows_kernel(QuantFormat format);

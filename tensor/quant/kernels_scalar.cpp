@@ -85,9 +85,17 @@ void int8_rows_scalar(const WeightRows& w, const Int8Activations& a, int64_t row
         const uint8_t* block = row + b * block_bytes;
         const int8_t* xq = a.q + i * w.cols + b * kGgmlBlock;
         int32_t dot = 0;
-        for (int j = 0; j < 16; ++j)
-          dot += (block[qs_offset + j] & 15) * xq[j] + (block[qs_offset + j] >> 4) * xq[j + 16];
-        const float d = f16_at(block), offset = w.format == QuantFormat::Q4_0 ? -8.0f * d : f16_at(block + 2);
+        if (w.format == QuantFormat::Q8_0) {
+          for (int j = 0; j < 32; ++j) dot += int8_t(block[2 + j]) * xq[j];
+        } else {
+          for (int j = 0; j < 16; ++j) {
+            dot += (block[qs_offset + j] & 15) * xq[j] + (block[qs_offset + j] >> 4) * xq[j + 16];
+          }
+        }
+        const float d = f16_at(block);
+        const float offset = w.format == QuantFormat::Q4_0   ? -8.0f * d
+                             : w.format == QuantFormat::Q4_1 ? f16_at(block + 2)
+                                                             : 0.0f;
         total += d * a.scale[i * blocks + b] * float(dot) + offset * a.sums[i * blocks + b];
       }
       out[i * out_stride + r] = total;

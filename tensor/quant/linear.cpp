@@ -61,7 +61,7 @@ void weight_only_product(const float* x, int64_t m, const QuantizedMatrix& w, fl
                 [&](int64_t begin, int64_t end) { kernel(rows, a, begin, end, out, w.rows()); });
 }
 
-// q4_0 / q4_1 against x rounded to q8_0 blocks: integer dot products per block.
+// The ggml formats against x rounded to q8_0 blocks: integer dot products per block.
 void int8_activation_product(const float* x, int64_t m, const QuantizedMatrix& w, float* out) {
   const int64_t cols = w.cols(), blocks = cols / quant::kGgmlBlock;
   std::vector<int8_t> q(static_cast<size_t>(m * cols));
@@ -153,7 +153,7 @@ Tensor quantized_linear(const Tensor& x, const QuantizedMatrix& w, const QuantOp
   if (m > 0) {
     if (w.format() == QuantFormat::Int8 && options.outlier_threshold > 0.0) {
       int8_outlier_product(x2.data<float>(), m, w, float(options.outlier_threshold), out.data<float>());
-    } else if ((w.format() == QuantFormat::Q4_0 || w.format() == QuantFormat::Q4_1) && options.quantize_activations) {
+    } else if (w.format() != QuantFormat::Int8 && w.format() != QuantFormat::NF4 && options.quantize_activations) {
       int8_activation_product(x2.data<float>(), m, w, out.data<float>());
     } else {
       weight_only_product(x2.data<float>(), m, w, out.data<float>());

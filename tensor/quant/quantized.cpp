@@ -1,5 +1,6 @@
 #include "tensor/quant/quantized.hpp"
 
+#include "tensor/cpu/threads.hpp"
 #include "tensor/device_kernels.hpp"
 #include "tensor/error.hpp"
 #include "tensor/quant/blocks.hpp"
@@ -77,7 +78,7 @@ QuantizedMatrix QuantizedMatrix::quantize(const Tensor& w, QuantFormat format, c
     const int64_t end = std::min(rows, begin + kSlice);
     const Tensor slice = f32_rows(w, begin, end);
     const float* x = slice.data<float>();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(cpu::kernel_threads())
     for (int64_t r = begin; r < end; ++r) {
       quant::quantize_row(format, x + (r - begin) * cols, cols, out + r * bytes_per_row,
                           scale_out ? scale_out + r * scales_per_row : nullptr);

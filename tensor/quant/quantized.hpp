@@ -56,10 +56,11 @@ struct QuantOptions {
   // integer product, scaled by both scales (bitsandbytes' MatMul8bitLt). 0 keeps x in f32 for
   // every column (weight-only int8). bitsandbytes' default threshold is 6.
   double outlier_threshold = 0.0;
-  // q4_0 / q4_1 only: x rounded to q8_0 blocks first (per 32 elements d = absmax / 127, x ~ d *
-  // round(x / d)), as llama.cpp does for these formats, so each block multiplies as an integer dot
-  // product; the result is the f32 product of that rounded x with the dequantized matrix (about
-  // 0.3% of |x| |w| per element). false keeps x in f32: the exact product, at about half the speed.
+  // q8_0 / q4_0 / q4_1 on the CPU: x rounded to q8_0 blocks first (per 32 elements d = absmax / 127,
+  // x ~ d * round(x / d)), as llama.cpp does for these formats, so each block multiplies as an
+  // integer dot product; the result is the f32 product of that rounded x with the dequantized
+  // matrix (about 0.3% of |x| |w| per element). false keeps x in f32: the exact product, slower.
+  // CUDA always keeps x in f32.
   bool quantize_activations = true;
 };
 
