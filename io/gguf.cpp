@@ -228,12 +228,11 @@ void GgufFile::State::parse() {
   const uint32_t magic = cursor.scalar<uint32_t>("the magic");
   check(magic == kMagic, "gguf", "{}: bad magic 0x{:08x}, expected \"GGUF\" (not a GGUF file?)", path, magic);
   version = cursor.scalar<uint32_t>("the version");
-  check(version != 1, "gguf", "{}: GGUF version 1 is not supported (versions 2 and 3 are)", path);
-  check(version <= 3 || (version & 0xffff) != 0, "gguf", "{}: GGUF version {} is not supported (2 and 3 are)", path,
-        version);
-  check(version == 2 || version == 3, "gguf",
-        "{}: GGUF version field 0x{:08x}: a big-endian file or an unsupported version (little-endian 2 and 3 are)",
-        path, version);
+  if (version != 2 && version != 3) {
+    const bool byte_swapped = (version & 0xffffff) == 0;  // 2 or 3 written big-endian
+    fail("gguf", "{}: GGUF version {} is not supported (little-endian versions 2 and 3 are){}", path, version,
+         byte_swapped ? "; a big-endian file?" : "");
+  }
   const uint64_t tensor_count = cursor.scalar<uint64_t>("the tensor count");
   const uint64_t kv_count = cursor.scalar<uint64_t>("the metadata count");
   cursor.check_count(kv_count, kMinKeyValueBytes, "metadata count");

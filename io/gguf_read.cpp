@@ -33,6 +33,27 @@ void check_readable(const GgufTensorInfo& info, const std::string& what) {
                     ggml_type_name(info.type));
 }
 
+// The flat row indices (over every dim but the innermost) of the rows of the box, in order.
+std::vector<int64_t> box_rows(const Shape& shape, const Shape& offset, const Shape& sizes) {
+  const int64_t leading = int64_t(shape.size()) - 1;
+  const Shape strides = contiguous_strides(Shape(shape.begin(), shape.end() - 1));
+  int64_t count = 1;
+  for (int64_t d = 0; d < leading; ++d) count *= sizes[size_t(d)];
+  std::vector<int64_t> rows;
+  rows.reserve(size_t(count));
+  std::vector<int64_t> index(size_t(leading), 0);
+  for (int64_t n = 0; n < count; ++n) {
+    int64_t row = 0;
+    for (int64_t d = 0; d < leading; ++d) row += (offset[size_t(d)] + index[size_t(d)]) * strides[size_t(d)];
+    rows.push_back(row);
+    for (int64_t d = leading - 1; d >= 0; --d) {
+      if (++index[size_t(d)] < sizes[size_t(d)]) break;
+      index[size_t(d)] = 0;
+    }
+  }
+  return rows;
+}
+
 }  // namespace
 
 Tensor GgufFile::read(std::string_view name) const {
@@ -66,36 +87,22 @@ void GgufFile::read_block_into(std::string_view name, const Shape& offset, const
     out.copy_from(dense);
     return;
   }
-  const int64_t ndim = int64_t(info.shape.size());
   const int64_t block = ggml_block_size(info.type), cols = out.shape().back(), col0 = offset.back();
   const int64_t first_block = col0 / block, last_block = (col0 + cols + block - 1) / block;
   const int64_t row_bytes = info.row_bytes();
-  std::vector<float> decoded(size_t((last_block - first_block) * block));
-  auto* dst = static_cast<float*>(out.data_ptr());
-  // Walk the box's rows (every index of the leading dims) in order; `row` is the tensor's flat row.
-  const int64_t box_rows = out.numel() / cols;
-  std::vector<int64_t> index(size_t(ndim - 1), 0);
-  const Shape row_strides = contiguous_strides(Shape(info.shape.begin(), info.shape.end() - 1));
   const int64_t rows_per_slab =
       std::max<int64_t>(1, int64_t(kResidentSlabBytes / uint64_t(std::max<int64_t>(row_bytes, 1))));
-  const std::byte* base = state_map() + info.offset;
-  int64_t slab_first = -1, slab_last = -1;
-  for (int64_t n = 0; n < box_rows; ++n) {
-    int64_t row = 0;
-    for (int64_t d = 0; d + 1 < ndim; ++d) row += (offset[d] + index[d]) * row_strides[d];
-    dequantize_blocks(info.type, base + row * row_bytes + first_block * ggml_block_bytes(info.type),
-                      last_block - first_block, decoded.data());
-    std::memcpy(dst + n * cols, decoded.data() + (col0 - first_block * block), size_t(cols) * sizeof(float));
-    slab_first = slab_first < 0 ? row : std::min(slab_first, row);
-    slab_last = std::max(slab_last, row);
-    if (n + 1 == box_rows || (n + 1) % rows_per_slab == 0) {
+  const std::vector<int64_t> rows = box_rows(info.shape, offset, out.shape());
+  const std::byte* base = state_map() + info.offset + first_block * ggml_block_bytes(info.type);
+  std::vector<float> decoded(size_t((last_block - first_block) * block));
+  auto* dst = static_cast<float*>(out.data_ptr());
+  for (size_t n = 0; n < rows.size(); ++n) {
+    dequantize_blocks(info.type, base + rows[n] * row_bytes, last_block - first_block, decoded.data());
+    std::memcpy(dst + int64_t(n) * cols, decoded.data() + (col0 - first_block * block), size_t(cols) * sizeof(float));
+    if ((n + 1) % size_t(rows_per_slab) == 0 || n + 1 == rows.size()) {  // rows ascend: the slab's span
+      const int64_t slab_first = rows[n / size_t(rows_per_slab) * size_t(rows_per_slab)];
       release_pages(state_map(), file_bytes(), info.offset + uint64_t(slab_first * row_bytes),
-                    info.offset + uint64_t((slab_last + 1) * row_bytes));
-      slab_first = slab_last = -1;
-    }
-    for (int64_t d = ndim - 2; d >= 0; --d) {
-      if (++index[d] < out.size(d)) break;
-      index[d] = 0;
+                    info.offset + uint64_t((rows[n] + 1) * row_bytes));
     }
   }
 }
@@ -106,9 +113,9 @@ Tensor GgufFile::read_blocks(std::string_view name, int64_t row0, int64_t rows, 
   const int64_t total_cols = info.shape.back();
   const int64_t total_rows = total_cols == 0 ? 0 : int64_t(info.bytes) / std::max<int64_t>(info.row_bytes(), 1);
   check<ShapeError>(
-      row0 >= 0 && rows >= 0 && row0 + rows <= total_rows && col0 >= 0 && cols >= 0 && col0 + cols <= total_cols,
-      "read_blocks", "{}: rows [{}, {}) columns [{}, {}) leave the tensor's {} rows x {} columns", what, row0,
-      row0 + rows, col0, col0 + cols, total_rows, total_cols);
+      row0 >= 0 && rows >= 0 && rows <= total_rows - row0 && col0 >= 0 && cols >= 0 && cols <= total_cols - col0,
+      "read_blocks", "{}: {} rows from row {} and {} columns from column {} leave the tensor's {} rows x {} columns",
+      what, rows, row0, cols, col0, total_rows, total_cols);
   const int64_t block = ggml_block_size(info.type), block_bytes = ggml_block_bytes(info.type);
   for (int64_t boundary : {col0, col0 + cols}) {
     check<ShapeError>(boundary % block == 0, "read_blocks",

@@ -262,11 +262,14 @@ TEST_CASE("gguf: every header violation is a typed error naming the field", "[gg
   GgufWriter w = one_tensor();
   w.magic = 0x46554746;
   expect_open_error<ValueError>(dir, w.bytes(), {"magic"});
-  for (uint32_t version : {1u, 4u, 0x03000000u}) {
+  for (uint32_t version : {1u, 4u}) {
     w = one_tensor();
     w.version = version;
-    expect_open_error<ValueError>(dir, w.bytes(), {"version"});
+    expect_open_error<ValueError>(dir, w.bytes(), {fmt::format("version {}", version)});
   }
+  w = one_tensor();
+  w.version = 0x03000000;
+  expect_open_error<ValueError>(dir, w.bytes(), {"big-endian"});
   std::string absurd = one_tensor().bytes();
   std::memcpy(absurd.data() + 8, le<uint64_t>(uint64_t(1) << 60).data(), 8);
   expect_open_error<ValueError>(dir, absurd, {"tensor count"});
