@@ -8,6 +8,7 @@ set -euo pipefail
 modules=(
   "gguf gguf"
   "numpy numpy"
+  "accelerate accelerate"  # transformers loads a GGUF (gguf_file=) only with it: bench/torch_quant_peer.py
 )
 for entry in "${modules[@]}"; do
   read -r module package <<<"$entry"
