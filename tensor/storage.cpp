@@ -3,8 +3,8 @@
 #include "tensor/device_kernels.hpp"
 #include "tensor/host_block_cache.hpp"
 
-#include <sanitizer/asan_interface.h>  // ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan
 #include <malloc.h>
+#include <sanitizer/asan_interface.h>  // ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan
 #include <sys/mman.h>
 
 #include <cstdlib>
