@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 FUZZ_RUNS ?= 2000000
 FUZZ_TARGETS := safetensors checkpoint_index hf_config tp_plan npy gguf
 MPIRUN := scripts/mpirun.sh
-BENCHES := collectives redistribute dispatch load tp-forward train
+BENCHES := collectives redistribute dispatch load tp-forward train quant
 
 .PHONY: all deps build demo demo-random demo-collectives fetch-model test format format-check bench $(addprefix bench-,$(BENCHES)) bench-gpu clean
 
@@ -171,6 +171,12 @@ bench-train: build $(TRAIN_MODEL)/config.json
 	DTENSOR_NUM_THREADS=1 $(MPIRUN) -np 1 $(TRAIN) --checkpoint-activations
 	$(MPIRUN) -np 2 $(TRAIN)
 	$(MPIRUN) -np 4 $(TRAIN) --summary
+
+# SmolLM2-135M's GGUF (fetched once into $(BUILD)/smollm2) in f32, bf16, int8, q4_0, nf4 and its own
+# Q4_1 blocks, np 1 and 2, against transformers + torch f32: a table, then the summary line
+# `quant: q4_decode_vs_f32=X q4_memory_ratio=X ...` (bench/bench_quant.sh).
+bench-quant: build
+	bench/bench_quant.sh $(BUILD)
 
 # quantized_linear's CPU kernels at SmolLM2-135M's shapes against the f32 / bf16 Linear, on all
 # cores, then torch's f32 linear on the same threads (skipped where torch is missing); the last

@@ -14,8 +14,18 @@
 // --check also runs the unsharded model on rank 0 and prints
 //   check: ids_match=yes|no max_abs_diff=X
 // over the prompt logits; the exit code is 1 on every rank when the ids differ or the difference
-// exceeds the bound: 1e-4 for f32; for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
+// exceeds the bound: for f32, max(1e-4, 1e-5 * largest |logit|) (a real model's logits reach tens,
+// and 30 layers of f32 rounding in another summation order move them by ~40 ulps); for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
 // significant bits, and sharding changes the order of its rounded partial sums).
+// --quantize int8|int8-outlier|q8_0|q4_0|q4_1|nf4 quantizes every Linear and the embedding table as
+// they load (models/quant.hpp), each rank its own block; gguf keeps a .gguf model's own blocks; --check then compares
+// with the unsharded model quantized the same way. The weights' quantized values are the same, so only the order of f32
+// sums differs: the bound is max(1e-4, 1e-5 * largest |logit|) (the quantized kernels' sums run in another order than
+// oneDNN's, over logits of tens). Formats whose kernels also round the activations (int8-outlier, q4_0, q4_1, gguf;
+// models::quantizes_activations) may round one the other way in either model: bound 0.05 * max(1, largest |logit|), and
+// the greedy ids need not match (a logit within that error of another's may win). Rank 0 reports its weight bytes
+// against the same shards in f32 and bf16 and its resident memory after loading (VmRSS, and the peak VmHWM) in a line
+// "memory: ...".
 // --device cuda moves each rank's shards to its GPU after loading (through the CUDA backend library,
 // libdtensor_cuda.so; DeviceError naming it and the reason where it cannot be loaded): ranks that share
 // a GPU communicate through MPI with host staging; --check still runs the reference on the CPU.
@@ -40,6 +50,7 @@
 #include "mesh/device_mesh.hpp"
 #include "models/causal_lm.hpp"
 #include "models/hf_config.hpp"
+#include "models/quant.hpp"
 #include "nn/tp_plan.hpp"
 #include "tensor/ops.hpp"
 #include "text/tokenizer.hpp"
@@ -72,10 +83,15 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
 double per_second(double count, double seconds) { return seconds > 0 ? count / seconds : 0.0; }
 
 // The largest difference --check accepts for this dtype (see the header).
-double check_bound(DType dtype, const Tensor& reference_logits) {
-  if (dtype == DType::F32) return 1e-4;
-  return 0.05 * std::max(1.0, amax(abs(reference_logits)).item<double>());
+double check_bound(const GenerateFlags& o, const Tensor& reference_logits) {
+  const double largest = std::max(1.0, amax(abs(reference_logits)).item<double>());
+  if (o.dtype() == DType::F32 && !models::quantizes_activations(o.quantize)) return std::max(1e-4, 1e-5 * largest);
+  return 0.05 * largest;
 }
+
+// With rounded activations a token whose logit lies within a quantization step of another's may
+// come out differently.
+bool ids_must_match(const GenerateFlags& o) { return o.quantize.empty() || !models::quantizes_activations(o.quantize); }
 
 void print_model(const GenerateFlags& o, const models::HFConfig& config, int ranks, double load_seconds) {
   fmt::print(
@@ -101,16 +117,18 @@ void print_generation(const std::vector<int64_t>& prompt, const models::Generati
 // Rank 0: the unsharded model on the same prompt. Returns whether it matches.
 bool check_against_unsharded(const GenerateFlags& o, const std::vector<int64_t>& prompt,
                              const models::Generation& sharded, std::optional<int64_t> eos) {
-  auto model = models::load_unsharded(o.model_dir, o.dtype());
+  auto model = o.quantize.empty() ? models::load_unsharded(o.model_dir, o.dtype())
+                                  : models::load_unsharded_quantized(o.model_dir, o.dtype(), o.quantize);
   const models::Generation reference = models::generate_greedy(*model, prompt, o.max_new_tokens, {}, eos);
   const bool ids_match = reference.new_ids == sharded.new_ids;
   const double diff = max_abs_diff(sharded.prompt_logits, reference.prompt_logits);
-  const double bound = check_bound(o.dtype(), reference.prompt_logits);
+  const double bound = check_bound(o, reference.prompt_logits);
   fmt::print("check: ids_match={} max_abs_diff={:.3g}\n", ids_match ? "yes" : "no", diff);
   if (!ids_match) fmt::print("check: unsharded ids: {}\n", fmt::join(reference.new_ids, " "));
   if (diff > bound)
-    fmt::print("check: max_abs_diff {:.3g} exceeds the {} bound {:.3g}\n", diff, dtype_name(o.dtype()), bound);
-  return ids_match && diff <= bound;
+    fmt::print("check: max_abs_diff {:.3g} exceeds the {}{} bound {:.3g}\n", diff, dtype_name(o.dtype()),
+               o.quantize.empty() ? "" : " " + o.quantize, bound);
+  return (ids_match || !ids_must_match(o)) && diff <= bound;
 }
 
 // Everything each rank reads and checks before generating.
@@ -122,6 +140,8 @@ struct Loaded {
   nn::PlanReport report;
   std::shared_ptr<models::CausalLM> model;
   double load_seconds = 0;
+  nn::LocalWeights weights;
+  models::ResidentMemory memory;  // right after loading
 };
 
 // The end-of-sequence id: the tokenizer's, else config.json's eos_token_id (a number or a list).
@@ -136,6 +156,18 @@ std::optional<int64_t> eos_id(const std::string& model, const text::Tokenizer& t
   return std::nullopt;
 }
 
+double mib(double bytes) { return bytes / (1024.0 * 1024.0); }
+
+// This rank's weights against the same shards in f32 and bf16, and its resident memory after loading.
+void print_memory(const GenerateFlags& o, const Loaded& l) {
+  const double f32 = 4.0 * double(l.weights.elements);
+  fmt::print(
+      "memory: weights {:.1f} MiB on rank 0 ({}; f32 {:.1f} MiB, bf16 {:.1f} MiB: {:.3f}x f32); resident after "
+      "load VmRSS {:.1f} MiB, peak VmHWM {:.1f} MiB\n",
+      mib(double(l.weights.bytes)), o.quantize.empty() ? dtype_name(o.dtype()) : o.quantize, mib(f32), mib(f32 / 2),
+      double(l.weights.bytes) / f32, mib(double(l.memory.rss)), mib(double(l.memory.peak)));
+}
+
 Loaded load(const GenerateFlags& o, const DeviceMesh& mesh) {
   Loaded l;
   l.config = models::load_hf_config(o.model_dir);
@@ -148,10 +180,14 @@ Loaded load(const GenerateFlags& o, const DeviceMesh& mesh) {
   const nn::TpPlan plan =
       o.plan_file == "auto" ? models::auto_tp_plan(l.config) : nn::TpPlan::from_json_file(o.plan_file);
   const auto load_start = std::chrono::steady_clock::now();
-  l.model = models::load_sharded(o.model_dir, mesh, plan, o.dtype(), &l.report);
+  l.model = o.quantize.empty()
+                ? models::load_sharded(o.model_dir, mesh, plan, o.dtype(), &l.report)
+                : models::load_sharded_quantized(o.model_dir, mesh, plan, o.dtype(), o.quantize, &l.report);
   if (o.plan_file != "auto") programs::check_plan_matched(l.report, o.plan_file, "generate");
   if (o.device == "cuda") l.model->to(local_gpu());
   l.load_seconds = seconds_since(load_start);
+  l.weights = nn::local_weights(*l.model);
+  l.memory = models::resident_memory();
   return l;
 }
 
@@ -185,6 +221,7 @@ int run(Communicator& world, const GenerateFlags& o) {
   if (root) {
     print_model(o, loaded->config, world.size(), loaded->load_seconds);
     if (o.explain) fmt::print("{}", loaded->report.explain);
+    print_memory(o, *loaded);
     print_generation(prompt, g);
   }
   if (root && !o.dump_logits.empty()) {

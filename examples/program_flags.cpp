@@ -1,5 +1,6 @@
 #include "program_flags.hpp"
 
+#include "models/quant.hpp"
 #include "tensor/error.hpp"
 
 #include <unistd.h>
@@ -74,6 +75,9 @@ void add_flags(CLI::App& app, GenerateFlags& o) {
   app.add_flag("--check", o.check, "compare with the unsharded model on rank 0");
   app.add_flag("--explain", o.explain, "print how the plan placed every parameter");
   app.add_flag("--stream", o.stream, "print each generated id as soon as it is chosen (rank 0)");
+  app.add_option("--quantize", o.quantize,
+                 "quantize the Linear and embedding weights at load: " + models::quantize_names())
+      ->each([&o](const std::string&) { o.quantize_given = true; });
 }
 
 void add_flags(CLI::App& app, TrainFlags& o) {
@@ -106,6 +110,7 @@ void check_flags(const GenerateFlags& o) {
   else
     parse_prompt_ids(o.prompt_ids);
   check_output_file(o.dump_logits, "generate", "--dump-logits");
+  if (o.quantize_given) models::check_quantize_name(o.quantize, "--quantize");
 }
 
 void check_flags(const TrainFlags& o) {

@@ -36,6 +36,8 @@ struct GenerateFlags {
   bool check = false;
   bool explain = false;
   bool stream = false;
+  std::string quantize;  // empty: weights in --dtype; else a models::quantize_names() name
+  bool quantize_given = false;
 
   DType dtype() const { return dtype_from_name(dtype_flag); }
 };
@@ -59,7 +61,8 @@ struct TrainFlags {
 void add_flags(CLI::App& app, GenerateFlags& flags);
 void add_flags(CLI::App& app, TrainFlags& flags);
 
-// ValueError naming the flag: --prompt-ids that are not non-negative integers, a --dump-logits
+// ValueError naming the flag: --prompt-ids that are not non-negative integers, an unknown
+// --quantize format, a --dump-logits
 // whose directory cannot be written; numbers that are not finite; --log / --save under a directory
 // that cannot be written (refused before the run, not on rank 0 after it).
 void check_flags(const GenerateFlags& flags);

@@ -122,6 +122,8 @@ nn::Value CausalLM::head(const nn::Value& hidden) {
 }
 
 nn::Value CausalLM::training_logits(const Tensor& ids) {
+  check<ValueError>(!embed_tokens_->quantized_weight(), "training_logits",
+                    "the model's weights are quantized: quantized models are for inference only");
   check_training_ids(ids, config_.vocab_size);
   const int64_t batch = ids.size(0), length = ids.size(1);
   std::vector<int64_t> positions;
@@ -139,8 +141,20 @@ void CausalLM::set_activation_checkpointing(bool on) {
   for (const auto& layer : layers_) layer->set_checkpointing(on);
 }
 
+// Quantized: lm_head takes the embedding's quantized table when both hold the same block of it
+// (the same rows on this rank), and keeps its own otherwise.
+void CausalLM::tie_quantized_embeddings() {
+  const auto& table = embed_tokens_->quantized_weight();
+  const auto& own = lm_head_->quantized_weight();
+  if (!table || !own) return;
+  if (table->placements == own->placements && table->local.rows() == own->local.rows() &&
+      table->local.cols() == own->local.cols())
+    lm_head_->set_quantized_weight(table);
+}
+
 void CausalLM::tie_word_embeddings() {
   if (!config_.tie_word_embeddings || tied_) return;
+  if (embed_tokens_->quantized_weight()) return tie_quantized_embeddings();
   const nn::Value& embedding = embed_tokens_->parameter("weight");
   nn::Value& own = lm_head_->parameter("weight");
   const bool both_distributed = embedding.is_distributed() && own.is_distributed();
@@ -163,7 +177,7 @@ Tensor CausalLM::forward_tokens(const std::vector<int64_t>& ids) {
   return full_vocab(logits, *lm_head_, config_.vocab_size).to(DType::F32);
 }
 
-Device CausalLM::device() const { return embed_tokens_->parameter("weight").local().device(); }
+Device CausalLM::device() const { return embed_tokens_->device(); }
 
 void CausalLM::reset_cache() {
   for (KVCache& cache : caches_) cache.clear();

@@ -71,7 +71,8 @@ class CausalLM : public nn::Module {
   // checkpoint's name), as torch lists a tied parameter once. The loaders call this. ValueError
   // naming both when the plan laid the two out so that one cannot serve as the other (plain
   // tensors of different shapes); DTensors of other placements are redistributed for lm_head.
-  // Nothing without tie_word_embeddings or once tied.
+  // Nothing without tie_word_embeddings or once tied. Quantized (models/quant.hpp): lm_head shares
+  // the embedding's quantized table when the plan gives both the same block of it.
   void tie_word_embeddings();
 
   // Where the parameters are (the embedding's): the CPU after loading, until to(Device) moves the
@@ -93,6 +94,7 @@ class CausalLM : public nn::Module {
   nn::Value run(const Tensor& tokens, const RotaryTables& rotary, bool cache, int64_t sequences);
   // lm_head on the final hidden states (the embedding's weight when tied).
   nn::Value head(const nn::Value& hidden);
+  void tie_quantized_embeddings();
 
   HFConfig config_;
   DType dtype_;
@@ -127,6 +129,9 @@ nn::TpPlan sequence_parallel_tp_plan(const HFConfig& config);
 // never the whole packed tensor. A missing tensor is a ValueError, a per-expert tensor of the
 // wrong shape a ShapeError, each naming the checkpoint tensor.
 nn::SourceLookup checkpoint_sources(const io::Checkpoint& checkpoint, const HFConfig& config);
+
+// The sources of a checkpoint directory (checkpoint_sources) or of a .gguf file (gguf_sources).
+nn::SourceLookup model_sources(const std::string& path, const HFConfig& config);
 
 // Loads config.json + safetensors from `dir`, or a Llama GGUF file when `dir` ends in ".gguf"
 // (models/gguf_model.hpp): sharded over the 1-D `tp_mesh` under `plan`, or unsharded. Checkpoint

@@ -69,13 +69,12 @@ std::optional<std::string> strip_suffix(const std::string& name, std::string_vie
   return name.substr(0, name.size() - suffix.size()) + ".block_sparse_moe.experts";
 }
 
-// The sources of a checkpoint directory or of a GGUF file.
-nn::SourceLookup sources_at(const std::string& path, const HFConfig& config) {
+}  // namespace
+
+nn::SourceLookup model_sources(const std::string& path, const HFConfig& config) {
   if (is_gguf_path(path)) return gguf_sources(io::GgufFile::open(path), config);
   return checkpoint_sources(io::Checkpoint::open(path), config);
 }
-
-}  // namespace
 
 nn::SourceLookup checkpoint_sources(const io::Checkpoint& checkpoint, const HFConfig& config) {
   return [checkpoint, config](const std::string& name) -> io::TensorSource {
@@ -93,7 +92,7 @@ std::shared_ptr<CausalLM> load_sharded(const std::string& dir, const DeviceMesh&
                                        DType dtype, nn::PlanReport* report) {
   const HFConfig config = load_hf_config(dir);
   auto model = std::make_shared<CausalLM>(config, dtype);
-  nn::PlanReport applied = nn::apply_tp_plan(*model, plan, tp_mesh, sources_at(dir, config));
+  nn::PlanReport applied = nn::apply_tp_plan(*model, plan, tp_mesh, model_sources(dir, config));
   model->tie_word_embeddings();
   if (report != nullptr) *report = std::move(applied);
   return model;
@@ -102,7 +101,7 @@ std::shared_ptr<CausalLM> load_sharded(const std::string& dir, const DeviceMesh&
 std::shared_ptr<CausalLM> load_unsharded(const std::string& dir, DType dtype) {
   const HFConfig config = load_hf_config(dir);
   auto model = std::make_shared<CausalLM>(config, dtype);
-  nn::load_unsharded(*model, sources_at(dir, config));
+  nn::load_unsharded(*model, model_sources(dir, config));
   model->tie_word_embeddings();
   return model;
 }

@@ -59,6 +59,16 @@ Value profiled_linear(const Value& x, const Value& w, const Value* b) {
   return y;
 }
 
+// quantized_linear_value timed and counted as profiled_linear does.
+Value profiled_quantized_linear(const Value& x, const QuantizedWeight& w, const Value* b, const std::string& name) {
+  const auto start = std::chrono::steady_clock::now();
+  Value y = quantized_linear_value(x, w, b, name.empty() ? "Linear" : name);
+  const std::chrono::duration<double> seconds = std::chrono::steady_clock::now() - start;
+  const double rows = double(x.local().numel()) / double(w.local.cols());
+  ScopedLinearProfile::record(2.0 * rows * double(w.local.rows()) * double(w.local.cols()), seconds.count());
+  return y;
+}
+
 }  // namespace
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias, DType dtype)
@@ -80,17 +90,65 @@ void Linear::set_heads(HeadRole role, const AttentionHeads& heads) {
 }
 
 Value Linear::forward(const Value& x) {
-  const Value& w = loaded(*this, "weight");
   const Value* b = has_bias() ? &loaded(*this, "bias") : nullptr;
+  if (weight_ && ScopedLinearProfile::active()) return profiled_quantized_linear(x, *weight_, b, name_);
+  if (weight_) return quantized_linear_value(x, *weight_, b, name_.empty() ? type_name() : name_);
+  const Value& w = loaded(*this, "weight");
   if (ScopedLinearProfile::active()) return profiled_linear(x, w, b);
   return linear_value(x, w, b);
 }
+
+ColumnSplit Linear::column_split() const {
+  const Value& w = parameter("weight");
+  if (w.is_distributed()) {
+    const DTensor& d = w.dtensor();
+    if (!d.placements().at(0).normalized(2).is_shard(1)) return {};
+    return {chunk_bounds(in_, d.mesh().size()), &d.mesh()};
+  }
+  if (strategy() == nullptr || w.shape()[1] == in_) return {};
+  const int64_t tp = strategy_mesh().size();
+  if (!heads_ || heads_->role != HeadRole::Output) return {chunk_bounds(in_, tp), &strategy_mesh()};
+  ColumnSplit split{{}, &strategy_mesh()};
+  std::vector<int64_t>& bounds = split.bounds;
+  for (int64_t rank = 0; rank < tp; ++rank) {
+    const HeadRange q = rank_heads(heads_->heads, tp, rank).query;
+    bounds.push_back(q.begin * heads_->heads.head_dim);
+    bounds.push_back(q.end * heads_->heads.head_dim);
+  }
+  return split;
+}
+
+void Linear::parameter_loaded(const std::string& name, const std::string& param) {
+  name_ = name;
+  if (param != "weight" || !options_) return;
+  weight_ = std::make_shared<QuantizedWeight>(quantize_loaded(parameter("weight"), *options_, column_split(), name));
+}
+
+void Linear::state_to(Device device) { move_quantized_weight(device); }
 
 Embedding::Embedding(int64_t vocab, int64_t hidden, DType dtype) : Module("Embedding") {
   declare_parameter("weight", {vocab, hidden}, dtype);
 }
 
+void Embedding::parameter_loaded(const std::string& name, const std::string& param) {
+  name_ = name;
+  if (param != "weight" || !options_) return;
+  Value& w = parameter("weight");
+  const int64_t hidden = parameter_shape("weight")[1];
+  ColumnSplit split;
+  if (w.is_distributed() && w.dtensor().placements().at(0).normalized(2).is_shard(1))
+    split = {chunk_bounds(hidden, w.dtensor().mesh().size()), &w.dtensor().mesh()};
+  else if (!w.is_distributed() && strategy() != nullptr && w.shape()[1] != hidden)
+    split = {chunk_bounds(hidden, strategy_mesh().size()), &strategy_mesh()};
+  weight_ = std::make_shared<QuantizedWeight>(quantize_loaded(w, *options_, split, name));
+}
+
+void Embedding::state_to(Device device) { move_quantized_weight(device); }
+
+Device Embedding::device() const { return weight_ ? weight_->local.device() : parameter("weight").local().device(); }
+
 Value Embedding::forward(const Value& ids) {
+  if (weight_) return quantized_embedding_value(ids, *weight_, name_.empty() ? type_name() : name_);
   const Value& w = loaded(*this, "weight");
   if (distributed("Embedding", {&ids, &w})) return ag::embedding(w.dtensor(), ids.dtensor());
   return ag::embedding(w.tensor(), ids.tensor());

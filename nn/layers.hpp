@@ -5,13 +5,15 @@
 
 #include "nn/head_sharding.hpp"
 #include "nn/module.hpp"
+#include "nn/quant.hpp"
 
 #include <optional>
 
 namespace dtensor::nn {
 
-// y = x @ weight^T + bias, weight [out, in], bias [out].
-class Linear : public Module {
+// y = x @ weight^T + bias, weight [out, in], bias [out]. With set_quantization (before loading)
+// the weight is held as this rank's quantized block (nn/quant.hpp), for inference.
+class Linear : public Module, public QuantizableWeight {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true, DType dtype = DType::F32);
   int64_t in_features() const { return in_; }
@@ -29,21 +31,37 @@ class Linear : public Module {
   void set_heads(HeadRole role, const AttentionHeads& heads);
   const std::optional<HeadLayout>& heads() const { return heads_; }
 
+  void parameter_loaded(const std::string& name, const std::string& param) override;
+  void state_to(Device device) override;
+
  protected:
   Value forward(const Value& x) override;
 
  private:
+  // How the ranks split the loaded weight's input columns (every rank's block boundaries).
+  ColumnSplit column_split() const;
+
   int64_t in_, out_;
+  std::string name_;  // the dotted path, once loaded (errors of the quantized forward name it)
   std::optional<HeadLayout> heads_;
 };
 
-// Rows of weight [vocab, hidden] picked by integer ids.
-class Embedding : public Module {
+// Rows of weight [vocab, hidden] picked by integer ids; quantizable as Linear is (the rows are
+// then dequantized as they are looked up).
+class Embedding : public Module, public QuantizableWeight {
  public:
   Embedding(int64_t vocab, int64_t hidden, DType dtype = DType::F32);
 
+  void parameter_loaded(const std::string& name, const std::string& param) override;
+  void state_to(Device device) override;
+  // Where the table lies (the quantized one's device when quantized).
+  Device device() const;
+
  protected:
   Value forward(const Value& ids) override;
+
+ private:
+  std::string name_;
 };
 
 // x * rsqrt(mean(x^2) + eps) * weight over the last dim (computed in f32, as Hugging Face does).

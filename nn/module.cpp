@@ -176,6 +176,7 @@ void Module::to(Device device) {
     }
     if (wanted) set_value_requires_grad(*value, true);
   }
+  for (auto& [name, module] : named_modules()) module->state_to(device);
 }
 
 void Module::set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh) {

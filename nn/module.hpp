@@ -84,6 +84,8 @@ class Module {
   // and global shape; only this rank's block moves). Unloaded parameters stay unloaded; one that
   // required a gradient still does (a new leaf: gradients already accumulated stay behind).
   void to(Device device);
+  // What to(Device) moves of a module's own state besides its parameters (a quantized weight).
+  virtual void state_to(Device /*device*/) {}
   // Installed by apply_tp_plan; the mesh is the 1-D tensor-parallel mesh.
   void set_strategy(std::shared_ptr<const Strategy> strategy, DeviceMesh mesh);
   const Strategy* strategy() const { return strategy_.get(); }
@@ -94,6 +96,11 @@ class Module {
   // from `tp_mesh`, and refuses a plan it cannot run with a typed error naming `name`, its dotted
   // path. The default does nothing.
   virtual void plan_applied(const std::string& /*name*/, const DeviceMesh& /*tp_mesh*/) {}
+  // Called by the loaders (apply_tp_plan, load_unsharded) right after parameter `param` of this
+  // module (named `name`, its dotted path) got its value: a module that keeps a parameter in
+  // another form converts it here and frees the loaded value (a quantized Linear, nn/quant.hpp),
+  // so that loading holds one loaded parameter at a time. The default does nothing.
+  virtual void parameter_loaded(const std::string& /*name*/, const std::string& /*param*/) {}
 
   // How many random draws this module has made (Dropout: one Philox stream per call), so that
   // activation checkpointing can rewind it and a recomputed forward draws exactly as the first

@@ -87,6 +87,7 @@ PlanReport apply_tp_plan(Module& root, const TpPlan& plan, const DeviceMesh& mes
         module->parameter(param) = source.read_all();
         report.uncovered_parameters.push_back(full);
       }
+      module->parameter_loaded(name, param);
     }
   }
   for (size_t i = 0; i < plan.rules.size(); ++i)
@@ -100,6 +101,7 @@ void load_unsharded(Module& root, const SourceLookup& source_of) {
       const std::string full = name.empty() ? param : name + "." + param;
       module->parameter(param) =
           checked_source(source_of, full, module->parameter_shape(param), module->parameter_dtype(param)).read_all();
+      module->parameter_loaded(name, param);
     }
   }
 }

@@ -11,6 +11,7 @@ modules=(
   "numpy numpy"
   "tokenizers tokenizers"
   "transformers transformers"
+  "accelerate accelerate"  # transformers loads a GGUF (gguf_file=) only with it: bench/torch_quant_peer.py
 )
 for entry in "${modules[@]}"; do
   read -r module package <<<"$entry"

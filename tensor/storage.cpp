@@ -1,13 +1,16 @@
 #include "tensor/storage.hpp"
 
 #include "tensor/device_kernels.hpp"
+#include "tensor/host_block_cache.hpp"
 
+#include <malloc.h>
 #include <sanitizer/asan_interface.h>  // ASAN_(UN)POISON_MEMORY_REGION: no-ops unless built with ASan
 #include <sys/mman.h>
 
 #include <cstdlib>
 #include <mutex>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace dtensor {
@@ -49,6 +52,18 @@ class HostBlockCache {
     free_[bytes].push_back(p);
     cached_bytes_ += bytes;
     return true;
+  }
+
+  size_t release_all() {
+    std::lock_guard lock(mutex_);
+    for (auto& [bytes, blocks] : free_) {
+      for (void* p : blocks) {
+        ASAN_UNPOISON_MEMORY_REGION(p, bytes);
+        std::free(p);
+      }
+    }
+    free_.clear();
+    return std::exchange(cached_bytes_, 0);
   }
 
  private:
@@ -93,6 +108,14 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device device) {
   // The rounding's padding belongs to no tensor: under AddressSanitizer an access there fails.
   if (data != nullptr) ASAN_POISON_MEMORY_REGION(static_cast<char*>(data) + nbytes, rounded - nbytes);
   return std::make_shared<Storage>(data, nbytes, device, [rounded](void* p) { host_release(p, rounded); });
+}
+
+size_t release_cached_host_blocks() {
+  const size_t bytes = host_cache().release_all();
+  // Blocks glibc placed on its heap (below its dynamic mmap threshold) return to the system only
+  // when the heap gives back its free pages.
+  malloc_trim(0);
+  return bytes;
 }
 
 std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, Device device, Deleter deleter) {

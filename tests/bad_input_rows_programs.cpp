@@ -53,6 +53,8 @@ std::vector<Row> program_rows() {
       generate_row("--max-new-tokens past the limit", {"--max-new-tokens", "2000000"}, "--max-new-tokens"),
       generate_row("--dtype f16", {"--dtype", "f16"}, "--dtype"),
       generate_row("--device tpu", {"--device", "tpu"}, "--device"),
+      generate_row("--quantize of an unknown format", {"--quantize", "q3_k"}, "--quantize"),
+      generate_row("--quantize empty", {"--quantize", ""}, "--quantize"),
       generate_row("--prompt-ids with a word", {"--prompt-ids", "1 two 3"}, "--prompt-ids"),
       generate_row("--prompt-ids negative", {"--prompt-ids", "4 -1"}, "--prompt-ids"),
       generate_row("--prompt-ids fractional", {"--prompt-ids", "1.5"}, "--prompt-ids"),

@@ -1,6 +1,7 @@
 // Tensor metadata, views and copies, checked against index arithmetic done by hand here.
 #include <catch2/catch.hpp>
 
+#include "tensor/host_block_cache.hpp"
 #include "tensor/tensor.hpp"
 
 #include <cmath>
@@ -212,4 +213,17 @@ TEST_CASE("bad arguments raise typed errors naming the operation", "[tensor][err
   CHECK_THROWS_AS(Tensor::empty({2}, DType::F32, Device::cuda(0)), DeviceError);
   CHECK_THROWS_WITH(t.item<float>(), Catch::Contains("[item]"));
   CHECK_THROWS_WITH(Tensor().data_ptr(), Catch::Contains("rank"));
+}
+
+TEST_CASE("release_cached_host_blocks frees the blocks released storages left cached", "[tensor][storage]") {
+  release_cached_host_blocks();  // whatever earlier tests left
+  const size_t bytes = size_t(1) << 20;
+  {
+    Tensor block = Tensor::empty({int64_t(bytes / 4)}, DType::F32);
+    block.data<float>()[0] = 1.0f;
+  }
+  CHECK(release_cached_host_blocks() == bytes);  // the block went to the cache, and now out of it
+  CHECK(release_cached_host_blocks() == 0);
+  Tensor again = Tensor::zeros({int64_t(bytes / 4)}, DType::F32);  // a fresh block, not a freed one
+  CHECK(again.data<float>()[0] == 0.0f);
 }
