@@ -93,7 +93,7 @@ nn::QuantizeOptions options_for(const std::string& name, const std::string& path
   return options;
 }
 
-// A model of `config` marked with `options`, loaded by `load`, tied, the load's f32 blocks freed.
+// A model of `config` marked with `options`, loaded by `load`, tied.
 std::shared_ptr<CausalLM> load_quantized(const HFConfig& config, const nn::SourceLookup& sources,
                                          const nn::QuantizeOptions& options, DType dtype,
                                          const std::function<void(CausalLM&)>& load) {
@@ -104,7 +104,15 @@ std::shared_ptr<CausalLM> load_quantized(const HFConfig& config, const nn::Sourc
     if (auto* slot = dynamic_cast<nn::QuantizableWeight*>(module)) slot->forget_quantization();
   }
   model->tie_word_embeddings();
-  release_cached_host_blocks();  // the f32 blocks read and quantized
+  return model;
+}
+
+// The model `load_model` returns, after the f32 blocks it read and quantized, and everything else it
+// freed (sources, file maps, options), went back to the system: called before that, the heap would
+// keep what the load's locals free after it (about one quantized embedding table for SmolLM2).
+std::shared_ptr<CausalLM> trimmed(const std::function<std::shared_ptr<CausalLM>()>& load_model) {
+  std::shared_ptr<CausalLM> model = load_model();
+  release_cached_host_blocks();
   return model;
 }
 
@@ -140,36 +148,46 @@ void set_quantization(nn::Module& model, const nn::QuantizeOptions& options) {
 std::shared_ptr<CausalLM> load_sharded_quantized(const std::string& path, const DeviceMesh& tp_mesh,
                                                  const nn::TpPlan& plan, DType dtype, const std::string& quantize,
                                                  nn::PlanReport* report) {
-  const HFConfig config = load_hf_config(path);
-  nn::SourceLookup sources = model_sources(path, config);
-  const nn::QuantizeOptions options = options_for(quantize, path, config, sources);
-  return load_quantized(config, sources, options, dtype, [&](CausalLM& model) {
-    nn::PlanReport applied = nn::apply_tp_plan(model, plan, tp_mesh, sources);
-    if (report != nullptr) *report = std::move(applied);
+  return trimmed([&] {
+    const HFConfig config = load_hf_config(path);
+    nn::SourceLookup sources = model_sources(path, config);
+    const nn::QuantizeOptions options = options_for(quantize, path, config, sources);
+    return load_quantized(config, sources, options, dtype, [&](CausalLM& model) {
+      nn::PlanReport applied = nn::apply_tp_plan(model, plan, tp_mesh, sources);
+      if (report != nullptr) *report = std::move(applied);
+    });
   });
 }
 
 std::shared_ptr<CausalLM> load_unsharded_quantized(const std::string& path, DType dtype, const std::string& quantize) {
-  const HFConfig config = load_hf_config(path);
-  nn::SourceLookup sources = model_sources(path, config);
-  const nn::QuantizeOptions options = options_for(quantize, path, config, sources);
-  return load_quantized(config, sources, options, dtype, [&](CausalLM& model) { nn::load_unsharded(model, sources); });
+  return trimmed([&] {
+    const HFConfig config = load_hf_config(path);
+    nn::SourceLookup sources = model_sources(path, config);
+    const nn::QuantizeOptions options = options_for(quantize, path, config, sources);
+    return load_quantized(config, sources, options, dtype,
+                          [&](CausalLM& model) { nn::load_unsharded(model, sources); });
+  });
 }
 
 std::shared_ptr<CausalLM> load_sharded_quantized(const std::string& path, const DeviceMesh& tp_mesh,
                                                  const nn::TpPlan& plan, DType dtype,
                                                  const nn::QuantizeOptions& options) {
-  const HFConfig config = load_hf_config(path);
-  const nn::SourceLookup sources = model_sources(path, config);
-  return load_quantized(config, sources, options, dtype,
-                        [&](CausalLM& model) { nn::apply_tp_plan(model, plan, tp_mesh, sources); });
+  return trimmed([&] {
+    const HFConfig config = load_hf_config(path);
+    const nn::SourceLookup sources = model_sources(path, config);
+    return load_quantized(config, sources, options, dtype,
+                          [&](CausalLM& model) { nn::apply_tp_plan(model, plan, tp_mesh, sources); });
+  });
 }
 
 std::shared_ptr<CausalLM> load_unsharded_quantized(const std::string& path, DType dtype,
                                                    const nn::QuantizeOptions& options) {
-  const HFConfig config = load_hf_config(path);
-  const nn::SourceLookup sources = model_sources(path, config);
-  return load_quantized(config, sources, options, dtype, [&](CausalLM& model) { nn::load_unsharded(model, sources); });
+  return trimmed([&] {
+    const HFConfig config = load_hf_config(path);
+    const nn::SourceLookup sources = model_sources(path, config);
+    return load_quantized(config, sources, options, dtype,
+                          [&](CausalLM& model) { nn::load_unsharded(model, sources); });
+  });
 }
 
 bool quantizes_activations(const std::string& name) {
