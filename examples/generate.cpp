@@ -15,8 +15,8 @@
 //   check: ids_match=yes|no max_abs_diff=X
 // over the prompt logits; the exit code is 1 on every rank when the ids differ or the difference
 // exceeds the bound: for f32, max(1e-4, 1e-5 * largest |logit|) (a real model's logits reach tens,
-// and 30 layers of f32 rounding in another summation order move them by ~40 ulps); for bf16, 0.05 * max(1, largest |logit|) (bf16 keeps 8
-// significant bits, and sharding changes the order of its rounded partial sums).
+// and 30 layers of f32 rounding in another summation order move them by ~40 ulps); for bf16, 0.05 * max(1, largest
+// |logit|) (bf16 keeps 8 significant bits, and sharding changes the order of its rounded partial sums).
 // --quantize int8|int8-outlier|q8_0|q4_0|q4_1|nf4 quantizes every Linear and the embedding table as
 // they load (models/quant.hpp), each rank its own block; gguf keeps a .gguf model's own blocks; --check then compares
 // with the unsharded model quantized the same way. The weights' quantized values are the same, so only the order of f32
