@@ -9,6 +9,7 @@
 
 #define DTENSOR_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define DTENSOR_QUANT_TARGET DTENSOR_AVX2
+#define DTENSOR_QUANT_F32 __m256
 #include "tensor/quant/kernels_x86.hpp"
 #endif
 
@@ -68,6 +69,10 @@ DTENSOR_AVX2 inline Chunk decode(const WeightRows& w, const uint8_t* row, int64_
   return out;
 }
 
+DTENSOR_AVX2 inline __m256 f32_zero() { return _mm256_setzero_ps(); }
+DTENSOR_AVX2 inline __m256 f32_add(__m256 a, __m256 b) { return _mm256_add_ps(a, b); }
+DTENSOR_AVX2 inline float f32_sum(__m256 v) { return horizontal_sum(v); }
+
 // Chunk c of one row against M rows of x, into accumulator chain k.
 template <QuantFormat F, int M, int C>
 DTENSOR_AVX2 inline void chunk_step(const WeightRows& w, const uint8_t* row, int64_t r, int64_t c,
@@ -83,37 +88,6 @@ DTENSOR_AVX2 inline void chunk_step(const WeightRows& w, const uint8_t* row, int
     t = _mm256_fmadd_ps(q.q[3], _mm256_loadu_ps(xc + 24), t);
     acc[i][k] = F == QuantFormat::Int8 ? _mm256_add_ps(acc[i][k], t) : _mm256_fmadd_ps(t, scale, acc[i][k]);
     if constexpr (F == QuantFormat::Q4_0 || F == QuantFormat::Q4_1) offset[i][k] += q.offset * sums[i][c];
-  }
-}
-
-// Row r against M rows of x (x[i], sums[i]), written to out[i][r]; one row of x runs four
-// independent accumulator chains.
-template <QuantFormat F, int M>
-DTENSOR_AVX2 void row_group(const WeightRows& w, int64_t r, const float* const* x, const float* const* sums,
-                            float* const* out) {
-  constexpr int C = M == 1 ? 4 : 1;
-  const uint8_t* row = w.data + r * w.row_stride;
-  const int64_t chunks = w.cols / 32;
-  __m256 acc[M][C];
-  float offset[M][C];
-  for (int i = 0; i < M; ++i) {
-    for (int k = 0; k < C; ++k) acc[i][k] = _mm256_setzero_ps(), offset[i][k] = 0.0f;
-  }
-  int64_t c = 0;
-  for (; c + C <= chunks; c += C) {
-    for (int k = 0; k < C; ++k) chunk_step<F, M, C>(w, row, r, c + k, x, sums, k, acc, offset);
-  }
-  for (; c < chunks; ++c) chunk_step<F, M, C>(w, row, r, c, x, sums, 0, acc, offset);
-  for (int i = 0; i < M; ++i) {
-    __m256 total = acc[i][0];
-    float sum = offset[i][0];
-    for (int k = 1; k < C; ++k) total = _mm256_add_ps(total, acc[i][k]), sum += offset[i][k];
-    sum += horizontal_sum(total);
-    if constexpr (F == QuantFormat::Int8) {
-      for (int64_t j = chunks * 32; j < w.cols; ++j) sum += float(int8_t(row[j])) * x[i][j];
-      sum *= w.scales[r];
-    }
-    out[i][r] = sum;
   }
 }
 

@@ -1,17 +1,18 @@
 // The code the AVX2 and AVX-512 kernels share: the same source compiled once per instruction set.
 // Included by kernels_avx2.cpp and kernels_avx512.cpp only. Each first defines DTENSOR_QUANT_TARGET,
-// its target attribute, which every function here carries: a function inlines intrinsics only under
-// a target that includes theirs, and the AVX-512 code must stay inside attributed functions (GCC 12
-// miscompiles ordinary C++ compiled for AVX-512, so no file is compiled with -mavx512*). Each then
-// defines the two pieces that differ, declared below: block_dot (vpmaddubsw on AVX2, vpdpbusd on
-// AVX-512) and row_group (8 or 16 f32 lanes).
+// its target attribute, and DTENSOR_QUANT_F32, its f32 vector type. Every function here carries the
+// attribute: a function inlines intrinsics only under a target that includes theirs, and the AVX-512
+// code must stay inside attributed functions (GCC 12 miscompiles ordinary C++ compiled for AVX-512,
+// so no file is compiled with -mavx512*). Each file then defines the pieces that differ, declared
+// below: block_dot (vpmaddubsw on AVX2, vpdpbusd on AVX-512), chunk_step (four 8-lane or two 16-lane
+// vectors per chunk) and the f32 vector's operations.
 //
 // Everything is in an anonymous namespace on purpose: each file's instantiations keep internal
 // linkage, so the linker never merges an AVX-512 copy with the AVX2 one of the same name.
 #pragma once
 
-#if !defined(DTENSOR_QUANT_TARGET)
-#error "kernels_x86.hpp needs DTENSOR_QUANT_TARGET, the including file's target attribute"
+#if !defined(DTENSOR_QUANT_TARGET) || !defined(DTENSOR_QUANT_F32)
+#error "kernels_x86.hpp needs DTENSOR_QUANT_TARGET and DTENSOR_QUANT_F32 (the including file's target and vector)"
 #endif
 
 #include "tensor/quant/blocks.hpp"
@@ -28,10 +29,17 @@ namespace {
 template <QuantFormat F>
 DTENSOR_QUANT_TARGET inline __m256i block_dot(const uint8_t* block, __m256i xq, __m256i init);
 
-// Row r against M rows of f32 x (x[i], sums[i]), written to out[i][r].
-template <QuantFormat F, int M>
-DTENSOR_QUANT_TARGET void row_group(const WeightRows& w, int64_t r, const float* const* x, const float* const* sums,
-                                    float* const* out);
+// The f32 path's vector: __m256 (AVX2) or __m512 (AVX-512), with its zero, add and sum of lanes.
+using F32Vec = DTENSOR_QUANT_F32;
+DTENSOR_QUANT_TARGET inline F32Vec f32_zero();
+DTENSOR_QUANT_TARGET inline F32Vec f32_add(F32Vec a, F32Vec b);
+DTENSOR_QUANT_TARGET inline float f32_sum(F32Vec v);
+
+// Chunk c (32 elements) of one row against M rows of f32 x, into accumulator chain k.
+template <QuantFormat F, int M, int C>
+DTENSOR_QUANT_TARGET inline void chunk_step(const WeightRows& w, const uint8_t* row, int64_t r, int64_t c,
+                                            const float* const* x, const float* const* sums, int k, F32Vec (&acc)[M][C],
+                                            float (&offset)[M][C]);
 
 // The f16 at p broadcast to eight f32 lanes.
 DTENSOR_QUANT_TARGET inline __m256 f16_broadcast(const uint8_t* p) {
@@ -51,6 +59,37 @@ DTENSOR_QUANT_TARGET inline float horizontal_sum(__m256 v) {
   s = _mm_hadd_ps(s, s);
   s = _mm_hadd_ps(s, s);
   return _mm_cvtss_f32(s);
+}
+
+// Row r against M rows of x (x[i], sums[i]), written to out[i][r]; one row of x runs four
+// independent accumulator chains.
+template <QuantFormat F, int M>
+DTENSOR_QUANT_TARGET void row_group(const WeightRows& w, int64_t r, const float* const* x, const float* const* sums,
+                                    float* const* out) {
+  constexpr int C = M == 1 ? 4 : 1;
+  const uint8_t* row = w.data + r * w.row_stride;
+  const int64_t chunks = w.cols / 32;
+  F32Vec acc[M][C];
+  float offset[M][C];
+  for (int i = 0; i < M; ++i) {
+    for (int k = 0; k < C; ++k) acc[i][k] = f32_zero(), offset[i][k] = 0.0f;
+  }
+  int64_t c = 0;
+  for (; c + C <= chunks; c += C) {
+    for (int k = 0; k < C; ++k) chunk_step<F, M, C>(w, row, r, c + k, x, sums, k, acc, offset);
+  }
+  for (; c < chunks; ++c) chunk_step<F, M, C>(w, row, r, c, x, sums, 0, acc, offset);
+  for (int i = 0; i < M; ++i) {
+    F32Vec total = acc[i][0];
+    float sum = offset[i][0];
+    for (int k = 1; k < C; ++k) total = f32_add(total, acc[i][k]), sum += offset[i][k];
+    sum += f32_sum(total);
+    if constexpr (F == QuantFormat::Int8) {
+      for (int64_t j = chunks * 32; j < w.cols; ++j) sum += float(int8_t(row[j])) * x[i][j];
+      sum *= w.scales[r];
+    }
+    out[i][r] = sum;
+  }
 }
 
 // Rows [row_begin, row_end) against f32 x, up to four rows of x per row_group.
