@@ -91,22 +91,10 @@ DTENSOR_AVX2 inline void chunk_step(const WeightRows& w, const uint8_t* row, int
   }
 }
 
-// init + the products of a block's 32 weights with x's 32 int8 values, in 8 int32 lanes
-// (vpmaddubsw + vpmaddwd, which multiply unsigned by signed bytes): q4_0 / q4_1 nibbles are
-// unsigned already; q8_0's signed weights go in as |w| with x taking w's sign.
-template <QuantFormat F>
-DTENSOR_AVX2 inline __m256i block_dot(const uint8_t* block, __m256i xq, __m256i init) {
-  __m256i unsigned_part, signed_part = xq;
-  if constexpr (F == QuantFormat::Q8_0) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
-    unsigned_part = _mm256_sign_epi8(w, w);
-    signed_part = _mm256_sign_epi8(xq, w);
-  } else {
-    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + (F == QuantFormat::Q4_0 ? 2 : 4)));
-    unsigned_part = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
-  }
-  return _mm256_add_epi32(init,
-                          _mm256_madd_epi16(_mm256_maddubs_epi16(unsigned_part, signed_part), _mm256_set1_epi16(1)));
+// vpmaddubsw's int16 pair sums cannot saturate here: u <= 128 (|w|, or a nibble) and |s| <= 127 (x
+// rounded to q8_0), so a pair is at most 32512.
+DTENSOR_AVX2 inline __m256i u8_i8_dot(__m256i init, __m256i u, __m256i s) {
+  return _mm256_add_epi32(init, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
 }
 
 }  // namespace

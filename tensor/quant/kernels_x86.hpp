@@ -25,9 +25,8 @@
 namespace dtensor::quant {
 namespace {
 
-// init + the products of a block's 32 weights with x's 32 int8 values, in 8 int32 lanes.
-template <QuantFormat F>
-DTENSOR_QUANT_TARGET inline __m256i block_dot(const uint8_t* block, __m256i xq, __m256i init);
+// init + the products of 32 unsigned bytes u with 32 signed bytes s, summed in fours into 8 int32 lanes.
+DTENSOR_QUANT_TARGET inline __m256i u8_i8_dot(__m256i init, __m256i u, __m256i s);
 
 // The f32 path's vector: __m256 (AVX2) or __m512 (AVX-512), with its zero, add and sum of lanes.
 using F32Vec = DTENSOR_QUANT_F32;
@@ -115,6 +114,23 @@ DTENSOR_QUANT_TARGET void rows(const WeightRows& w, const Activations& a, int64_
       if (n == 1) row_group<F, 1>(w, r, x, sums, y);
     }
   }
+}
+
+// init + the products of a block's 32 weights with x's 32 int8 values, in 8 int32 lanes (u8_i8_dot
+// multiplies unsigned by signed bytes): q4_0 / q4_1 nibbles are unsigned already; q8_0's signed
+// weights go in as |w| with x taking w's sign.
+template <QuantFormat F>
+DTENSOR_QUANT_TARGET inline __m256i block_dot(const uint8_t* block, __m256i xq, __m256i init) {
+  __m256i unsigned_part, signed_part = xq;
+  if constexpr (F == QuantFormat::Q8_0) {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 2));
+    unsigned_part = _mm256_sign_epi8(w, w);
+    signed_part = _mm256_sign_epi8(xq, w);
+  } else {
+    const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + (F == QuantFormat::Q4_0 ? 2 : 4)));
+    unsigned_part = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(packed, 4), packed), _mm256_set1_epi8(15));
+  }
+  return u8_i8_dot(init, unsigned_part, signed_part);
 }
 
 // Block b of one row against M rows of x, into accumulator chain k.
