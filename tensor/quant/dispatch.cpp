@@ -69,10 +69,12 @@ void set_isa_override(std::optional<Isa> isa) { isa_override.store(isa ? int(*is
 
 RowsKernel rows_kernel(Isa isa, QuantFormat format) {
   switch (isa) {
+#if defined(__x86_64__)
     case Isa::Avx512:
       return avx512_rows_kernel(format);
     case Isa::Avx2:
       return avx2_rows_kernel(format);
+#endif
     default:
       return scalar_rows_kernel(format);
   }
@@ -80,10 +82,12 @@ RowsKernel rows_kernel(Isa isa, QuantFormat format) {
 
 Int8RowsKernel int8_rows_kernel(Isa isa, QuantFormat format) {
   switch (isa) {
+#if defined(__x86_64__)
     case Isa::Avx512:
       return avx512_int8_rows_kernel(format);
     case Isa::Avx2:
       return avx2_int8_rows_kernel(format);
+#endif
     default:
       return scalar_int8_rows_kernel(format);
   }
@@ -109,10 +113,12 @@ void quantize_activations_q8(const float* x, int64_t cols, int8_t* q, float* sca
 
 Int8DotKernel int8_dot_kernel(Isa isa) {
   switch (isa) {
+#if defined(__x86_64__)
     case Isa::Avx512:
       return avx512_int8_dot;
     case Isa::Avx2:
       return avx2_int8_dot;
+#endif
     default:
       return scalar_int8_dot;
   }

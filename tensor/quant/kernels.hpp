@@ -78,7 +78,8 @@ using Int8DotKernel = void (*)(const int8_t* xq, int64_t m, const int8_t* wq, in
                                int64_t row_begin, int64_t row_end, int32_t* acc, int64_t acc_stride);
 Int8DotKernel int8_dot_kernel(Isa isa);
 
-// The per-instruction-set tables (kernels_scalar.cpp, kernels_avx2.cpp, kernels_avx512.cpp).
+// The per-instruction-set tables (kernels_scalar.cpp, kernels_avx2.cpp, kernels_avx512.cpp; the last
+// two on x86-64 only, where host_isa() can be other than Scalar).
 RowsKernel scalar_rows_kernel(QuantFormat format);
 RowsKernel avx2_rows_kernel(QuantFormat format);
 RowsKernel avx512_rows_kernel(QuantFormat format);
