@@ -22,10 +22,14 @@ void check_inference(const Tensor& t, const std::string& module, const char* wha
 // The input as a DTensor with `target` placements (ValueError when it is plain: the module's
 // strategy was not applied, as the f32 Linear says).
 DTensor prepared_input(const Value& x, const QuantizedWeight& w, const Placements& target, const std::string& module) {
-  check<ValueError>(x.is_distributed(), module.c_str(),
-                    "the input is a plain tensor but the quantized weight is a {}; a parallel strategy's prepare_input "
-                    "makes the input a DTensor",
-                    w.describe());
+  // Not check(): its message arguments are built even when it passes, and this runs per token.
+  if (!x.is_distributed()) {
+    fail<ValueError>(
+        module.c_str(),
+        "the input is a plain tensor but the quantized weight is a {}; a parallel strategy's prepare_input "
+        "makes the input a DTensor",
+        w.describe());
+  }
   const DTensor& d = x.dtensor();
   return d.placements() == target ? d : d.redistribute(target);
 }
@@ -120,8 +124,10 @@ Value quantized_linear_value(const Value& x, const QuantizedWeight& w, const Val
   const Tensor no_bias;
   const Tensor& b = bias != nullptr ? bias->local() : no_bias;
   if (!w.distributed()) {
-    check<ValueError>(!x.is_distributed(), module.c_str(),
-                      "the input is a DTensor ({}) but the quantized weight is a plain tensor", x.describe());
+    if (x.is_distributed()) {
+      fail<ValueError>(module.c_str(), "the input is a DTensor ({}) but the quantized weight is a plain tensor",
+                       x.describe());
+    }
     return quantized_linear(x.tensor(), w.local, w.kernel, b);
   }
   const Placement split = weight_split(w);
@@ -140,8 +146,10 @@ Value quantized_linear_value(const Value& x, const QuantizedWeight& w, const Val
 
 Value quantized_embedding_value(const Value& ids, const QuantizedWeight& w, const std::string& module) {
   if (!w.distributed()) {
-    check<ValueError>(!ids.is_distributed(), module.c_str(),
-                      "the ids are a DTensor ({}) but the quantized weight is a plain tensor", ids.describe());
+    if (ids.is_distributed()) {
+      fail<ValueError>(module.c_str(), "the ids are a DTensor ({}) but the quantized weight is a plain tensor",
+                       ids.describe());
+    }
     return w.local.dequantize_rows(ids.tensor());
   }
   const DTensor in = prepared_input(ids, w, {Replicate()}, module);

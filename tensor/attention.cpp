@@ -170,11 +170,13 @@ void check_attention_args(const Tensor& q, const Tensor& k, const Tensor& v) {
     check_same_device(q, *t, op, "q", name);
     detail::check_floating(*t, op, name);
     detail::check_same_dtype(q, *t, op, "q", name);
-    check<ShapeError>(t->dim() == 3, op, "{} must be 3-D [tokens, heads, head_dim], got shape {}", name,
-                      shape_str(t->shape()));
+    // Not check() where the message formats shapes: its arguments are built even when it passes,
+    // and attention runs per layer per token.
+    if (t->dim() != 3)
+      fail<ShapeError>(op, "{} must be 3-D [tokens, heads, head_dim], got shape {}", name, shape_str(t->shape()));
   }
-  check<ShapeError>(k.shape() == v.shape(), op, "k {} and v {} must have the same shape", shape_str(k.shape()),
-                    shape_str(v.shape()));
+  if (k.shape() != v.shape())
+    fail<ShapeError>(op, "k {} and v {} must have the same shape", shape_str(k.shape()), shape_str(v.shape()));
   check<ShapeError>(q.size(2) == k.size(2), op, "q's head_dim {} differs from k's {}", q.size(2), k.size(2));
   check<ShapeError>(k.size(0) >= q.size(0), op, "k holds {} positions, fewer than the {} queries", k.size(0),
                     q.size(0));
@@ -222,11 +224,13 @@ Tensor apply_rotary(const Tensor& x, const RotaryTables& tables) {
   detail::check_floating(x, op, "x");
   detail::check_same_dtype(x, tables.cos, op, "x", "cos");
   detail::check_same_dtype(x, tables.sin, op, "x", "sin");
-  check<ShapeError>(x.dim() == 3, op, "x must be 3-D [tokens, heads, head_dim], got shape {}", shape_str(x.shape()));
+  // Not check() where the message formats shapes (see check_attention_args).
+  if (x.dim() != 3) fail<ShapeError>(op, "x must be 3-D [tokens, heads, head_dim], got shape {}", shape_str(x.shape()));
   const Shape table_shape = {x.size(0), x.size(2)};
-  check<ShapeError>(tables.cos.shape() == table_shape && tables.sin.shape() == table_shape, op,
-                    "cos {} and sin {} must be [tokens, head_dim] = {} for x {}", shape_str(tables.cos.shape()),
-                    shape_str(tables.sin.shape()), shape_str(table_shape), shape_str(x.shape()));
+  if (tables.cos.shape() != table_shape || tables.sin.shape() != table_shape) {
+    fail<ShapeError>(op, "cos {} and sin {} must be [tokens, head_dim] = {} for x {}", shape_str(tables.cos.shape()),
+                     shape_str(tables.sin.shape()), shape_str(table_shape), shape_str(x.shape()));
+  }
   check<ShapeError>(x.size(2) % 2 == 0, op, "head_dim must be even, got {}", x.size(2));
   if (on_device(x)) return device_kernels(x, "apply_rotary").apply_rotary(x, tables.cos, tables.sin);
   detail::check_cpu(x, op, "x");

@@ -125,15 +125,17 @@ void check_arguments(const Tensor& x, const QuantizedMatrix& w, const QuantOptio
   check<ValueError>(w.defined(), kOp, "weight is an undefined quantized matrix");
   check<DTypeError>(x.dtype() == DType::F32 || x.dtype() == DType::BF16, kOp, "x must be f32 or bf16, got {}",
                     dtype_name(x.dtype()));
-  check<ShapeError>(x.dim() >= 1 && x.size(-1) == w.cols(), kOp, "x {} does not end in the weight's in features {}",
-                    shape_str(x.shape()), w.cols());
+  // Not check() where the message formats a shape: its arguments are built even when it passes,
+  // and this runs for every Linear of every token.
+  if (x.dim() < 1 || x.size(-1) != w.cols())
+    fail<ShapeError>(kOp, "x {} does not end in the weight's in features {}", shape_str(x.shape()), w.cols());
   check<ValueError>(options.outlier_threshold >= 0.0 && std::isfinite(options.outlier_threshold), kOp,
                     "outlier_threshold must be finite and >= 0, got {}", options.outlier_threshold);
   check<ValueError>(options.outlier_threshold == 0.0 || w.format() == QuantFormat::Int8, kOp,
                     "outlier_threshold applies to int8 weights only, not {}", quant_format_name(w.format()));
   if (bias.defined()) {
-    check<ShapeError>(bias.dim() == 1 && bias.size(0) == w.rows(), kOp, "bias {} must be [{}]", shape_str(bias.shape()),
-                      w.rows());
+    if (bias.dim() != 1 || bias.size(0) != w.rows())
+      fail<ShapeError>(kOp, "bias {} must be [{}]", shape_str(bias.shape()), w.rows());
     check<DTypeError>(bias.dtype() == x.dtype(), kOp, "bias dtype {} differs from x's {}", dtype_name(bias.dtype()),
                       dtype_name(x.dtype()));
     check<DeviceError>(bias.device() == x.device(), kOp, "bias on {} but x on {}", bias.device(), x.device());
