@@ -3,6 +3,7 @@
 #include "io/gguf.hpp"
 
 #include "tensor/half.hpp"
+#include "tensor/quant/blocks.hpp"
 
 #include <cstring>
 
@@ -49,34 +50,9 @@ float f16(const std::byte* p) {
 
 constexpr int64_t kQK = 256;  // elements per K-quant super-block
 
-void dequantize_q8_0(const std::byte* src, int64_t blocks, float* dst) {
-  for (int64_t b = 0; b < blocks; ++b, src += 34, dst += 32) {
-    const float d = f16(src);
-    const auto* qs = reinterpret_cast<const int8_t*>(src + 2);
-    for (int j = 0; j < 32; ++j) dst[j] = float(qs[j]) * d;
-  }
-}
-
-void dequantize_q4_0(const std::byte* src, int64_t blocks, float* dst) {
-  for (int64_t b = 0; b < blocks; ++b, src += 18, dst += 32) {
-    const float d = f16(src);
-    const auto* qs = reinterpret_cast<const uint8_t*>(src + 2);
-    for (int j = 0; j < 16; ++j) {
-      dst[j] = float((qs[j] & 0xF) - 8) * d;
-      dst[j + 16] = float((qs[j] >> 4) - 8) * d;
-    }
-  }
-}
-
-void dequantize_q4_1(const std::byte* src, int64_t blocks, float* dst) {
-  for (int64_t b = 0; b < blocks; ++b, src += 20, dst += 32) {
-    const float d = f16(src), m = f16(src + 2);
-    const auto* qs = reinterpret_cast<const uint8_t*>(src + 4);
-    for (int j = 0; j < 16; ++j) {
-      dst[j] = float(qs[j] & 0xF) * d + m;
-      dst[j + 16] = float(qs[j] >> 4) * d + m;
-    }
-  }
+// Q8_0 / Q4_0 / Q4_1: the quantized kernels' formats (same bytes), decoded by their reference.
+void ggml_blocks(QuantFormat format, const std::byte* src, int64_t blocks, float* dst) {
+  quant::dequantize_row(format, reinterpret_cast<const uint8_t*>(src), nullptr, blocks * quant::kGgmlBlock, dst);
 }
 
 // The 6-bit scale and min of sub-block j packed in the 12 scale bytes of Q4_K / Q5_K.
@@ -187,14 +163,11 @@ void dequantize_blocks(GgmlType type, const std::byte* src, int64_t blocks, floa
       }
       return;
     case GgmlType::Q8_0:
-      dequantize_q8_0(src, blocks, dst);
-      return;
+      return ggml_blocks(QuantFormat::Q8_0, src, blocks, dst);
     case GgmlType::Q4_0:
-      dequantize_q4_0(src, blocks, dst);
-      return;
+      return ggml_blocks(QuantFormat::Q4_0, src, blocks, dst);
     case GgmlType::Q4_1:
-      dequantize_q4_1(src, blocks, dst);
-      return;
+      return ggml_blocks(QuantFormat::Q4_1, src, blocks, dst);
     case GgmlType::Q4_K:
       dequantize_k4_k5(src, blocks, dst, false);
       return;

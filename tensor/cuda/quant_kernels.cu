@@ -4,6 +4,7 @@
 // matrix is made.
 #include "tensor/cuda/kernel_common.cuh"
 #include "tensor/cuda/quant_launch.hpp"
+#include "tensor/quant/nf4_codes.hpp"
 
 namespace dtensor::cuda::kernels {
 
@@ -13,22 +14,7 @@ constexpr int kWarp = 32;
 constexpr int kWarpsPerBlock = 8;
 constexpr int kRowsOfX = 8;
 
-__constant__ float kNF4[16] = {-1.0f,
-                               -0.6961928009986877f,
-                               -0.5250730514526337f,
-                               -0.39491748809814453f,
-                               -0.28444138169288635f,
-                               -0.18477343022823334f,
-                               -0.09105003625154495f,
-                               0.0f,
-                               0.07958029955625534f,
-                               0.16093020141124725f,
-                               0.24611230194568634f,
-                               0.33791524171829224f,
-                               0.44070982933044434f,
-                               0.5626170039176941f,
-                               0.7229568362236023f,
-                               1.0f};
+__constant__ float kNF4[16] = {DTENSOR_NF4_CODES};
 
 __device__ __forceinline__ float f16_at(const uint8_t* p) {
   return __half2float(__ushort_as_half(uint16_t(p[0] | (uint16_t(p[1]) << 8))));

@@ -1,4 +1,5 @@
 #include "tensor/quant/blocks.hpp"
+#include "tensor/quant/nf4_codes.hpp"
 
 #include "tensor/half.hpp"
 
@@ -9,24 +10,7 @@
 
 namespace dtensor {
 
-const float kNF4Codes[16] = {
-    -1.0f,
-    -0.6961928009986877f,
-    -0.5250730514526337f,
-    -0.39491748809814453f,
-    -0.28444138169288635f,
-    -0.18477343022823334f,
-    -0.09105003625154495f,
-    0.0f,
-    0.07958029955625534f,
-    0.16093020141124725f,
-    0.24611230194568634f,
-    0.33791524171829224f,
-    0.44070982933044434f,
-    0.5626170039176941f,
-    0.7229568362236023f,
-    1.0f,
-};
+const float kNF4Codes[16] = {DTENSOR_NF4_CODES};
 
 }  // namespace dtensor
 
@@ -137,7 +121,7 @@ int64_t row_bytes(QuantFormat format, int64_t cols) {
     case QuantFormat::NF4:
       return cols / 2;
     default:
-      return cols / kGgmlBlock * quant_block_bytes(format);
+      return cols / kGgmlBlock * block_bytes_of(format);
   }
 }
 
@@ -148,7 +132,7 @@ int64_t row_scales(QuantFormat format, int64_t cols) {
 }
 
 void quantize_row(QuantFormat format, const float* x, int64_t cols, uint8_t* data, float* scales) {
-  const int64_t block_bytes = quant_block_bytes(format);
+  const int64_t block_bytes = block_bytes_of(format);
   switch (format) {
     case QuantFormat::Int8:
       return quantize_int8(x, cols, data, scales);
@@ -168,7 +152,7 @@ void quantize_row(QuantFormat format, const float* x, int64_t cols, uint8_t* dat
 }
 
 void dequantize_row(QuantFormat format, const uint8_t* data, const float* scales, int64_t cols, float* out) {
-  const int64_t block_bytes = quant_block_bytes(format);
+  const int64_t block_bytes = block_bytes_of(format);
   switch (format) {
     case QuantFormat::Int8:
       for (int64_t j = 0; j < cols; ++j) out[j] = float(int8_t(data[j])) * scales[0];
